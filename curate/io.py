@@ -1,0 +1,79 @@
+"""Atomic, deterministic file writes and the Parquet format of every stage.
+
+Every file is written to a temporary name in the same folder and renamed into place, so a run
+killed half-way never leaves a half-written file that a later run would read as complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Deterministic JSON: sorted keys, UTF-8 (Chinese stays readable), trailing newline."""
+    return write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True, default=_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _default(o: Any) -> Any:
+    if hasattr(o, "item"):  # numpy scalars
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o)}")
+
+
+def write_parquet(path: str | os.PathLike, df: pd.DataFrame) -> Path:
+    """Write ``df`` as Parquet through HF datasets (so ``datasets.load_dataset('parquet', …)`` reads it).
+
+    The index is dropped and the row order kept, so equal frames give equal bytes.
+    """
+    from datasets import Dataset
+
+    ds = Dataset.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    with atomic_path(path) as tmp:
+        ds.to_parquet(str(tmp))
+    return Path(path)
+
+
+def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
