@@ -1,0 +1,501 @@
+"""Parse stage: every row of every downloaded file becomes a record, or a quarantined row with a reason.
+
+The format of a file is told by its content, not its name (``belle/dev1K.json`` is JSON lines):
+
+* first non-blank character ``[``: a JSON array. Strict ``json.loads`` first (fast); if that fails,
+  a tolerant reader decodes the array value by value (``JSONDecoder.raw_decode``), skipping separators,
+  noting repairs (trailing comma, missing ``]``), quarantining each fragment it cannot decode with its
+  line, column and byte offset, and resyncing at the next ``{"`` that begins an object.
+* anything else: a stream of JSON values (JSON lines, or objects one after another). A fragment that
+  cannot be decoded is quarantined and reading resumes at the next line that starts with ``{``. A
+  stream holding a single object is either SQuAD-format data (``data[].paragraphs[].qas[]``), a single
+  row, or quarantined as ``unknown_top_level_object``.
+
+Row schemas (the ``schema`` counted in stats):
+
+* ``alpaca`` — ``instruction``/``input``/``output``, flags ``+no_input`` (no ``input`` key → ""),
+  ``+history`` (``history`` key), ``+en`` (``en_*`` originals). Keys other than the three texts and
+  ``history`` are kept in ``extra`` as they are.
+* ``seed_task`` — BELLE seed tasks: ``instruction`` + ``instances[{input, output}]``; one record per
+  instance; ``extra`` has ``seed_id``, ``seed_name``, ``is_classification``, ``instance`` (its index)
+  and ``line`` (JSON lines, 1-based) or ``item`` (arrays, 0-based) of the seed task.
+* ``turns`` — ``input``/``output`` are lists of turns (Chinese-Vicuna chat): the last pair is the
+  record, the earlier pairs its ``history``.
+* ``squad`` — one record per question: instruction = question, input = context, output = first
+  answer; ``extra`` has ``qa_id``, ``title``, ``article_id``, ``paragraph_id``, ``answer_start`` and any
+  different further answers.
+
+Values: text is kept exactly as in the file (normalising is a later stage). ``None`` → "", numbers and
+booleans → their JSON spelling (``42``, ``1.5``, ``true``). A list or object where text is expected is
+quarantined as ``wrong_type``: guessing how to flatten structure would invent text. ``history`` is a
+list of ``[query, response]`` pairs, or a string holding one as JSON (``""`` → no history); a history
+that cannot be read so is kept verbatim in ``extra["history_raw"]``.
+
+Units and ledger: a unit is one would-be record (a row; an instance of a seed task; a SQuAD question;
+an undecodable fragment). ``n_in == len(records) + len(quarantine)`` for every file, and ``row`` is the
+running unit index, so it is unique within a file. Quarantined units are records too (texts salvaged
+where they were strings) with ``extra["raw"]`` holding the raw value or fragment, plus ``reason`` and
+a ``detail`` naming source/file, row, position and a short excerpt.
+
+Positions: ``item`` is the 0-based array index; ``line``/``col`` are 1-based as editors show them;
+``byte`` is the 0-based offset in the file (a stripped UTF-8 BOM counted). Arrays that parse
+strictly give only ``item`` (``json.loads`` keeps no positions); the tolerant reader and streams give all.
+
+Only a file that cannot be read at all (missing, not UTF-8) raises :class:`ParseError`.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from .records import RECORD_COLUMNS, StageResult, drop_frame, empty_drops, make_record, records_frame
+
+STAGE = "parse"
+TEXT_FIELDS = ("instruction", "input", "output")
+ROW_KEYS = frozenset({"instruction", "input", "output", "instances", "history"})
+EXCERPT_CHARS = 80
+N_EXAMPLES = 3
+BOM = "\ufeff"
+
+_WS = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+# Resync points. In an array: a `{"` after a separator or a line break. A literal `{"` cannot occur
+# inside a well-formed JSON string (the quote would be escaped), so this rarely lands mid-string.
+_RESYNC_ARRAY = re.compile(r'[,\[\n][ \t\r\n]*(\{[ \t\r\n]*")')
+# In a stream (JSON lines): the next line that starts with `{`.
+_RESYNC_LINE = re.compile(r"\n[ \t\r]*(\{)")
+_TRAILING_CLOSE = re.compile(r"\][ \t\r\n]*\Z")
+
+
+class ParseError(ValueError):
+    """A whole file could not be read at all (missing, not UTF-8). The message names the file."""
+
+
+@dataclass
+class ParseResult:
+    records: list[dict]
+    quarantine: list[dict]  # record dicts plus "reason" and "detail"
+    n_in: int
+    format: str = ""  # json_array, json_lines, squad, json_object, empty
+    schemas: dict[str, int] = field(default_factory=dict)  # row schema -> records kept
+    repairs: list[dict] = field(default_factory=list)  # what the tolerant reader fixed, with where
+
+
+class _WrongType(Exception):
+    def __init__(self, key: str, value: Any):
+        super().__init__(f"field {key!r} is a {type(value).__name__}, expected text")
+
+
+def _text(value: Any, key: str) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, (bool, int, float)):
+        return json.dumps(value)  # true / 42 / 1.5: the value as JSON spells it
+    raise _WrongType(key, value)
+
+
+def _history(value: Any) -> tuple[list[list[str]], Any]:
+    """(pairs, raw): raw is the original value when it could not be read as [query, response] pairs."""
+    if value is None or value == "" or value == []:
+        return [], None
+    parsed = value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return [], value
+    if isinstance(parsed, list) and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in parsed
+    ):
+        return [list(p) for p in parsed], None
+    return [], value
+
+
+def _safe(s: str) -> str:
+    """Lone surrogates (from JSON escapes like "\\ud83d") cannot be written as UTF-8: spell them out."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class _Locator:
+    """Character offset → line, column, byte offset in the file; incremental because offsets rise."""
+
+    def __init__(self, text: str, byte_offset: int):
+        self.text, self.byte_offset = text, byte_offset
+        self._reset()
+
+    def _reset(self) -> None:
+        self.pos, self.line, self.line_start, self.byte = 0, 1, 0, 0
+
+    def at(self, pos: int) -> dict[str, int]:
+        if pos < self.pos:
+            self._reset()
+        seg = self.text[self.pos:pos]
+        nl = seg.count("\n")
+        if nl:
+            self.line += nl
+            self.line_start = self.pos + seg.rindex("\n") + 1
+        self.byte += len(seg.encode("utf-8", "surrogatepass"))
+        self.pos = pos
+        return {"line": self.line, "col": pos - self.line_start + 1, "byte": self.byte + self.byte_offset}
+
+
+def _fmt_loc(loc: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in loc.items())
+
+
+class _FileParser:
+    def __init__(self, path: Path, source: str, rel: str):
+        self.path, self.source, self.rel = path, source, rel
+        self.records: list[dict] = []
+        self.quarantine: list[dict] = []
+        self.schemas: Counter = Counter()
+        self.repairs: list[dict] = []
+        self.n = 0  # running unit index = the record's row
+        self.format = ""
+
+    # ---- outcomes --------------------------------------------------------------------------------
+    def keep(self, schema: str, loc: dict, instruction: str, input: str, output: str,
+             history: list | None, extra: dict, raw: Any) -> None:
+        try:
+            rec = make_record(self.source, self.rel, self.n, instruction, input, output, history, extra)
+            rec["history"].encode("utf-8")
+            rec["extra"].encode("utf-8")
+        except UnicodeEncodeError as e:
+            self.drop("invalid_unicode", f"text holds a lone surrogate ({e.reason})", raw, loc)
+            return
+        self.records.append(rec)
+        self.schemas[schema] += 1
+        self.n += 1
+
+    def drop(self, reason: str, msg: str, raw: Any, loc: dict, fragment: bool = False) -> None:
+        """Quarantine one unit; ``raw`` is the decoded value, or (``fragment``) the undecodable text."""
+        raw_text = _safe(raw if fragment else json.dumps(raw, ensure_ascii=False))
+        texts = {k: _safe(raw[k]) if isinstance(raw, dict) and isinstance(raw.get(k), str) else ""
+                 for k in TEXT_FIELDS}
+        rec = make_record(self.source, self.rel, self.n, texts["instruction"], texts["input"], texts["output"],
+                          None, {"raw": raw_text, **loc})
+        rec["reason"] = reason
+        rec["detail"] = (f"{self.source}/{self.rel} row {self.n} ({_fmt_loc(loc)}): {msg}; "
+                         f"raw: {raw_text[:EXCERPT_CHARS]!r}")
+        self.quarantine.append(rec)
+        self.n += 1
+
+    def repair(self, kind: str, loc: dict) -> None:
+        self.repairs.append({"kind": kind, **loc})
+
+    # ---- one decoded value -----------------------------------------------------------------------
+    def value(self, v: Any, loc: dict) -> None:
+        if not isinstance(v, dict):
+            self.drop("not_an_object", f"row is a JSON {type(v).__name__}, not an object", v, loc)
+        elif "instances" in v:
+            self.seed_task(v, loc)
+        elif isinstance(v.get("input"), list) and isinstance(v.get("output"), list):
+            self.turns(v, loc)
+        else:
+            self.alpaca(v, loc)
+
+    def alpaca(self, v: dict, loc: dict, schema: str | None = None, extra: dict | None = None) -> None:
+        try:
+            instruction, input, output = (_text(v.get(k), k) for k in TEXT_FIELDS)
+        except _WrongType as e:
+            self.drop("wrong_type", str(e), v, loc)
+            return
+        if not instruction and not output:
+            self.drop("missing_instruction_and_output",
+                      f"no instruction and no output (keys: {', '.join(sorted(map(str, v)))})", v, loc)
+            return
+        history, history_raw = _history(v.get("history"))
+        ex = dict(extra or {})
+        ex.update((k, val) for k, val in v.items() if k not in TEXT_FIELDS and k != "history")
+        if history_raw is not None:
+            ex["history_raw"] = history_raw
+        if schema is None:
+            flags = [f for f, on in (("en", any(str(k).startswith("en_") for k in v)),
+                                     ("history", "history" in v), ("no_input", "input" not in v)) if on]
+            schema = "+".join(["alpaca", *flags])
+        self.keep(schema, loc, instruction, input, output, history, ex, v)
+
+    def seed_task(self, v: dict, loc: dict) -> None:
+        instances = v["instances"]
+        if not isinstance(instances, list):
+            self.drop("wrong_type", f"'instances' is a {type(instances).__name__}, expected a list", v, loc)
+            return
+        if not instances:
+            self.drop("no_instances", "seed task with an empty 'instances' list", v, loc)
+            return
+        seed = {"seed_id": v.get("id"), "seed_name": v.get("name"), "is_classification": v.get("is_classification")}
+        seed.update((k, val) for k, val in v.items()
+                    if k not in ("id", "name", "is_classification", "instruction", "instances"))
+        for k, inst in enumerate(instances):
+            iloc = {**loc, "instance": k}
+            if not isinstance(inst, dict):
+                self.drop("not_an_object", f"instance {k} is a JSON {type(inst).__name__}, not an object",
+                          {"instruction": v.get("instruction"), "instance": inst}, iloc)
+                continue
+            row = {"instruction": v.get("instruction"), "input": inst.get("input"), "output": inst.get("output")}
+            extra = {**seed, **{k2: val for k2, val in loc.items() if k2 in ("line", "item")}, "instance": k}
+            extra.update((f"instance_{k2}", val) for k2, val in inst.items() if k2 not in ("input", "output"))
+            self.alpaca(row, iloc, schema="seed_task", extra=extra)
+
+    def turns(self, v: dict, loc: dict) -> None:
+        ins, outs = v["input"], v["output"]
+        for key, turns in (("input", ins), ("output", outs)):
+            for t in turns:
+                if not isinstance(t, str):
+                    self.drop("wrong_type", f"a turn of {key!r} is a {type(t).__name__}, expected text", v, loc)
+                    return
+        if not ins or len(ins) != len(outs):
+            self.drop("unpaired_turns", f"{len(ins)} input turns but {len(outs)} output turns", v, loc)
+            return
+        history = [[q, a] for q, a in zip(ins[:-1], outs[:-1])]
+        extra = {k: val for k, val in v.items() if k not in ("input", "output")}
+        extra["turns"] = len(ins)
+        row = {"instruction": ins[-1], "input": "", "output": outs[-1]}
+        try:
+            instruction, input, output = (_text(row[k], k) for k in TEXT_FIELDS)
+        except _WrongType as e:  # pragma: no cover - turns are checked to be str above
+            self.drop("wrong_type", str(e), v, loc)
+            return
+        if not instruction and not output:
+            self.drop("missing_instruction_and_output", "last turn has no input and no output", v, loc)
+            return
+        self.keep("turns", loc, instruction, input, output, history, extra, v)
+
+    def squad(self, doc: dict) -> None:
+        for ai, art in enumerate(doc["data"]):
+            aloc = {"article": ai}
+            if not isinstance(art, dict) or not isinstance(art.get("paragraphs"), list):
+                self.drop("wrong_type", f"data[{ai}] is not an object with a 'paragraphs' list", art, aloc)
+                continue
+            for pi, para in enumerate(art["paragraphs"]):
+                ploc = {**aloc, "paragraph": pi}
+                if not isinstance(para, dict) or not isinstance(para.get("qas"), list):
+                    self.drop("wrong_type", f"data[{ai}].paragraphs[{pi}] is not an object with a 'qas' list",
+                              para, ploc)
+                    continue
+                for qi, qa in enumerate(para["qas"]):
+                    qloc = {**ploc, "question": qi}
+                    if not isinstance(qa, dict):
+                        self.drop("not_an_object", f"question {qi} is a JSON {type(qa).__name__}", qa, qloc)
+                        continue
+                    answers = qa.get("answers") or []
+                    first = answers[0] if isinstance(answers, list) and answers else {}
+                    if not isinstance(first, dict):
+                        self.drop("wrong_type", "first answer is not an object", qa, qloc)
+                        continue
+                    raw = {"question": qa.get("question"), "context": para.get("context"), "answer": first.get("text")}
+                    try:
+                        question = _text(qa.get("question"), "question")
+                        context = _text(para.get("context"), "context")
+                        answer = _text(first.get("text"), "answers[0].text")
+                    except _WrongType as e:
+                        self.drop("wrong_type", str(e), raw, qloc)
+                        continue
+                    if not question and not answer:
+                        self.drop("missing_instruction_and_output", "question and answer both empty", raw, qloc)
+                        continue
+                    extra = {"qa_id": qa.get("id"), "title": art.get("title"), "article_id": art.get("id"),
+                             "paragraph_id": para.get("id"), "answer_start": first.get("answer_start")}
+                    others = []
+                    for a in answers[1:] if isinstance(answers, list) else []:
+                        t = a.get("text") if isinstance(a, dict) else a
+                        if t != answer and t not in others:
+                            others.append(t)
+                    if others:
+                        extra["other_answers"] = others
+                    extra.update((k, val) for k, val in qa.items() if k not in ("id", "question", "answers"))
+                    self.keep("squad", qloc, question, context, answer, None, extra, raw)
+
+    # ---- readers ---------------------------------------------------------------------------------
+    def parse_text(self, text: str, byte_offset: int) -> None:
+        start = _WS.match(text).end()
+        if start >= len(text):
+            self.format = "empty"
+            return
+        if text[start] == "[":
+            self.format = "json_array"
+            try:
+                items = json.loads(text)
+            except ValueError:
+                self.tolerant_array(text, start, _Locator(text, byte_offset))
+                return
+            for i, item in enumerate(items):
+                self.value(item, {"item": i})
+        else:
+            self.stream(text, start, _Locator(text, byte_offset))
+
+    def tolerant_array(self, text: str, start: int, where: _Locator) -> None:
+        n, pos, item = len(text), start + 1, 0
+        while True:
+            pos = _WS.match(text, pos).end()
+            if pos >= n:
+                self.repair("missing_close_bracket", where.at(pos))
+                return
+            c = text[pos]
+            if c == ",":  # separators are skipped; one right before "]" is the trailing-comma defect
+                nxt = _WS.match(text, pos + 1).end()
+                if nxt < n and text[nxt] == "]":
+                    self.repair("trailing_comma", where.at(pos))
+                pos += 1
+                continue
+            if c == "]":
+                end = _WS.match(text, pos + 1).end()
+                if end < n:
+                    self.drop("junk_after_array", "text after the closing ']' of the array",
+                              text[end:], {"item": item, **where.at(end)}, fragment=True)
+                return
+            try:
+                value, end = _DECODER.raw_decode(text, pos)
+            except json.JSONDecodeError as e:
+                m = _RESYNC_ARRAY.search(text, pos + 1)
+                stop = m.start(1) if m else n
+                frag = text[pos:stop].rstrip().removesuffix(",")  # the separator is not the element's
+                loc = {"item": item, **where.at(pos)}
+                err = where.at(e.pos)
+                closed = None
+                if not m:  # a well-formed "]" closing the file is not part of the broken element
+                    closed = _TRAILING_CLOSE.search(frag)
+                    frag = frag[:closed.start()] if closed else frag
+                self.drop("invalid_json", f"cannot decode ({e.msg} at line {err['line']} col {err['col']})",
+                          frag, loc, fragment=True)
+                if not m and not closed:
+                    self.repair("missing_close_bracket", where.at(n))
+                item += 1
+                pos = stop
+                if not m:
+                    return
+                continue
+            self.value(value, {"item": item, **where.at(pos)})
+            item += 1
+            pos = end
+
+    def stream(self, text: str, start: int, where: _Locator) -> None:
+        n, pos = len(text), start
+        events: list[tuple[str, Any, int]] = []  # decoded values and broken fragments, in file order
+        while True:
+            pos = _WS.match(text, pos).end()
+            if pos >= n:
+                break
+            try:
+                value, end = _DECODER.raw_decode(text, pos)
+            except json.JSONDecodeError as e:
+                m = _RESYNC_LINE.search(text, pos + 1)
+                stop = m.start(1) if m else n
+                events.append(("fragment", (text[pos:stop].rstrip(), e), pos))
+                pos = stop
+                continue
+            events.append(("value", value, pos))
+            pos = end
+        if len(events) == 1 and events[0][0] == "value" and isinstance(events[0][1], dict) \
+                and not ROW_KEYS & events[0][1].keys():
+            doc = events[0][1]
+            data = doc.get("data")
+            if isinstance(data, list) and all(isinstance(a, dict) and "paragraphs" in a for a in data[:1]):
+                self.format = "squad"
+                self.squad(doc)
+            else:
+                self.format = "json_object"
+                keys = ", ".join(sorted(map(str, doc))[:10])
+                self.drop("unknown_top_level_object",
+                          f"top-level JSON object (keys: {keys}) is neither a row nor SQuAD-format data",
+                          doc, where.at(events[0][2]))
+            return
+        self.format = "json_lines"
+        for kind, payload, at in events:
+            loc = where.at(at)
+            if kind == "value":
+                self.value(payload, loc)
+            else:
+                frag, e = payload
+                err = where.at(e.pos)
+                self.drop("invalid_json", f"cannot decode ({e.msg} at line {err['line']} col {err['col']})",
+                          frag, loc, fragment=True)
+
+    def result(self) -> ParseResult:
+        return ParseResult(self.records, self.quarantine, self.n, self.format,
+                           dict(sorted(self.schemas.items())), self.repairs)
+
+
+def parse_file(path: Path, source: str, rel: str) -> ParseResult:
+    """Parse one file of ``source`` (``rel``: its path inside the source's folder, the records' ``file``)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ParseError(f"{source}/{rel}: cannot read {path}: {e}") from e
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ParseError(f"{source}/{rel}: not valid UTF-8 at byte {e.start} ({path})") from e
+    offset = 0
+    if text.startswith(BOM):
+        text, offset = text[1:], len(BOM.encode("utf-8"))
+    p = _FileParser(path, source, rel)
+    p.parse_text(text, offset)
+    res = p.result()
+    assert res.n_in == len(res.records) + len(res.quarantine)
+    return res
+
+
+def parse_files(files: list[dict]) -> StageResult:
+    """Parse ``files`` (dicts with ``source``, ``file``, ``path``) in the given order.
+
+    kept: all records, by file then row. dropped: the quarantine (stage "parse", reason, detail).
+    stats: ``in``/``kept``/``quarantined`` totals, ``files`` ({"source/file": {in, kept, quarantined,
+    format, schema, repairs}}), ``schemas`` (records per row schema), ``formats`` (files per format),
+    ``reasons`` and ``examples`` (≤3 per reason).
+    """
+    records: list[dict] = []
+    quarantine: list[dict] = []
+    per_file: dict[str, dict] = {}
+    schemas: Counter = Counter()
+    formats: Counter = Counter()
+    n_in = 0
+    for f in tqdm(files, desc="parse", unit="file", disable=None):
+        res = parse_file(Path(f["path"]), f["source"], f["file"])
+        key = f"{f['source']}/{f['file']}"
+        per_file[key] = {"in": res.n_in, "kept": len(res.records), "quarantined": len(res.quarantine),
+                         "format": res.format, "schema": ", ".join(res.schemas), "repairs": res.repairs}
+        schemas.update(res.schemas)
+        formats[res.format] += 1
+        records.extend(res.records)
+        quarantine.extend(res.quarantine)
+        n_in += res.n_in
+
+    kept = records_frame(records)
+    if quarantine:
+        qdf = records_frame([{k: q[k] for k in RECORD_COLUMNS} for q in quarantine])
+        dropped = drop_frame(qdf, STAGE, pd.Series([q["reason"] for q in quarantine], index=qdf.index, dtype="str"),
+                             pd.Series([q["detail"] for q in quarantine], index=qdf.index, dtype="str"))
+    else:
+        dropped = empty_drops(kept, STAGE)
+    reasons = Counter(q["reason"] for q in quarantine)
+    examples: dict[str, list[dict]] = {}
+    for q in quarantine:
+        ex = examples.setdefault(q["reason"], [])
+        if len(ex) < N_EXAMPLES:
+            ex.append({"id": q["id"], "source": q["source"], "file": q["file"], "row": q["row"], "detail": q["detail"]})
+    stats = {
+        "in": n_in, "kept": len(kept), "quarantined": len(dropped),
+        "files": per_file,
+        "schemas": dict(sorted(schemas.items())),
+        "formats": dict(sorted(formats.items())),
+        "reasons": dict(sorted(reasons.items())),
+        "examples": dict(sorted(examples.items())),
+    }
+    result = StageResult(kept, dropped, stats)
+    result.check(n_in, STAGE)
+    return result
