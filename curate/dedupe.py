@@ -260,7 +260,7 @@ def _signature_batch(texts: Sequence[str], lengths: np.ndarray, sig: np.ndarray,
         if not isinstance(t, str):
             raise TypeError(f"minhash_signatures: expected str, got {type(t).__name__}: {t!r:.80}")
     joined = "".join(texts)
-    cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+    cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     if len(cps) == 0:
         return
     _fill_tables(cps)
@@ -694,7 +694,7 @@ _NFKC_RE: list = [None]
 def _nfkc_many(values: list[str]) -> list[str]:
     if not values:
         return []
-    cps = np.frombuffer("".join(values).encode("utf-32-le"), dtype=np.uint32)
+    cps = np.frombuffer("".join(values).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     present = np.zeros(_NCP, dtype=bool)
     present[cps] = True
     new = np.flatnonzero(present & ~_NFKC_SEEN)

@@ -76,7 +76,7 @@ def test_cleaning_and_shingles():
 
 def test_signatures_equal_datasketch_on_real_rows(trans0, hikari0):
     texts = [_text(r) for r in trans0[:200] + hikari0[:150]]
-    texts += ["", "。。。", "好", "你好", "是的。", "ＡＢＣ", "a\u200bb", "𠀀𠀁𠀂𠀃𠀄𠀅"]  # edge cases
+    texts += ["", "。。。", "好", "你好", "是的。", "ＡＢＣ", "a\u200bb", "𠀀𠀁𠀂𠀃𠀄𠀅", "坏\ud800字符串测试"]  # edge cases
     # small batches and chunks so documents straddle batch and chunk boundaries
     for batch_chars, chunk in ((2_000_000, 8192), (3000, 257)):
         sig = minhash_signatures(texts, ngram=5, num_perm=128, seed=1, batch_chars=batch_chars, chunk=chunk)
