@@ -99,6 +99,10 @@ def test_lsh_bands_and_candidates_equal_datasketch(trans0, hikari0):
     assert (b, r) == (lsh.b, lsh.r)
     # The two translations of the same prompts give plenty of candidate pairs.
     texts = [_text(x) for x in trans0[:1000] + hikari0[:1000]]
+    # plus 4 lightly edited copies of 20 long rows: LSH buckets of 3-5 members
+    rng = random.Random(11)
+    longs = [t for t in texts[:1000] if len(t) > 300][:20]
+    texts += [_edit(t, rng, 2) for t in longs for _ in range(4)]
     sig = minhash_signatures(texts)
     keep = np.unique(sig, axis=0, return_index=True)[1]  # one row per distinct signature
     keep = np.sort(keep[~(sig[keep] == 0xFFFFFFFF).all(axis=1)])
@@ -111,8 +115,18 @@ def test_lsh_bands_and_candidates_equal_datasketch(trans0, hikari0):
             if other != k:
                 expected.add((min(k, other), max(k, other)))
     i, j = lsh_candidate_pairs(sub, b, r, window=len(sub))
-    assert len(expected) > 40
+    assert len(expected) > 150
     assert set(zip(i.tolist(), j.tolist())) == expected
+    # a small window pairs big buckets partly (linear cost) but keeps every bucket connected
+    i2, j2 = lsh_candidate_pairs(sub, b, r, window=2)
+    assert set(zip(i2.tolist(), j2.tolist())) < expected
+    from scipy.sparse.csgraph import connected_components
+    from scipy.sparse import coo_matrix
+
+    def parts(i, j):
+        return connected_components(coo_matrix((np.ones(len(i)), (i, j)), shape=(len(sub),) * 2))[1]
+
+    assert np.array_equal(parts(i, j), parts(i2, j2))
 
 
 # --- exact dedupe --------------------------------------------------------------------------
