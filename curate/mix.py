@@ -1,0 +1,335 @@
+"""Training mixtures: named, seeded samples of the curated pool, written in LLaMA-Factory's alpaca
+format with a manifest that says what is inside.
+
+A mixture spec is ``{name, strategy, size, seed, **options}``; ``"diverse-2000"`` is shorthand for
+``{name: "diverse-2000", strategy: "diverse", size: 2000}``. Strategies live in ``STRATEGIES``
+(``@strategy("name")`` adds one):
+
+- ``random``      uniform sample of the pool.
+- ``per_source``  an equal share per source; sources too small for their share give all they have
+                  and the rest is spread over the others (water-filling; leftovers one by one, in a
+                  seeded order).
+- ``diverse``     balanced over task types, and inside each type over clusters (option ``levels``,
+                  default ``["task_type", "cluster"]``): the same water-filling at every level, so
+                  small strata are exhausted and their share goes to the others; rows are drawn at
+                  random inside a stratum.
+- ``narrow``      only a few task types (option ``task_types``; default the 2 most common in the
+                  pool), sampled uniformly from them.
+
+Every strategy is capped by its eligible pool: asking for more rows than there are gives the whole
+eligible pool, and the manifest says so (``capped``). Determinism: the pool is first sorted by
+``id``, so a mixture depends on the set of rows and the seed, not on their order in the frame;
+the selected rows are returned sorted by ``id`` (a hash, so this order is also well shuffled).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from . import io
+from .diversity import diversity_metrics
+from .tasktype import TASK_TYPES
+
+_NAME_OK = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_SHORTHAND = re.compile(r"^([A-Za-z_]+)-(\d+)$")
+_SPEC_KEYS = ("name", "strategy", "size", "seed")
+
+
+@dataclass
+class MixtureSpec:
+    name: str
+    strategy: str
+    size: int
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _NAME_OK.match(self.name or ""):
+            raise ValueError(f"mixture name {self.name!r}: use letters, digits, '_', '-', '.' only (it names files)")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"mixture {self.name!r}: unknown strategy {self.strategy!r}; known: {', '.join(sorted(STRATEGIES))}")
+        if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
+            raise ValueError(f"mixture {self.name!r}: size must be a positive integer, got {self.size!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise ValueError(f"mixture {self.name!r}: seed must be an integer, got {self.seed!r}")
+        self.size, self.seed = int(self.size), int(self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "strategy": self.strategy, "size": self.size, "seed": self.seed,
+                "options": dict(sorted(self.options.items()))}
+
+
+def parse_mixture_specs(config_list: list, default_seed: int = 0) -> list[MixtureSpec]:
+    """Specs from a config list of shorthand strings (``"diverse-2000"``) and/or dicts.
+
+    A dict has ``strategy`` and ``size`` (or only a shorthand ``name``), optional ``name`` (default
+    ``"<strategy>-<size>"``) and ``seed`` (default ``default_seed``); every other key — or an
+    ``options`` dict — is a strategy option. Names must be unique.
+    """
+    specs: list[MixtureSpec] = []
+    for i, item in enumerate(config_list or []):
+        if isinstance(item, MixtureSpec):
+            specs.append(item)
+            continue
+        if isinstance(item, str):
+            m = _SHORTHAND.match(item.strip())
+            if not m:
+                raise ValueError(f"mixture #{i} {item!r}: expected '<strategy>-<size>' such as 'diverse-2000'")
+            specs.append(MixtureSpec(name=item.strip(), strategy=m.group(1), size=int(m.group(2)), seed=default_seed))
+            continue
+        if not isinstance(item, dict):
+            raise ValueError(f"mixture #{i}: expected a string or a dict, got {type(item).__name__}")
+        d = dict(item)
+        options = dict(d.pop("options", None) or {})
+        if "strategy" not in d and "name" in d and _SHORTHAND.match(str(d["name"])):
+            m = _SHORTHAND.match(str(d["name"]))
+            d.setdefault("strategy", m.group(1))
+            d.setdefault("size", int(m.group(2)))
+        missing = [k for k in ("strategy", "size") if k not in d]
+        if missing:
+            raise ValueError(f"mixture #{i} {item!r}: missing {', '.join(missing)}")
+        options.update({k: v for k, v in d.items() if k not in _SPEC_KEYS})
+        specs.append(MixtureSpec(name=str(d.get("name") or f"{d['strategy']}-{d['size']}"), strategy=str(d["strategy"]),
+                                 size=d["size"], seed=d.get("seed", default_seed), options=options))
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"mixture names must be unique; repeated: {', '.join(dupes)}")
+    return specs
+
+
+# ---- strategies ---------------------------------------------------------------------------------
+
+# A strategy gets the pool (sorted by id, index 0..n-1), the spec and a seeded RNG, and returns the
+# chosen row positions plus a dict of what it decided (for the manifest).
+Strategy = Callable[[pd.DataFrame, MixtureSpec, np.random.Generator], tuple[np.ndarray, dict[str, Any]]]
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def strategy(name: str) -> Callable[[Strategy], Strategy]:
+    def deco(fn: Strategy) -> Strategy:
+        if name in STRATEGIES and STRATEGIES[name] is not fn:
+            raise ValueError(f"mixture strategy {name!r} registered twice")
+        STRATEGIES[name] = fn
+        return fn
+
+    return deco
+
+
+def _need(pool: pd.DataFrame, spec: MixtureSpec, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in pool.columns]
+    if missing:
+        hint = {"task_type": "task_type_tagger", "cluster": "cluster_tagger"}
+        how = ", ".join(f"{c} (from {hint[c]})" if c in hint else c for c in missing)
+        raise KeyError(f"mixture {spec.name!r} (strategy {spec.strategy}) needs column(s) {how}")
+
+
+def _sample(positions: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    if k >= len(positions):
+        return positions
+    return np.sort(rng.choice(positions, size=k, replace=False))
+
+
+def allocate(sizes: dict[Any, int], total: int, rng: np.random.Generator | None = None) -> dict[Any, int]:
+    """Split ``total`` over groups as evenly as their sizes allow (water-filling).
+
+    Every group gets an equal share; a group smaller than its share gives all it has and the rest
+    is shared among the others, until ``total`` (capped at the sum of sizes) is placed. The last
+    few units that cannot be split evenly go one per group, in a seeded random order (sorted
+    order without ``rng``).
+    """
+    keys = sorted(sizes, key=str)
+    alloc = {k: 0 for k in keys}
+    remaining = min(int(total), sum(int(sizes[k]) for k in keys))
+    active = [k for k in keys if sizes[k] > 0]
+    while remaining > 0 and active:
+        share = remaining // len(active)
+        if share == 0:
+            order = [active[i] for i in rng.permutation(len(active))] if rng is not None else active
+            for k in order[:remaining]:
+                alloc[k] += 1
+            remaining = 0
+            break
+        for k in active:
+            give = min(share, int(sizes[k]) - alloc[k])
+            alloc[k] += give
+            remaining -= give
+        active = [k for k in active if alloc[k] < sizes[k]]
+    return alloc
+
+
+def _groups(pool: pd.DataFrame, positions: np.ndarray, column: str) -> dict[str, np.ndarray]:
+    values = pool[column].to_numpy()[positions].astype(str)
+    out: dict[str, np.ndarray] = {}
+    for key in sorted(set(values.tolist())):
+        out[key] = positions[values == key]
+    return out
+
+
+def _stratified(pool: pd.DataFrame, positions: np.ndarray, levels: list[str], total: int,
+                rng: np.random.Generator) -> np.ndarray:
+    if total >= len(positions):
+        return positions
+    if not levels:
+        return _sample(positions, total, rng)
+    groups = _groups(pool, positions, levels[0])
+    alloc = allocate({k: len(v) for k, v in groups.items()}, total, rng)
+    parts = [_stratified(pool, groups[k], levels[1:], alloc[k], rng) for k in sorted(groups) if alloc[k] > 0]
+    return np.concatenate(parts) if parts else np.array([], dtype=np.int64)
+
+
+@strategy("random")
+def _random(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
+    return _sample(np.arange(len(pool)), spec.size, rng), {"eligible_rows": int(len(pool))}
+
+
+@strategy("per_source")
+def _per_source(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
+    _need(pool, spec, ["source"])
+    chosen = _stratified(pool, np.arange(len(pool)), ["source"], spec.size, rng)
+    return chosen, {"eligible_rows": int(len(pool))}
+
+
+@strategy("diverse")
+def _diverse(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
+    levels = list(spec.options.get("levels", ["task_type", "cluster"]))
+    _need(pool, spec, levels)
+    chosen = _stratified(pool, np.arange(len(pool)), levels, spec.size, rng)
+    return chosen, {"eligible_rows": int(len(pool)), "levels": levels}
+
+
+@strategy("narrow")
+def _narrow(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
+    _need(pool, spec, ["task_type"])
+    types = spec.options.get("task_types")
+    if types is None:
+        counts = pool["task_type"].astype(str).value_counts()
+        ranked = sorted(counts.items(), key=lambda kv: (-int(kv[1]), kv[0]))
+        types = [t for t, _ in ranked[: int(spec.options.get("n_types", 2))]]
+    types = [str(t) for t in types]
+    bad = [t for t in types if t not in TASK_TYPES]
+    if bad or not types:
+        raise ValueError(f"mixture {spec.name!r}: task_types must be a non-empty subset of {TASK_TYPES}, got {types}")
+    eligible = np.flatnonzero(pool["task_type"].astype(str).isin(types).to_numpy())
+    return _sample(eligible, spec.size, rng), {"eligible_rows": int(len(eligible)), "task_types": types}
+
+
+# ---- building and writing -----------------------------------------------------------------------
+
+def build_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str) -> pd.DataFrame:
+    """The rows of ``df`` that ``spec`` selects, sorted by id (all columns kept).
+
+    What was decided (eligible rows, capping, resolved options) is in ``result.attrs["mixture"]``.
+    """
+    spec = spec if isinstance(spec, MixtureSpec) else parse_mixture_specs([spec])[0]
+    if "id" not in df.columns:
+        raise KeyError(f"mixture {spec.name!r}: the pool has no 'id' column")
+    pool = df.sort_values("id", kind="mergesort").reset_index(drop=True)
+    rng = np.random.default_rng(spec.seed)
+    positions, info = STRATEGIES[spec.strategy](pool, spec, rng)
+    out = pool.iloc[np.sort(np.asarray(positions, dtype=np.int64))].reset_index(drop=True)
+    n_clusters = int(pool["cluster"].nunique()) if "cluster" in pool.columns else None
+    out.attrs["mixture"] = {
+        "pool_rows": int(len(pool)),
+        "pool_clusters": n_clusters,
+        "size_requested": spec.size,
+        "rows": int(len(out)),
+        "capped": bool(len(out) < spec.size),
+        **{k: (v if not isinstance(v, np.integer) else int(v)) for k, v in info.items()},
+    }
+    return out
+
+
+def _history(value: Any, where: str) -> list[list[str]]:
+    hist = json.loads(value) if isinstance(value, str) and value else (value or [])
+    if not isinstance(hist, list) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in hist):
+        raise ValueError(f"{where}: history must be a JSON list of [query, response] string pairs, got {str(value)[:120]!r}")
+    return [[p[0], p[1]] for p in hist]
+
+
+def alpaca_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as alpaca dicts. ``history`` is added to every row when any row has one (so the file
+    has one schema), and left out when none has."""
+    hists = []
+    for rec in df[["id", "source", "file", "row", "history"]].to_dict("records") if len(df) else []:
+        where = f"record {rec['id']} ({rec['source']}:{rec['file']} row {rec['row']})"
+        hists.append(_history(rec["history"], where))
+    with_history = any(hists)
+    out = []
+    for i, (ins, inp, outp) in enumerate(zip(df["instruction"], df["input"], df["output"])):
+        item: dict[str, Any] = {"instruction": str(ins), "input": str(inp), "output": str(outp)}
+        if with_history:
+            item["history"] = hists[i]
+        out.append(item)
+    return out
+
+
+def write_alpaca_json(df: pd.DataFrame, path: str | Path) -> Path:
+    """A JSON array of {instruction, input, output[, history]}: UTF-8, indent 2, written atomically."""
+    text = json.dumps(alpaca_records(df), ensure_ascii=False, indent=2) + "\n"
+    return io.write_text(path, text)
+
+
+def composition(df: pd.DataFrame, n_clusters: int | None = None) -> dict[str, Any]:
+    """Counts by source, task type (all 11) and cluster, plus ``diversity_metrics``."""
+    out: dict[str, Any] = {"rows": int(len(df))}
+    if "source" in df.columns:
+        out["by_source"] = {str(k): int(v) for k, v in sorted(df["source"].astype(str).value_counts().items())}
+    if "task_type" in df.columns:
+        vc = df["task_type"].astype(str).value_counts()
+        out["by_task_type"] = {t: int(vc.get(t, 0)) for t in TASK_TYPES}
+    if "cluster" in df.columns:
+        vc = df["cluster"].value_counts()
+        out["by_cluster"] = {str(int(k)): int(v) for k, v in sorted(vc.items(), key=lambda kv: int(kv[0]))}
+    out["diversity"] = diversity_metrics(df, n_clusters=n_clusters)
+    return out
+
+
+def dataset_info_entry(name: str, with_history: bool) -> dict[str, Any]:
+    """LLaMA-Factory's ``dataset_info.json`` entry for an alpaca-format file."""
+    columns = {"prompt": "instruction", "query": "input", "response": "output"}
+    if with_history:
+        columns["history"] = "history"
+    return {"file_name": f"{name}.json", "formatting": "alpaca", "columns": columns}
+
+
+def write_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str, out_dir: str | Path) -> dict[str, Any]:
+    """Write ``<name>.json`` (alpaca) and ``<name>.manifest.json`` for the mixture ``df`` and add
+    its entry to ``dataset_info.json`` in ``out_dir``. Returns the manifest (plus the paths)."""
+    spec = spec if isinstance(spec, MixtureSpec) else parse_mixture_specs([spec])[0]
+    out_dir = Path(out_dir)
+    data_path = out_dir / f"{spec.name}.json"
+    write_alpaca_json(df, data_path)
+    with_history = any(h not in ("", "[]") for h in df["history"].astype(str)) if len(df) else False
+    selection = dict(df.attrs.get("mixture") or {})
+    ids = df["id"].astype(str).tolist()
+    manifest = {
+        "name": spec.name,
+        "spec": spec.to_dict(),
+        "file": data_path.name,
+        "file_sha256": io.sha256_file(data_path),
+        "rows": int(len(df)),
+        "size_requested": spec.size,
+        "capped": bool(len(df) < spec.size),
+        "selection": selection,
+        "ids_sha256": hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest(),
+        "composition": composition(df, n_clusters=selection.get("pool_clusters")),
+    }
+    manifest_path = out_dir / f"{spec.name}.manifest.json"
+    io.write_json(manifest_path, manifest)
+
+    info_path = out_dir / "dataset_info.json"
+    info = io.read_json(info_path) if info_path.exists() else {}
+    if not isinstance(info, dict):
+        raise ValueError(f"{info_path}: expected a JSON object (LLaMA-Factory dataset_info), got {type(info).__name__}")
+    info[spec.name] = dataset_info_entry(spec.name, with_history)
+    io.write_json(info_path, info)
+    return {**manifest, "paths": {"data": str(data_path), "manifest": str(manifest_path), "dataset_info": str(info_path)}}

@@ -1,0 +1,219 @@
+"""Mixtures on a real pool from the mirror: strategies, caps, determinism, alpaca output."""
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from curate.diversity import diversity_metrics
+from curate.mix import (STRATEGIES, MixtureSpec, allocate, build_mixture, composition, parse_mixture_specs,
+                        write_alpaca_json, write_mixture)
+from curate.records import make_record, records_frame
+from curate.tasktype import TASK_TYPES, ClusterTagger, TaskTypeTagger
+
+N = 600
+
+
+def _alpaca_rows(mirror, source, rel, file_label=None):
+    data = json.loads((mirror / rel).read_text(encoding="utf-8"))
+    return [make_record(source, file_label or rel, i, r.get("instruction") or "", r.get("input") or "", r.get("output") or "")
+            for i, r in enumerate(data)]
+
+
+@pytest.fixture(scope="module")
+def pool(mirror):
+    rows = []
+    for i in range(4):
+        rows += _alpaca_rows(mirror, "trans_chinese_alpaca", f"trans_chinese_alpaca/alpaca_chinese_part_{i}.json")
+    for name in ["整数加减法", "翻译问题", "名词解释类问题", "学术问题", "建议类问题", "申请书类"]:
+        rows += _alpaca_rows(mirror, "alpaca_chinese", f"alpaca_chinese/supplementary/{name}.json")
+    for i, line in enumerate((mirror / "belle/dev1K.json").read_text(encoding="utf-8").splitlines()):
+        r = json.loads(line)
+        rows.append(make_record("belle", "dev1K.json", i, r["instruction"], r.get("input", ""), r["output"]))
+    df = records_frame(rows)
+    df = TaskTypeTagger()(df).kept
+    return ClusterTagger(n_clusters=20, fit_sample=3000, seed=0)(df).kept
+
+
+def test_strategies_registered():
+    assert {"random", "per_source", "diverse", "narrow"} <= set(STRATEGIES)
+
+
+def test_parse_specs():
+    specs = parse_mixture_specs(["diverse-2000", "per_source-500",
+                                 {"strategy": "narrow", "size": 100, "seed": 3, "task_types": ["math"]},
+                                 {"name": "random-50"}])
+    assert [(s.name, s.strategy, s.size, s.seed) for s in specs] == [
+        ("diverse-2000", "diverse", 2000, 0), ("per_source-500", "per_source", 500, 0),
+        ("narrow-100", "narrow", 100, 3), ("random-50", "random", 50, 0)]
+    assert specs[2].options == {"task_types": ["math"]}
+    assert parse_mixture_specs(["random-10"], default_seed=7)[0].seed == 7
+    for bad in (["bogus-10"], ["random"], ["random-0"], [{"strategy": "random"}], ["random-5", "random-5"],
+                [{"strategy": "random", "size": 5, "name": "a/b"}], [3]):
+        with pytest.raises(ValueError):
+            parse_mixture_specs(bad)
+
+
+def test_allocate_water_filling():
+    assert allocate({"a": 10, "b": 10, "c": 10}, 9) == {"a": 3, "b": 3, "c": 3}
+    assert allocate({"a": 10, "b": 2, "c": 10}, 15) == {"a": 7, "b": 2, "c": 6}  # b exhausted, rest shared
+    got = allocate({"a": 10, "b": 2, "c": 10}, 15, np.random.default_rng(0))
+    assert got["b"] == 2 and sum(got.values()) == 15 and sorted([got["a"], got["c"]]) == [6, 7]
+    assert allocate({"a": 1, "b": 2}, 100) == {"a": 1, "b": 2}  # capped at what there is
+    assert allocate({"a": 0, "b": 5}, 3) == {"a": 0, "b": 3}
+
+
+def _entropy(m):
+    return diversity_metrics(m)["task_type_entropy"]
+
+
+def test_diverse_beats_random_and_narrow_is_lower(pool):
+    rnd = build_mixture(pool, f"random-{N}")
+    div = build_mixture(pool, f"diverse-{N}")
+    nar = build_mixture(pool, f"narrow-{N}")
+    assert len(rnd) == len(div) == len(nar) == N
+    assert _entropy(div) > _entropy(rnd) > _entropy(nar)
+    assert diversity_metrics(div)["task_type_coverage"] == 1.0
+    # stratified: every task type with enough rows gets the same share (±1)
+    counts = div["task_type"].value_counts()
+    available = pool["task_type"].value_counts()
+    full = [t for t in TASK_TYPES if available[t] > N // len(TASK_TYPES) + 1]
+    assert counts[full].max() - counts[full].min() <= 1
+    # small types are taken whole
+    for t in TASK_TYPES:
+        if available[t] <= N // len(TASK_TYPES):
+            assert counts[t] == available[t]
+    # inside a type, clusters are balanced too: more clusters than a random draw of that type
+    big = counts.index[0]
+    assert div[div.task_type == big]["cluster"].nunique() >= rnd[rnd.task_type == big]["cluster"].nunique()
+    # narrow defaults to the two most common types of the pool
+    top2 = sorted(available.items(), key=lambda kv: (-kv[1], kv[0]))[:2]
+    assert set(nar["task_type"]) == {t for t, _ in top2}
+    assert nar.attrs["mixture"]["task_types"] == [t for t, _ in top2]
+
+
+def test_per_source_equal_shares(pool):
+    m = build_mixture(pool, "per_source-900")
+    by = m["source"].value_counts().to_dict()
+    assert by == {"alpaca_chinese": 300, "belle": 300, "trans_chinese_alpaca": 300}
+    n_alp = int((pool["source"] == "alpaca_chinese").sum())
+    assert n_alp < 933 < 1000  # the pool's supplementary part is the smallest source
+    # 2,800 = 933 each: alpaca_chinese gives all it has and belle/trans share its shortfall
+    mid = build_mixture(pool, "per_source-2800")["source"].value_counts().to_dict()
+    assert mid["alpaca_chinese"] == n_alp
+    assert sorted([mid["belle"], mid["trans_chinese_alpaca"]]) == sorted([(2800 - n_alp) // 2, 2800 - n_alp - (2800 - n_alp) // 2])
+    # 4,500: belle (1,000 rows) runs out too, and the translated Alpaca fills the rest
+    big = build_mixture(pool, "per_source-4500")["source"].value_counts().to_dict()
+    assert big == {"alpaca_chinese": n_alp, "belle": 1000, "trans_chinese_alpaca": 4500 - 1000 - n_alp}
+
+
+def test_size_caps(pool):
+    math_rows = int((pool["task_type"] == "math").sum())
+    m = build_mixture(pool, {"strategy": "narrow", "size": 10 ** 6, "task_types": ["math"]})
+    assert len(m) == math_rows and set(m["task_type"]) == {"math"}
+    assert m.attrs["mixture"]["capped"] is True and m.attrs["mixture"]["eligible_rows"] == math_rows
+    for strat in ("random", "diverse", "per_source"):
+        whole = build_mixture(pool, f"{strat}-{10 ** 6}")
+        assert len(whole) == len(pool) and whole.attrs["mixture"]["capped"] is True
+        assert sorted(whole["id"]) == sorted(pool["id"])
+
+
+def test_deterministic_and_order_independent(pool):
+    for name in (f"random-{N}", f"diverse-{N}", f"narrow-{N}", f"per_source-{N}"):
+        a = build_mixture(pool, name)
+        b = build_mixture(pool, name)
+        shuffled = pool.sample(frac=1.0, random_state=1).reset_index(drop=True)
+        c = build_mixture(shuffled, name)
+        assert a["id"].tolist() == b["id"].tolist() == c["id"].tolist()
+        assert a["id"].is_monotonic_increasing  # output sorted by id
+    other_seed = build_mixture(pool, {"strategy": "random", "size": N, "seed": 1})
+    assert other_seed["id"].tolist() != build_mixture(pool, f"random-{N}")["id"].tolist()
+
+
+def test_diverse_needs_tags(pool):
+    with pytest.raises(KeyError, match="cluster_tagger"):
+        build_mixture(pool.drop(columns=["cluster"]), "diverse-10")
+    # levels can be chosen, e.g. task types only
+    m = build_mixture(pool.drop(columns=["cluster"]), {"strategy": "diverse", "size": 110, "levels": ["task_type"]})
+    assert m["task_type"].value_counts().max() - m["task_type"].value_counts().min() <= 1
+
+
+def test_write_mixture_same_bytes_and_loads_with_datasets(pool, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    spec = parse_mixture_specs([f"diverse-{N}"])[0]
+    outs = []
+    for d in ("a", "b"):
+        m = build_mixture(pool, spec)
+        manifest = write_mixture(m, spec, tmp_path / d)
+        outs.append(manifest)
+    for fname in (f"{spec.name}.json", f"{spec.name}.manifest.json", "dataset_info.json"):
+        assert (tmp_path / "a" / fname).read_bytes() == (tmp_path / "b" / fname).read_bytes()
+
+    data = json.loads((tmp_path / "a" / f"{spec.name}.json").read_text(encoding="utf-8"))
+    assert len(data) == N and set(data[0]) == {"instruction", "input", "output"}  # no history in these rows
+    assert "\\u" not in (tmp_path / "a" / f"{spec.name}.json").read_text(encoding="utf-8")[:2000]  # Chinese kept readable
+
+    man = json.loads((tmp_path / "a" / f"{spec.name}.manifest.json").read_text(encoding="utf-8"))
+    m = build_mixture(pool, spec)
+    assert man["rows"] == N and man["capped"] is False and man["spec"]["strategy"] == "diverse"
+    assert man["ids_sha256"] == hashlib.sha256("\n".join(m["id"]).encode()).hexdigest()
+    assert sum(man["composition"]["by_task_type"].values()) == N
+    assert sum(man["composition"]["by_source"].values()) == N
+    assert man["composition"]["diversity"]["rows"] == N
+    assert man["selection"]["pool_rows"] == len(pool)
+    info = json.loads((tmp_path / "a" / "dataset_info.json").read_text(encoding="utf-8"))
+    assert info[spec.name] == {"file_name": f"{spec.name}.json", "formatting": "alpaca",
+                               "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+
+    # a second mixture in the same folder adds its entry
+    write_mixture(build_mixture(pool, "random-20"), "random-20", tmp_path / "a")
+    assert set(json.loads((tmp_path / "a" / "dataset_info.json").read_text(encoding="utf-8"))) == {spec.name, "random-20"}
+
+    from datasets import load_dataset
+
+    ds = load_dataset("json", data_files=str(tmp_path / "a" / f"{spec.name}.json"), split="train",
+                      cache_dir=str(tmp_path / "hf"))
+    assert ds.num_rows == N and set(ds.column_names) == {"instruction", "input", "output"}
+    assert ds[0]["instruction"] == data[0]["instruction"]
+
+
+def test_history_from_real_multiturn_chats(mirror, tmp_path):
+    # Chinese-Vicuna's sample chats: input/output are lists of turns; earlier turns become history.
+    rows = []
+    for i, line in enumerate((mirror / "traditional/chinese_vicuna_chat_sample.jsonl").read_text(encoding="utf-8").splitlines()):
+        r = json.loads(line)
+        history = [[q, a] for q, a in zip(r["input"][:-1], r["output"][:-1])]
+        rows.append(make_record("traditional", "chinese_vicuna_chat_sample.jsonl", i, r["input"][-1], "", r["output"][-1],
+                                history=history))
+    rows.append(make_record("belle", "x", 0, "你好", "", "你好！"))  # a single-turn row alongside
+    df = records_frame(rows)
+    path = write_alpaca_json(df, tmp_path / "chat.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert all("history" in d for d in data)  # one schema for the whole file
+    assert data[-1]["history"] == []
+    assert any(len(d["history"]) >= 1 for d in data[:-1])
+    assert all(isinstance(p, list) and len(p) == 2 for d in data for p in d["history"])
+
+    from datasets import load_dataset
+
+    ds = load_dataset("json", data_files=str(path), split="train", cache_dir=str(tmp_path / "hf"))
+    assert set(ds.column_names) == {"instruction", "input", "output", "history"}
+    assert ds[0]["history"] == data[0]["history"]
+
+    bad = records_frame([make_record("belle", "dev1K.json", 7, "q", "", "a")])
+    bad.loc[0, "history"] = '[["only one"]]'
+    with pytest.raises(ValueError, match="dev1K.json row 7"):
+        write_alpaca_json(bad, tmp_path / "bad.json")
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_composition_counts(pool):
+    m = build_mixture(pool, "random-100")
+    c = composition(m, n_clusters=20)
+    assert c["rows"] == 100 and list(c["by_task_type"]) == TASK_TYPES
+    assert sum(c["by_cluster"].values()) == 100
+    assert c["diversity"]["cluster_entropy_norm"] <= 1.0
+    json.dumps(c, ensure_ascii=False)
+    assert isinstance(MixtureSpec("x", "random", 5).to_dict()["options"], dict)
+    with pytest.raises(ValueError):
+        MixtureSpec("x", "random", -1)

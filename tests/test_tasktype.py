@@ -1,0 +1,212 @@
+"""Task-type labeller and cluster tagger on real rows of the offline mirror."""
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from curate.records import make_record, records_frame
+from curate.tasktype import TASK_TYPES, ClusterTagger, TaskTypeTagger, label_task_type, match_rule
+
+
+def _alpaca(mirror, rel):
+    """Rows of a JSON-array alpaca file as (row, dict)."""
+    return list(enumerate(json.loads((mirror / rel).read_text(encoding="utf-8"))))
+
+
+def _jsonl(mirror, rel):
+    lines = (mirror / rel).read_text(encoding="utf-8").splitlines()
+    return [(i, json.loads(line)) for i, line in enumerate(lines) if line.strip()]
+
+
+def _find(rows, instruction):
+    """The real row with this exact instruction (fails if the mirror does not have it)."""
+    for _, r in rows:
+        if r.get("instruction", "").strip() == instruction:
+            return r
+    raise AssertionError(f"instruction not found in the mirror: {instruction!r}")
+
+
+def _label(r):
+    return label_task_type(r.get("instruction", ""), r.get("input", "") or "", r.get("output", "") or "")
+
+
+@pytest.fixture(scope="module")
+def seed_tasks(mirror):
+    rows = _jsonl(mirror, "belle/zh_seed_tasks.json")
+    return {r["name"] + f"#{i}": r for i, r in rows}
+
+
+def _seed(seed_tasks, name):
+    (key,) = [k for k in seed_tasks if k.split("#")[0] == name][:1]
+    r = seed_tasks[key]
+    inst = r["instances"][0]
+    return {"instruction": r["instruction"], "input": inst["input"], "output": inst["output"]}
+
+
+def test_taxonomy_is_the_eleven_types():
+    assert len(TASK_TYPES) == 11 and len(set(TASK_TYPES)) == 11
+    assert {"rewrite", "math", "code", "closed qa", "open qa", "other"} <= set(TASK_TYPES)
+
+
+@pytest.mark.parametrize("rel,instruction,expected", [
+    # translation is rewriting
+    ("alpaca_chinese/supplementary/翻译问题.json", "电子科技大学是一所好学校，帮我翻译一下这句话", "rewrite"),
+    ("trans_chinese_alpaca/alpaca_chinese_part_0.json", "将以下短语翻译成法语。", "rewrite"),
+    # arithmetic drill and a code question from hikariming's supplementary sets
+    ("alpaca_chinese/supplementary/整数加减法.json", "91-33=", "math"),
+    ("alpaca_chinese/supplementary/代码问题.json", "如何制作开始菜单？请给出一个示例代码。", "code"),
+    # a bare knowledge question from the same code file is open qa, not code
+    ("alpaca_chinese/supplementary/代码问题.json", "什么是位图图像？", "open qa"),
+    ("trans_chinese_alpaca/alpaca_chinese_part_0.json", "总结给定的段落。", "summarization"),
+    ("trans_chinese_alpaca/alpaca_chinese_part_0.json", "将以下内容分类为动物、植物和矿物质", "classification"),
+    ("trans_chinese_alpaca/alpaca_chinese_part_0.json", "三原色是什么？", "open qa"),
+    ("trans_chinese_alpaca/alpaca_chinese_part_0.json", "给出保持健康的三个建议。", "brainstorming"),
+    ("alpaca_chinese/supplementary/心得体会类、宣传报道类.json", "帮我写一篇青年大学习观后感", "generation"),
+])
+def test_real_alpaca_instructions(mirror, rel, instruction, expected):
+    row = _find(_alpaca(mirror, rel), instruction)
+    assert _label(row) == expected, match_rule(row["instruction"], row.get("input", ""), row.get("output", ""))
+
+
+def test_belle_school_math_row(mirror):
+    rows = _jsonl(mirror, "belle/dev1K.json")
+    first = rows[0][1]
+    assert first["instruction"].startswith("题目：小明每天早上花费10分钟")
+    assert _label(first) == "math"
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("sentence_sentiment", "classification"),
+    ("spam_classification", "classification"),
+    ("paper_summarization", "summarization"),
+    ("summarize_email", "summarization"),
+    ("place_extraction", "extract"),
+    ("english_haiku_generation", "generation"),
+    ("game_suggestion", "brainstorming"),
+    ("english_to_chinese_translation", "rewrite"),
+    ("python_sorting", "code"),
+    ("solving_equation", "math"),
+])
+def test_real_seed_tasks(seed_tasks, name, expected):
+    row = _seed(seed_tasks, name)
+    assert _label(row) == expected, (row["instruction"], match_rule(row["instruction"], row["input"]))
+
+
+def test_closed_qa_needs_a_context_and_open_qa_does_not():
+    ctx = "苹果公司是一个标志性的美国品牌，为世界各地的消费者提供手机、电脑和各种电子产品。"
+    assert label_task_type("给定以下段落，它的主要思想是什么？", ctx) == "closed qa"
+    assert label_task_type("它的主要思想是什么？", "") == "open qa"
+
+
+def test_english_remnants_and_empty():
+    assert label_task_type("Translate the following sentence into French.", "I like tea.") == "rewrite"
+    assert label_task_type("Write a poem about the sea.") == "generation"
+    assert label_task_type("What are the three primary colors?") == "open qa"
+    assert label_task_type("", "") == "other"
+
+
+def test_seed_tasks_flagged_classification_are_mostly_classification(seed_tasks):
+    flagged = [r for r in seed_tasks.values() if r["is_classification"]]
+    others = [r for r in seed_tasks.values() if not r["is_classification"]]
+    assert len(flagged) >= 20
+    lab = lambda r: label_task_type(r["instruction"], r["instances"][0]["input"], r["instances"][0]["output"])  # noqa: E731
+    hit = sum(lab(r) == "classification" for r in flagged)
+    assert hit / len(flagged) >= 0.6, Counter(lab(r) for r in flagged)
+    # and the label is not handed out to everything
+    assert sum(lab(r) == "classification" for r in others) / len(others) <= 0.1
+
+
+def test_belle_dev1k_is_mostly_math_and_alpaca_is_mixed(mirror):
+    dev = Counter(_label(r) for _, r in _jsonl(mirror, "belle/dev1K.json"))
+    assert dev["math"] / sum(dev.values()) >= 0.8, dev
+    part = Counter(_label(r) for _, r in _alpaca(mirror, "trans_chinese_alpaca/alpaca_chinese_part_0.json"))
+    assert set(part) <= set(TASK_TYPES)
+    assert len(part) >= 9, part  # translated Alpaca covers nearly every type
+    assert max(part.values()) / sum(part.values()) < 0.4, part
+    assert part["other"] / sum(part.values()) < 0.1, part
+
+
+def _frame(mirror, files):
+    rows = []
+    for rel in files:
+        for i, r in _alpaca(mirror, rel):
+            rows.append(make_record("test", rel, i, r.get("instruction") or "", r.get("input") or "", r.get("output") or ""))
+    return records_frame(rows)
+
+
+def test_task_type_tagger_operator(mirror):
+    df = _frame(mirror, ["trans_chinese_alpaca/alpaca_chinese_part_1.json", "alpaca_chinese/supplementary/翻译问题.json"])
+    res = TaskTypeTagger()(df)
+    res.check(len(df), "task_type_tagger")
+    assert len(res.dropped) == 0
+    assert list(res.kept["id"]) == list(df["id"])  # order kept
+    assert "task_type" not in df.columns  # the input frame is not modified
+    assert set(res.kept["task_type"]) <= set(TASK_TYPES)
+    counts = res.stats["counts"]
+    assert list(counts) == TASK_TYPES and sum(counts.values()) == len(df)
+    assert counts == {t: int((res.kept["task_type"] == t).sum()) for t in TASK_TYPES}
+    assert sum(res.stats["rules"].values()) == len(df)
+    json.dumps(res.stats, ensure_ascii=False)  # plain types only
+
+
+@pytest.fixture(scope="module")
+def cluster_frame(mirror):
+    files = [f"trans_chinese_alpaca/alpaca_chinese_part_{i}.json" for i in range(3)]
+    files += ["alpaca_chinese/supplementary/整数加减法.json", "alpaca_chinese/supplementary/名词解释类问题.json"]
+    return _frame(mirror, files)
+
+
+def test_cluster_tagger_deterministic_with_requested_k(cluster_frame):
+    op = ClusterTagger(n_clusters=12, fit_sample=2000, seed=0)
+    a, b = op(cluster_frame), ClusterTagger(n_clusters=12, fit_sample=2000, seed=0)(cluster_frame)
+    a.check(len(cluster_frame), "cluster_tagger")
+    assert len(a.dropped) == 0 and list(a.kept["id"]) == list(cluster_frame["id"])
+    assert a.kept["cluster"].dtype == np.int64
+    assert a.kept["cluster"].tolist() == b.kept["cluster"].tolist()
+    assert a.stats == b.stats
+    assert sorted(a.kept["cluster"].unique().tolist()) == list(range(12))
+    sizes = [a.stats["sizes"][str(c)] for c in range(12)]
+    assert sizes == sorted(sizes, reverse=True)  # renumbered by size
+    assert sum(sizes) == len(cluster_frame)
+    assert all(a.stats["top_terms"][str(c)] for c in range(12))
+    json.dumps(a.stats, ensure_ascii=False)
+
+
+def test_cluster_tagger_groups_like_rows(cluster_frame):
+    res = ClusterTagger(n_clusters=12, fit_sample=2000, seed=0)(cluster_frame)
+    kept = res.kept
+    is_arith = kept["file"].str.endswith("整数加减法.json")
+    is_def = kept["file"].str.endswith("名词解释类问题.json")
+
+    def purity(c, mask):
+        return float(mask[kept["cluster"] == c].mean())
+
+    # The 500 "a+b=" drills fill one or two clusters of their own (k-means may split them by
+    # operator) ...
+    arith_clusters = [c for c, n in Counter(kept.loc[is_arith, "cluster"]).items() if n >= 10]
+    assert 1 <= len(arith_clusters) <= 2
+    assert kept.loc[is_arith, "cluster"].isin(arith_clusters).mean() >= 0.95
+    assert all(purity(c, is_arith) >= 0.95 for c in arith_clusters)
+    # ... and the "X是什么？请详细解释" set mostly shares a cluster that is not one of those.
+    top_def, n_def = Counter(kept.loc[is_def, "cluster"]).most_common(1)[0]
+    assert n_def / is_def.sum() >= 0.8
+    assert top_def not in arith_clusters and purity(top_def, is_def) >= 0.5
+
+
+def test_cluster_tagger_jieba_words(cluster_frame):
+    small = cluster_frame.iloc[::10].reset_index(drop=True)
+    a = ClusterTagger(n_clusters=8, tokenizer="jieba")(small)
+    b = ClusterTagger(n_clusters=8, tokenizer="jieba")(small)
+    assert a.kept["cluster"].tolist() == b.kept["cluster"].tolist()
+    assert a.stats["n_clusters"] == 8
+
+
+def test_cluster_tagger_small_and_empty_inputs():
+    rows = [make_record("t", "f", i, ins) for i, ins in enumerate(["写一首诗", "写一首词", "1+1=", "2+3="])]
+    res = ClusterTagger(n_clusters=50)(records_frame(rows))
+    assert res.stats["n_clusters"] <= 4 and len(res.kept) == 4
+    empty = ClusterTagger()(records_frame([]))
+    assert len(empty.kept) == 0 and "cluster" in empty.kept.columns
+    with pytest.raises(ValueError):
+        ClusterTagger(tokenizer="bpe")
