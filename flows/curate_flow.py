@@ -1,0 +1,95 @@
+"""The curation flow: thin Prefect orchestration over curate/ (tasks pass paths and small values)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import settings  # noqa: F401  (Prefect env defaults before prefect is imported)
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE as NO_CACHE
+
+from curate import pipeline
+from curate.io import write_json
+
+# Stages skip themselves through completion markers keyed on inputs + params + code (curate.pipeline),
+# so Prefect's own result cache is off: it would pickle results we already keep on disk.
+TASK_OPTS = dict(cache_policy=NO_CACHE, persist_result=False)
+
+
+def _progress(msg: str) -> None:
+    try:
+        get_run_logger().info(msg)
+    except Exception:  # outside a run context
+        pass
+    print(msg, flush=True)
+
+
+@task(name="download", retries=2, retry_delay_seconds=5, **TASK_OPTS)
+def download_task(source: str, raw_dir: str, mirror: str | None) -> list[dict]:
+    from curate.download import fetch_source, load_registry
+
+    spec = {s.name: s for s in load_registry()}[source]
+    return fetch_source(spec, Path(raw_dir), mirror=Path(mirror) if mirror else None)
+
+
+@task(name="parse", **TASK_OPTS)
+def parse_task(files: list[dict], out_dir: str) -> dict:
+    return pipeline.parse_stage(files, out_dir, progress=_progress)
+
+
+@task(name="stage", **TASK_OPTS)
+def ops_task(stage: str, in_path: str, out_dir: str, steps: list) -> dict:
+    return pipeline.ops_stage(stage, in_path, out_dir, steps, progress=_progress)
+
+
+@task(name="mixtures", **TASK_OPTS)
+def mixtures_task(in_path: str, out_dir: str, specs: list, seed: int) -> list[dict]:
+    return pipeline.mixtures_stage(in_path, out_dir, specs, seed, progress=_progress)
+
+
+@task(name="report", **TASK_OPTS)
+def report_task(run_dir: str) -> str:
+    from prefect.artifacts import create_markdown_artifact
+
+    from curate.report import build_report
+
+    html_path, md = build_report(Path(run_dir))
+    create_markdown_artifact(key="tiger-curation-report", markdown=md,
+                             description=f"tiger curation report ({Path(run_dir).name})")
+    return str(html_path)
+
+
+@flow(name="tiger-curate")
+def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_dir: str | None = None,
+                run_id: str | None = None) -> str:
+    """download → parse → normalize → filter → dedupe → diversity → mixtures → report. Returns the run folder."""
+    recipe = pipeline.load_recipe(recipe_path)
+    data = Path(data_dir or settings.PROJECT_ROOT / "data")
+    files: list[dict] = []
+    for source in recipe["sources"]:
+        got = download_task(source, str(data / "raw"), mirror)
+        if not got and source == "traditional":  # the optional extra source may be absent
+            continue
+        files.extend(got)
+    run_dir = pipeline.run_dir_for(data / "processed", recipe, files, run_id)
+    _progress(f"run folder: {run_dir}")
+
+    ledgers = [parse_task(files, str(run_dir / "01_parse"))]
+    prev = run_dir / "01_parse" / "kept.parquet"
+    for stage in pipeline.STAGES[1:]:
+        ledgers.append(ops_task(stage, str(prev), str(run_dir / stage), recipe.get(pipeline.RECIPE_KEY[stage], [])))
+        prev = run_dir / stage / "kept.parquet"
+    pipeline.check_chain(ledgers)  # fails loudly if any record went missing between stages
+    mixtures = mixtures_task(str(prev), str(run_dir / "mixtures"), recipe.get("mixtures", []), recipe["seed"])
+
+    write_json(run_dir / "manifest.json", {
+        "run_id": run_dir.name,
+        "recipe": recipe,
+        "code_version": pipeline.code_version(),
+        "packages": pipeline.package_versions(),
+        "inputs": [{k: f[k] for k in ("source", "file", "sha256", "bytes", "url", "origin")} for f in files],
+        "ledger": ledgers,
+        "mixtures": [{k: m[k] for k in ("name", "rows", "file")} for m in mixtures],
+    })
+    report = report_task(str(run_dir))
+    _progress(f"report: {report}")
+    return str(run_dir)

@@ -1,0 +1,124 @@
+"""End to end: the Prefect flow on a slice of the real mirror, through every stage to the report."""
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from curate.pipeline import DEFAULT_RECIPE, STAGES, check_chain
+
+SLICE = {
+    "trans_chinese_alpaca": ["alpaca_chinese_part_0.json", "alpaca_chinese_part_52.json", "developer_instruction.json"],
+    "alpaca_chinese": ["translated/alpaca_data-9407-12345-中文-未完成.json",
+                       "translated/alpaca_data-0-3252-中文-已完成.json",
+                       "translated/alpaca_data-18280-21320-中文-wys未完成.json",
+                       "supplementary/整数加减法.json", "supplementary/名词解释类问题.json", "supplementary/翻译问题.json",
+                       "supplementary/代码问题.json"],
+    "belle": ["dev1K.json", "zh_seed_tasks.json"],
+    "traditional": ["chinese_vicuna_chat_sample.jsonl"],
+}
+
+
+@pytest.fixture(scope="module")
+def slice_run(tmp_path_factory, mirror):
+    root = tmp_path_factory.mktemp("e2e")
+    m = root / "mirror"
+    for source, files in SLICE.items():
+        for f in files:
+            dst = m / source / f
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.symlink_to(mirror / source / f)
+    recipe = yaml.safe_load(DEFAULT_RECIPE.read_text(encoding="utf-8"))
+    recipe["mixtures"] = ["random-800", "per_source-800", "diverse-800", "narrow-800"]
+    recipe["diversity"][1]["cluster_tagger"]["n_clusters"] = 20
+    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+
+    from flows.curate_flow import curate_flow
+
+    run_dir = Path(curate_flow(recipe_path=str(root / "recipe.yaml"), mirror=str(m), data_dir=str(root / "data")))
+    return root, m, run_dir
+
+
+def _digest(run_dir: Path) -> dict[str, str]:
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.suffix in {".parquet", ".json"}}
+
+
+def test_every_stage_balances_and_chains(slice_run):
+    _, _, run_dir = slice_run
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    ledger = manifest["ledger"]
+    assert [row["stage"] for row in ledger] == STAGES
+    check_chain(ledger)
+    for stage in STAGES:
+        kept = pd.read_parquet(run_dir / stage / "kept.parquet")
+        dropped = pd.read_parquet(run_dir / stage / "dropped.parquet")
+        row = next(r for r in ledger if r["stage"] == stage)
+        assert (len(kept), len(dropped)) == (row["kept"], row["dropped"])
+        assert dropped["reason"].astype(str).str.len().gt(0).all(), f"{stage}: a drop without a reason"
+    # every input file is in the manifest with its checksum
+    assert len(manifest["inputs"]) == sum(len(v) for v in SLICE.values())
+    assert all(len(f["sha256"]) == 64 for f in manifest["inputs"])
+
+
+def test_real_defects_are_handled(slice_run):
+    _, _, run_dir = slice_run
+    parsed = pd.read_parquet(run_dir / "01_parse" / "kept.parquet")
+    broken = parsed[parsed["file"].str.contains("9407-12345")]
+    assert len(broken) >= 2790  # the broken file is recovered row by row
+    stats = json.loads((run_dir / "01_parse" / "stats.json").read_text(encoding="utf-8"))
+    repairs = next(v["repairs"] for k, v in stats["files"].items() if "9407-12345" in k)
+    assert repairs and repairs[0]["kind"] == "trailing_comma"  # and the repair is reported with its position
+    quarantine = pd.read_parquet(run_dir / "01_parse" / "dropped.parquet")
+    # the one unparseable real row (all fields empty) is quarantined with file, row and reason
+    assert quarantine[["file", "row", "reason"]].values.tolist() == [
+        ["supplementary/名词解释类问题.json", 151, "missing_instruction_and_output"]]
+
+    filtered = pd.read_parquet(run_dir / "03_filter" / "dropped.parquet")
+    assert (filtered["reason"] == "not_chinese").sum() > 100  # untranslated English rows in the hikariming chunk
+
+    pool = pd.read_parquet(run_dir / "05_diversity" / "kept.parquet")
+    vicuna = pool[pool["source"] == "traditional"]
+    assert len(vicuna) and not vicuna["instruction"].str.contains("個|來|這").any()  # traditional → simplified
+
+    dd = pd.read_parquet(run_dir / "04_dedupe" / "dropped.parquet")
+    assert set(dd["reason"]) <= {"exact_duplicate", "near_duplicate"} and len(dd) > 500
+    survivors = pd.read_parquet(run_dir / "04_dedupe" / "kept.parquet").set_index("id")["source"]
+    cross = [src != survivors.get(det.split()[0].split(":")[-1], src) for src, det in zip(dd["source"], dd["detail"])]
+    assert any(cross), "no duplicate across sources found (the two alpaca translations overlap)"
+    assert set(pool["task_type"]) >= {"math", "code", "rewrite"}
+
+
+def test_mixtures_and_report(slice_run):
+    _, _, run_dir = slice_run
+    pool = pd.read_parquet(run_dir / "05_diversity" / "kept.parquet")
+    for name in ["random-800", "per_source-800", "diverse-800", "narrow-800"]:
+        rows = json.loads((run_dir / "mixtures" / f"{name}.json").read_text(encoding="utf-8"))
+        assert 0 < len(rows) <= 800
+        assert {"instruction", "input", "output"} <= set(rows[0])
+        assert (run_dir / "mixtures" / f"{name}.manifest.json").exists()
+    page = (run_dir / "report" / "report.html").read_text(encoding="utf-8")
+    for section in ["summary", "ledger", "parse", "normalize", "filter", "dedupe", "diversity", "mixtures", "manifest"]:
+        assert f"id='{section}'" in page
+    assert page.count("data:image/png;base64") >= 4
+    assert (run_dir / "report" / "summary.md").read_text(encoding="utf-8").startswith("# tiger curation report")
+    assert len(pool) > 1000
+
+
+def test_rerun_resumes_and_is_byte_identical(slice_run, tmp_path):
+    root, m, run_dir = slice_run
+    before = _digest(run_dir)
+    # Simulate a run killed inside the dedupe stage: its marker and outputs are gone, later stages stale.
+    (run_dir / "04_dedupe" / "_SUCCESS.json").unlink()
+    (run_dir / "04_dedupe" / "kept.parquet").unlink()
+    parse_mtime = (run_dir / "01_parse" / "kept.parquet").stat().st_mtime_ns
+
+    from flows.curate_flow import curate_flow
+
+    again = Path(curate_flow(recipe_path=str(root / "recipe.yaml"), mirror=str(m), data_dir=str(root / "data")))
+    assert again == run_dir
+    assert (run_dir / "01_parse" / "kept.parquet").stat().st_mtime_ns == parse_mtime  # finished stages not redone
+    assert _digest(run_dir) == before
