@@ -1,0 +1,232 @@
+"""``tiger train``, ``tiger build-tiny`` and ``tiger experiment``: registered on flows/cli.py's parser.
+
+Hyper-parameter flags are generated from the signatures they feed (``finetune``'s arguments,
+``TinySpec``'s fields, ``ExperimentConfig``'s fields), so a default lives in one place and
+``--help`` shows it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+POOL = Path("05_diversity") / "kept.parquet"
+
+
+# ---- locating a run, its pool and its mixtures ----------------------------------------------------
+
+
+def find_run_dir(run_dir: str | None, run_id: str | None, data_dir: str) -> Path:
+    """``--run-dir``, else ``<data-dir>/processed/<run-id>``, else the newest run with a curated pool."""
+    if run_dir:
+        p = Path(run_dir)
+    elif run_id:
+        p = Path(data_dir) / "processed" / run_id
+    else:
+        runs = sorted((p.parent.parent for p in (Path(data_dir) / "processed").glob(f"*/{POOL}")),
+                      key=lambda d: (d / POOL).stat().st_mtime)
+        if not runs:
+            sys.exit(f"tiger: no curated run under {Path(data_dir) / 'processed'} (run `tiger run` first, "
+                     f"or pass --run-dir / --pool)")
+        p = runs[-1]
+    if not (p / POOL).is_file():
+        sys.exit(f"tiger: {p} has no curated pool {POOL}")
+    return p
+
+
+def find_mixture(mixture: str, run_dir: Path | None) -> Path:
+    """A path as given, else ``<run_dir>/mixtures/<name>.json``."""
+    if Path(mixture).is_file():
+        return Path(mixture)
+    if run_dir is not None:
+        for cand in [run_dir / "mixtures" / f"{mixture}.json", *sorted(run_dir.glob(f"**/{mixture}.json"))]:
+            if cand.is_file():
+                return cand
+    sys.exit(f"tiger: mixture {mixture!r} is neither a file nor a mixture of run {run_dir}")
+
+
+# ---- flags from signatures ------------------------------------------------------------------------
+
+
+def _add_flags(parser, params: dict[str, Any], skip: set[str] = frozenset(), prefix: str = "") -> None:
+    """One ``--flag`` per parameter: bools as --x/--no-x, tuples as several values."""
+    for name, default in params.items():
+        if name in skip:
+            continue
+        flag = "--" + (prefix + name).replace("_", "-")
+        helptext = f"default: {default}"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=helptext)
+        elif isinstance(default, tuple):
+            kind = type(default[0]) if default else str
+            parser.add_argument(flag, nargs="+", type=kind, default=default, help=helptext)
+        elif default is None or isinstance(default, (int, float, str)):
+            kind = type(default) if default is not None else str
+            parser.add_argument(flag, type=kind, default=default, help=helptext)
+
+
+def finetune_params() -> dict[str, Any]:
+    from .finetune import finetune
+
+    return {k: p.default for k, p in inspect.signature(finetune).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def tiny_params() -> dict[str, Any]:
+    from .tiny import TinySpec
+
+    return {f.name: f.default for f in dataclasses.fields(TinySpec)}
+
+
+def experiment_params() -> dict[str, Any]:
+    from .experiment import ExperimentConfig
+
+    out = {}
+    for f in dataclasses.fields(ExperimentConfig):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+    return out
+
+
+def _pick(ns: argparse.Namespace, names, prefix: str = "") -> dict[str, Any]:
+    vals = vars(ns)
+    return {k: (tuple(vals[prefix + k]) if isinstance(vals[prefix + k], list) else vals[prefix + k])
+            for k in names if prefix + k in vals}
+
+
+# ---- commands -------------------------------------------------------------------------------------
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from curate.io import read_parquet
+
+    from .evaluate import remove_eval_items, select_eval_set
+    from .experiment import _eval_records
+    from .finetune import finetune, load_alpaca_json
+
+    needs_run = a.base_model == "tiny" or a.eval_per_type > 0 or not Path(a.mixture).is_file()
+    run_dir = find_run_dir(a.run_dir, a.run_id, a.data_dir) if needs_run else None
+    mixture = find_mixture(a.mixture, run_dir)
+    name = mixture.stem
+    out = Path(a.output_dir or (run_dir or Path(a.data_dir) / "processed") / "train" / f"{name}__{a.constraint}__s{a.seed}")
+    params = _pick(a, finetune_params())
+    params.pop("output_dir", None)
+    eval_path = None
+    exclude: list[str] = []
+    train_path = mixture
+    if run_dir is not None and a.eval_per_type > 0:
+        # The eval set comes from the curated pool; its items and near-duplicates leave the mixture.
+        import pandas as pd
+
+        from curate.io import write_json
+
+        pool = read_parquet(run_dir / POOL)
+        eval_df = select_eval_set(pool, a.eval_per_type, a.eval_seed)
+        exclude = sorted(eval_df["id"])
+        recs = load_alpaca_json(mixture)
+        mix_df = pd.DataFrame([{"id": f"mix-{i}", "instruction": r["instruction"], "input": r.get("input", ""),
+                                "output": r["output"], "_i": i} for i, r in enumerate(recs)])
+        kept, removed = remove_eval_items(mix_df, eval_df)
+        train_path = out / "train.json"
+        eval_path = out / "eval.json"
+        write_json(train_path, [recs[i] for i in kept["_i"]])
+        write_json(eval_path, _eval_records(eval_df))
+        print(f"train: eval set {len(eval_df)} records; {len(removed)} eval items / near-duplicates taken out of {name}")
+    if a.base_model == "tiny":
+        from .tiny import build_tiny
+
+        params["base_model"] = str(build_tiny(run_dir / POOL, a.models_dir, exclude_ids=exclude))
+    summary = finetune(train_path, out, eval_path=eval_path, **params)
+    final = summary["final"]
+    print(json.dumps({"output_dir": str(out), "steps": summary["steps"], "eval_loss": final.get("eval_loss"),
+                      "rep_rate": final.get("rep_rate"), "distinct_2": final.get("distinct_2"),
+                      "tokens_per_second": summary["tokens_per_second"]}, ensure_ascii=False, indent=2))
+
+
+def cmd_build_tiny(a: argparse.Namespace) -> None:
+    from curate.io import read_parquet
+
+    from .evaluate import select_eval_set
+    from .tiny import TinySpec, build_tiny
+
+    pool = Path(a.pool) if a.pool else find_run_dir(a.run_dir, a.run_id, a.data_dir) / POOL
+    exclude: list[str] = []
+    if a.eval_per_type > 0:  # leave out the eval set the experiment will use (same defaults: same model)
+        exclude = sorted(select_eval_set(read_parquet(pool), a.eval_per_type, a.eval_seed)["id"])
+    spec = TinySpec(**_pick(a, tiny_params()))
+    print(build_tiny(pool, a.models_dir, spec, exclude_ids=exclude))
+
+
+def cmd_experiment(a: argparse.Namespace) -> None:
+    from .experiment import ExperimentConfig
+    from .tiny import TinySpec
+
+    pool = Path(a.pool) if a.pool else None
+    run_dir = None if pool else find_run_dir(a.run_dir, a.run_id, a.data_dir)
+    pool = pool or run_dir / POOL
+    out = a.out_dir or str((run_dir or pool.parent) / "experiment")
+    cfg = ExperimentConfig(pool_path=str(pool), out_dir=out, tiny=TinySpec(**_pick(a, tiny_params(), prefix="tiny_")),
+                           **_pick(a, set(experiment_params()) - {"tiny"}))
+    if a.no_prefect:
+        from .experiment import run_experiment
+
+        res = run_experiment(cfg)
+    else:
+        from flows.experiment import experiment_flow
+
+        res = experiment_flow(cfg.to_dict())
+    print(f"verdict: {res['verdict']}\nresults: {res['results']}\nplots: {', '.join(res['plots'])}")
+
+
+def _run_flags(p: argparse.ArgumentParser, pool: bool = False) -> None:
+    g = p.add_argument_group("where the curated run is")
+    g.add_argument("--run-dir", help="a run folder (holds 05_diversity/kept.parquet and mixtures/)")
+    g.add_argument("--run-id", help="run folder name under <data-dir>/processed")
+    g.add_argument("--data-dir", default="data", help="default: data (the newest curated run is used)")
+    if pool:
+        g.add_argument("--pool", help="a curated pool parquet instead of a run folder")
+
+
+def register(sub) -> None:
+    """Add ``train``, ``build-tiny`` and ``experiment`` to an argparse subparsers object."""
+    from .tiny import TinySpec  # noqa: F401  (fail early if the training stack is missing)
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    t = sub.add_parser("train", help="LoRA fine-tune of a Bloom-architecture model on one mixture",
+                       description="LoRA fine-tune on a mixture (alpaca JSON). Every hyper-parameter below "
+                                   "is an argument of train.finetune.finetune with the same default.")
+    t.add_argument("--mixture", required=True, help="mixture name in the run (e.g. diverse-5000) or an alpaca JSON path")
+    _run_flags(t)
+    t.add_argument("--output-dir", help="default: <run>/train/<mixture>__<constraint>__s<seed>")
+    t.add_argument("--models-dir", default="data/processed/models", help="where the tiny base is built")
+    t.add_argument("--eval-per-type", type=int, default=20,
+                   help="held-out records per task type drawn from the pool (and removed from the mixture); 0: none")
+    t.add_argument("--eval-seed", type=int, default=0)
+    _add_flags(t, finetune_params(), skip={"pool_path", "eval_path", "callbacks"})
+    t.set_defaults(func=cmd_train)
+
+    b = sub.add_parser("build-tiny", help="build (or find) the offline tiny Bloom base from a curated pool",
+                       description="Train a byte-level BPE tokenizer and pretrain a small BloomConfig model on "
+                                   "the pool's text; cached under <models-dir>/tiny-<hash of inputs>/.")
+    _run_flags(b, pool=True)
+    b.add_argument("--models-dir", default="data/processed/models")
+    b.add_argument("--eval-per-type", type=int, default=20, help="leave out this eval set (as the experiment does); 0: none")
+    b.add_argument("--eval-seed", type=int, default=0)
+    _add_flags(b, tiny_params())
+    b.set_defaults(func=cmd_build_tiny)
+
+    e = sub.add_parser("experiment", help="mixtures × constraints × seeds → results table, plots, verdict",
+                       description="The diverse-data-vs-constraints experiment as a Prefect flow. Default sizes "
+                                   "fit a 2-core CPU with the tiny base; scale with --base-model, --device, "
+                                   "--size, --max-steps.")
+    _run_flags(e, pool=True)
+    e.add_argument("--out-dir", help="default: <run>/experiment")
+    e.add_argument("--no-prefect", action="store_true", help="run the same steps without Prefect")
+    _add_flags(e, experiment_params(), skip={"pool_path", "out_dir", "tiny"})
+    tg = e.add_argument_group("tiny base (when --base-model tiny)")
+    _add_flags(tg, tiny_params(), prefix="tiny_")
+    e.set_defaults(func=cmd_experiment)

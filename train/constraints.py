@@ -1,0 +1,97 @@
+"""Training constraints: what is added to the cross-entropy during LoRA SFT, chosen by name.
+
+Each arm maps ``(model, inputs, ce)`` to ``(loss, parts)``; ``parts`` are detached floats for the log.
+
+- ``none``: the loss is the cross-entropy.
+- ``gravity`` (Chinese-Tiger-LoRA's): ``w_ce * ce + w_reg * mean_i ||M_i||_F`` over every LoRA
+  matrix ``M_i`` (each layer's A and each layer's B counted once), pulling the adapters towards
+  zero, i.e. the adapted model towards the base. Default weights 0.7 / 0.3.
+- ``kl``: ``ce + coef * KL(p_adapted || p_base)`` per predicted token, where the base is the same
+  model with its adapters disabled (no gradient), averaged over the positions the CE is taken on.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .prompt import IGNORE_INDEX
+
+
+def lora_matrices(model) -> list[torch.Tensor]:
+    """Every LoRA A and B weight of ``model``, in a fixed (module) order."""
+    mats = [p for n, p in model.named_parameters() if ("lora_A" in n or "lora_B" in n) and n.endswith("weight")]
+    if not mats:
+        raise ValueError("model has no LoRA matrices (lora_A / lora_B); wrap it with peft first")
+    return mats
+
+
+def gravity_term(model) -> torch.Tensor:
+    """Mean Frobenius norm of the LoRA matrices."""
+    return torch.stack([m.float().norm(p="fro") for m in lora_matrices(model)]).mean()
+
+
+def kl_to_base(model, inputs: dict, logits: torch.Tensor) -> torch.Tensor:
+    """Mean per-token KL(adapted || base) over the positions that carry a label.
+
+    ``logits`` are the adapted model's for ``inputs``; the base's come from a second forward with
+    the adapters switched off, without gradient (the base is frozen anyway).
+    """
+    with torch.no_grad(), model.disable_adapter():
+        base_logits = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask")).logits
+    # Position t predicts token t+1, as in the CE.
+    mask = inputs["labels"][:, 1:] != IGNORE_INDEX
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)[mask]
+    logq = F.log_softmax(base_logits[:, :-1].float(), dim=-1)[mask]
+    if logp.numel() == 0:
+        return logits.new_zeros((), dtype=torch.float32)
+    return (logp.exp() * (logp - logq)).sum(-1).mean()
+
+
+class Constraint:
+    name = "base"
+
+    def __call__(self, model, inputs: dict, outputs, ce: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+
+class NoConstraint(Constraint):
+    name = "none"
+
+    def __call__(self, model, inputs, outputs, ce):
+        return ce, {"ce": float(ce.detach())}
+
+
+class Gravity(Constraint):
+    name = "gravity"
+
+    def __init__(self, ce_weight: float = 0.7, reg_weight: float = 0.3):
+        self.ce_weight, self.reg_weight = float(ce_weight), float(reg_weight)
+
+    def __call__(self, model, inputs, outputs, ce):
+        reg = gravity_term(model)
+        loss = self.ce_weight * ce + self.reg_weight * reg
+        return loss, {"ce": float(ce.detach()), "gravity": float(reg.detach())}
+
+
+class KLToBase(Constraint):
+    name = "kl"
+
+    def __init__(self, coef: float = 1.0):
+        self.coef = float(coef)
+
+    def __call__(self, model, inputs, outputs, ce):
+        kl = kl_to_base(model, inputs, outputs.logits)
+        return ce + self.coef * kl, {"ce": float(ce.detach()), "kl": float(kl.detach())}
+
+
+CONSTRAINTS = {c.name: c for c in (NoConstraint, Gravity, KLToBase)}
+
+
+def build_constraint(name: str, gravity_weights: tuple[float, float] = (0.7, 0.3), kl_coef: float = 1.0) -> Constraint:
+    if name == "none":
+        return NoConstraint()
+    if name == "gravity":
+        return Gravity(*gravity_weights)
+    if name == "kl":
+        return KLToBase(kl_coef)
+    raise KeyError(f"unknown constraint {name!r}; known: {', '.join(CONSTRAINTS)}")

@@ -1,0 +1,250 @@
+"""Evaluation: a held-out set balanced over task types, loss and perplexity per task type, and
+repetition figures of greedy generations for a fixed prompt set.
+
+The eval set is drawn from the curated pool. Before any mixture is built, the eval items and their
+near-duplicates (same id, same text, or MinHash Jaccard over character 5-grams above a threshold)
+are taken out of the pool, and every mixture is checked again (``assert_no_eval_items``).
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from curate.records import content_hash
+
+from .prompt import IGNORE_INDEX, Template, encode_prompt, tokenize_example
+
+# A fixed prompt set for the generation figures: one per task type, none taken from the corpora.
+FIXED_PROMPTS: list[dict[str, str]] = [
+    {"instruction": "写一首关于秋天的短诗。", "input": ""},
+    {"instruction": "把下面的句子改写得更正式一些。", "input": "这个东西挺好用的，大家都喜欢。"},
+    {"instruction": "列出五种保持健康的方法。", "input": ""},
+    {"instruction": "为什么天空是蓝色的？", "input": ""},
+    {"instruction": "根据下面的短文回答：小明几点出门？", "input": "小明早上七点起床，吃完早饭后八点出门去上学。"},
+    {"instruction": "判断下面这句话的情感是积极还是消极。", "input": "今天的电影太精彩了，我非常喜欢。"},
+    {"instruction": "从下面的句子中提取所有的地名。", "input": "他先去了北京，然后坐火车到上海，最后飞往广州。"},
+    {"instruction": "用一句话总结下面的段落。", "input": "随着城市化进程加快，越来越多的人从农村搬到城市，城市人口迅速增长，交通和住房压力也随之增大。"},
+    {"instruction": "计算：25加上17等于多少？", "input": ""},
+    {"instruction": "写一个Python函数，返回列表中的最大值。", "input": ""},
+    {"instruction": "介绍一下长城。", "input": ""},
+]
+
+
+# ---- eval set --------------------------------------------------------------------------------
+
+
+def select_eval_set(pool: pd.DataFrame, per_type: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Up to ``per_type`` records of every task type (all of a type when it has fewer), seeded.
+
+    Records with an empty output are skipped (they have no response to score). Rows come out
+    sorted by task type, then id, so the set does not depend on the pool's order.
+    """
+    if "task_type" not in pool.columns:
+        raise ValueError("the pool has no task_type column: eval sets are balanced over task types")
+    usable = pool[pool["output"].str.strip() != ""]
+    parts = []
+    for t in sorted(usable["task_type"].unique()):
+        part = usable[usable["task_type"] == t].sort_values("id")
+        parts.append(part.sample(n=min(per_type, len(part)), random_state=seed))
+    out = pd.concat(parts) if parts else usable.iloc[0:0]
+    return out.sort_values(["task_type", "id"]).reset_index(drop=True)
+
+
+def record_key_text(rec: dict) -> str:
+    """The text compared for near-duplicates: instruction, input and output."""
+    return "\n".join(str(rec.get(c, "") or "") for c in ("instruction", "input", "output"))
+
+
+def _shingles(text: str, ngram: int) -> set[bytes]:
+    text = re.sub(r"\s+", "", text)
+    if len(text) < ngram:
+        return {text.encode("utf-8")}
+    return {text[i: i + ngram].encode("utf-8") for i in range(len(text) - ngram + 1)}
+
+
+def near_dup_mask(reference: Sequence[str], texts: Sequence[str], threshold: float = 0.7, ngram: int = 5,
+                  num_perm: int = 128, seed: int = 1) -> np.ndarray:
+    """For each of ``texts``, whether it is a near-duplicate of one of ``reference``.
+
+    Uses the curation stage's ``curate.dedupe.NearDupIndex`` when that exists (one definition of
+    "near-duplicate" for the whole project), else MinHash-LSH over character 5-grams here.
+    """
+    if not len(texts):
+        return np.zeros(0, dtype=bool)
+    try:
+        from curate.dedupe import NearDupIndex  # type: ignore[attr-defined]
+    except ImportError:
+        NearDupIndex = None
+    if NearDupIndex is not None:
+        try:
+            index = NearDupIndex(list(reference), threshold=threshold, ngram=ngram, num_perm=num_perm)
+            return np.asarray(index.query(list(texts)), dtype=bool)
+        except TypeError:  # a different signature: fall back to the local definition below
+            pass
+    from datasketch import MinHash, MinHashLSH
+
+    def sig(t: str) -> MinHash:
+        m = MinHash(num_perm=num_perm, seed=seed)
+        m.update_batch(list(_shingles(t, ngram)))
+        return m
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    for i, t in enumerate(reference):
+        lsh.insert(str(i), sig(t))
+    return np.array([bool(lsh.query(sig(t))) for t in texts], dtype=bool)
+
+
+def eval_overlap_mask(df: pd.DataFrame, eval_df: pd.DataFrame, threshold: float = 0.7) -> np.ndarray:
+    """Rows of ``df`` that are an eval item: same id, same text, or a near-duplicate."""
+    ids = set(eval_df["id"])
+    hashes = {content_hash(r["instruction"], r["input"], r["output"]) for r in eval_df.to_dict("records")}
+    recs = df.to_dict("records")
+    by_id = np.array([r.get("id") in ids for r in recs], dtype=bool)
+    by_hash = np.array([content_hash(r.get("instruction", ""), r.get("input", ""), r.get("output", "")) in hashes
+                        for r in recs], dtype=bool)
+    near = near_dup_mask([record_key_text(r) for r in eval_df.to_dict("records")],
+                         [record_key_text(r) for r in recs], threshold=threshold)
+    return by_id | by_hash | near
+
+
+def remove_eval_items(df: pd.DataFrame, eval_df: pd.DataFrame, threshold: float = 0.7) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(kept, removed)``: the rows of ``df`` that are not / are eval items or their near-duplicates."""
+    mask = eval_overlap_mask(df, eval_df, threshold) if len(df) else np.zeros(0, dtype=bool)
+    return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)
+
+
+def assert_no_eval_items(mixture: pd.DataFrame, eval_df: pd.DataFrame, name: str = "mixture",
+                         threshold: float = 0.7) -> None:
+    mask = eval_overlap_mask(mixture, eval_df, threshold)
+    if mask.any():
+        bad = mixture[mask].head(3)
+        raise AssertionError(f"{name}: {int(mask.sum())} eval items or near-duplicates, e.g. ids {list(bad['id'])}")
+
+
+# ---- loss and perplexity per task type ---------------------------------------------------------
+
+
+def pad_batch(features: list[dict], pad_id: int, side: str = "right") -> dict:
+    """Pad ``input_ids`` / ``attention_mask`` / ``labels`` to the longest row (labels with -100)."""
+    import torch
+
+    n = max(len(f["input_ids"]) for f in features)
+    out: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": []}
+    for f in features:
+        k = n - len(f["input_ids"])
+        fill = {"input_ids": [pad_id] * k, "attention_mask": [0] * k, "labels": [IGNORE_INDEX] * k}
+        for key in out:
+            if key in f:
+                out[key].append(fill[key] + list(f[key]) if side == "left" else list(f[key]) + fill[key])
+    return {k: torch.tensor(v, dtype=torch.long) for k, v in out.items() if v}
+
+
+def eval_loss_by_type(model, tokenizer, template: Template, records: list[dict], cutoff_len: int = 256,
+                      batch_size: int = 16) -> dict:
+    """Response-token cross-entropy per task type (token-weighted) and its perplexity.
+
+    Returns ``{"by_type": {type: {"loss", "ppl", "tokens", "n"}}, "loss": macro mean over types,
+    "ppl": exp(macro loss), "loss_micro": over all tokens}``. The macro mean weighs each task type
+    equally, as the balanced eval set intends.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    sums: Counter = Counter()
+    counts: Counter = Counter()
+    items: Counter = Counter()
+    feats = [tokenize_example(tokenizer, template, r, cutoff_len, train_on_inputs=False) for r in records]
+    with torch.no_grad():
+        for i in range(0, len(feats), batch_size):
+            batch = pad_batch(feats[i: i + batch_size], tokenizer.pad_token_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            labels = batch["labels"][:, 1:]
+            nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
+            mask = labels != IGNORE_INDEX
+            for j, rec in enumerate(records[i: i + batch_size]):
+                t = rec.get("task_type", "all")
+                sums[t] += float(nll[j][mask[j]].sum())
+                counts[t] += int(mask[j].sum())
+                items[t] += 1
+    if was_training:
+        model.train()
+    by_type = {}
+    for t in sorted(items):
+        loss = sums[t] / max(counts[t], 1)
+        by_type[t] = {"loss": loss, "ppl": math.exp(min(loss, 50.0)), "tokens": counts[t], "n": items[t]}
+    macro = float(np.mean([v["loss"] for v in by_type.values()])) if by_type else float("nan")
+    micro = sum(sums.values()) / max(sum(counts.values()), 1)
+    return {"by_type": by_type, "loss": macro, "ppl": math.exp(min(macro, 50.0)), "loss_micro": micro}
+
+
+# ---- generations and their repetition ------------------------------------------------------------
+
+
+def generate(model, tokenizer, template: Template, prompts: Iterable[dict], max_new_tokens: int = 64,
+             cutoff_len: int = 256, batch_size: int = 16) -> list[str]:
+    """Greedy continuations (deterministic, and the decoding under which repetition loops show)."""
+    import torch
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    prompts = list(prompts)
+    outs: list[str] = []
+    for i in range(0, len(prompts), batch_size):
+        ids = [encode_prompt(tokenizer, template, p, cutoff_len - max_new_tokens) for p in prompts[i: i + batch_size]]
+        batch = pad_batch([{"input_ids": x, "attention_mask": [1] * len(x)} for x in ids], tokenizer.pad_token_id,
+                          side="left")  # left padding: every row continues from its own last token
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.no_grad():
+            gen = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                 max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        new = gen[:, batch["input_ids"].shape[1]:]
+        outs.extend(tokenizer.decode(row, skip_special_tokens=True) for row in new.tolist())
+    if was_training:
+        model.train()
+    return outs
+
+
+_UNIT = re.compile(r"[A-Za-z]+|\d+|\S")
+
+
+def units(text: str) -> list[str]:
+    """Chinese characters one by one, Latin words and numbers whole, punctuation as itself."""
+    return _UNIT.findall(text)
+
+
+def _ngrams(seq: list[str], n: int) -> list[tuple]:
+    return [tuple(seq[i: i + n]) for i in range(len(seq) - n + 1)]
+
+
+def repetition_metrics(texts: Sequence[str], n: int = 4) -> dict[str, float]:
+    """Repetition figures of a set of generations.
+
+    - ``rep_rate``: share of a text's ``n``-grams (units above) that already occurred earlier in the
+      same text, over all texts (Welleck et al.'s seq-rep-n); 0 for no loops, near 1 for a loop.
+    - ``distinct_1`` / ``distinct_2``: distinct uni-/bi-grams over all uni-/bi-grams of the whole
+      set (Li et al. 2016); low when every answer says the same thing.
+    - ``mean_len``: mean number of units per generation.
+    """
+    toks = [units(t) for t in texts]
+    total = rep = 0
+    for u in toks:
+        grams = _ngrams(u, n)
+        total += len(grams)
+        rep += len(grams) - len(set(grams))
+    out = {"rep_rate": rep / total if total else 0.0}
+    for k in (1, 2):
+        grams = [g for u in toks for g in _ngrams(u, k)]
+        out[f"distinct_{k}"] = len(set(grams)) / len(grams) if grams else 0.0
+    out["mean_len"] = float(np.mean([len(u) for u in toks])) if toks else 0.0
+    return out
