@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--recipe")
     a = ap.parse_args()
     shutil.rmtree(a.work, ignore_errors=True)
+    Path(a.work).mkdir(parents=True)
     ctx = mp.get_context("spawn")
     print(f"machine: {platform.machine()}, {mp.cpu_count()} cores, python {platform.python_version()}")
     print(f"{'stage':<14}{'rows in':>10}{'seconds':>10}{'rows/s':>12}{'peak MiB':>10}")
@@ -58,8 +59,10 @@ def main() -> None:
         q = ctx.Queue()
         p = ctx.Process(target=_child, args=(stage, {"work": a.work, "mirror": a.mirror, "recipe": a.recipe}, q))
         p.start()
-        r = q.get()
         p.join()
+        if p.exitcode != 0:
+            raise SystemExit(f"stage {stage} failed (exit code {p.exitcode})")
+        r = q.get()
         rate = r["rows_in"] / r["seconds"] if r["seconds"] else float("nan")
         print(f"{r['stage']:<14}{r['rows_in']:>10,}{r['seconds']:>10.2f}{rate:>12,.0f}{r['peak_mib']:>10.0f}", flush=True)
 
