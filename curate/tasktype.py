@@ -61,19 +61,37 @@ TASK_TYPES = ["generation", "rewrite", "brainstorming", "open qa", "closed qa", 
 CONTEXT_MIN_CHARS = 15
 
 
+# ``\b`` between a Chinese character and a Latin letter is no boundary (both are word characters),
+# so "使用SQL命令" would not match ``\bsql\b``: rules use an ASCII word boundary instead.
+_ASCII_B = r"(?:(?<![a-z0-9_])(?=[a-z0-9_])|(?<=[a-z0-9_])(?![a-z0-9_]))"
+
+
 def _rx(pattern: str) -> re.Pattern:
-    return re.compile(pattern, re.IGNORECASE | re.DOTALL)
+    return re.compile(pattern.replace(r"\b", _ASCII_B), re.IGNORECASE | re.DOTALL)
 
 
 # ---- code ---------------------------------------------------------------------------------------
 _CODE = _rx(
-    r"代码|编程|源码|算法|程序(代码|设计|语言|实现)|(写|编写|编|实现|设计|生成).{0,8}(程序|脚本)|计算机程序|"
+    r"代码|编程|源码|条件语句|循环语句|字符串|数组|布尔值|数据类型|指针|面向对象|编程语言|程序(代码|设计|语言|实现)|(写|编写|编|实现|设计|生成).{0,8}(程序|脚本)|计算机程序|"
     r"python|javascript|\bjava\b|\bjs\b|c\+\+|c#|c语言|\bsql\b|\bhtml|\bcss\b|\bphp\b|golang|go语言|"
     r"\bruby\b|\brust\b|\bswift\b|kotlin|matlab|\bbash\b|shell(脚本|命令)|linux命令|正则表达式|"
     r"leetcode|\bapi\b|\bjson\b|```|\bdef\s|\bclass\s+\w+|"
-    r"(写|编写|实现|创建|定义|设计)(一个|一段)?.{0,8}函数|函数.{0,6}(实现|代码)|"
-    r"\bcode\b|\bprogram\b|\bfunction\b|\bscript\b|\balgorithm\b|编译|调试|debug"
+    r"(写|编写|实现|创建|定义|设计)(一个|一段)?.{0,20}函数|函数.{0,6}(实现|代码)|hello,? world|"
+    r"\bcode\b|\bprogram\b|\bfunction\b|\bscript\b|编译|调试|debug"
 )
+# "算法" is code when one is asked to make one ("设计算法来解决…"), not when asked about one
+# ("描述一种常见的机器学习算法" is open qa).
+_CODE_ALGORITHM = _rx(r"(设计|创建|编写|写|实现|开发|构建|生成|给出|提出)(一个|一种|一段)?.{0,12}(算法|\balgorithm)")
+# Visual programming (Scratch and its relatives: blocks, sprites, scripts): a tenth of the mirror is
+# questions from the Scratch wiki ("Change Pen Color by ()块的作用是什么？").
+_CODE_BLOCKS = _rx(
+    r"scratch|\(\s*\)|[a-z)?]\s*块|\bblocks?\b|(帽子|报告|布尔|堆叠|堆积|自定义|运动|外观|声音|事件|控制|侦测|运算|变量|列表|画笔|扩展|c|hat)块|"
+    r"积木|精灵|\bsprites?\b|(全局|局部|云|普通)变量|变量(块|名)|编辑器|造型(?!师|设计)|(?<!的)舞台(?!剧|表演|艺术|上|下)|画笔|克隆(?!羊|人|技术|动物)|"
+    r"costume|backdrop|\bpen\b|extension|raspberry|\blego\b|wedo|micro:?bit|\bev3\b|sense hat|sensing|turbowarp|矢量编辑|(?<!视频|广告|直播|剧本|拍摄)脚本(?!的写作)"
+)
+# Code in the answer: a fenced block or a line that starts like a program.
+_CODE_OUTPUT = re.compile(r"```|^\s*(def |class \w+[:(]|import \w+|from \w+ import|#include|public (static )?\w+|function \w+\(|"
+                          r"SELECT .+ FROM|<html|<!DOCTYPE)", re.MULTILINE | re.IGNORECASE)
 _CODE_INPUT = _rx(
     r"```|\bdef \w+\(|#include|^\s*import \w+|\bfunction\s*\w*\s*\(|public static|console\.log|"
     r"\bprint\(|\bselect\b.+\bfrom\b|<html|<div|<\w+>.*</\w+>|;\s*\n.*;\s*$"
@@ -87,11 +105,11 @@ _ARITH_EXPR = _rx(r"\d\s*[+*×÷^]\s*\d|\d\s*[-/]\s*\d+\s*[=＝]")
 _MATH_STRONG = _rx(
     r"数学题|数学问题|应用题|算术|方程|算式|因式分解|化简|导数|积分(?!制|卡|兑)|微分|平方根|立方根|开方|"
     r"最大公约数|最小公倍数|公因数|公倍数|质数|素数|阶乘|等差数列|等比数列|数列|百分之几|概率|"
-    r"[xyz]的值|未知数|表达式|(?<![云子缘行能])计算(?!机|能力)|算出|单位.{0,4}(转换|换算)|度量单位|换算|"
+    r"[xyz]的值|未知数|表达式|偶数|奇数(?!词|的词)|(?<![云子缘行能地])计算(?!机|能力|背景|科学|领域|资源|平台)|算出|单位.{0,4}(转换|换算)|度量单位|换算|"
     r"\bequation|solve for|arithmetic|\bmath\b|probability|\bfactorial|\bprime numbers?\b"
 )
 _MATH_WEAK = _rx(
-    r"算一算|多少|几(个|只|天|元|岁|人|本|次|倍|块|颗|支|条|张|件|辆|碗|米|克|分钟|小时|公里|种)|"
+    r"算一算|多少|平分|平均分|几(个|只|天|元|岁|人|本|次|倍|块|颗|支|条|张|件|辆|碗|米|克|分钟|小时|公里|种)|"
     r"面积|周长|体积|平均|中位数|众数|最大值|最小值|最高值|最低值|最大的|最小的|百分比|乘以|除以|加上|减去|相加|相减|"
     r"相乘|相除|之和|之差|之积|之商|总和|总共|一共|剩下|还剩|剩余|速度|加在一起|加起来|合计|"
     r"转换为.{0,4}(摄氏|华氏|公里|英里|千克|公斤|磅|厘米|英寸)|"
@@ -106,14 +124,14 @@ _CN_QUANTITY = re.compile(r"[一二两三四五六七八九十百千万半]+\s*(
 
 # ---- rewrite ------------------------------------------------------------------------------------
 _REWRITE_STRONG = _rx(
-    r"翻译(?!遗传|密码|mrna|rna|蛋白)|译成|译为|翻成|译文|英译|中译|改写|重写|重新写|重新表述|重新措辞|重新排列|重述|转述|复述|润色|颠倒|倒序|"
+    r"(其他|替代|不同)的?(方式|说法).{0,6}(表达|表述|说)|翻译(?!遗传|密码|mrna|rna|蛋白)|(英文|英语|中文|日语|日文|法语|德语|韩语|西班牙语)(是什么|怎么说|怎么讲|怎么写)|用(英文|英语|日语|法语|德语|韩语|西班牙语)(怎么|来)?(说|表达|写)|(相似|相同|同样)的?(含义|意思)的?句子|译成|译为|翻成|译文|英译|中译|改写|重写|重新写|重新表述|重新措辞|重新排列|重述|转述|复述|润色|颠倒|倒序|"
     r"paraphrase|translat|rewrite|rephrase|reword"
 )
 # Edit verbs: rewrite only when they act on a given text ("修改以下句子", not "如何修改密码").
 _REWRITE_WEAK = _rx(
     r"改成|改为|更改|变位|排列成|合二为一|转换|转化|转变为|变成|换成|替换|修改|修正|纠正|更正|校对|改正|精简|简化|扩写|缩写(?!是)|"
     r"同义句|换一种(说法|方式)|语气|口吻|时态|语态|正式|被动(语态|句)|格式|合并|拆分|删除|删去|添加|插入|附加|"
-    r"标点|大写|小写|编辑|简洁|拼写|语法|对齐|分开|分隔|"
+    r"标点|大写|小写|编辑|字母顺序|简洁|拼写|(纠正|修正|改正|更正|检查并|提高|改进|改善).{0,6}语法|对齐|分开|分隔|"
     r"\bedit\b|\bconvert\b|\bcorrect\b|\bchange\b|\bsimplify\b|\bshorten\b|\breformat|\breplace\b|\bremove\b|\bfix\b|passive voice|active voice"
 )
 
@@ -133,6 +151,7 @@ _CLASSIFY = _rx(
     r"情感(分析|倾向|极性|类别|色彩|态度)|积极.{0,8}消极|正面.{0,8}负面|褒义.{0,6}贬义|"
     r"是[”\"']?\s*(或|还是)\s*[“\"']?否|对还是错|真还是假|真假|对错|正确或错误|正确还是错误|正确、错误|"
     r"(判断|确定|告诉我|检测|识别|检查|鉴定|预测).{0,40}(是否|是不是|能否|有没有|还是|对不对|正确与否)|"
+    r"语法(功能|成分)|句子成分|词性|修辞|(识别|标记|标注|判定|归类)为|(评估|判断|检查|评价)[^纠修改更]{0,10}(语法|句法)(?![^。]*(纠正|修改|改正|更正|修正|改写))|"
     r"[“\"][^”\"]{1,10}[”\"]\s*(或|还是)\s*[“\"]|评分|打分|评级|选择题|单选|多选|选择.{0,6}(正确|最佳|最合适|主题|类别|一个选项)|"
     r"输出.{0,16}(true|false|yes|no|是|否|[01])\b|"
     r"\bclassif|categori[sz]|sentiment|true or false|yes or no|\bis (it|this|the following) (a|an)\b"
@@ -144,10 +163,13 @@ _HOWTO_OR_LIST = _rx(r"^(如何|怎么|怎样|如果|为什么)|有哪些|哪些
 _SPLIT_INTO = _rx(r"(分为|分成|划分为|归入)")
 # "X是A还是B？" asked of short alternatives.
 _EITHER_OR = _rx(r"是.{1,12}还是.{1,12}[？?]?$")
+_ENDS_AS_QUESTION = re.compile(r"[？?]\s*$")
 _SENTIMENT_WITH_INPUT = _rx(r"情感|情绪|态度|语气")
+# "将以下句子的语气从正式改为非正式" changes the tone, it does not ask for it.
+_EDIT_TONE = _rx(r"改|换|转换|变为|变成|重写|使.{0,6}(更|听起来)")
 
 # ---- extract ------------------------------------------------------------------------------------
-_EXTRACT_STRONG = _rx(r"提取(?!的)|抽取|命名实体|词性|^\s*extract|\bextract (all|the|every|key)")
+_EXTRACT_STRONG = _rx(r"提取(?!的)|抽取|命名实体|^\s*extract|\bextract (all|the|every|key)")
 # "找出/列出…中的…": extraction only from a given text ("列出所有富含维生素C的蔬菜" is brainstorming).
 _EXTRACT_FROM = _rx(
     r"关键词|关键字|检测.{0,6}实体|实体|"
@@ -157,26 +179,38 @@ _EXTRACT_FROM = _rx(
 )
 
 # ---- brainstorming ------------------------------------------------------------------------------
-_QUANT = r"(一些|几个|几种|几条|几点|几位|多个|[\d两三四五六七八九十]+\s*[个种条项点件位名本部首样款类])"
+# Ideas, advice and open-ended items are brainstorming; a factual enumeration ("列出人类的五种感官",
+# "说出三位来自俄罗斯的政治领导人") has one right answer and is open qa (it falls through to the
+# question rule). So a list request is brainstorming only with an idea word or an idea noun.
+_IDEA_NOUN = (r"(方法|办法|方式(?!是)|途径|技巧|窍门|诀窍|建议|提示|策略|方案|措施|想法|主意|点子|理由|原因|因素|好处|"
+              r"益处|优势|优点|缺点|劣势|弊端|积极影响|消极影响|负面影响|活动|问题|口号|关键词|习惯|原则|"
+              r"最佳实践|注意事项|事项|技能|目标|挑战|风险|例子|示例|实例|创意|礼物|游戏)")
 _BRAINSTORM = _rx(
-    r"列出|列举|例举|举出|想出|想一些|想几个|想一个|头脑风暴|集思广益|建议|推荐(?!信)|点子|主意|想法|创意|提议|意见|"
-    r"例子|实例|举例|(提供|输出|生成|创建|制作|给出|写出|编制|编写).{0,20}(列表|清单)|清单|"
-    rf"(提供|说出|给出|给我|举|写出|想|确定|识别|选择|挑选|提出).{{0,12}}{_QUANT}|"
-    r"提出.{0,20}(方法|办法|建议|策略|方案|想法|措施|主题|问题|技能|理由|理念)|想想|^name\b|"
-    r"有哪些(方法|办法|方式|途径|技巧|建议|好处|措施|策略|活动|选择|方案|注意事项|诀窍|窍门)|"
-    r"[几\d一二两三四五六七八九十]+\s*(种|个|条|项|点)(方法|方式|办法|技巧|策略|建议|理由|好处|优点|缺点|例子|示例|"
-    r"特点|因素|步骤|提示|技能|措施|活动|方面|原则|习惯)|"
-    r"命名|起.{0,3}名|取.{0,2}名字|"
-    r"brainstorm|\blist\b|suggest|\bideas?\b|come up with|\bname (a few|some|\d|two|three|four|five|several)|"
-    r"give (me )?(some|a few|\d|two|three|four|five|several)|\brecommend|examples? of"
+    r"想出(?!一(个|种|句|段|首))|想一些|想几个|提(出)?(几|一些|多)(个|条|点|种)?|头脑风暴|集思广益|建议|推荐(?!信|系统|算法|引擎)|点子|主意|创意|提议|想想|"
+    r"例子|实例|举例|示例|(提供|输出|生成|创建|制作|给出|写出|编制|编写|列出).{0,20}(列表|清单)|清单|"
+    rf"(列出|列举|例举|举出|说出|给出|提供|给我|写出|写下|提出|想|生成|输出|分享|添加).{{0,24}}{_IDEA_NOUN}|"
+    r"起.{0,3}名|取.{0,2}名字|^name\b|"
+    r"brainstorm|suggest|\bideas?\b|come up with|"
+    r"give (me )?(some|a few|\d|two|three|four|five|several) (ways|tips|ideas|reasons|examples|suggestions)|\brecommend|examples? of"
 )
+# A sentence, metaphor or pun asked for "as an example" is a piece of writing, not a list of ideas.
+_GENERATE_SENTENCE = _rx(
+    r"(例子|举|想出|想|创造|创作|生成|造|编|写|提供|给出|产生|组合|组成|连成|构造|构建|创建).{0,24}(句子|一句话|比喻|隐喻|明喻|双关|谚语|俳句|押韵|韵脚|类比)|"
+    r"(句子|一句话|比喻|隐喻|明喻|双关|类比).{0,10}(例子|示例)|在句子中使用"
+)
+# How-to content ("描述粉刷房间的基本步骤", "生成一组指令以…", a recipe): knowledge, asked as steps.
+_HOW_TO = _rx(r"步骤|操作指南|分步指南|食谱|菜谱|教程|指令(?!集合)|(?<!详细)说明(?!文|书|以下|下面|原因|为什么|理由)")
+# "给我一些故事创意", "几个标题": several ideas, not one piece.
+_PLURAL_IDEAS = _rx(r"(一些|几个|几种|几条|多个|[\d两三四五六七八九十]+\s*(个|种|条))")
+# Continue the conversation or the text.
+_CONTINUE = _rx(r"^\s*(继续|接着(说|写|讲)?|请继续|continue)\s*[。.!！]?\s*$")
 
 # ---- generation ---------------------------------------------------------------------------------
 _GENERATE_VERB = _rx(
     r"(?<![缩改重简书填描拼抄大小听默])写|撰写|创作|生成|编写|编造|编一|起草|续写|仿写|造句|作一首|作首|作诗|"
-    r"描写|描绘|描述(一次|一下你|你|一个场景|一个人物|一段经历)|想象|设计|创建|创造|构建|构造|构思|产生一|发表|"
+    r"描写|描绘|描述(一次|一下你|你|一个场景|一个人物|一段经历)|想象|(?<![的和与及])设计|创建|(想出|想)一(个|种|句|段|首)|创造|构建|构造|构思|产生一|发表|"
     r"制作|制定|规划|策划|形容|比喻|比作|打个比方|类比|_{3,}|完成.{0,6}(句|话|段落|故事|类比|诗|对话)|填空|填入|补全|补充完整|完成(这个|以下|下面|下列|给定的?)?句子|"
-    r"讲(一个|个).{0,10}(故事|笑话)|"
+    r"讲(一个|个).{0,10}(故事|笑话)|(描述|讲述|告诉我们?|分享|谈谈|说说)(一下)?(你|您).{0,20}(经历|体验|经验|时候|时间|时刻)|"
     r"\bwrite\b|\bcompose\b|\bgenerate\b|\bcreate\b|\bdraft\b|\bdesign\b|\bimagine\b|\binvent\b|\bconstruct\b"
 )
 # Asked-for creative pieces (only when the instruction is not a question about one).
@@ -194,7 +228,7 @@ _ASKS_ABOUT = _rx(r"[？?]|什么|为什么|如何|怎么|哪|谁|吗|呢|是否
 _QUESTION = _rx(
     r"[？?]|^求|求出|什么|为什么|为何|如何|怎么|怎样|哪|谁|吗|呢|多少|几|是否|何时|何地|何处|何种|何为|"
     r"解释|说明|描述|介绍|阐述|论述|讨论|分析|比较|对比|区别|异同|定义|含义|意思|意义|作用|影响|原因|优缺点|"
-    r"优势|劣势|利弊|告诉我|你认为|你觉得|回答|讲讲|谈谈|说说|评价|赏析|简述|解读|"
+    r"优势|劣势|利弊|告诉我|列出|列举|说出|命名|排名|排序|顺序|知识|你认为|你觉得|回答|讲讲|谈谈|说说|评价|赏析|简述|解读|"
     r"提供|给出|说出|给我|寻找|指定|陈述|查找|找出|找到|确定|估计|估算|预测|识别|辨别|评估|推断|猜|检索|总结|概括|概述|"
     r"^(what|why|how|who|whom|whose|which|when|where|is|are|does|do|did|can|could|should|would|will)\b|"
     r"\b(explain|describe|define|compare|contrast|discuss|analy[sz]e|evaluate|tell me|answer|identify|"
@@ -218,31 +252,93 @@ def _given_text(ins: str, inp: str) -> bool:
     return bool(inp.strip()) or bool(_GIVEN_TEXT.search(ins))
 
 
+# An input that is itself one short question ("什么动物会是最好的游泳运动员？") is the question, not a
+# context to answer from.
+_LONE_QUESTION = re.compile(r"^[^。！!\n]{0,60}[？?]\s*$")
+
+
 def _has_context(inp: str) -> bool:
-    return len(inp.strip()) >= CONTEXT_MIN_CHARS
+    inp = inp.strip()
+    return len(inp) >= CONTEXT_MIN_CHARS and not _LONE_QUESTION.match(inp)
+
+
+# "根据以下数据做出假设": a task on the given text, answered from it.
+_BASED_ON = _rx(r"^(请)?(根据|基于|依据|阅读|参考|利用|使用)(以下|下面|下列|给定|所给|提供|上述|这些|这段|该|此|给出)")
+# "其中哪一个是欧洲最大的山脉？" with the candidates in the input: picking one of given options.
+_CHOOSE = _rx(r"哪一个|哪个|哪一种|哪种|哪一项|哪项|哪位|选出|选择|挑出|which (one|of)")
+_OPTION_SPLIT = re.compile(r"[、，,;；/\n]|或者|或|\bor\b")
+
+
+def _given_options(inp: str) -> bool:
+    parts = [p.strip() for p in _OPTION_SPLIT.split(inp.strip()) if p.strip()]
+    return 2 <= len(parts) <= 12 and all(len(p) <= 20 for p in parts)
+
+
+# "选择完成句子的最佳选项" with a blank: filling it is writing.
+_BLANK = re.compile(r"_{2,}|＿{2,}|【\s*】|<mask>", re.IGNORECASE)
+_FILL = _rx(r"填|完成|补全|补充|缺少|缺失|选择|替换|complete|fill")
+# Word knowledge (synonyms, antonyms, euphemisms) is asked like a list but has right answers.
+_WORD_KNOWLEDGE = _rx(r"同义词|近义词|反义词|委婉(说法|语|词)|同音词|synonym|antonym")
+# Explaining a concept ("解释前瞻性规划的概念") is a question, whatever verbs the concept contains.
+_EXPLAIN = _rx(r"^(请|你能|你会如何|如何)?(向.{0,16})?(简要|简单|简短|详细|清楚)?(地)?(解释|阐述|阐释|定义|说明|介绍)|的(概念|含义|定义)[。.？?]?$")
+# Ordering numbers: comparing quantities.
+_ORDER = _rx(r"排序|排列|从小到大|从大到小|从最小到最大|从最大到最小|升序|降序|最大的|最小的")
+_NUMBERS = re.compile(r"-?\\d+(\\.\\d+)?")
+# A factual enumeration ("列出制作巧克力慕斯所需的成分") is open qa, even when its subject has a verb.
+_LIST_FACTS = _rx(r"^(请)?(列出|列举|说出|命名|识别|确定)")
+
+# A bare subject with nothing asked ("官渡之战", "特朗普"): the rows' answers describe it.
+_TOPIC_MAX_CHARS = 20
+_WORDY = re.compile(r"[\u4e00-\u9fffA-Za-z]{2,}")
 
 
 RULES: list[Rule] = [
     Rule("code", "code_words", lambda i, x, o: bool(_CODE.search(i))),
     Rule("code", "code_in_input", lambda i, x, o: bool(x) and bool(_CODE_INPUT.search(x))),
+    Rule("code", "make_an_algorithm", lambda i, x, o: bool(_CODE_ALGORITHM.search(i))),
+    Rule("code", "visual_programming", lambda i, x, o: bool(_CODE_BLOCKS.search(i))),
+    Rule("math", "order_numbers", lambda i, x, o: bool(_ORDER.search(i)) and len(_NUMBERS.findall(i + " " + x)) >= 3),
     Rule("math", "arithmetic_only", lambda i, x, o: bool(_ARITH_ONLY.match(i))),
     Rule("math", "arithmetic_expression", lambda i, x, o: bool(_ARITH_EXPR.search(i)) or bool(x and _ARITH_EXPR.search(x) and _MATH_WEAK.search(i + x))),
     Rule("math", "math_words", lambda i, x, o: bool(_MATH_STRONG.search(i))),
-    Rule("math", "quantity_question", lambda i, x, o: bool(_MATH_WEAK.search(i) or _PROBLEM.match(i)) and _has_numbers(i, x)),
+    # A quantity question over a long context ("森林覆盖率高达百分之多少?" + a paragraph) is reading
+    # comprehension: the numbers must be in the question or in a short input.
+    Rule("math", "quantity_question", lambda i, x, o: bool(_MATH_WEAK.search(i) or _PROBLEM.match(i))
+         and _has_numbers(i, x if len(x) < 60 else "")),
     Rule("rewrite", "rewrite_words", lambda i, x, o: bool(_REWRITE_STRONG.search(i))),
+    Rule("generation", "fill_the_blank", lambda i, x, o: bool(_BLANK.search(i + " " + x)) and bool(_FILL.search(i))),
     Rule("summarization", "summarise_given_text", lambda i, x, o: bool(_SUMMARY.search(i)) and _given_text(i, x)),
     Rule("classification", "classify_words", lambda i, x, o: bool(_CLASSIFY.search(i)) and not _HOWTO_OR_LIST.search(i)),
     Rule("classification", "split_given_items", lambda i, x, o: bool(_SPLIT_INTO.search(i)) and _given_text(i, x)),
-    Rule("classification", "sentiment_of_input", lambda i, x, o: bool(x.strip()) and bool(_SENTIMENT_WITH_INPUT.search(i))),
+    Rule("classification", "sentiment_of_input", lambda i, x, o: bool(x.strip()) and bool(_SENTIMENT_WITH_INPUT.search(i))
+         and not _EDIT_TONE.search(i)),
     Rule("classification", "either_or_question", lambda i, x, o: len(i) <= 40 and bool(_EITHER_OR.search(i))),
     Rule("extract", "extract_words", lambda i, x, o: bool(_EXTRACT_STRONG.search(i))),
     Rule("extract", "find_in_given_text", lambda i, x, o: bool(_EXTRACT_FROM.search(i)) and _given_text(i, x)),
-    Rule("rewrite", "edit_given_text", lambda i, x, o: bool(_REWRITE_WEAK.search(i)) and _given_text(i, x)),
+    # …unless the instruction is a question about a given context ("哪一时期…由佛教改为儒教？").
+    Rule("rewrite", "edit_given_text", lambda i, x, o: bool(_REWRITE_WEAK.search(i)) and _given_text(i, x)
+         and not _ENDS_AS_QUESTION.search(i)),
+    Rule("generation", "continue", lambda i, x, o: bool(_CONTINUE.match(i))),
+    Rule("generation", "sentence_or_figure", lambda i, x, o: bool(_GENERATE_SENTENCE.search(i))),
+    Rule("open qa", "word_knowledge", lambda i, x, o: bool(_WORD_KNOWLEDGE.search(i))),
+    Rule("open qa", "explain_a_concept", lambda i, x, o: bool(_EXPLAIN.search(i)) and not _GENERATE_NOUN.search(i)),
+    Rule("open qa", "how_to_steps", lambda i, x, o: bool(_HOW_TO.search(i)) and not _GENERATE_NOUN.search(i)),
+    # A creative piece asked for ("生成一个以“友谊”为主题的创意故事") even when "创意" is in the request.
+    Rule("generation", "creative_piece", lambda i, x, o: bool(_GENERATE_VERB.search(i)) and bool(_GENERATE_NOUN.search(i))
+         and not _ASKS_ABOUT.search(i) and not _PLURAL_IDEAS.search(i)),
     Rule("brainstorming", "ideas_or_list", lambda i, x, o: bool(_BRAINSTORM.search(i))),
+    Rule("open qa", "list_facts", lambda i, x, o: bool(_LIST_FACTS.search(i))),
     Rule("generation", "write_verb", lambda i, x, o: bool(_GENERATE_VERB.search(i))),
     Rule("generation", "creative_noun", lambda i, x, o: bool(_GENERATE_NOUN.search(i)) and not _ASKS_ABOUT.search(i)),
+    Rule("code", "code_in_output", lambda i, x, o: bool(_CODE_OUTPUT.search(o or ""))),
+    Rule("classification", "choose_from_given_options", lambda i, x, o: bool(_CHOOSE.search(i)) and _given_options(x)),
     Rule("closed qa", "question_with_context", lambda i, x, o: _has_context(x) and bool(_QUESTION.search(i) or _QUESTION.search(x[:200]))),
+    Rule("closed qa", "task_on_given_text", lambda i, x, o: _has_context(x) and bool(_BASED_ON.search(i))),
     Rule("open qa", "question", lambda i, x, o: bool(_QUESTION.search(i)) or (bool(x.strip()) and not _has_context(x) and bool(_QUESTION.search(x)))),
+    Rule("open qa", "bare_topic", lambda i, x, o: not x.strip() and 0 < len(i.strip()) <= _TOPIC_MAX_CHARS),
+    # Nothing else fired: most such rows are requests for knowledge phrased without a question word
+    # ("诊断以下医学症状。"); "other" is left for rows with no words at all.
+    Rule("open qa", "fallback", lambda i, x, o: bool(_WORDY.search(i))),
 ]
 
 
