@@ -11,12 +11,21 @@ Every stage reads the previous stage's ``kept.parquet`` and writes into its own 
 The cache key hashes the stage's input files, its parameters and the code of ``curate/``; a stage
 whose marker matches is skipped, so a killed run resumes where it stopped and a changed recipe or
 code re-runs what it affects. No Prefect here: flows/ orchestrates these functions.
+
+Fault injection (for the kill-and-resume tests): with ``TIGER_FAULT=<stage>:<point>`` set, the
+process SIGKILLs itself at that point, as a crash or an OOM kill would. ``<stage>`` is one of
+``STAGES`` or ``mixtures``; ``<point>`` is ``before`` (the stage is not done and about to start),
+``writing`` (half-way through the atomic write of ``kept.parquet``: only a temp file exists),
+``mid`` (``kept.parquet`` written — for mixtures the first mixture file — but no ``_SUCCESS`` marker)
+or ``after`` (marker written). Unset, it does nothing.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import signal
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -24,7 +33,7 @@ from typing import Any, Callable
 import pandas as pd
 import yaml
 
-from .io import read_json, read_parquet, sha256_file, write_json, write_parquet
+from .io import atomic_path, read_json, read_parquet, sha256_file, write_json, write_parquet
 from .ops import parse_steps, run_steps
 from .records import LedgerError, StageResult, ledger_row
 
@@ -91,14 +100,29 @@ def is_done(out_dir: Path, key: str) -> bool:
         return False
 
 
+FAULT_ENV = "TIGER_FAULT"
+
+
+def fault_point(stage: str, point: str) -> None:
+    """SIGKILL this process if ``TIGER_FAULT`` names this point (see the module docstring)."""
+    if os.environ.get(FAULT_ENV) == f"{stage}:{point}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult) -> dict[str, Any]:
     res.check(n_in, stage)
+    if os.environ.get(FAULT_ENV) == f"{stage}:writing":  # die with a half-written temp file, as a crash would
+        with atomic_path(out_dir / "kept.parquet") as tmp:
+            tmp.write_bytes(b"PAR1 half-written")
+            fault_point(stage, "writing")
     write_parquet(out_dir / "kept.parquet", res.kept)
+    fault_point(stage, "mid")
     write_parquet(out_dir / "dropped.parquet", res.dropped)
     write_json(out_dir / "stats.json", res.stats)
     ledger = ledger_row(stage, n_in, res.kept, res.dropped)
     write_json(out_dir / "ledger.json", ledger)
     write_json(out_dir / "_SUCCESS.json", {"key": key, "stage": stage})  # last: marks the stage complete
+    fault_point(stage, "after")
     return ledger
 
 
@@ -110,6 +134,7 @@ def parse_stage(files: list[dict], out_dir: str | Path, progress: Progress = Non
     key = cache_key([f["path"] for f in files], {"files": [(f["source"], f["file"]) for f in files]})
     if is_done(out_dir, key):
         return read_json(out_dir / "ledger.json")
+    fault_point("01_parse", "before")
     if progress:
         progress(f"parse: {len(files)} files")
     res = parse_files(files)
@@ -125,6 +150,7 @@ def ops_stage(stage: str, in_path: str | Path, out_dir: str | Path, steps_spec: 
     key = cache_key([in_path], {"stage": stage, "steps": steps})
     if is_done(out_dir, key):
         return read_json(out_dir / "ledger.json")
+    fault_point(stage, "before")
     df = read_parquet(in_path)
     res = run_steps(df, steps, stage, progress=progress)
     if stage == "05_diversity":
@@ -152,6 +178,7 @@ def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs_spec: list, s
     key = cache_key([in_path], {"mixtures": [s.to_dict() for s in specs]})
     if is_done(out_dir, key):
         return read_json(out_dir / "mixtures.json")
+    fault_point("mixtures", "before")
     pool = read_parquet(in_path)
     results = []
     for spec in specs:
@@ -160,8 +187,10 @@ def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs_spec: list, s
         mix = build_mixture(pool, spec)
         # keep the manifest free of absolute paths so equal runs write equal bytes
         results.append({k: v for k, v in write_mixture(mix, spec, out_dir).items() if k != "paths"})
+        fault_point("mixtures", "mid")
     write_json(out_dir / "mixtures.json", results)
     write_json(out_dir / "_SUCCESS.json", {"key": key, "stage": "mixtures"})
+    fault_point("mixtures", "after")
     return results
 
 
