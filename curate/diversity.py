@@ -8,12 +8,17 @@ Everything returned is plain Python (int, float, str, list, dict, None) so it go
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from typing import Any, Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from .tasktype import TASK_TYPES
+
+# The Vendi score is computed on a seeded sample of at most this many rows (see embedding_metrics).
+VENDI_SAMPLE = 2000
 
 
 def _counts(counts: Mapping[Any, int] | Iterable[int]) -> list[int]:
@@ -77,7 +82,8 @@ def _label_counts(series: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in sorted(Counter(series.astype(str)).items())}
 
 
-def diversity_metrics(df: pd.DataFrame, n_clusters: int | None = None) -> dict[str, Any]:
+def diversity_metrics(df: pd.DataFrame, n_clusters: int | None = None, embeddings: np.ndarray | None = None,
+                      vendi_sample: int = VENDI_SAMPLE, seed: int = 0) -> dict[str, Any]:
     """Diversity figures of ``df``.
 
     Keys: ``rows``; ``task_type_entropy`` (bits), ``task_type_entropy_norm`` (over the 11 types of
@@ -85,7 +91,10 @@ def diversity_metrics(df: pd.DataFrame, n_clusters: int | None = None) -> dict[s
     ``cluster_entropy_norm`` (over ``n_clusters`` when given — pass the clustering's k to compare
     subsets fairly — else over the clusters present), ``clusters_present``; ``distinct_1/2/3`` of
     the instructions (characters); ``mean_instruction_chars``. Figures whose column is missing
-    (``task_type``, ``cluster``) are None.
+    (``task_type``, ``cluster``) are None. With ``embeddings`` (unit rows aligned with ``df``, e.g.
+    from ``curate.embed``): ``vendi``, ``vendi_rows`` and ``mean_cosine_distance`` on a seeded sample
+    of at most ``vendi_sample`` rows (see ``embedding_metrics``). With a ``novelty`` column:
+    ``mean_novelty``.
     """
     rows = int(len(df))
     out: dict[str, Any] = {"rows": rows}
@@ -111,12 +120,161 @@ def diversity_metrics(df: pd.DataFrame, n_clusters: int | None = None) -> dict[s
     for n in (1, 2, 3):
         out[f"distinct_{n}"] = distinct_n(instructions, n)
     out["mean_instruction_chars"] = (sum(len(t) for t in instructions) / rows) if rows else 0.0
+    if embeddings is not None:
+        if len(embeddings) != rows:
+            raise ValueError(f"diversity_metrics: {len(embeddings)} embeddings for {rows} rows")
+        out.update(embedding_metrics(embeddings, vendi_sample, seed))
+    if "novelty" in df.columns:
+        out["mean_novelty"] = float(df["novelty"].astype(float).mean()) if rows else 0.0
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def diversity_by(df: pd.DataFrame, column: str = "source", n_clusters: int | None = None) -> dict[str, dict[str, Any]]:
-    """``diversity_metrics`` of each group of ``df[column]``, keyed by the group (as str, sorted)."""
+def diversity_by(df: pd.DataFrame, column: str = "source", n_clusters: int | None = None,
+                 embeddings: np.ndarray | None = None, **kw: Any) -> dict[str, dict[str, Any]]:
+    """``diversity_metrics`` of each group of ``df[column]``, keyed by the group (as str, sorted);
+    ``embeddings`` (aligned with ``df``) are split along with the rows."""
     if column not in df.columns:
         raise KeyError(f"diversity_by: no column {column!r} (columns: {', '.join(map(str, df.columns))})")
     keys = df[column].astype(str)
-    return {str(g): diversity_metrics(df[keys == g], n_clusters=n_clusters) for g in sorted(keys.unique())}
+    out = {}
+    for g in sorted(keys.unique()):
+        mask = (keys == g).to_numpy()
+        out[str(g)] = diversity_metrics(df[mask], n_clusters=n_clusters,
+                                        embeddings=None if embeddings is None else embeddings[mask], **kw)
+    return out
+
+
+# ---- embedding-based diversity ------------------------------------------------------------------
+
+
+def vendi_score(x: np.ndarray) -> float:
+    """Vendi score of unit-length row vectors ``x``: exp(Shannon entropy, nats, of the eigenvalues of
+    K/n) with K = x xᵀ the cosine-similarity matrix (Friedman & Dieng, 2023).
+
+    It reads as an effective number of distinct items: n identical rows give 1, n orthogonal rows
+    give n. The non-zero eigenvalues of K/n = x xᵀ/n equal those of xᵀx/n (d × d), which is what is
+    decomposed here: exact, and cheap for n ≫ d.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return 0.0
+    norms = np.linalg.norm(x, axis=1)
+    if not np.allclose(norms[norms > 0], 1.0, atol=1e-3):
+        raise ValueError("vendi_score: rows must be unit vectors (cosine similarity)")
+    gram = (x.T @ x) / n if x.shape[1] < n else (x @ x.T) / n
+    lam = np.linalg.eigvalsh(gram)
+    lam = lam[lam > 1e-12]
+    lam = lam / lam.sum()  # zero rows (empty texts) would make the trace < 1
+    return float(np.exp(-np.sum(lam * np.log(lam))))
+
+
+def sample_rows(n: int, size: int = VENDI_SAMPLE, seed: int = 0) -> np.ndarray:
+    """Sorted positions of a seeded sample of ``size`` of ``n`` rows (all when n <= size)."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+def embedding_metrics(x: np.ndarray, sample: int = VENDI_SAMPLE, seed: int = 0) -> dict[str, Any]:
+    """Vendi score on a seeded sample of at most ``sample`` rows (so sets of different sizes are
+    compared on equal footing: the Vendi score grows with n), and the mean pairwise cosine distance
+    on the same sample."""
+    idx = sample_rows(len(x), sample, seed)
+    xs = np.asarray(x, dtype=np.float64)[idx]
+    n = len(xs)
+    if n < 2:
+        return {"vendi": float(n), "vendi_rows": n, "mean_cosine_distance": 0.0}
+    s = xs.sum(axis=0)
+    mean_sim = (float(s @ s) - n) / (n * (n - 1))  # mean of off-diagonal cosine similarities
+    return {"vendi": round(vendi_score(xs), 4), "vendi_rows": int(n), "mean_cosine_distance": round(1.0 - mean_sim, 6)}
+
+
+# ---- verb–noun structure (self-instruct, Wang et al. 2023, fig. 2) ------------------------------
+
+# Helpers that are not the task's verb ("请帮我写…", "使用以下数据…", "进行分类").
+_AUX_VERBS = {"请", "能", "能够", "可以", "会", "要", "需要", "应该", "让", "使", "使用", "用", "帮", "帮助", "帮我",
+              "根据", "基于", "进行", "做", "想", "希望", "觉得", "认为", "叫", "来", "去", "试着", "尝试", "阅读", "看"}
+# A copula or "have" before any content verb: a question about something ("什么是机器学习？",
+# "有哪些方法…"), which self-instruct's parse also leaves without a verb–object pair.
+_COPULA = {"是", "有", "为什么", "什么", "如何", "怎么", "怎样", "哪些", "哪个"}
+# Instruction verbs jieba often tags as nouns or idioms ("总结/n", "翻译成/l", "分类/n").
+_TASK_VERBS = {"总结", "分类", "翻译", "翻译成", "概括", "摘要", "比较", "分析", "改写", "重写", "创作", "列出", "列举",
+               "生成", "描述", "识别", "提取", "设计", "解释", "计算", "回答", "判断", "编写", "撰写", "推荐", "排序", "评估",
+               "修改", "纠正", "润色", "归类", "预测", "概述", "构建", "创建", "制定", "转换", "找出", "说出", "命名", "选择"}
+_PUNCT = set("，。；！？,.;!?：:")
+
+
+_NOT_OBJECTS = {"有关", "关于", "以下", "下列", "下面", "上述", "其中", "时候"}
+# A clause that only sets up the input ("给定一个句子，将其翻译成英文"): the task verb is in the next one.
+_SETUP = re.compile(r"^(给定|给出以下|根据|基于|鉴于|考虑到|假设|如果|按照|利用|使用以下|阅读以下|以下是)")
+_CLAUSES = re.compile(r"[，。；！？,;!?\n]")
+
+
+def _is_noun(word: str, flag: str) -> bool:
+    if word in _NOT_OBJECTS:
+        return False
+    return (flag.startswith("n") and flag != "nx") or (flag in ("i", "l", "j") and len(word) >= 2)
+
+
+def _clause_verb_noun(clause: str) -> tuple[str, str] | None:
+    import jieba.posseg as pseg
+
+    words = [(w.word, w.flag) for w in pseg.lcut(clause) if w.word.strip()]
+    for i, (w, f) in enumerate(words):
+        if w in _COPULA:
+            return None
+        if w in _AUX_VERBS:
+            continue
+        if f.startswith("v") or w in _TASK_VERBS:
+            for w2, f2 in words[i + 1:]:
+                if _is_noun(w2, f2) and w2 not in _TASK_VERBS:
+                    return w, w2
+            return w, ""
+    return None
+
+
+def root_verb_noun(text: str) -> tuple[str, str] | None:
+    """The root verb of an instruction and the first noun after it, by jieba's POS tags.
+
+    Self-instruct parses each instruction with a dependency parser and keeps the root verb and its
+    direct object; jieba has no parser, so this approximates "root" by the first content verb of the
+    first clause that does more than set up the input (a clause starting 给定/根据/基于… is skipped;
+    helpers such as 请/使用/进行 are skipped; instruction verbs jieba tags as nouns, e.g. 总结/n, count
+    as verbs) and "object" by the first noun after it in that clause (``""`` when none). ``None``
+    when the clause asks about something with a copula first ("什么是…", "有哪些…") or has no verb.
+    """
+    clauses = [c.strip() for c in _CLAUSES.split(text.strip()[:160]) if c.strip()][:3]
+    for j, clause in enumerate(clauses):
+        if _SETUP.match(clause) and j + 1 < len(clauses):
+            continue
+        return _clause_verb_noun(clause[:60])
+    return None
+
+
+def verb_noun_pairs(texts: list[str]) -> list[tuple[str, str] | None]:
+    from tqdm.auto import tqdm
+
+    return [root_verb_noun(t) for t in tqdm(texts, desc="verb-noun", disable=None, leave=False, mininterval=1.0)]
+
+
+def verb_noun_table(pairs: list[tuple[str, str] | None], top_verbs: int = 20, top_nouns: int = 4) -> dict[str, Any]:
+    """The ``top_verbs`` most common root verbs, each with its ``top_nouns`` most common objects.
+
+    Returns ``{"rows", "parsed", "verbs": [{"verb", "count", "nouns": [{"noun", "count"}]}],
+    "distinct_verbs", "distinct_pairs", "verb_entropy"}`` (entropy in bits over all root verbs).
+    Ties are broken alphabetically so the table is deterministic.
+    """
+    got = [p for p in pairs if p is not None]
+    verbs = Counter(v for v, _ in got)
+    ranked = sorted(verbs.items(), key=lambda kv: (-kv[1], kv[0]))[:top_verbs]
+    by_verb: dict[str, Counter] = {}
+    for v, n in got:
+        if n:
+            by_verb.setdefault(v, Counter())[n] += 1
+    table = []
+    for v, c in ranked:
+        nouns = sorted(by_verb.get(v, Counter()).items(), key=lambda kv: (-kv[1], kv[0]))[:top_nouns]
+        table.append({"verb": v, "count": int(c), "nouns": [{"noun": n, "count": int(k)} for n, k in nouns]})
+    return {"rows": len(pairs), "parsed": len(got), "verbs": table, "distinct_verbs": len(verbs),
+            "distinct_pairs": len(set(p for p in got if p[1])), "verb_entropy": round(entropy(verbs), 6)}

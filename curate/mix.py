@@ -221,6 +221,130 @@ def _narrow(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
     return _sample(eligible, spec.size, rng), {"eligible_rows": int(len(eligible)), "task_types": types}
 
 
+# ---- diversity-aware strategies -------------------------------------------------------------------
+
+_EMBED_CACHE: dict[str, np.ndarray] = {}
+
+
+def pool_embeddings(pool: pd.DataFrame, seed: int = 0, dims: int = 128, input_chars: int = 100) -> np.ndarray:
+    """Unit embeddings (``curate.embed``) of the pool's instructions, fitted on the pool; cached per
+    (rows, params) within the process, since several mixtures of one run share the pool."""
+    from .embed import embed
+
+    h = hashlib.sha256("\n".join(pool["id"].astype(str)).encode())
+    h.update(json.dumps([seed, dims, input_chars]).encode())
+    key = h.hexdigest()
+    if key not in _EMBED_CACHE:
+        _EMBED_CACHE.clear()  # one pool at a time is enough; keeps memory bounded
+        _EMBED_CACHE[key] = embed(pool, seed=seed, dims=dims, input_chars=input_chars)
+    return _EMBED_CACHE[key]
+
+
+def k_center_greedy(x: np.ndarray, k: int, first: int) -> np.ndarray:
+    """Farthest-first traversal (Gonzalez 1985): start at ``first``, then repeatedly add the row whose
+    cosine distance to its nearest chosen row is largest (ties: the lowest position). A 2-approximation
+    of the k-center problem: it covers the space evenly, rare regions included."""
+    from threadpoolctl import threadpool_limits
+
+    n = len(x)
+    k = min(int(k), n)
+    chosen = np.empty(k, dtype=np.int64)
+    chosen[0] = first
+    with threadpool_limits(limits=1):
+        mind = 1.0 - x @ x[first]
+        mind[first] = -np.inf
+        for t in range(1, k):
+            j = int(np.argmax(mind))
+            chosen[t] = j
+            np.minimum(mind, 1.0 - x @ x[j], out=mind)
+            mind[j] = -np.inf
+    return chosen
+
+
+def quality_scores(df: pd.DataFrame) -> np.ndarray:
+    """A simple quality score per row (higher is better), as the first step of DEITA-style selection.
+
+    DEITA scores complexity and quality with trained models; offline, this uses what predicts them
+    cheaply: the length of the answer (log characters, saturating at 2,000), the length of the task
+    (instruction + input, log, saturating at 500) and the variety of the answer's characters
+    (distinct / total over its first 500, which punishes "哈哈哈哈…" and number lists). Each term is
+    in [0, 1]; the score is 0.5·answer + 0.3·task + 0.2·variety.
+    """
+    out = df["output"].astype(str).tolist()
+    task = (df["instruction"].astype(str) + df["input"].astype(str)).tolist()
+    ans = np.array([min(np.log1p(len(o)) / np.log1p(2000), 1.0) for o in out])
+    tsk = np.array([min(np.log1p(len(t)) / np.log1p(500), 1.0) for t in task])
+    var = np.array([len(set(o[:500])) / max(1, len(o[:500])) if o else 0.0 for o in out])
+    var = np.minimum(var * 2.0, 1.0)  # half the characters distinct is already varied text
+    return 0.5 * ans + 0.3 * tsk + 0.2 * var
+
+
+def deita_select(x: np.ndarray, scores: np.ndarray, k: int, threshold: float, block: int = 512) -> tuple[np.ndarray, int]:
+    """Quality first, then diversity (DEITA's "score-first, diversity-aware" selection, Liu et al. 2024):
+    go through the rows by descending ``scores`` and admit one only if its cosine distance to every
+    admitted row exceeds ``threshold``. Returns the admitted positions (at most ``k``) and how many
+    rows were examined."""
+    from threadpoolctl import threadpool_limits
+
+    order = np.argsort(-scores, kind="mergesort")
+    k = min(int(k), len(order))
+    chosen = np.empty(k, dtype=np.int64)
+    cmat = np.empty((k, x.shape[1]), dtype=x.dtype)
+    m = 0
+    max_sim = 1.0 - threshold
+    examined = 0
+    with threadpool_limits(limits=1):
+        for a in range(0, len(order), block):
+            cand = order[a:a + block]
+            ok = (cmat[:m] @ x[cand].T).max(axis=0) < max_sim if m else np.ones(len(cand), dtype=bool)
+            start = m
+            for c, good in zip(cand, ok):
+                examined += 1
+                if not good:
+                    continue
+                if m > start and float((cmat[start:m] @ x[c]).max()) >= max_sim:
+                    continue
+                chosen[m] = c
+                cmat[m] = x[c]
+                m += 1
+                if m == k:
+                    return chosen[:m], examined
+    return chosen[:m], examined
+
+
+@strategy("kcenter")
+def _kcenter(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
+    _need(pool, spec, ["instruction", "input"])
+    x = pool_embeddings(pool, seed=int(spec.options.get("embed_seed", 0)))
+    first = int(rng.integers(len(pool))) if len(pool) else 0
+    chosen = k_center_greedy(x, spec.size, first) if len(pool) else np.array([], dtype=np.int64)
+    return chosen, {"eligible_rows": int(len(pool)), "first": first, "embedding": "tfidf-char-svd128"}
+
+
+@strategy("deita")
+def _deita(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
+    _need(pool, spec, ["instruction", "input", "output"])
+    threshold = float(spec.options.get("threshold", 0.2))
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(f"mixture {spec.name!r}: threshold is a cosine distance in [0, 1), got {threshold}")
+    x = pool_embeddings(pool, seed=int(spec.options.get("embed_seed", 0)))
+    scores = quality_scores(pool)
+    chosen, examined = deita_select(x, scores, spec.size, threshold)
+    filled = 0
+    if len(chosen) < min(spec.size, len(pool)) and spec.options.get("fill", True):
+        # Too few rows are that far apart: top up with the best remaining rows, and say how many.
+        taken = np.zeros(len(pool), dtype=bool)
+        taken[chosen] = True
+        rest = [i for i in np.argsort(-scores, kind="mergesort") if not taken[i]]
+        extra = np.array(rest[: min(spec.size, len(pool)) - len(chosen)], dtype=np.int64)
+        filled = int(len(extra))
+        chosen = np.concatenate([chosen, extra])
+    return chosen, {"eligible_rows": int(len(pool)), "threshold": threshold, "examined": int(examined),
+                    "filled_below_threshold": filled, "mean_quality": round(float(scores[chosen].mean()), 4) if len(chosen) else 0.0,
+                    "pool_mean_quality": round(float(scores.mean()), 4) if len(pool) else 0.0,
+                    "embedding": "tfidf-char-svd128"}
+
+
 # ---- building and writing -----------------------------------------------------------------------
 
 def build_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str) -> pd.DataFrame:

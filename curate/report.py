@@ -6,9 +6,11 @@ mixture manifests), so the report can be rebuilt at any time with ``tiger report
 from __future__ import annotations
 
 import base64
+import glob
 import html
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .io import read_json, write_text  # noqa: E402
@@ -25,15 +28,46 @@ TASK_TYPES_ORDER = ["generation", "rewrite", "brainstorming", "open qa", "closed
 SECTIONS = ["summary", "ledger", "parse", "normalize", "filter", "dedupe", "diversity", "mixtures", "manifest"]
 
 
+_FONT_READY = False
+
+
+def _setup_fonts() -> None:
+    """Use a CJK font for plots when one is installed (Debian's fonts-noto-cjk comes with chromium),
+    so verbs and nouns are drawn as characters, not boxes. Registered by file, so a font installed
+    after matplotlib built its cache is found too."""
+    global _FONT_READY
+    if _FONT_READY:
+        return
+    from matplotlib import font_manager
+
+    names = []
+    for pattern in ("/usr/share/fonts/**/NotoSansCJK-Regular.ttc", "/usr/share/fonts/**/NotoSansCJKsc-Regular.otf",
+                    "/usr/share/fonts/**/wqy-microhei.ttc", "/usr/share/fonts/**/wqy-zenhei.ttc"):
+        for path in sorted(glob.glob(pattern, recursive=True))[:1]:
+            try:
+                font_manager.fontManager.addfont(path)
+            except (OSError, RuntimeError):
+                continue
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    names = [n for n in ("Noto Sans CJK SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei") if n in have]
+    plt.rcParams["font.sans-serif"] = names + ["DejaVu Sans"]
+    plt.rcParams["font.family"] = "sans-serif"
+    plt.rcParams["axes.unicode_minus"] = False
+    _FONT_READY = True
+
+
 def _e(x: Any) -> str:
     return html.escape(str(x))
 
 
-def _png(fig) -> str:
+def _png(fig, name: str = "plot") -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a glyph missing from the font is not an error of the data
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
-    return f'<img class="plot" alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return (f'<img class="plot" data-plot="{_e(name)}" alt="{_e(name)}" '
+            f'src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">')
 
 
 def _table(rows: list[dict], cols: list[str] | None = None) -> str:
@@ -87,7 +121,7 @@ def _ledger_plot(ledger: list[dict]) -> str:
     ax.set_ylabel("records kept")
     ax.set_title("Records kept after each stage, by source")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return _png(fig, "ledger")
 
 
 def _stacked_share_plot(table: pd.DataFrame, title: str) -> str:
@@ -103,7 +137,7 @@ def _stacked_share_plot(table: pd.DataFrame, title: str) -> str:
     ax.set_xlabel("share of records")
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.25))
-    return _png(fig)
+    return _png(fig, title)
 
 
 def _cluster_plot(sizes: pd.Series) -> str:
@@ -113,10 +147,11 @@ def _cluster_plot(sizes: pd.Series) -> str:
     ax.set_xlabel("cluster (sorted by size)")
     ax.set_ylabel("records")
     ax.set_title(f"Cluster sizes ({len(s)} clusters)")
-    return _png(fig)
+    return _png(fig, "cluster_sizes")
 
 
 def build_report(run_dir: Path) -> tuple[Path, str]:
+    _setup_fonts()
     run_dir = Path(run_dir)
     manifest = read_json(run_dir / "manifest.json")
     ledger = manifest["ledger"]
@@ -170,6 +205,27 @@ def build_report(run_dir: Path) -> tuple[Path, str]:
         dhtml += _stacked_share_plot(ct, "Task types per source") + _table(
             [{"source": s, **{k: int(v) for k, v in row.items()}} for s, row in ct.iterrows()])
         dhtml += _cluster_plot(pool["cluster"].value_counts())
+    pool_full = pd.read_parquet(pool_path) if pool_path.exists() else pd.DataFrame()
+    seed = int(manifest.get("recipe", {}).get("seed", 0) or 0) if isinstance(manifest.get("recipe"), dict) else 0
+    if len(pool_full):
+        by_src = {str(k): g for k, g in pool_full.groupby("source", sort=True)}
+        n_k = int(pool_full["cluster"].nunique()) if "cluster" in pool_full.columns else None
+        a = analyse_groups(by_src, seed=seed, n_clusters=n_k, overall="all")
+        rich = _metrics_rows(a)
+        dhtml += ("<h3>Richer figures per source</h3><p>Vendi and mean cosine distance on a seeded sample of ≤ 2,000 rows "
+                  "per group, in one TF-IDF/SVD embedding fitted on the pool; verb figures on ≤ 5,000 rows per group "
+                  "(see the method note below).</p>" + _table(rich) + _metrics_plot(rich, "Diversity figures per source"))
+        dhtml += ("<h3>Verb–noun structure of the pool</h3>" + _verb_noun_plot(a["verb_noun"]["all"], "Root verbs and their objects: all")
+                  + _verb_noun_html(a["verb_noun"]["all"]))
+        src_nov = {k: v for k, v in a["novelty"].items() if k != "all"}
+        note = ("the <code>novelty</code> column of the records" if "novelty" in pool_full.columns
+                else "computed for this report (the recipe has no <code>novelty_tagger</code>)")
+        dhtml += (f"<h3>Novelty of records</h3><p>Novelty is {note}.</p>" + _novelty_plot(src_nov, "Novelty per source")
+                  + "<h4>Most novel records of the pool</h4>" + _table(a["examples"]["all"]))
+        dhtml += "<h3>How the figures are computed</h3>" + METHOD_HTML
+        md += ["## Diversity per source (richer figures)", "",
+               _md_table(rich, [c for c in ["group", "rows", "task_type_entropy", "cluster_entropy", "distinct_2", "vendi",
+                                            "mean_cosine_distance", "mean_novelty", "verb_entropy"] if c in rich[0]]), ""]
     for step in vstats.get("steps", []):
         if step.get("clusters"):
             dhtml += "<h3>Clusters (top terms)</h3>" + _table(step["clusters"][:60] if isinstance(step["clusters"], list) else
@@ -194,6 +250,19 @@ def build_report(run_dir: Path) -> tuple[Path, str]:
         mhtml += _stacked_share_plot(t, "Task types per mixture")
         src = pd.DataFrame({m["name"]: m.get("composition", {}).get("by_source", {}) for m in mx}).T.fillna(0)
         mhtml += _stacked_share_plot(src, "Sources per mixture")
+    comp = (mixture_comparison(run_dir, pool_full, seed=seed, embedder=a["_embedder"], pool_x=a["_x"])
+            if mx and len(pool_full) else [])
+    if comp:
+        mhtml += ("<h3>Diversity-aware selection against random</h3><p>Every mixture embedded with one TF-IDF/SVD "
+                  "embedding fitted on the pool. Vendi and mean cosine distance on ≤ 2,000 rows of each mixture; "
+                  "coverage: cosine distance from ≤ 5,000 pool rows to their nearest mixture row (lower is better; "
+                  "k-center minimises its maximum).</p>" + _table(comp) + _comparison_plot(comp))
+        pairs = _pairs_against_random(comp)
+        if pairs:
+            mhtml += "<h4>Each strategy next to random at the same size</h4>" + _table(pairs)
+        md += ["## Mixtures against random (one embedding)", "",
+               _md_table(comp, ["mixture", "rows", "vendi", "mean_cosine_distance", "coverage_mean", "coverage_max",
+                                "task_type_entropy", "distinct_2"]), ""]
     parts["mixtures"] = mhtml
     if mrows:
         md += ["## Mixtures", "", _md_table(mrows, list(mrows[0].keys())), ""]
@@ -212,7 +281,7 @@ def build_report(run_dir: Path) -> tuple[Path, str]:
     body = "".join(f"<section id='{s}'><h2>{titles[s]}</h2>{parts.get(s, '')}</section>" for s in SECTIONS)
     page = (f"<!doctype html><html lang='zh'><head><meta charset='utf-8'><title>tiger report {_e(manifest['run_id'])}</title>"
             f"<style>{CSS}</style></head><body><h1>tiger curation report <small>{_e(manifest['run_id'])}</small></h1>"
-            f"<nav>{nav}</nav>{body}</body></html>")
+            f"<nav>{nav}</nav>{body}<script>{SCRIPT}</script></body></html>")
     out = run_dir / "report" / "report.html"
     write_text(out, page)
     markdown = "\n".join(md)
@@ -255,6 +324,359 @@ def _drops_html(run_dir: Path, stage: str, per_reason: int = 3) -> str:
 
 
 CSS = """body{font-family:system-ui,'Noto Sans CJK SC',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0;font-size:.85em}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.5em 0;font-size:.85em;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}section{border-top:2px solid #ddd;margin-top:1.5em}img.plot{max-width:100%;display:block;margin:.5em 0}
 ul.ex code{white-space:pre-wrap;font-size:.8em}nav{font-size:.9em}small{color:#777}"""
+
+
+# ==== diversity analysis: shared by the run report and `tiger diversity` ===========================
+
+VERB_SAMPLE = 5000  # rows per group parsed for the verb–noun analysis (seeded sample)
+COVERAGE_SAMPLE = 5000  # pool rows whose distance to a mixture is measured (seeded sample)
+METRIC_COLUMNS = ["group", "rows", "task_type_entropy", "task_type_entropy_norm", "task_type_coverage", "cluster_entropy",
+                  "cluster_entropy_norm", "distinct_1", "distinct_2", "distinct_3", "vendi", "mean_cosine_distance",
+                  "mean_novelty", "verb_entropy", "distinct_verbs", "mean_instruction_chars"]
+
+SCRIPT = """window.addEventListener('load', function () {
+  var imgs = document.querySelectorAll('img.plot'), ok = 0;
+  imgs.forEach(function (im) { if (im.complete && im.naturalWidth > 0) { ok++; } });
+  document.body.setAttribute('data-plots-total', String(imgs.length));
+  document.body.setAttribute('data-plots-ok', String(ok));
+  document.body.setAttribute('data-ready', '1');
+});"""
+
+
+def _sample_positions(n: int, size: int, seed: int) -> np.ndarray:
+    from .diversity import sample_rows
+
+    return sample_rows(n, size, seed)
+
+
+def analyse_groups(groups: dict[str, pd.DataFrame], seed: int = 0, n_clusters: int | None = None,
+                   embedder: Any = None, overall: str | None = None) -> dict[str, Any]:
+    """Everything the diversity pages show, per group of records (sources, mixtures or files).
+
+    One embedding (``curate.embed.Embedder``) is fitted on all groups together (or ``embedder`` is
+    used), so Vendi scores and novelty are comparable across groups. Task types come from the
+    ``task_type`` column when present (the pipeline's), else from the labeller; clusters from the
+    ``cluster`` column, else from ``cluster_tagger`` fitted on all groups together. Novelty is the
+    ``novelty`` column when present, else computed over all groups together. ``overall`` names an
+    extra group made of all rows (listed first).
+    """
+    from .diversity import diversity_metrics, verb_noun_pairs, verb_noun_table
+    from .embed import Embedder, instruction_texts, novelty_scores
+    from .tasktype import ClusterTagger
+
+    names = list(groups)
+    frames = []
+    for name in names:
+        df = groups[name].copy()
+        df["_group"] = name
+        frames.append(df)
+    allrows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if "task_type" not in allrows.columns or allrows["task_type"].isna().any():
+        from .userfiles import label_frame
+
+        allrows = label_frame(allrows.drop(columns=[c for c in ("task_type", "task_rule") if c in allrows.columns]))
+    k = n_clusters
+    if "cluster" not in allrows.columns or allrows["cluster"].isna().any():
+        k = n_clusters or int(min(50, max(2, len(allrows) // 40)))
+        allrows = ClusterTagger(n_clusters=k, seed=seed, fit_sample=20000).__call__(allrows.drop(
+            columns=["cluster"], errors="ignore")).kept
+    texts = instruction_texts(allrows)
+    emb = embedder if embedder is not None else Embedder(seed=seed).fit(texts)
+    x = emb.transform(texts)
+    if "novelty" not in allrows.columns or allrows["novelty"].isna().any():
+        # a smaller reference sample than the operator's default: a report should not take minutes
+        allrows["novelty"] = novelty_scores(x, k=10, ref_size=10000, seed=seed)
+    gcol = allrows["_group"].to_numpy()
+    masks = {name: gcol == name for name in names}
+    if overall:
+        if overall in masks:
+            raise ValueError(f"analyse_groups: overall name {overall!r} is also a group")
+        masks = {overall: np.ones(len(allrows), dtype=bool), **masks}
+        names = list(masks)
+    out: dict[str, Any] = {"groups": names, "metrics": {}, "verb_noun": {}, "novelty": {}, "task_types": {},
+                           "clusters": {}, "examples": {}, "n_clusters": k,
+                           "embedding": emb.params() if hasattr(emb, "params") else {}}
+    for name in names:
+        mask = masks[name]
+        part = allrows[mask]
+        m = diversity_metrics(part, n_clusters=k, embeddings=x[mask], seed=seed)
+        pos = _sample_positions(len(part), VERB_SAMPLE, seed)
+        vn = verb_noun_table(verb_noun_pairs(part["instruction"].astype(str).iloc[pos].tolist()))
+        m["verb_entropy"] = vn["verb_entropy"]
+        m["distinct_verbs"] = vn["distinct_verbs"]
+        vn["sampled"] = int(len(pos))
+        out["metrics"][name] = m
+        out["verb_noun"][name] = vn
+        out["novelty"][name] = part["novelty"].astype(float).to_numpy()
+        out["task_types"][name] = {t: int((part["task_type"] == t).sum()) for t in TASK_TYPES_ORDER}
+        out["clusters"][name] = part["cluster"].astype(int).value_counts().to_dict()
+        order = np.argsort(-part["novelty"].to_numpy(), kind="mergesort")[:5]
+        out["examples"][name] = [{"novelty": round(float(part["novelty"].iloc[i]), 3),
+                                  "task_type": str(part["task_type"].iloc[i]),
+                                  "instruction": str(part["instruction"].iloc[i])[:120]} for i in order]
+    out["_x"], out["_rows"], out["_embedder"] = x, allrows, emb
+    return out
+
+
+def _metrics_rows(analysis: dict[str, Any]) -> list[dict]:
+    rows = []
+    for g in analysis["groups"]:
+        m = analysis["metrics"][g]
+        rows.append({c: (g if c == "group" else m.get(c)) for c in METRIC_COLUMNS if c == "group" or c in m})
+    return rows
+
+
+def _metrics_plot(rows: list[dict], title: str) -> str:
+    """Grouped bars of the [0, 1] figures plus Vendi scaled by its largest value."""
+    keys = [("task_type_entropy_norm", "task-type entropy (norm.)"), ("cluster_entropy_norm", "cluster entropy (norm.)"),
+            ("distinct_2", "distinct-2"), ("mean_cosine_distance", "mean cosine distance"), ("vendi", "Vendi (÷ max)")]
+    keys = [(k, lab) for k, lab in keys if any(r.get(k) is not None for r in rows)]
+    vmax = max([r.get("vendi") or 0 for r in rows] + [1e-9])
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    width = 0.8 / max(1, len(rows))
+    for i, r in enumerate(rows):
+        vals = [(r.get(k) or 0) / (vmax if k == "vendi" else 1.0) for k, _ in keys]
+        ax.bar(np.arange(len(keys)) + i * width, vals, width, label=str(r["group"]))
+    ax.set_xticks(np.arange(len(keys)) + width * (len(rows) - 1) / 2)
+    ax.set_xticklabels([lab for _, lab in keys], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=min(4, len(rows)), loc="upper center", bbox_to_anchor=(0.5, -0.15))
+    return _png(fig, title)
+
+
+def _verb_noun_plot(table: dict[str, Any], title: str) -> str:
+    """Self-instruct's sunburst: inner ring the top root verbs, outer ring each verb's top nouns."""
+    verbs = table["verbs"]
+    fig, ax = plt.subplots(figsize=(7.5, 7.5))
+    if not verbs:
+        ax.text(0.5, 0.5, "no verbs found", ha="center", va="center")
+        ax.axis("off")
+        return _png(fig, title)
+    cmap = plt.get_cmap("tab20")
+    inner = [v["count"] for v in verbs]
+    outer, outer_labels, outer_colors = [], [], []
+    for i, v in enumerate(verbs):
+        rest = v["count"]
+        base = np.array(cmap(i % 20))
+        for j, n in enumerate(v["nouns"]):
+            outer.append(n["count"])
+            outer_labels.append(n["noun"] if n["count"] >= max(inner) * 0.08 else "")
+            outer_colors.append(tuple(np.clip(base * (0.85 - 0.1 * j) + 0.15, 0, 1)))
+            rest -= n["count"]
+        if rest > 0:
+            outer.append(rest)
+            outer_labels.append("")
+            outer_colors.append((0.93, 0.93, 0.93, 1.0))
+    ax.pie(inner, radius=0.62, labels=[v["verb"] for v in verbs], labeldistance=0.55, colors=[cmap(i % 20) for i in range(len(verbs))],
+           wedgeprops={"width": 0.32, "edgecolor": "white"}, textprops={"fontsize": 8}, startangle=90, counterclock=False)
+    ax.pie(outer, radius=1.0, labels=outer_labels, labeldistance=0.8, colors=outer_colors,
+           wedgeprops={"width": 0.38, "edgecolor": "white"}, textprops={"fontsize": 7}, startangle=90, counterclock=False)
+    ax.set_title(f"{title}\n{table['parsed']:,} of {table.get('sampled', table['rows']):,} instructions with a root verb", fontsize=9)
+    ax.axis("equal")
+    return _png(fig, title)
+
+
+def _verb_noun_html(table: dict[str, Any]) -> str:
+    rows = [{"verb": v["verb"], "count": v["count"], "top nouns": "、".join(f"{n['noun']} ({n['count']})" for n in v["nouns"])}
+            for v in table["verbs"]]
+    return _table(rows)
+
+
+def _novelty_plot(novelty: dict[str, np.ndarray], title: str) -> str:
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    allv = np.concatenate([v for v in novelty.values() if len(v)]) if novelty else np.array([0.0])
+    bins = np.linspace(0, max(0.05, float(np.quantile(allv, 0.995))), 40)
+    for name, v in novelty.items():
+        if len(v):
+            ax.hist(v, bins=bins, density=True, histtype="step", linewidth=1.5, label=f"{name} (mean {np.mean(v):.3f})")
+    ax.set_xlabel("novelty: mean cosine distance to the 10 nearest neighbours")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return _png(fig, title)
+
+
+def _cluster_spread_plot(clusters: dict[str, dict], k: int, title: str) -> str:
+    """Share of each group in each cluster (clusters sorted by total size)."""
+    table = pd.DataFrame(clusters).fillna(0)
+    table = table.loc[table.sum(axis=1).sort_values(ascending=False).index]
+    share = table / table.sum(axis=0).where(lambda x: x > 0, 1)
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    width = 0.8 / max(1, share.shape[1])
+    for i, col in enumerate(share.columns):
+        ax.bar(np.arange(len(share)) + i * width, share[col].to_numpy(), width, label=str(col))
+    ax.set_xlabel(f"cluster (shared clustering, k = {k}, sorted by size)")
+    ax.set_ylabel("share of the group")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return _png(fig, title)
+
+
+def _coverage(pool_x: np.ndarray, sel_x: np.ndarray, seed: int) -> dict[str, float]:
+    """How well a selection covers the pool: cosine distance from each of a seeded sample of pool rows
+    to its nearest selected row (mean, 95th percentile, max). k-center minimises the max."""
+    from .embed import knn_mean_distance
+
+    idx = _sample_positions(len(pool_x), COVERAGE_SAMPLE, seed)
+    d = knn_mean_distance(pool_x[idx], sel_x, k=1)
+    return {"coverage_mean": round(float(d.mean()), 4), "coverage_p95": round(float(np.quantile(d, 0.95)), 4),
+            "coverage_max": round(float(d.max()), 4)}
+
+
+def _read_mixture_rows(path: Path) -> pd.DataFrame:
+    data = read_json(path)
+    return pd.DataFrame({"instruction": [str(d.get("instruction", "")) for d in data],
+                         "input": [str(d.get("input", "")) for d in data],
+                         "output": [str(d.get("output", "")) for d in data]})
+
+
+def mixture_comparison(run_dir: Path, pool: pd.DataFrame, seed: int = 0, embedder: Any = None,
+                       pool_x: np.ndarray | None = None) -> list[dict]:
+    """Vendi, mean cosine distance, coverage of the pool and distinct-2 of every mixture of a run,
+    in one embedding fitted on the pool: the figures that compare diversity-aware strategies with
+    ``random`` at the same size."""
+    from .diversity import distinct_n, embedding_metrics
+    from .embed import Embedder, instruction_texts
+
+    mx = _load(run_dir, "mixtures", "mixtures.json") or []
+    if not mx or not len(pool):
+        return []
+    emb = embedder if embedder is not None else Embedder(seed=seed).fit(instruction_texts(pool))
+    if pool_x is None:
+        pool_x = emb.transform(instruction_texts(pool))
+    rows = []
+    for m in mx:
+        path = run_dir / "mixtures" / m["file"]
+        if not path.exists():
+            continue
+        df = _read_mixture_rows(path)
+        x = emb.transform(instruction_texts(df))
+        div = m.get("composition", {}).get("diversity", {})
+        rows.append({"mixture": m["name"], "strategy": m.get("spec", {}).get("strategy", ""), "rows": int(len(df)),
+                     **embedding_metrics(x, seed=seed), **_coverage(pool_x, x, seed),
+                     "task_type_entropy": div.get("task_type_entropy"),
+                     "cluster_entropy": div.get("cluster_entropy"),
+                     "distinct_2": round(distinct_n(df["instruction"].tolist(), 2), 6)})
+    return rows
+
+
+def _comparison_plot(rows: list[dict]) -> str:
+    keys = [("vendi", "Vendi"), ("mean_cosine_distance", "mean cosine distance"), ("coverage_max", "coverage radius (max)"),
+            ("coverage_mean", "coverage (mean)"), ("task_type_entropy", "task-type entropy")]
+    fig, axes = plt.subplots(1, len(keys), figsize=(12, 3.2))
+    for ax, (k, lab) in zip(axes, keys):
+        vals = [r.get(k) or 0 for r in rows]
+        colors = ["#999999" if r["strategy"] == "random" else "#1f77b4" for r in rows]
+        ax.bar(range(len(rows)), vals, color=colors)
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels([r["mixture"] for r in rows], rotation=60, ha="right", fontsize=7)
+        ax.set_title(lab, fontsize=8)
+    fig.suptitle("Mixtures compared in one embedding (grey: random; lower coverage = better covered pool)", fontsize=9)
+    fig.tight_layout()
+    return _png(fig, "mixture_comparison")
+
+
+def _pairs_against_random(rows: list[dict]) -> list[dict]:
+    """Each non-random mixture next to the random mixture of the same size, when the run has one."""
+    rnd = {r["rows"]: r for r in rows if r["strategy"] == "random"}
+    out = []
+    for r in rows:
+        base = rnd.get(r["rows"])
+        if r["strategy"] == "random" or base is None:
+            continue
+        for k in ("vendi", "mean_cosine_distance", "coverage_mean", "coverage_max", "task_type_entropy", "distinct_2"):
+            if r.get(k) is not None and base.get(k) is not None:
+                out.append({"mixture": r["mixture"], "vs": base["mixture"], "figure": k, "mixture value": r[k],
+                            "random value": base[k], "difference": round(float(r[k]) - float(base[k]), 4)})
+    return out
+
+
+METHOD_HTML = """<ul>
+<li><b>Task types</b>: the ordered keyword rules of <code>curate.tasktype</code> (11 types), checked against a
+hand-labelled development set (<code>tests/data/README.md</code>).</li>
+<li><b>Entropy</b> is in bits; <i>normalised</i> divides by log2 of the number of categories (11 types; k clusters).
+<b>Coverage</b>: share of the 11 types present.</li>
+<li><b>Clusters</b>: TF-IDF character n-grams → SVD → k-means, fitted on all compared rows together.</li>
+<li><b>distinct-n</b>: distinct character n-grams / all character n-grams of the instructions.</li>
+<li><b>Embedding</b>: TF-IDF over character 1–3-grams of instruction + first 100 input characters → TruncatedSVD
+(128 dims) → L2 normalisation, fitted on a seeded sample of ≤ 20,000 of all compared rows. It measures wording, not
+meaning. <b>Vendi score</b> = exp(entropy of the eigenvalues of K/n), K the cosine-similarity matrix, computed on a
+seeded sample of ≤ 2,000 rows per group so groups of different sizes compare fairly (it is at most 128, the
+embedding's rank). <b>Mean cosine distance</b>: mean over pairs of that sample.</li>
+<li><b>Novelty</b> of a record: mean cosine distance to its 10 nearest neighbours among a seeded sample of
+≤ 20,000 rows (the <code>novelty_tagger</code> operator; ≤ 10,000 when a report computes it itself); 0 = it has near
+twins.</li>
+<li><b>Verb–noun</b> (as in Self-Instruct): root verb = first content verb of the instruction's first real clause,
+object = first noun after it, from jieba's part-of-speech tags (an approximation of a dependency parse), on a seeded
+sample of ≤ 5,000 rows per group. Inner ring: the top 20 verbs; outer ring: each verb's top 4 nouns.</li>
+</ul>"""
+
+
+def _page(title: str, subtitle: str, sections: list[str], titles: dict[str, str], parts: dict[str, str]) -> str:
+    nav = " · ".join(f"<a href='#{s}'>{_e(titles[s])}</a>" for s in sections)
+    body = "".join(f"<section id='{s}'><h2>{_e(titles[s])}</h2>{parts.get(s, '')}</section>" for s in sections)
+    return (f"<!doctype html><html lang='zh'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+            f"<style>{CSS}</style></head><body><h1>{_e(title)} <small>{_e(subtitle)}</small></h1>"
+            f"<nav>{nav}</nav>{body}<script>{SCRIPT}</script></body></html>")
+
+
+DIVERSITY_SECTIONS = ["summary", "metrics", "task_types", "clusters", "verb_noun", "novelty", "method"]
+DIVERSITY_TITLES = {"summary": "Summary", "metrics": "Diversity figures side by side", "task_types": "Task types",
+                    "clusters": "Clusters (shared clustering)", "verb_noun": "Verb–noun structure",
+                    "novelty": "Novelty of records", "method": "How the figures are computed"}
+
+
+def build_diversity_report(inputs: list[str | Path], out_dir: str | Path, names: list[str] | None = None,
+                           seed: int = 0) -> tuple[Path, dict[str, Any]]:
+    """The diversity report of alpaca-format files side by side: ``out_dir/diversity.html`` and
+    ``out_dir/diversity.json`` (the figures). Returns the HTML path and the figures."""
+    from .io import write_json
+    from .userfiles import read_alpaca
+
+    _setup_fonts()
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise ValueError("build_diversity_report: no input files")
+    names = list(names) if names else []
+    if names and len(names) != len(paths):
+        raise ValueError(f"{len(names)} names for {len(paths)} files")
+    if not names:
+        names = [p.stem for p in paths]
+        if len(set(names)) < len(names):  # same stem in different folders
+            names = [f"{p.parent.name}/{p.stem}" for p in paths]
+    if len(set(names)) < len(names):
+        raise ValueError(f"names must be unique: {names}")
+    groups = {n: read_alpaca(p, name=n) for n, p in zip(names, paths)}
+    a = analyse_groups(groups, seed=seed)
+    rows = _metrics_rows(a)
+    parts: dict[str, str] = {}
+    total = sum(r["rows"] for r in rows)
+    parts["summary"] = ("<p>" + f"{len(paths)} file(s), {total:,} records: " + ", ".join(
+        f"<b>{_e(n)}</b> ({a['metrics'][n]['rows']:,} rows, Vendi {a['metrics'][n].get('vendi', 0):.1f})" for n in names)
+        + ".</p>" + _table([{"name": n, "file": str(p)} for n, p in zip(names, paths)]))
+    parts["metrics"] = _table(rows) + _metrics_plot(rows, "Diversity figures per file")
+    tt = pd.DataFrame(a["task_types"]).T.reindex(columns=TASK_TYPES_ORDER).fillna(0)
+    parts["task_types"] = _stacked_share_plot(tt, "Task types per file") + _table(
+        [{"file": n, **{k: int(v) for k, v in tt.loc[n].items()}} for n in names])
+    parts["clusters"] = (f"<p>One clustering (k = {a['n_clusters']}) of all rows together; a file spread over many "
+                         f"clusters covers more kinds of wording.</p>"
+                         + _cluster_spread_plot(a["clusters"], a["n_clusters"], "Share of each file per cluster"))
+    parts["verb_noun"] = "".join(
+        f"<h3>{_e(n)}</h3>" + _verb_noun_plot(a["verb_noun"][n], f"Root verbs and their objects: {n}")
+        + _verb_noun_html(a["verb_noun"][n]) for n in names)
+    parts["novelty"] = _novelty_plot(a["novelty"], "Novelty per file") + "".join(
+        f"<h3>Most novel records of {_e(n)}</h3>" + _table(a["examples"][n]) for n in names)
+    parts["method"] = METHOD_HTML
+    page = _page("tiger diversity report", ", ".join(names), DIVERSITY_SECTIONS, DIVERSITY_TITLES, parts)
+    out_dir = Path(out_dir)
+    html_path = out_dir / "diversity.html"
+    write_text(html_path, page)
+    figures = {"files": {n: str(p) for n, p in zip(names, paths)}, "metrics": a["metrics"], "verb_noun": a["verb_noun"],
+               "task_types": a["task_types"], "n_clusters": a["n_clusters"], "embedding": a["embedding"],
+               "bad_rows": {n: groups[n].attrs.get("bad_rows", []) for n in names}}
+    write_json(out_dir / "diversity.json", figures)
+    return html_path, figures

@@ -565,3 +565,8 @@ class ClusterTagger:
                     terms.append(t)
             out[str(c)] = terms
         return out
+
+
+# The novelty operator lives with the embedding it uses; importing it here registers it with the
+# operators (curate.ops loads this module).
+from . import embed as _embed  # noqa: E402,F401

@@ -62,6 +62,35 @@ def cmd_dropped(a: argparse.Namespace) -> None:
                          ensure_ascii=False)[:400])
 
 
+def cmd_label(a: argparse.Namespace) -> None:
+    """Label the task type of every row of an alpaca-format JSON/JSONL file."""
+    from curate.userfiles import InputError, label_file
+
+    try:
+        out, counts = label_file(a.file, a.out)
+    except InputError as e:
+        sys.exit(f"tiger label: {e}")
+    total = sum(counts.values())
+    for t, n in counts.items():
+        print(f"{t:<15}{n:>8}  {n / total:6.1%}" if total else f"{t:<15}{n:>8}")
+    print(f"{total:,} rows labelled → {out}")
+
+
+def cmd_diversity(a: argparse.Namespace) -> None:
+    """Write the diversity report of one or more alpaca-format files, side by side."""
+    from curate.report import build_diversity_report
+    from curate.userfiles import InputError
+
+    try:
+        html, figures = build_diversity_report(a.files, a.out, names=a.names, seed=a.seed)
+    except (InputError, ValueError) as e:
+        sys.exit(f"tiger diversity: {e}")
+    for name, m in figures["metrics"].items():
+        print(f"{name}: {m['rows']:,} rows, task-type entropy {m['task_type_entropy']:.2f} bits, "
+              f"Vendi {m.get('vendi', 0):.1f}, distinct-2 {m['distinct_2']:.3f}")
+    print(html)
+
+
 def cmd_sources(a: argparse.Namespace) -> None:
     from curate.download import load_registry
 
@@ -94,6 +123,18 @@ def main(argv: list[str] | None = None) -> None:
     dr.add_argument("--reason", help="e.g. invalid_json, not_chinese, near_duplicate")
     dr.add_argument("-n", type=int, default=10, help="rows to show")
     dr.set_defaults(func=cmd_dropped)
+
+    la = sub.add_parser("label", help="label the task type of every row of an alpaca-format JSON/JSONL file")
+    la.add_argument("file")
+    la.add_argument("--out", help="output file (.jsonl → JSON lines, else a JSON array); default FILE.labelled.json[l]")
+    la.set_defaults(func=cmd_label)
+
+    dv = sub.add_parser("diversity", help="diversity report (HTML) of alpaca-format JSON/JSONL files, side by side")
+    dv.add_argument("files", nargs="+")
+    dv.add_argument("--out", default="diversity-report", help="output folder (default ./diversity-report)")
+    dv.add_argument("--names", nargs="+", help="a short name per file (default: file names)")
+    dv.add_argument("--seed", type=int, default=0, help="seed of every sample and fit (default 0)")
+    dv.set_defaults(func=cmd_diversity)
 
     so = sub.add_parser("sources", help="list the source registry")
     so.set_defaults(func=cmd_sources)
