@@ -58,7 +58,10 @@ def _lenient_json_list(text: str) -> list:
 
 
 def load_alpaca_rows(mirror: Path) -> list[dict]:
-    """Rows with instruction/output keys from every JSON / JSON-lines file of the mirror."""
+    """Rows with instruction/output keys from every JSON / JSON-lines file of the mirror.
+
+    The English originals of the translated Alpaca rows (``en_*`` keys) go into ``extra``.
+    """
     rows = []
     for path in sorted(mirror.rglob("*.json")) + sorted(mirror.rglob("*.jsonl")):
         text = path.read_text(encoding="utf-8")
@@ -74,7 +77,9 @@ def load_alpaca_rows(mirror: Path) -> list[dict]:
         for k, r in enumerate(items):
             if isinstance(r, dict) and "instruction" in r and "output" in r \
                     and all(isinstance(r.get(f, ""), str) for f in ("instruction", "input", "output")):
-                rows.append(make_record(source, rel, k, r["instruction"], r.get("input", ""), r["output"]))
+                extra = {key: v for key, v in r.items() if key.startswith("en_") and isinstance(v, str)}
+                rows.append(make_record(source, rel, k, r["instruction"], r.get("input", ""), r["output"],
+                                        extra=extra))
     return rows
 
 

@@ -14,6 +14,8 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 
 from curate.dedupe import (
+    DEFAULT_NGRAM,
+    DEFAULT_THRESHOLD,
     DocumentExactDeduplicator,
     DocumentMinhashDeduplicator,
     NearDupIndex,
@@ -55,7 +57,7 @@ def _text(r: dict) -> str:
     return "\n".join([r["instruction"], r["input"], r["output"]])
 
 
-def _datasketch_sig(text: str, scheme: str = "affine32", ngram: int = 5) -> np.ndarray:
+def _datasketch_sig(text: str, scheme: str = "affine32", ngram: int = DEFAULT_NGRAM) -> np.ndarray:
     m = MinHash(num_perm=128, seed=1, hashfunc=shingle_hash, scheme=scheme)
     m.update_batch(shingles(text, ngram))
     return m.hashvalues
@@ -79,7 +81,7 @@ def test_signatures_equal_datasketch_on_real_rows(trans0, hikari0):
     texts += ["", "。。。", "好", "你好", "是的。", "ＡＢＣ", "a\u200bb", "𠀀𠀁𠀂𠀃𠀄𠀅", "坏\ud800字符串测试"]  # edge cases
     # small batches and chunks so documents straddle batch and chunk boundaries
     for batch_chars, chunk in ((2_000_000, 8192), (3000, 257)):
-        sig = minhash_signatures(texts, ngram=5, num_perm=128, seed=1, batch_chars=batch_chars, chunk=chunk)
+        sig = minhash_signatures(texts, ngram=DEFAULT_NGRAM, num_perm=128, seed=1, batch_chars=batch_chars, chunk=chunk)
         assert sig.dtype == np.uint32 and sig.shape == (len(texts), 128)
         for i, t in enumerate(texts):
             assert np.array_equal(sig[i], _datasketch_sig(t)), (i, t[:40])
@@ -202,8 +204,8 @@ def long_rows(mirror) -> list[dict]:
     return rows[:120]
 
 
-def _jaccard(a: str, b: str) -> float:
-    sa, sb = set(shingles(a)), set(shingles(b))
+def _jaccard(a: str, b: str, ngram: int = 5) -> float:
+    sa, sb = set(shingles(a, ngram)), set(shingles(b, ngram))
     return len(sa & sb) / len(sa | sb)
 
 
@@ -231,7 +233,7 @@ def test_near_duplicates_with_small_edits_are_caught(long_rows):
             assert _jaccard(_text(r), _text(v)) == 1.0
             punct_caught += got
     assert punct_caught == 40  # identical after cleaning: always caught
-    # 3 edits leave Jaccard ≳ 0.88, where the (14, 9) bands find a pair with probability > 0.99
+    # 3 edits leave 3-gram Jaccard ≳ 0.9, where the (21, 6) bands find a pair with probability > 0.99
     assert caught >= 114, caught
     # precision: every dropped row's survivor is its own pair partner, never another original
     partner = {r["id"]: v["id"] for r, v in zip(rows, variants)}
@@ -249,11 +251,25 @@ def test_template_rows_with_different_sentences_are_not_merged(trans0):
             sents.append(s)
     sents = sents[:300]
     rows = [make_record("t", "tpl.json", k, "请将下面的句子翻译成英文：" + s, "", "") for k, s in enumerate(sents)]
-    res = DocumentMinhashDeduplicator()(records_frame(rows))
+    # fills of at least 8 cleaned characters: the template is at most 60 % of the row
+    longer = [r for r, s in zip(rows, sents) if len(clean_text(s)) >= 8]
+    assert len(longer) > 200
+    res = DocumentMinhashDeduplicator()(records_frame(longer))
     assert len(res.dropped) == 0, res.dropped[["instruction", "detail"]].head().to_dict("records")
+    # shorter fills (4-7 characters: "x 的值为 2", "最大值为25") leave the template most of the row; the
+    # few rows merged then are each a near-duplicate of their survivor by exact Jaccard, with no
+    # chains through other rows (leader clustering; connected components merge many more)
+    res = DocumentMinhashDeduplicator()(records_frame(rows))
+    assert len(res.dropped) <= 0.02 * len(rows)
+    by_id = {r["id"]: r for r in rows}
+    for d in res.dropped.itertuples():
+        surv = by_id[d.detail.split()[0]]
+        assert _jaccard(d.instruction, surv["instruction"], DEFAULT_NGRAM) >= DEFAULT_THRESHOLD - 0.1
+    chained = DocumentMinhashDeduplicator(clustering="components")(records_frame(rows))
+    assert len(chained.dropped) >= len(res.dropped)
     # the same template with an identical sentence is a duplicate
-    res = DocumentMinhashDeduplicator()(records_frame(rows + [dict(rows[5], id="dup", row=999)]))
-    assert list(res.dropped["id"]) == ["dup"] or list(res.dropped["id"]) == [rows[5]["id"]]
+    res = DocumentMinhashDeduplicator()(records_frame(longer + [dict(longer[5], id="dup", row=999)]))
+    assert list(res.dropped["id"]) == ["dup"] or list(res.dropped["id"]) == [longer[5]["id"]]
 
 
 def test_short_texts_do_not_collapse():

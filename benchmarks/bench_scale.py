@@ -1,0 +1,259 @@
+"""Time and peak memory per size: near-dedupe alone, every stage of the flow, and the whole flow.
+
+    .venv/bin/python benchmarks/scale_gen.py 100000 500000 2500000      # once: rows under /tmp
+    .venv/bin/python benchmarks/bench_scale.py 100000 500000 2500000 [--parts dedupe,stages,flow]
+
+``dedupe``  the near-duplicate operator (signatures + LSH + clusters) and the exact one on
+    ``rows.parquet`` in a fresh process each: rows/s, peak RSS, and how many planted copies it put
+    in their original's cluster (recall) and how many other rows it merged (at most the "natural"
+    near-duplicates of the base rows; a sample is checked against the exact Jaccard).
+``stages``  each stage of the curation flow (curate.pipeline, the same functions the Prefect flow
+    calls) in its own process on the scale mirror: seconds, rows/s, peak RSS, and the split
+    into reading, each operator, and writing.
+``flow``    ``tiger run`` end to end (Prefect included) with the given ``--runner``: wall time and
+    the peak RSS of the largest process.
+
+Peak memory is the process's maximum resident set size (ru_maxrss), which includes the Python
+interpreter and imported libraries (about 0.3 GiB).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+STAGE_ORDER = ["download", "01_parse", "02_normalize", "03_filter", "04_dedupe", "05_diversity", "mixtures", "report"]
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------------------------- dedupe
+
+
+def _dedupe_child(path: str, params: dict, q) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from curate.dedupe import DocumentExactDeduplicator, DocumentMinhashDeduplicator
+
+    df = pd.read_parquet(path)
+    base_rss = _rss_mib()
+    n = len(df)
+    t = time.perf_counter()
+    ex = DocumentExactDeduplicator()(df)
+    t_exact = time.perf_counter() - t
+    op = DocumentMinhashDeduplicator(**params)
+    t = time.perf_counter()
+    res = op(df)
+    t_near = time.perf_counter() - t
+    dropped = set(res.dropped["id"])
+    survivor = dict(zip(res.dropped["id"], res.dropped["detail"].str.split().str[0]))
+    ids = df["id"].to_numpy()
+    planted = df["planted_of"].to_numpy() != ""
+    # a planted copy is caught when it and its original end in one cluster: same survivor
+    def surv(x: str) -> str:
+        return survivor.get(x, x)
+    caught = np.array([surv(c) == surv(o) for c, o in zip(ids[planted], df["planted_of"].to_numpy()[planted])])
+    by_kind = {}
+    for kind in sorted(set(df["planted_kind"][planted])):
+        m = df["planted_kind"].to_numpy()[planted] == kind
+        by_kind[kind] = round(float(caught[m].mean()), 4)
+    # rows dropped that are not planted copies nor originals of one: merges among base rows
+    related = set(ids[planted]) | set(df["planted_of"][planted])
+    other = [x for x in dropped if x not in related]
+    q.put({"rows": n, "exact_s": t_exact, "exact_dropped": len(ex.dropped), "near_s": t_near,
+           "near_dropped": len(res.dropped), "planted": int(planted.sum()),
+           "planted_recall": float(caught.mean()) if len(caught) else 1.0, "recall_by_kind": by_kind,
+           "other_merged": len(other), "base_rss_mib": base_rss, "peak_rss_mib": _rss_mib(),
+           "pairs": res.stats["pairs"], "params": res.stats["params"]})
+
+
+def run_dedupe(root: Path, sizes: list[int], params: dict) -> list[dict]:
+    ctx = mp.get_context("spawn")
+    out = []
+    print(f"\n== near-dedupe (document_minhash_deduplicator {params or 'defaults'}) on rows.parquet")
+    print(f"{'rows':>10}{'seconds':>9}{'rows/s':>10}{'peak MiB':>10}{'(loaded)':>10}{'dropped':>9}"
+          f"{'planted':>9}{'recall':>8}{'others':>8}{'exact s':>9}")
+    for n in sizes:
+        q = ctx.Queue()
+        p = ctx.Process(target=_dedupe_child, args=(str(root / str(n) / "rows.parquet"), params, q))
+        p.start()
+        r = q.get()
+        p.join()
+        out.append(r)
+        print(f"{r['rows']:>10,}{r['near_s']:>9.1f}{r['rows'] / r['near_s']:>10,.0f}{r['peak_rss_mib']:>10,.0f}"
+              f"{r['base_rss_mib']:>10,.0f}{r['near_dropped']:>9,}{r['planted']:>9,}{r['planted_recall']:>8.3f}"
+              f"{r['other_merged']:>8,}{r['exact_s']:>9.1f}", flush=True)
+    print("recall by planted kind:", json.dumps(out[-1]["recall_by_kind"]))
+    return out
+
+
+# ------------------------------------------------------------------------------------- stages
+
+
+def _stage_child(stage: str, args: dict, q) -> None:
+    from curate import diversity, pipeline
+    from curate.download import fetch_source, load_registry
+
+    timers = {"read": 0.0, "write": 0.0, "metrics": 0.0}
+
+    def timed(name, fn):
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                timers[name] += time.perf_counter() - t
+        return wrapper
+
+    pipeline.read_parquet = timed("read", pipeline.read_parquet)
+    pipeline.write_parquet = timed("write", pipeline.write_parquet)
+    pipeline.write_json = timed("write", pipeline.write_json)
+    diversity.diversity_metrics = timed("metrics", diversity.diversity_metrics)
+    diversity.diversity_by = timed("metrics", diversity.diversity_by)
+    marks: list[tuple[str, float]] = []
+
+    def progress(msg: str) -> None:
+        marks.append((msg, time.perf_counter()))
+
+    work = Path(args["work"])
+    recipe = pipeline.load_recipe(args.get("recipe"))
+    t0 = time.perf_counter()
+    if stage == "download":
+        files = []
+        for s in load_registry():
+            if s.name in recipe["sources"]:
+                files += fetch_source(s, work / "raw", mirror=Path(args["mirror"]), progress=False)
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "files.json").write_text(json.dumps(files, ensure_ascii=False))
+        n = sum(f["bytes"] for f in files)
+    elif stage == "01_parse":
+        files = json.loads((work / "files.json").read_text())
+        n = pipeline.parse_stage(files, work / stage)["in"]
+    elif stage == "mixtures":
+        import pandas as pd
+
+        n = len(pd.read_parquet(work / "05_diversity" / "kept.parquet", columns=["id"]))
+        pipeline.mixtures_stage(work / "05_diversity" / "kept.parquet", work / "mixtures", recipe["mixtures"],
+                                recipe["seed"], progress=progress)
+    elif stage == "report":
+        from curate.report import build_report
+
+        (work / "manifest.json").write_text(json.dumps({"run_id": "bench", "recipe": recipe, "ledger": [
+            json.loads((work / s / "ledger.json").read_text()) for s in pipeline.STAGES], "inputs": [],
+            "mixtures": [], "packages": {}, "code_version": ""}))
+        build_report(work)
+        n = json.loads((work / "05_diversity" / "ledger.json").read_text())["kept"]
+    else:
+        prev = pipeline.STAGES[pipeline.STAGES.index(stage) - 1]
+        n = pipeline.ops_stage(stage, work / prev / "kept.parquet", work / stage,
+                               recipe[pipeline.RECIPE_KEY[stage]], progress=progress)["in"]
+    total = time.perf_counter() - t0
+    ops = []
+    end = t0 + total - timers["write"] - timers["metrics"]
+    for k, (msg, ts) in enumerate(marks):
+        nxt = marks[k + 1][1] if k + 1 < len(marks) else end
+        ops.append((msg.split(" on ")[0].split(": ", 1)[-1], nxt - ts))
+    q.put({"stage": stage, "rows_in": n, "seconds": total, "peak_mib": _rss_mib(), "ops": ops, **timers})
+
+
+def run_stages(root: Path, sizes: list[int], recipe: str | None) -> list[dict]:
+    ctx = mp.get_context("spawn")
+    all_rows = []
+    for n in sizes:
+        work = Path(f"/tmp/tiger-bench-scale/{n}")
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"\n== stages on {n:,} rows ({root / str(n) / 'mirror'}), one process each")
+        print(f"{'stage':<14}{'rows in':>10}{'seconds':>9}{'rows/s':>10}{'peak MiB':>10}  split")
+        total = 0.0
+        for stage in STAGE_ORDER:
+            q = ctx.Queue()
+            p = ctx.Process(target=_stage_child, args=(stage, {"work": str(work), "recipe": recipe,
+                                                               "mirror": str(root / str(n) / "mirror")}, q))
+            p.start()
+            r = q.get()
+            p.join()
+            total += r["seconds"]
+            split = ", ".join([f"read {r['read']:.1f}"] * bool(r["read"]) + [f"{o} {s:.1f}" for o, s in r["ops"]]
+                              + [f"metrics {r['metrics']:.1f}"] * bool(r["metrics"]) + [f"write {r['write']:.1f}"])
+            rate = r["rows_in"] / r["seconds"] if stage != "download" else float("nan")
+            print(f"{stage:<14}{r['rows_in']:>10,}{r['seconds']:>9.1f}{rate:>10,.0f}{r['peak_mib']:>10,.0f}  {split}",
+                  flush=True)
+            all_rows.append({"size": n, **r})
+        print(f"{'sum':<14}{'':>10}{total:>9.1f}")
+    return all_rows
+
+
+# --------------------------------------------------------------------------------------- flow
+
+
+def run_flow(root: Path, sizes: list[int], runner: str, recipe: str | None) -> list[dict]:
+    out = []
+    print(f"\n== tiger run end to end (--runner {runner})")
+    print(f"{'rows':>10}{'seconds':>9}{'rows/s':>10}{'peak MiB':>10}")
+    for n in sizes:
+        data = Path(f"/tmp/tiger-bench-flow/{n}")
+        shutil.rmtree(data, ignore_errors=True)
+        cmd = [str(ROOT / ".venv" / "bin" / "tiger"), "run", "--mirror", str(root / str(n) / "mirror"),
+               "--data-dir", str(data), "--runner", runner] + (["--recipe", recipe] if recipe else [])
+        t = time.perf_counter()
+        # a fresh process per size: ru_maxrss of the children is the largest one's peak
+        code = ("import resource, subprocess, sys, json; r = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+                "print(json.dumps({'rc': r.returncode, 'tail': (r.stdout + r.stderr)[-2000:],"
+                "'rss': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
+        res = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, cwd=ROOT)
+        sec = time.perf_counter() - t
+        info = json.loads(res.stdout.strip().splitlines()[-1])
+        if info["rc"] != 0:
+            print(info["tail"])
+            raise SystemExit(f"tiger run failed on {n} rows")
+        out.append({"rows": n, "seconds": sec, "peak_mib": info["rss"]})
+        print(f"{n:>10,}{sec:>9.1f}{n / sec:>10,.0f}{info['rss']:>10,.0f}", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sizes", type=int, nargs="+")
+    ap.add_argument("--root", default="/tmp/tiger-scale", help="where scale_gen.py wrote the rows")
+    ap.add_argument("--parts", default="dedupe,stages,flow")
+    ap.add_argument("--runner", default="thread", help="task runner for the flow part")
+    ap.add_argument("--recipe")
+    ap.add_argument("--params", default="{}", help="JSON params for document_minhash_deduplicator")
+    ap.add_argument("--json", help="write all figures here")
+    a = ap.parse_args()
+    root = Path(a.root)
+    parts = a.parts.split(",")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+          f"python {platform.python_version()}, {platform.processor() or platform.platform()}")
+    results = {}
+    if "dedupe" in parts:
+        results["dedupe"] = run_dedupe(root, a.sizes, json.loads(a.params))
+    if "stages" in parts:
+        results["stages"] = run_stages(root, a.sizes, a.recipe)
+    if "flow" in parts:
+        results["flow"] = run_flow(root, a.sizes, a.runner, a.recipe)
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=2, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
