@@ -86,8 +86,13 @@ class Embedder:
         x = self._vec.transform([t or " " for t in texts])
         with threadpool_limits(limits=self.n_threads):
             z = self._svd.transform(x) if self._svd is not None else x.toarray()
-        z = normalize(np.asarray(z, dtype=np.float64)).astype(np.float32)
-        return z
+        z = np.asarray(z, dtype=np.float64)
+        # A text with none of the fitted n-grams projects to zero, which has no direction: give such
+        # rows one extra axis of their own, so they are identical to each other and orthogonal to
+        # everything else instead of "distance 1 to everything, themselves included".
+        empty = np.linalg.norm(z, axis=1) < 1e-9
+        z = np.hstack([z, empty[:, None].astype(np.float64)])
+        return normalize(z).astype(np.float32)
 
     def fit_transform(self, texts: list[str]) -> np.ndarray:
         return self.fit(texts).transform(texts)

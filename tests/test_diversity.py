@@ -101,3 +101,107 @@ def test_diversity_by_source_on_real_rows(mirror):
     json.dumps(by, ensure_ascii=False)
     with pytest.raises(KeyError):
         diversity_by(df, "nope")
+
+
+# ---- embedding-based figures, verb–noun, novelty -------------------------------------------------
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from curate.diversity import (embedding_metrics, root_verb_noun, vendi_score, verb_noun_pairs,  # noqa: E402
+                              verb_noun_table)
+from curate.embed import Embedder, NoveltyTagger, embed, novelty_scores  # noqa: E402
+
+
+def test_vendi_by_hand():
+    assert vendi_score(np.eye(7)) == pytest.approx(7.0)  # n orthogonal items: n distinct
+    assert vendi_score(np.tile([[0.6, 0.8]], (9, 1))) == pytest.approx(1.0)  # n copies: one
+    # two equal-sized groups of identical rows, orthogonal to each other: two
+    two = np.vstack([np.tile([1.0, 0.0, 0.0], (5, 1)), np.tile([0.0, 1.0, 0.0], (5, 1))])
+    assert vendi_score(two) == pytest.approx(2.0)
+    # K/n eigenvalues by brute force on random unit vectors equal the d×d shortcut
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 5))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    lam = np.linalg.eigvalsh(x @ x.T / 30)
+    lam = lam[lam > 1e-12]
+    assert vendi_score(x) == pytest.approx(float(np.exp(-(lam * np.log(lam)).sum())), rel=1e-9)
+    with pytest.raises(ValueError, match="unit"):
+        vendi_score(np.ones((3, 2)))
+
+
+def _alpaca_frame(mirror, rel, source="s"):
+    data = json.loads((mirror / rel).read_text(encoding="utf-8"))
+    return records_frame([make_record(source, rel, i, r.get("instruction") or "", r.get("input") or "", r.get("output") or "")
+                          for i, r in enumerate(data)])
+
+
+def test_vendi_ranks_real_sets(mirror):
+    drills = _alpaca_frame(mirror, "alpaca_chinese/supplementary/整数加减法.json", "drills")
+    alpaca = _alpaca_frame(mirror, "trans_chinese_alpaca/alpaca_chinese_part_5.json", "alpaca")
+    both = pd.concat([drills, alpaca], ignore_index=True)
+    x = Embedder(seed=0).fit_transform([f"{i} {x[:100]}".strip() for i, x in zip(both["instruction"], both["input"])])
+    assert np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    d = embedding_metrics(x[: len(drills)])
+    a = embedding_metrics(x[len(drills):])
+    # "43+12=" drills differ only in their digits; translated Alpaca differs in everything (measured:
+    # 38 against 72 of at most 128, the embedding's rank)
+    assert d["vendi"] < 0.7 * a["vendi"] and a["vendi"] > 50
+    assert d["mean_cosine_distance"] < a["mean_cosine_distance"]
+    assert a["vendi_rows"] == min(2000, len(alpaca))
+    # seeded sample: same figures twice, a different seed samples differently on a large set
+    assert embedding_metrics(x, sample=300, seed=1) == embedding_metrics(x, sample=300, seed=1)
+    assert embedding_metrics(x, sample=300, seed=1) != embedding_metrics(x, sample=300, seed=2)
+    m = diversity_metrics(both, embeddings=x)
+    assert m["vendi"] == embedding_metrics(x)["vendi"] and m["vendi_rows"] == min(2000, len(both))
+    with pytest.raises(ValueError, match="embeddings"):
+        diversity_metrics(both, embeddings=x[:10])
+
+
+def test_root_verb_and_object_of_real_instructions(mirror):
+    part = json.loads((mirror / "trans_chinese_alpaca/alpaca_chinese_part_0.json").read_text(encoding="utf-8"))
+    by_ins = {r["instruction"]: r for r in part}
+    assert root_verb_noun("给出保持健康的三个建议。") == ("给出", "建议")
+    assert root_verb_noun("三原色是什么？") is None  # a question about something: no verb–object
+    assert "给出保持健康的三个建议。" in by_ins and "三原色是什么？" in by_ins
+    assert root_verb_noun("写一首关于秋天的诗") == ("写", "诗")
+    assert root_verb_noun("给定一个句子，将其翻译成英文。")[0].startswith("翻译")  # the setup clause is skipped
+    pairs = verb_noun_pairs([r["instruction"] for r in part])
+    table = verb_noun_table(pairs, top_verbs=20, top_nouns=4)
+    assert table["rows"] == len(part) and 0.5 * len(part) < table["parsed"] <= len(part)
+    assert len(table["verbs"]) == 20 and all(len(v["nouns"]) <= 4 for v in table["verbs"])
+    counts = [v["count"] for v in table["verbs"]]
+    assert counts == sorted(counts, reverse=True)
+    assert {"生成", "描述", "解释"} <= {v["verb"] for v in table["verbs"]}  # Alpaca's usual verbs
+    assert table == verb_noun_table(pairs)  # deterministic
+    json.dumps(table, ensure_ascii=False)
+
+
+def test_novelty_scores_and_operator(mirror):
+    df = _alpaca_frame(mirror, "trans_chinese_alpaca/alpaca_chinese_part_7.json", "trans_chinese_alpaca")
+    # a row and its exact copy (a new id): both have a twin, so both are among the least novel
+    twin = df.iloc[[3]].copy()
+    twin["id"] = "copy-of-3"
+    df2 = pd.concat([df, twin], ignore_index=True)
+    res = NoveltyTagger(k=1, ref_size=5000)(df2)
+    res.check(len(df2), "novelty_tagger")
+    nov = res.kept["novelty"].to_numpy()
+    assert list(res.kept["id"]) == list(df2["id"]) and len(res.dropped) == 0
+    assert nov[3] == pytest.approx(0.0, abs=1e-4) and nov[-1] == pytest.approx(0.0, abs=1e-4)
+    assert (nov >= 0).all() and np.median(nov) > 0.05
+    json.dumps(res.stats, ensure_ascii=False)
+    assert res.stats["examples"] and set(res.stats["params"]) == {"k", "ref_size", "dims", "seed"}
+    # deterministic, and the reference sample path agrees with the all-rows path when it holds everything
+    again = NoveltyTagger(k=1, ref_size=5000)(df2).kept["novelty"].to_numpy()
+    assert np.array_equal(nov, again)
+    x = embed(df2)
+    assert np.allclose(novelty_scores(x, k=1, ref_size=10 ** 6), novelty_scores(x, k=1, ref_size=len(x)))
+    with pytest.raises(ValueError):
+        NoveltyTagger(k=0)
+
+
+def test_novelty_operator_from_a_recipe():
+    from curate.ops import build_op
+
+    op = build_op("novelty_tagger", {"k": 5})
+    assert op.k == 5 and op.name == "novelty_tagger"

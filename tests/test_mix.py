@@ -223,3 +223,103 @@ def test_composition_counts(pool):
     assert isinstance(MixtureSpec("x", "random", 5).to_dict()["options"], dict)
     with pytest.raises(ValueError):
         MixtureSpec("x", "random", -1)
+
+
+# ---- diversity-aware strategies -------------------------------------------------------------------
+
+from curate.diversity import embedding_metrics  # noqa: E402
+from curate.embed import knn_mean_distance  # noqa: E402
+from curate.mix import deita_select, k_center_greedy, pool_embeddings, quality_scores  # noqa: E402
+
+
+def _sorted_pool(pool):
+    return pool.sort_values("id", kind="mergesort").reset_index(drop=True)
+
+
+def _positions(sp, m):
+    pos = {i: k for k, i in enumerate(sp["id"])}
+    return np.array([pos[i] for i in m["id"]])
+
+
+def test_kcenter_covers_the_pool_better_than_random(pool):
+    sp = _sorted_pool(pool)
+    x = pool_embeddings(sp)
+    kc = build_mixture(pool, f"kcenter-{N}")
+    rnd = build_mixture(pool, f"random-{N}")
+    assert len(kc) == N and kc["id"].is_unique and set(kc["id"]) <= set(pool["id"])
+    info = kc.attrs["mixture"]
+    assert info["embedding"] == "tfidf-char-svd128" and 0 <= info["first"] < len(pool)
+    # the k-center objective: no pool row is far from a chosen row
+    radius = {name: knn_mean_distance(x, x[_positions(sp, m)], k=1) for name, m in (("kcenter", kc), ("random", rnd))}
+    assert radius["kcenter"].max() < radius["random"].max()
+    assert np.quantile(radius["kcenter"], 0.99) < np.quantile(radius["random"], 0.99)
+    # and it reaches more task types evenly than a random draw of the same size
+    assert _entropy(kc) > _entropy(rnd)
+    # deterministic and independent of the pool's row order
+    shuffled = pool.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    assert build_mixture(shuffled, f"kcenter-{N}")["id"].tolist() == kc["id"].tolist()
+    assert build_mixture(pool, {"strategy": "kcenter", "size": N, "seed": 5})["id"].tolist() != kc["id"].tolist()
+
+
+def test_k_center_greedy_by_hand():
+    x = np.array([[1, 0], [0.99, 0.141], [0, 1], [-1, 0], [0.7071, 0.7071]], dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    # from row 0: the farthest is -x (row 3), then the row farthest from both (row 2, up)
+    assert k_center_greedy(x, 3, 0).tolist() == [0, 3, 2]
+    assert sorted(k_center_greedy(x, 10, 0).tolist()) == [0, 1, 2, 3, 4]  # capped at the pool
+
+
+def test_deita_quality_first_then_far_apart(pool):
+    sp = _sorted_pool(pool)
+    x = pool_embeddings(sp)
+    spec = {"strategy": "deita", "size": N, "threshold": 0.2}
+    de = build_mixture(pool, spec)
+    rnd = build_mixture(pool, f"random-{N}")
+    info = de.attrs["mixture"]
+    assert len(de) == N and info["filled_below_threshold"] == 0 and info["examined"] >= N
+    q = quality_scores(sp)
+    assert q[_positions(sp, de)].mean() > q[_positions(sp, rnd)].mean() + 0.05
+    assert info["mean_quality"] > info["pool_mean_quality"]
+    # no two chosen rows closer than the threshold (cosine distance)
+    xd = x[_positions(sp, de)]
+    sims = xd @ xd.T
+    np.fill_diagonal(sims, -1)
+    assert sims.max() < 0.8 + 1e-6
+    assert build_mixture(pool, spec)["id"].tolist() == de["id"].tolist()
+    # a threshold no set of N rows can meet: the rest is filled with the best rows, and counted
+    tight = build_mixture(pool, {"strategy": "deita", "size": N, "threshold": 0.97})
+    assert len(tight) == N and tight.attrs["mixture"]["filled_below_threshold"] > 0
+    with pytest.raises(ValueError, match="threshold"):
+        build_mixture(pool, {"strategy": "deita", "size": 10, "threshold": 1.5})
+
+
+def test_deita_select_by_hand():
+    x = np.array([[1, 0], [0.995, 0.0998], [0, 1], [0.6, 0.8]], dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    chosen, examined = deita_select(x, scores, k=3, threshold=0.1)
+    assert chosen.tolist() == [0, 2, 3] and examined == 4  # row 1 is a near twin of row 0
+    chosen, _ = deita_select(x, scores, k=2, threshold=0.1)
+    assert chosen.tolist() == [0, 2]
+
+
+def test_quality_scores_prefer_substantial_answers():
+    df = records_frame([make_record("s", "f", 0, "写一篇关于春天的短文", "", "春天来了，万物复苏，桃花盛开，燕子归来。" * 8),
+                        make_record("s", "f", 1, "写一篇关于春天的短文", "", "好"),
+                        make_record("s", "f", 2, "写一篇关于春天的短文", "", "哈" * 300)])
+    q = quality_scores(df)
+    assert q[0] > q[2] > q[1] and ((q >= 0) & (q <= 1)).all()
+
+
+def test_strategies_figures_in_one_embedding(pool):
+    """The figures the report shows: random vs kcenter vs deita at the same size, on real rows."""
+    sp = _sorted_pool(pool)
+    x = pool_embeddings(sp)
+    figs = {}
+    for name in (f"random-{N}", f"kcenter-{N}", f"deita-{N}"):
+        m = build_mixture(pool, name)
+        xs = x[_positions(sp, m)]
+        figs[name] = {**embedding_metrics(xs), "radius": float(knn_mean_distance(x, xs, k=1).max())}
+    print(json.dumps(figs, indent=1))
+    assert all(f["vendi_rows"] == N for f in figs.values())
+    assert figs[f"kcenter-{N}"]["radius"] == min(f["radius"] for f in figs.values())
