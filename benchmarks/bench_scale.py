@@ -32,6 +32,7 @@ from pathlib import Path
 
 for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -109,6 +110,9 @@ def run_dedupe(root: Path, sizes: list[int], params: dict) -> list[dict]:
 
 
 def _stage_child(stage: str, args: dict, q) -> None:
+    import logging
+
+    logging.getLogger("curate.download").setLevel(logging.ERROR)  # unregistered scale files are expected
     from curate import diversity, pipeline
     from curate.download import fetch_source, load_registry
 

@@ -10,11 +10,11 @@ Writes under ``<out>/<N>/`` (never into the repository):
     (id of the row a planted copy was made from, "" for base rows) and ``planted_kind``
 ``meta.json``      N, seed, the planted share, counts per source and per planted kind
 
-Base rows are real: each takes a real row's instruction and input as they are (so the language
-filter sees real prompts) and an output assembled from real sentences drawn from the whole
-mirror, with the sentence count of that real row's output (so lengths follow the mirror's).
-Drawn sentences make base rows distinct from each other; two base rows can still share an
-instruction, as pooled corpora do. A share ``planted`` of the N rows are copies of earlier
+Base rows are real text: each takes a real row's instruction (so the language filter sees real
+prompts) and input, and an output assembled from real clauses drawn from the whole mirror, as
+many as that real row's output has (so lengths follow the mirror's). Past the mirror's ~94k
+rows, instructions repeat (as pooled corpora do) with a drawn input. Drawn clauses make base rows
+distinct from each other, apart from a few chance near-duplicates among short rows. A share ``planted`` of the N rows are copies of earlier
 rows with one realistic edit each (``benchmarks/edits.py``) or none (``exact``), so the near-
 duplicate search must find them; which row each copy came from is recorded.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import time
 from collections import Counter
@@ -45,6 +46,7 @@ from curate.records import make_record, records_frame  # noqa: E402
 PLANTED_KINDS = {"exact": 2, "punct": 2, "whitespace": 2, "width": 1, "trad": 1, "char_1pct": 2,
                  "char_3pct": 1, "sentence_add": 1, "sentence_del": 1}
 ROWS_PER_FILE = 100_000
+_CLAUSE = re.compile(r"[^，。！？；,!?;\n]+[，。！？；,!?;\n]*")
 SOURCES = ("trans_chinese_alpaca", "alpaca_chinese", "belle")
 
 
@@ -55,7 +57,10 @@ def generate(real: list[dict], n: int, planted: float = 0.1, seed: int = 0,
     rng = random.Random(seed)
     real = [r for r in real if r["output"].strip()]
     sents = [s for r in real for s in E.sentences(r["output"]) if s.strip()]
-    nsent = [max(1, len(E.sentences(r["output"]))) for r in real]
+    # outputs are assembled from clauses, not whole sentences: with ~1 M clauses two rows share
+    # a long stretch only by planting, while sentences would repeat every few hundred rows
+    clauses = [c for r in real for c in _CLAUSE.findall(r["output"]) if c.strip()]
+    nclause = [max(1, len(_CLAUSE.findall(r["output"]))) for r in real]
     pool = E.CharPool([r["output"] for r in real[::5]], seed=seed)
     kinds_fn = E.edit_kinds(pool, [s for s in sents[::7] if len(s) <= 60])
     kinds_fn["exact"] = lambda r, g: dict(r)
@@ -71,8 +76,11 @@ def generate(real: list[dict], n: int, planted: float = 0.1, seed: int = 0,
             rng.shuffle(order)
         i = order[k % len(real)]
         r = real[i]
-        out = "".join(sents[rng.randrange(len(sents))] for _ in range(nsent[i])).strip()
-        rows.append({"source": r["source"], "instruction": r["instruction"], "input": r["input"], "output": out})
+        out = "".join(clauses[rng.randrange(len(clauses))] for _ in range(nclause[i])).strip()
+        inp = r["input"]
+        if k >= len(real):  # a real instruction seen before: another input, as pooled corpora have
+            inp = "".join(clauses[rng.randrange(len(clauses))] for _ in range(rng.randint(1, 3))).strip()
+        rows.append({"source": r["source"], "instruction": r["instruction"], "input": inp, "output": out})
         if progress and k and k % 500_000 == 0:
             print(f"  {k:,} base rows ({time.perf_counter() - t:.0f}s)", flush=True)
     of = [""] * n_base

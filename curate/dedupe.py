@@ -502,6 +502,29 @@ def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return first[comp]
 
 
+def _leaders_by_class(n: int, i: np.ndarray, j: np.ndarray, est: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """:func:`_leaders` over classes of identical signatures (pairs with estimate 1.0).
+
+    Identical signatures are paired only with the first of them (see :func:`near_duplicate_pairs`),
+    so they are merged first and clustered as one node (with the best rank of its members):
+    otherwise a leader that takes the first copy would leave the other copies behind.
+    """
+    same = est >= 1.0
+    cls = _components(n, i[same], j[same])  # label = smallest member
+    _, node, inv = np.unique(cls, return_index=True, return_inverse=True)
+    best = np.full(len(node), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(best, inv, rank)
+    ci, cj = inv[i[~same]], inv[j[~same]]
+    keep = ci != cj
+    lead = _leaders(len(node), ci[keep], cj[keep], best)  # class → leader class
+    # a class's representative: its best-ranked member
+    rep = np.empty(len(node), dtype=np.int64)
+    order = np.lexsort((rank, inv))
+    firsts = np.concatenate(([True], inv[order][1:] != inv[order][:-1]))
+    rep[inv[order][firsts]] = order[firsts]
+    return rep[lead[inv]]
+
+
 def _leaders(n: int, i: np.ndarray, j: np.ndarray, rank: np.ndarray) -> np.ndarray:
     """Leader clustering: label of each row = its leader's position.
 
@@ -553,21 +576,23 @@ def near_duplicate_clusters(signatures: np.ndarray, threshold: float = DEFAULT_T
     depend on the row order.
     """
     n = len(signatures)
-    i, j, _ = near_duplicate_pairs(signatures, threshold, bands, rows, window, progress)
-    return cluster_pairs(n, i, j, rank, clustering)
+    i, j, est = near_duplicate_pairs(signatures, threshold, bands, rows, window, progress)
+    return cluster_pairs(n, i, j, est, rank, clustering)
 
 
 CLUSTERINGS = ("leader", "components")
 
 
-def cluster_pairs(n: int, i: np.ndarray, j: np.ndarray, rank: np.ndarray | None = None,
+def cluster_pairs(n: int, i: np.ndarray, j: np.ndarray, est: np.ndarray, rank: np.ndarray | None = None,
                   clustering: str = "leader") -> np.ndarray:
-    """Labels of ``n`` rows from pairs ``(i, j)`` (see :func:`near_duplicate_clusters`)."""
+    """Labels of ``n`` rows from verified pairs ``(i, j, est)`` (see :func:`near_duplicate_clusters`).
+
+    With ``"leader"`` the label is the position of the cluster's leader (its best-ranked row)."""
     if clustering == "components":
         return _components(n, i, j)
     if clustering != "leader":
         raise ValueError(f"clustering must be one of {CLUSTERINGS}, got {clustering!r}")
-    return _leaders(n, i, j, np.arange(n) if rank is None else np.asarray(rank))
+    return _leaders_by_class(n, i, j, est, np.arange(n) if rank is None else np.asarray(rank))
 
 
 class NearDupIndex:
@@ -922,8 +947,8 @@ class DocumentMinhashDeduplicator:
             return StageResult(df, drop_frame(df, self.name, "near_duplicate", ""),
                                _empty_stats() | {"params": params, "no_shingles": 0, "pairs": 0})
         sig = minhash_signatures(row_texts(df, self.fields), self.ngram, self.num_perm, self.seed, self.scheme)
-        i, j, _ = near_duplicate_pairs(sig, self.threshold, self.bands, self.rows, self.window)
-        labels = cluster_pairs(n, i, j, priority_rank(df, self.source_priority), self.clustering)
+        i, j, est_ij = near_duplicate_pairs(sig, self.threshold, self.bands, self.rows, self.window)
+        labels = cluster_pairs(n, i, j, est_ij, priority_rank(df, self.source_priority), self.clustering)
         surv = survivors(df, labels, self.source_priority)
         drop = surv != np.arange(n)
         est = np.ones(n)

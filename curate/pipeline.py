@@ -169,6 +169,171 @@ def check_chain(ledgers: list[dict[str, Any]]) -> None:
             raise LedgerError(f"stage {cur['stage']} read {cur['in']} records but {prev['stage']} kept {prev['kept']}")
 
 
+# ------------------------------------------------------------------------------- sharded stages
+#
+# An ops stage can run as shards: the stage's leading run of row-local operators (each output row
+# depends on that input row alone, and the operator's stats add up over parts of the input) runs
+# on contiguous row ranges of the input, one task per range, and a merge step concatenates the
+# shards in order, runs the stage's remaining operators on the whole, and writes the stage like
+# ops_stage does. kept/dropped/ledger are byte-identical to ops_stage's whatever the shard size,
+# stats.json too except for which examples it shows (merge_stats); the cache key is the same (a
+# stage finished either way is skipped either way).
+
+ROW_LOCAL_OPS = frozenset({
+    "unicode_clean_mapper", "html_tag_mapper", "chinese_convert_mapper", "literal_newline_mapper",
+    "whitespace_normalization_mapper", "empty_text_filter", "chinese_language_filter", "task_type_tagger",
+})
+DEFAULT_SHARD_ROWS = 250_000
+
+
+def _local_prefix(steps: list[tuple[str, dict]]) -> int:
+    k = 0
+    while k < len(steps) and steps[k][0] in ROW_LOCAL_OPS:
+        k += 1
+    return k
+
+
+def stage_plan(stage: str, in_path: str | Path, out_dir: str | Path, steps_spec: list,
+               shard_rows: int = DEFAULT_SHARD_ROWS) -> dict[str, Any]:
+    """What to run for an ops stage: ``{"done": bool, "shards": [[start, stop], ...]}``.
+
+    No shards when the stage is done or starts with an operator that needs all rows."""
+    import pyarrow.parquet as pq
+
+    if shard_rows < 1:
+        raise ValueError(f"shard_rows must be ≥ 1, got {shard_rows}")
+    steps = parse_steps(steps_spec)
+    key = cache_key([in_path], {"stage": stage, "steps": steps})
+    if is_done(Path(out_dir), key):
+        return {"done": True, "shards": []}
+    fault_point(stage, "before")
+    if not _local_prefix(steps):
+        return {"done": False, "shards": []}
+    n = pq.ParquetFile(in_path).metadata.num_rows
+    return {"done": False, "shards": [[a, min(n, a + shard_rows)] for a in range(0, max(n, 1), shard_rows)]}
+
+
+def read_rows(path: str | Path, start: int, stop: int) -> pd.DataFrame:
+    """Rows ``start:stop`` of a Parquet file, as ``read_parquet(path).iloc[start:stop]`` would give,
+    without holding the other rows in memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    parts, pos = [], 0
+    for batch in pf.iter_batches(batch_size=65_536):
+        m = batch.num_rows
+        if pos + m > start and pos < stop:
+            a = max(start, pos) - pos
+            parts.append(batch.slice(a, min(stop, pos + m) - pos - a))
+        pos += m
+        if pos >= stop:
+            break
+    table = pa.Table.from_batches(parts, schema=pf.schema_arrow) if parts else pf.schema_arrow.empty_table()
+    return table.to_pandas().reset_index(drop=True)
+
+
+def _shard_dir(out_dir: Path, start: int, stop: int) -> Path:
+    return out_dir / "_shards" / f"{start:012d}-{stop:012d}"
+
+
+def ops_shard(stage: str, in_path: str | Path, out_dir: str | Path, steps_spec: list, start: int, stop: int,
+              progress: Progress = None) -> str:
+    """Run the stage's leading row-local operators on input rows ``start:stop``; returns the shard's folder."""
+    steps = parse_steps(steps_spec)
+    local = steps[:_local_prefix(steps)]
+    sdir = _shard_dir(Path(out_dir), start, stop)
+    key = cache_key([in_path], {"stage": stage, "steps": local, "rows": [start, stop]})
+    if is_done(sdir, key):
+        return str(sdir)
+    df = read_rows(in_path, start, stop)
+    res = run_steps(df, local, stage, progress=progress)
+    res.check(len(df), f"{stage} rows {start}:{stop}")
+    # which operator dropped each row, so the merge can order drops as one unsharded run does
+    step_of = {f"{stage}/{name}": k for k, (name, _) in enumerate(local)}
+    dropped = res.dropped.copy()
+    dropped["_step"] = dropped["stage"].map(step_of).astype("int64") if len(dropped) else pd.Series(dtype="int64")
+    # pickles, not Parquet: intermediate files that must give back the exact dtypes (object vs str)
+    # so the merged stage writes the same bytes as one unsharded run; removed after the merge
+    sdir.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("kept", res.kept), ("dropped", dropped)):
+        with atomic_path(sdir / f"{name}.pkl") as tmp:
+            frame.to_pickle(tmp)
+    write_json(sdir / "stats.json", {"n_in": len(df), **res.stats})
+    write_json(sdir / "_SUCCESS.json", {"key": key, "stage": stage, "rows": [start, stop]})
+    return str(sdir)
+
+
+def _one_chunk(df: pd.DataFrame) -> pd.DataFrame:
+    """Arrow-backed columns in one chunk each, as a frame read from one Parquet row group has them:
+    the Parquet bytes written depend on the chunking, and concatenated shards are chunked."""
+    for c in df.columns:
+        arr = getattr(df[c].array, "_pa_array", None)
+        if arr is not None and arr.num_chunks > 1:
+            df[c] = pd.Series(arr.combine_chunks(), dtype=df[c].dtype, index=df.index)
+    return df
+
+
+def merge_stats(parts: list[Any], where: str = "stats") -> Any:
+    """Stats of shards as one run's: ints add up, lists are joined and cut to the longest part's
+    length (examples: the first few), dicts merge key by key, anything else — and everything
+    under ``params`` — must be equal. Counts equal one unsharded run's; the examples shown can
+    differ with the shard size."""
+    first = parts[0]
+    if where.endswith(".params"):
+        if any(p != first for p in parts[1:]):
+            raise ValueError(f"merge_stats: shards disagree on {where}: {parts[:3]!r}")
+        return first
+    if isinstance(first, dict):
+        keys = sorted({k for p in parts for k in p})
+        return {k: merge_stats([p[k] for p in parts if k in p], f"{where}.{k}") for k in keys}
+    if isinstance(first, list):
+        # examples: the first ones over the shards, as many as the longest part (never more than
+        # the operator keeps; fewer when every shard had fewer than its limit)
+        return [x for p in parts for x in p][:max(len(p) for p in parts)]
+    if isinstance(first, int) and not isinstance(first, bool):
+        return sum(parts)
+    if any(p != first for p in parts[1:]):
+        raise ValueError(f"merge_stats: shards disagree on {where}: {parts[:3]!r}")
+    return first
+
+
+def ops_merge(stage: str, in_path: str | Path, out_dir: str | Path, steps_spec: list, shards: list,
+              progress: Progress = None) -> dict[str, Any]:
+    """Finish a sharded stage: shards in order, then the stage's other operators, then the outputs."""
+    import shutil
+
+    out_dir = Path(out_dir)
+    steps = parse_steps(steps_spec)
+    key = cache_key([in_path], {"stage": stage, "steps": steps})
+    if is_done(out_dir, key):
+        return read_json(out_dir / "ledger.json")
+    if not shards:
+        return ops_stage(stage, in_path, out_dir, steps_spec, progress=progress)
+    k = _local_prefix(steps)
+    dirs = [_shard_dir(out_dir, a, b) for a, b in shards]
+    kept = pd.concat([pd.read_pickle(d / "kept.pkl") for d in dirs], ignore_index=True)
+    dropped = pd.concat([pd.read_pickle(d / "dropped.pkl") for d in dirs], ignore_index=True)
+    dropped = dropped.sort_values("_step", kind="stable").drop(columns="_step").reset_index(drop=True)
+    kept, dropped = _one_chunk(kept), _one_chunk(dropped)
+    sstats = [read_json(d / "stats.json") for d in dirs]
+    n_in = sum(s.pop("n_in") for s in sstats)
+    stats = {"steps": [merge_stats([s["steps"][i] for s in sstats], f"{stage}.steps[{i}]") for i in range(k)]}
+    res = StageResult(kept, dropped, stats)
+    if k < len(steps):
+        rest = run_steps(kept, steps[k:], stage, progress=progress)
+        # as run_steps would: only operators that dropped rows add to the drops
+        both = pd.concat([dropped, rest.dropped], ignore_index=True) if len(rest.dropped) else dropped
+        res = StageResult(rest.kept, both, {"steps": stats["steps"] + rest.stats["steps"]})
+    if stage == "05_diversity":
+        from .diversity import diversity_by, diversity_metrics
+
+        res.stats["diversity"] = {"all": diversity_metrics(res.kept), "by_source": diversity_by(res.kept, "source")}
+    ledger = _finish(out_dir, key, stage, n_in, res)
+    shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # intermediate: the stage's outputs hold it all
+    return ledger
+
+
 def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs_spec: list, seed: int,
                    progress: Progress = None) -> list[dict[str, Any]]:
     from .mix import build_mixture, parse_mixture_specs, write_mixture

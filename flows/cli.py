@@ -20,7 +20,11 @@ def _mirror(arg: str | None) -> str | None:
 def cmd_run(a: argparse.Namespace) -> None:
     from .curate_flow import curate_flow
 
-    run_dir = curate_flow(recipe_path=a.recipe, mirror=_mirror(a.mirror), data_dir=a.data_dir, run_id=a.run_id)
+    from .runners import make_task_runner
+
+    flow = curate_flow.with_options(task_runner=make_task_runner(a.runner, a.workers))
+    run_dir = flow(recipe_path=a.recipe, mirror=_mirror(a.mirror), data_dir=a.data_dir, run_id=a.run_id,
+                   shard_rows=a.shard_rows)
     print(f"done: {run_dir}\nreport: {Path(run_dir) / 'report' / 'report.html'}")
 
 
@@ -107,6 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--recipe", help="recipe YAML (default configs/default.yaml)")
     r.add_argument("--data-dir", help="where data/raw and data/processed live (default ./data)")
     r.add_argument("--run-id", help="name of the run folder (default: a hash of recipe and inputs, so a rerun resumes)")
+    r.add_argument("--runner", default=os.environ.get("TIGER_RUNNER", "thread"),
+                   help="task runner: thread (default), process, dask (local cluster) or dask://HOST:PORT")
+    r.add_argument("--workers", type=int, help="workers of the thread/process pool or local Dask cluster (default: cores)")
+    r.add_argument("--shard-rows", type=int, default=250_000,
+                   help="rows per shard of the stages that run sharded (normalize, filter, task types)")
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("report", help="rebuild the HTML/Markdown report of a run folder")

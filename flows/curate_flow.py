@@ -41,6 +41,28 @@ def ops_task(stage: str, in_path: str, out_dir: str, steps: list) -> dict:
     return pipeline.ops_stage(stage, in_path, out_dir, steps, progress=_progress)
 
 
+@task(name="shard", **TASK_OPTS)
+def shard_task(stage: str, in_path: str, out_dir: str, steps: list, start: int, stop: int) -> str:
+    return pipeline.ops_shard(stage, in_path, out_dir, steps, start, stop, progress=_progress)
+
+
+@task(name="merge", **TASK_OPTS)
+def merge_task(stage: str, in_path: str, out_dir: str, steps: list, shards: list) -> dict:
+    return pipeline.ops_merge(stage, in_path, out_dir, steps, shards, progress=_progress)
+
+
+def run_stage(stage: str, in_path: str, out_dir: str, steps: list, shard_rows: int) -> dict:
+    """One ops stage through the task runner: its row-local operators on shards in parallel, then
+    the merge (which runs the rest); a finished stage is skipped (curate.pipeline.stage_plan)."""
+    plan = pipeline.stage_plan(stage, in_path, out_dir, steps, shard_rows)
+    if plan["done"]:
+        return merge_task(stage, in_path, out_dir, steps, [])  # returns the stored ledger
+    futures = [shard_task.submit(stage, in_path, out_dir, steps, a, b) for a, b in plan["shards"]]
+    for f in futures:
+        f.result()  # raises the first shard's error
+    return merge_task.submit(stage, in_path, out_dir, steps, plan["shards"]).result()
+
+
 @task(name="mixtures", **TASK_OPTS)
 def mixtures_task(in_path: str, out_dir: str, specs: list, seed: int) -> list[dict]:
     return pipeline.mixtures_stage(in_path, out_dir, specs, seed, progress=_progress)
@@ -60,8 +82,11 @@ def report_task(run_dir: str) -> str:
 
 @flow(name="tiger-curate")
 def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_dir: str | None = None,
-                run_id: str | None = None) -> str:
-    """download → parse → normalize → filter → dedupe → diversity → mixtures → report. Returns the run folder."""
+                run_id: str | None = None, shard_rows: int = pipeline.DEFAULT_SHARD_ROWS) -> str:
+    """download → parse → normalize → filter → dedupe → diversity → mixtures → report. Returns the run folder.
+
+    The task runner (flows/runners.py) is chosen with ``curate_flow.with_options(task_runner=...)``;
+    ``shard_rows`` sizes the shards of the stages that run sharded (outputs do not depend on it)."""
     recipe = pipeline.load_recipe(recipe_path)
     data = Path(data_dir or settings.PROJECT_ROOT / "data")
     files: list[dict] = []
@@ -76,7 +101,8 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     ledgers = [parse_task(files, str(run_dir / "01_parse"))]
     prev = run_dir / "01_parse" / "kept.parquet"
     for stage in pipeline.STAGES[1:]:
-        ledgers.append(ops_task(stage, str(prev), str(run_dir / stage), recipe.get(pipeline.RECIPE_KEY[stage], [])))
+        ledgers.append(run_stage(stage, str(prev), str(run_dir / stage), recipe.get(pipeline.RECIPE_KEY[stage], []),
+                                 shard_rows))
         prev = run_dir / stage / "kept.parquet"
     pipeline.check_chain(ledgers)  # fails loudly if any record went missing between stages
     mixtures = mixtures_task(str(prev), str(run_dir / "mixtures"), recipe.get("mixtures", []), recipe["seed"])

@@ -320,6 +320,29 @@ def test_survivor_rule(trans0):
         0 if a["id"] < c["id"] else 2, 1, 0 if a["id"] < c["id"] else 2]
 
 
+def test_leader_clustering_takes_every_copy_and_never_chains(long_rows):
+    base = long_rows[3]
+    lead = dict(base, id="lead", output=base["output"] + "谢谢你的提问。")  # longest output: the survivor
+    near = dict(base, id="near", row=1)  # a near-duplicate of lead
+    copies = [dict(near, id=f"copy{k}", row=2 + k) for k in range(3)]  # identical to near
+    res = DocumentMinhashDeduplicator()(records_frame([near, *copies, lead]))
+    assert list(res.kept["id"]) == ["lead"]
+    assert set(res.dropped["detail"].str.split().str[0]) == {"lead"}
+    # a chain a ~ b ~ c with a !~ c: components merge all three, leader clustering keeps a and c
+    rng = random.Random(3)
+    a = dict(base, id="a", source="alpha", output=base["output"] + "很好。" * 3)  # preferred source: a leads
+    b = dict(a, id="b", row=5, source=TRANS, output=_edit(a["output"], rng, 25))
+    c = dict(a, id="c", row=6, source=TRANS, output=_edit(b["output"], rng, 25))
+    sig = minhash_signatures([_text(x) for x in (a, b, c)])
+    agree = lambda x, y: float((sig[x] == sig[y]).mean())  # noqa: E731
+    if not (agree(0, 1) >= DEFAULT_THRESHOLD and agree(1, 2) >= DEFAULT_THRESHOLD > agree(0, 2)):
+        pytest.skip("the random edits did not make a chain")  # pragma: no cover (seeded: they do)
+    df = records_frame([a, b, c])
+    assert len(DocumentMinhashDeduplicator(clustering="components", source_priority=["alpha"])(df).kept) == 1
+    kept = DocumentMinhashDeduplicator(source_priority=["alpha"])(df).kept
+    assert list(kept["id"]) == ["a", "c"]
+
+
 def _frame(trans0, hikari0) -> pd.DataFrame:
     return records_frame(trans0[:1500] + hikari0[:1500])
 

@@ -1,0 +1,173 @@
+"""Sharded stages and task runners: same bytes whatever runs them (real mirror rows)."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from curate import pipeline
+from curate.io import read_json, write_parquet
+from curate.records import make_record, records_frame
+
+# a small real slice: arithmetic and identity rows, BELLE (35 % school math), a translated chunk's
+# untranslated English rows (the language filter drops them), traditional chats (t2s converts them)
+SLICE = {
+    "trans_chinese_alpaca": ["developer_instruction.json", "alpaca_chinese_part_52.json"],
+    "alpaca_chinese": ["supplementary/整数加减法.json", "supplementary/翻译问题.json",
+                       "translated/alpaca_data-18280-21320-中文-wys未完成.json"],
+    "belle": ["dev1K.json"],
+    "traditional": ["chinese_vicuna_chat_sample.jsonl"],
+}
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.suffix in {".parquet", ".json"}}
+
+
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory, mirror) -> Path:
+    """The parse stage's output for the slice (the input of the sharded stages)."""
+    from curate.parse import parse_files
+
+    files = []
+    for source, rels in SLICE.items():
+        for rel in rels:
+            fmt = "jsonl" if rel.endswith(".jsonl") else "json"
+            files.append({"source": source, "file": rel, "path": str(mirror / source / rel), "format": fmt})
+    res = parse_files(files)
+    assert len(res.kept) > 3000
+    out = tmp_path_factory.mktemp("parsed") / "kept.parquet"
+    write_parquet(out, res.kept)
+    return out
+
+
+def _no_examples(stats):
+    if isinstance(stats, dict):
+        return {k: _no_examples(v) for k, v in stats.items() if k != "examples"}
+    if isinstance(stats, list):
+        return [_no_examples(v) for v in stats]
+    return stats
+
+
+def _recipe() -> dict:
+    recipe = pipeline.load_recipe()
+    recipe["diversity"] = [{"task_type_tagger": {}}, {"cluster_tagger": {"n_clusters": 8, "seed": 0}}]
+    return recipe
+
+
+def _sharded(stage: str, in_path: Path, out: Path, steps: list, shard_rows: int) -> dict:
+    plan = pipeline.stage_plan(stage, in_path, out, steps, shard_rows)
+    for a, b in reversed(plan["shards"]):  # any completion order
+        pipeline.ops_shard(stage, in_path, out, steps, a, b)
+    return pipeline.ops_merge(stage, in_path, out, steps, plan["shards"])
+
+
+def test_sharded_stages_write_the_same_bytes_as_one_run(parsed, tmp_path):
+    recipe = _recipe()
+    prev = parsed
+    for stage in ("02_normalize", "03_filter", "04_dedupe", "05_diversity"):
+        steps = recipe[pipeline.RECIPE_KEY[stage]]
+        one = pipeline.ops_stage(stage, prev, tmp_path / "one" / stage, steps)
+        for shard_rows in (700, 100_000):
+            out = tmp_path / f"sharded-{shard_rows}" / stage
+            ledger = _sharded(stage, prev, out, steps, shard_rows)
+            assert ledger == one
+            got, want = _digest(out), _digest(tmp_path / "one" / stage)
+            if shard_rows > 10_000:  # one shard: everything identical
+                assert got == want, (stage, shard_rows)
+            else:  # the data identical; the stats too except which examples they show
+                assert {k: v for k, v in got.items() if k != "stats.json"} == \
+                    {k: v for k, v in want.items() if k != "stats.json"}, (stage, shard_rows)
+                assert _no_examples(read_json(out / "stats.json")) == \
+                    _no_examples(read_json(tmp_path / "one" / stage / "stats.json"))
+            assert not (out / "_shards").exists()  # intermediate shards are removed after the merge
+        if stage == "03_filter":
+            assert one["reasons"].get("not_chinese", 0) > 50  # the untranslated English rows
+        prev = tmp_path / "one" / stage / "kept.parquet"
+    plan = pipeline.stage_plan("02_normalize", parsed, tmp_path / "sharded-700" / "02_normalize",
+                               recipe["normalize"], 700)
+    assert plan == {"done": True, "shards": []}  # a finished stage is skipped
+    plan = pipeline.stage_plan("04_dedupe", parsed, tmp_path / "new", recipe["dedupe"], 700)
+    assert plan == {"done": False, "shards": []}  # dedupe needs all rows at once: no shards
+
+
+def test_shards_resume_and_read_rows(parsed, tmp_path):
+    steps = _recipe()["filter"]
+    out = tmp_path / "03_filter"
+    plan = pipeline.stage_plan("03_filter", parsed, out, steps, 1000)
+    first = pipeline.ops_shard("03_filter", parsed, out, steps, *plan["shards"][0])
+    mtime = (Path(first) / "kept.pkl").stat().st_mtime_ns
+    assert pipeline.ops_shard("03_filter", parsed, out, steps, *plan["shards"][0]) == first
+    assert (Path(first) / "kept.pkl").stat().st_mtime_ns == mtime  # a finished shard is not redone
+    whole = pipeline.read_parquet(parsed)
+    part = pipeline.read_rows(parsed, 1234, 2345)
+    assert part.equals(whole.iloc[1234:2345].reset_index(drop=True))
+    assert list(part.dtypes) == list(whole.dtypes)
+    assert len(pipeline.read_rows(parsed, 10**9, 10**9 + 5)) == 0
+
+
+def test_merge_stats():
+    a = {"changed": 2, "examples": [1, 2, 3], "by_field": {"output": 2}, "params": {"seed": 3}, "config": "t2s"}
+    b = {"changed": 5, "examples": [4], "by_field": {"input": 1}, "params": {"seed": 3}, "config": "t2s"}
+    assert pipeline.merge_stats([a, b]) == {"changed": 7, "examples": [1, 2, 3], "by_field": {"input": 1, "output": 2},
+                                            "params": {"seed": 3}, "config": "t2s"}
+    with pytest.raises(ValueError, match="config"):
+        pipeline.merge_stats([a, dict(b, config="s2t")])
+    with pytest.raises(ValueError, match="params"):
+        pipeline.merge_stats([a, dict(b, params={"seed": 4})])
+
+
+def test_task_runner_specs():
+    from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from flows.runners import make_task_runner
+
+    assert isinstance(make_task_runner("thread"), ThreadPoolTaskRunner)
+    assert isinstance(make_task_runner("process", 2), ProcessPoolTaskRunner)
+    r = make_task_runner("dask://10.0.0.5:8786")
+    assert isinstance(r, DaskTaskRunner) and r.address == "tcp://10.0.0.5:8786"
+    for bad in ("dask://", "ray", "threads"):
+        with pytest.raises(ValueError):
+            make_task_runner(bad)
+
+
+@pytest.mark.slow
+def test_flow_on_a_local_dask_cluster_matches_the_default_runner(tmp_path, mirror):
+    from flows.curate_flow import curate_flow
+    from flows.runners import make_task_runner
+
+    m = tmp_path / "mirror"
+    for source, rels in SLICE.items():
+        for rel in rels:
+            dst = m / source / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.symlink_to(mirror / source / rel)
+    recipe = _recipe()
+    recipe["mixtures"] = ["random-300", "diverse-300"]
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
+    runs = {}
+    for name, runner in (("thread", make_task_runner("thread")),
+                         ("dask", make_task_runner("dask", workers=2, processes=False))):
+        flow = curate_flow.with_options(task_runner=runner)
+        runs[name] = Path(flow(recipe_path=str(tmp_path / "recipe.yaml"), mirror=str(m),
+                               data_dir=str(tmp_path / name), shard_rows=900))
+    assert runs["thread"].name == runs["dask"].name
+    assert _digest(runs["thread"]) == _digest(runs["dask"])
+    ledger = read_json(runs["dask"] / "manifest.json")["ledger"]
+    pipeline.check_chain(ledger)
+    assert ledger[0]["kept"] > 3000 and ledger[2]["reasons"].get("not_chinese", 0) > 50
+
+
+def test_bad_shard_rows(parsed, tmp_path):
+    with pytest.raises(ValueError, match="shard_rows"):
+        pipeline.stage_plan("02_normalize", parsed, tmp_path / "x", [], 0)
+    # a stage with no operators still writes its (unchanged) outputs through the merge
+    empty = records_frame([make_record("s", "f.json", 0, "你好", "", "好")])
+    p = tmp_path / "in.parquet"
+    write_parquet(p, empty)
+    ledger = _sharded("02_normalize", p, tmp_path / "02_normalize", [], 10)
+    assert ledger["in"] == ledger["kept"] == 1
