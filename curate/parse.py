@@ -41,7 +41,19 @@ Positions: ``item`` is the 0-based array index; ``line``/``col`` are 1-based as 
 ``byte`` is the 0-based offset in the file (a stripped UTF-8 BOM counted). Arrays that parse
 strictly give only ``item`` (``json.loads`` keeps no positions); the tolerant reader and streams give all.
 
-Only a file that cannot be read at all (missing, not UTF-8) raises :class:`ParseError`.
+Encodings: UTF-8 (a BOM is stripped). A file that is not UTF-8 is read as GB18030 (which contains
+GBK and GB2312) when it decodes as such and is not mostly UTF-8; the stats note it as a repair
+``decoded_gb18030`` with the first byte that is not UTF-8. A mostly-UTF-8 file with a few stray
+bytes keeps its good rows; a row holding such bytes is quarantined as ``invalid_utf8`` (the bytes
+shown as ``\\xNN``). A file that is neither raises :class:`UndecodableFile` from :func:`parse_file`;
+:func:`parse_files` quarantines it as one ``undecodable_file`` unit, so a run goes on with the other files.
+
+Control characters (tab, NUL …) written raw inside a JSON string break the JSON rules but not the
+meaning: such a row is decoded anyway, with a repair ``control_character_in_string`` at its
+position (the normalize stage removes or maps the characters). Anywhere else they are invalid JSON.
+
+Only a file that cannot be read (missing: :class:`ParseError`; undecodable: :class:`UndecodableFile`)
+raises.
 """
 from __future__ import annotations
 
@@ -66,6 +78,8 @@ BOM = "\ufeff"
 
 _WS = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
+_LENIENT = json.JSONDecoder(strict=False)  # also takes raw control characters inside strings
+_ESCAPED_BYTE = re.compile(r"[\udc80-\udcff]")  # a byte that was not UTF-8 (errors="surrogateescape")
 # Resync points. In an array: a `{"` after a separator or a line break. A literal `{"` cannot occur
 # inside a well-formed JSON string (the quote would be escaped), so this rarely lands mid-string.
 _RESYNC_ARRAY = re.compile(r'[,\[\n][ \t\r\n]*(\{[ \t\r\n]*")')
@@ -75,7 +89,15 @@ _TRAILING_CLOSE = re.compile(r"\][ \t\r\n]*\Z")
 
 
 class ParseError(ValueError):
-    """A whole file could not be read at all (missing, not UTF-8). The message names the file."""
+    """A whole file could not be read at all (missing, undecodable). The message names the file."""
+
+
+class UndecodableFile(ParseError):
+    """The file is neither UTF-8 nor GB18030; ``byte`` is the first offset that is not UTF-8."""
+
+    def __init__(self, name: str, byte: int, reason: str, head: bytes):
+        super().__init__(f"{name}: {reason}")
+        self.byte, self.reason, self.head = byte, reason, head
 
 
 @dataclass
@@ -83,9 +105,10 @@ class ParseResult:
     records: list[dict]
     quarantine: list[dict]  # record dicts plus "reason" and "detail"
     n_in: int
-    format: str = ""  # json_array, json_lines, squad, json_object, empty
+    format: str = ""  # json_array, json_lines, squad, json_object, empty, undecodable
     schemas: dict[str, int] = field(default_factory=dict)  # row schema -> records kept
     repairs: list[dict] = field(default_factory=list)  # what the tolerant reader fixed, with where
+    encoding: str = "utf-8"  # utf-8, gb18030, or utf-8 with stray bytes ("utf-8+invalid")
 
 
 class _WrongType(Exception):
@@ -101,6 +124,15 @@ def _text(value: Any, key: str) -> str:
     if isinstance(value, (bool, int, float)):
         return json.dumps(value)  # true / 42 / 1.5: the value as JSON spells it
     raise _WrongType(key, value)
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type (null, boolean, number, string, array, object)."""
+    for t, name in ((type(None), "null"), (bool, "boolean"), ((int, float), "number"), (str, "string"),
+                    (list, "array"), (dict, "object")):
+        if isinstance(value, t):
+            return name
+    return type(value).__name__
 
 
 def _history(value: Any) -> tuple[list[list[str]], Any]:
@@ -121,19 +153,23 @@ def _history(value: Any) -> tuple[list[list[str]], Any]:
 
 
 def _safe(s: str) -> str:
-    """Lone surrogates (from JSON escapes like "\\ud83d") cannot be written as UTF-8: spell them out."""
+    """Lone surrogates cannot be written as UTF-8: spell them out. A byte that was not UTF-8 becomes
+    ``\\xNN``; a broken JSON escape like "\\ud83d" becomes ``\\ud83d``."""
     try:
         s.encode("utf-8")
         return s
     except UnicodeEncodeError:
+        s = _ESCAPED_BYTE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", s)
         return s.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class _Locator:
     """Character offset → line, column, byte offset in the file; incremental because offsets rise."""
 
-    def __init__(self, text: str, byte_offset: int):
+    def __init__(self, text: str, byte_offset: int, encoding: str = "utf-8"):
         self.text, self.byte_offset = text, byte_offset
+        # how the file's bytes became this text, to count them back
+        self.codec = ("gb18030", "strict") if encoding == "gb18030" else ("utf-8", "surrogateescape")
         self._reset()
 
     def _reset(self) -> None:
@@ -147,7 +183,7 @@ class _Locator:
         if nl:
             self.line += nl
             self.line_start = self.pos + seg.rindex("\n") + 1
-        self.byte += len(seg.encode("utf-8", "surrogatepass"))
+        self.byte += len(seg.encode(*self.codec))
         self.pos = pos
         return {"line": self.line, "col": pos - self.line_start + 1, "byte": self.byte + self.byte_offset}
 
@@ -157,8 +193,8 @@ def _fmt_loc(loc: dict) -> str:
 
 
 class _FileParser:
-    def __init__(self, path: Path, source: str, rel: str):
-        self.path, self.source, self.rel = path, source, rel
+    def __init__(self, path: Path, source: str, rel: str, encoding: str = "utf-8"):
+        self.path, self.source, self.rel, self.encoding = path, source, rel, encoding
         self.records: list[dict] = []
         self.quarantine: list[dict] = []
         self.schemas: Counter = Counter()
@@ -174,7 +210,10 @@ class _FileParser:
             rec["history"].encode("utf-8")
             rec["extra"].encode("utf-8")
         except UnicodeEncodeError as e:
-            self.drop("invalid_unicode", f"text holds a lone surrogate ({e.reason})", raw, loc)
+            if self.encoding == "utf-8+invalid" and _ESCAPED_BYTE.search(e.object[e.start:e.end]):
+                self.drop("invalid_utf8", "row holds bytes that are not UTF-8 (shown as \\xNN)", raw, loc)
+            else:
+                self.drop("invalid_unicode", f"text holds a lone surrogate ({e.reason})", raw, loc)
             return
         self.records.append(rec)
         self.schemas[schema] += 1
@@ -196,10 +235,21 @@ class _FileParser:
     def repair(self, kind: str, loc: dict) -> None:
         self.repairs.append({"kind": kind, **loc})
 
+    def decode_at(self, text: str, pos: int, where: "_Locator") -> tuple[Any, int]:
+        """One JSON value at ``pos``; raw control characters inside strings are repaired, noted."""
+        try:
+            return _DECODER.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            if not e.msg.startswith("Invalid control character"):
+                raise
+            value, end = _LENIENT.raw_decode(text, pos)  # a further, real syntax error raises
+            self.repair("control_character_in_string", where.at(e.pos))
+            return value, end
+
     # ---- one decoded value -----------------------------------------------------------------------
     def value(self, v: Any, loc: dict) -> None:
         if not isinstance(v, dict):
-            self.drop("not_an_object", f"row is a JSON {type(v).__name__}, not an object", v, loc)
+            self.drop("not_an_object", f"row is a JSON {_json_type(v)}, not an object", v, loc)
         elif "instances" in v:
             self.seed_task(v, loc)
         elif isinstance(v.get("input"), list) and isinstance(v.get("output"), list):
@@ -242,7 +292,7 @@ class _FileParser:
         for k, inst in enumerate(instances):
             iloc = {**loc, "instance": k}
             if not isinstance(inst, dict):
-                self.drop("not_an_object", f"instance {k} is a JSON {type(inst).__name__}, not an object",
+                self.drop("not_an_object", f"instance {k} is a JSON {_json_type(inst)}, not an object",
                           {"instruction": v.get("instruction"), "instance": inst}, iloc)
                 continue
             row = {"instruction": v.get("instruction"), "input": inst.get("input"), "output": inst.get("output")}
@@ -289,7 +339,7 @@ class _FileParser:
                 for qi, qa in enumerate(para["qas"]):
                     qloc = {**ploc, "question": qi}
                     if not isinstance(qa, dict):
-                        self.drop("not_an_object", f"question {qi} is a JSON {type(qa).__name__}", qa, qloc)
+                        self.drop("not_an_object", f"question {qi} is a JSON {_json_type(qa)}", qa, qloc)
                         continue
                     answers = qa.get("answers") or []
                     first = answers[0] if isinstance(answers, list) and answers else {}
@@ -330,12 +380,12 @@ class _FileParser:
             try:
                 items = json.loads(text)
             except ValueError:
-                self.tolerant_array(text, start, _Locator(text, byte_offset))
+                self.tolerant_array(text, start, _Locator(text, byte_offset, self.encoding))
                 return
             for i, item in enumerate(items):
                 self.value(item, {"item": i})
         else:
-            self.stream(text, start, _Locator(text, byte_offset))
+            self.stream(text, start, _Locator(text, byte_offset, self.encoding))
 
     def tolerant_array(self, text: str, start: int, where: _Locator) -> None:
         n, pos, item = len(text), start + 1, 0
@@ -358,7 +408,7 @@ class _FileParser:
                               text[end:], {"item": item, **where.at(end)}, fragment=True)
                 return
             try:
-                value, end = _DECODER.raw_decode(text, pos)
+                value, end = self.decode_at(text, pos, where)
             except json.JSONDecodeError as e:
                 m = _RESYNC_ARRAY.search(text, pos + 1)
                 stop = m.start(1) if m else n
@@ -369,7 +419,7 @@ class _FileParser:
                 if not m:  # a well-formed "]" closing the file is not part of the broken element
                     closed = _TRAILING_CLOSE.search(frag)
                     frag = frag[:closed.start()] if closed else frag
-                self.drop("invalid_json", f"cannot decode ({e.msg} at line {err['line']} col {err['col']})",
+                self.drop("invalid_json", f"cannot decode ({e.msg.removesuffix(' at')} at line {err['line']} col {err['col']})",
                           frag, loc, fragment=True)
                 if not m and not closed:
                     self.repair("missing_close_bracket", where.at(n))
@@ -390,7 +440,7 @@ class _FileParser:
             if pos >= n:
                 break
             try:
-                value, end = _DECODER.raw_decode(text, pos)
+                value, end = self.decode_at(text, pos, where)
             except json.JSONDecodeError as e:
                 m = _RESYNC_LINE.search(text, pos + 1)
                 stop = m.start(1) if m else n
@@ -421,12 +471,36 @@ class _FileParser:
             else:
                 frag, e = payload
                 err = where.at(e.pos)
-                self.drop("invalid_json", f"cannot decode ({e.msg} at line {err['line']} col {err['col']})",
+                self.drop("invalid_json", f"cannot decode ({e.msg.removesuffix(' at')} at line {err['line']} col {err['col']})",
                           frag, loc, fragment=True)
 
     def result(self) -> ParseResult:
         return ParseResult(self.records, self.quarantine, self.n, self.format,
-                           dict(sorted(self.schemas.items())), self.repairs)
+                           dict(sorted(self.schemas.items())), self.repairs, self.encoding)
+
+
+def decode_bytes(data: bytes, name: str, offset: int = 0) -> tuple[str, str, int | None]:
+    """(text, encoding, first byte that is not UTF-8 or None); see "Encodings" above.
+
+    ``offset``: bytes before ``data`` in the file (a stripped BOM), added to reported positions.
+    Only UTF-8 and GB18030 are told apart: GBK text read as UTF-8 is mostly invalid bytes (a GBK
+    character makes a valid UTF-8 sequence by chance about one time in twelve), while UTF-8 text
+    with a few damaged bytes is mostly valid, so a simple majority decides.
+    """
+    try:
+        return data.decode("utf-8"), "utf-8", None
+    except UnicodeDecodeError as e:
+        first = e.start + offset
+    text = data.decode("utf-8", "surrogateescape")
+    bad = len(_ESCAPED_BYTE.findall(text))
+    good = len(text) - len(text.encode("ascii", "ignore")) - bad  # non-ASCII characters that were valid UTF-8
+    if good > bad:
+        return text, "utf-8+invalid", first
+    try:
+        return data.decode("gb18030"), "gb18030", first
+    except UnicodeDecodeError:
+        raise UndecodableFile(name, first, f"not valid UTF-8 at byte {first}, nor GB18030/GBK "
+                              f"({bad} of {len(data) + offset} bytes are not UTF-8)", data[:200]) from None
 
 
 def parse_file(path: Path, source: str, rel: str) -> ParseResult:
@@ -436,18 +510,27 @@ def parse_file(path: Path, source: str, rel: str) -> ParseResult:
         data = path.read_bytes()
     except OSError as e:
         raise ParseError(f"{source}/{rel}: cannot read {path}: {e}") from e
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ParseError(f"{source}/{rel}: not valid UTF-8 at byte {e.start} ({path})") from e
     offset = 0
-    if text.startswith(BOM):
-        text, offset = text[1:], len(BOM.encode("utf-8"))
-    p = _FileParser(path, source, rel)
+    if data.startswith(BOM.encode("utf-8")):
+        data, offset = data[3:], 3
+    text, encoding, first_bad = decode_bytes(data, f"{source}/{rel}", offset)
+    p = _FileParser(path, source, rel, encoding)
+    if encoding == "gb18030":
+        p.repair("decoded_gb18030", {"byte": first_bad})
+    elif encoding == "utf-8+invalid":
+        p.repair("invalid_utf8_bytes", {"byte": first_bad})
     p.parse_text(text, offset)
     res = p.result()
     assert res.n_in == len(res.records) + len(res.quarantine)
     return res
+
+
+def _undecodable(f: dict, e: UndecodableFile) -> ParseResult:
+    """The whole file as one quarantined unit: its rows cannot be told apart without a decoding."""
+    p = _FileParser(Path(f["path"]), f["source"], f["file"])
+    p.format = "undecodable"
+    p.drop("undecodable_file", e.reason, e.head.decode("utf-8", "surrogateescape"), {"byte": e.byte}, fragment=True)
+    return p.result()
 
 
 def parse_files(files: list[dict]) -> StageResult:
@@ -465,7 +548,10 @@ def parse_files(files: list[dict]) -> StageResult:
     formats: Counter = Counter()
     n_in = 0
     for f in tqdm(files, desc="parse", unit="file", disable=None):
-        res = parse_file(Path(f["path"]), f["source"], f["file"])
+        try:
+            res = parse_file(Path(f["path"]), f["source"], f["file"])
+        except UndecodableFile as e:
+            res = _undecodable(f, e)
         key = f"{f['source']}/{f['file']}"
         per_file[key] = {"in": res.n_in, "kept": len(res.records), "quarantined": len(res.quarantine),
                          "format": res.format, "schema": ", ".join(res.schemas), "repairs": res.repairs}
