@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -220,7 +221,9 @@ def _is_noun(word: str, flag: str) -> bool:
 def _clause_verb_noun(clause: str) -> tuple[str, str] | None:
     import jieba.posseg as pseg
 
-    words = [(w.word, w.flag) for w in pseg.lcut(clause) if w.word.strip()]
+    # HMM off: its Viterbi pass for unknown words is most of jieba's time, and instructions' verbs are
+    # common words found in the dictionary anyway.
+    words = [(w.word, w.flag) for w in pseg.lcut(clause, HMM=False) if w.word.strip()]
     for i, (w, f) in enumerate(words):
         if w in _COPULA:
             return None
@@ -234,6 +237,7 @@ def _clause_verb_noun(clause: str) -> tuple[str, str] | None:
     return None
 
 
+@lru_cache(maxsize=200_000)
 def root_verb_noun(text: str) -> tuple[str, str] | None:
     """The root verb of an instruction and the first noun after it, by jieba's POS tags.
 
