@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import unicodedata
 from functools import lru_cache
 from typing import Any, Iterable, Sequence
@@ -186,17 +187,23 @@ _DROP = np.zeros(_NCP, dtype=bool)
 _KNOWN = np.zeros(_NCP, dtype=bool)
 
 
+_TABLE_LOCK = threading.Lock()
+
+
 def _fill_tables(cps: np.ndarray) -> None:
     present = np.zeros(_NCP, dtype=bool)
     present[cps] = True
-    todo = np.flatnonzero(present & ~_KNOWN)
-    for cp in todo.tolist():
-        f = fold_char(chr(cp))
-        if f:
-            _FOLD[cp] = ord(f)
-        else:
-            _DROP[cp] = True
-    _KNOWN[todo] = True
+    if not (present & ~_KNOWN).any():
+        return
+    with _TABLE_LOCK:  # batches run in threads
+        todo = np.flatnonzero(present & ~_KNOWN)
+        for cp in todo.tolist():
+            f = fold_char(chr(cp))
+            if f:
+                _FOLD[cp] = ord(f)
+            else:
+                _DROP[cp] = True
+        _KNOWN[todo] = True
 
 
 def _tqdm_disable(progress: bool | None, small: bool) -> bool | None:
@@ -251,8 +258,8 @@ def _permute(hv: np.ndarray, a: np.ndarray, b: np.ndarray, scheme: str) -> np.nd
 
 def minhash_signatures(texts: Sequence[str], ngram: int = DEFAULT_NGRAM, num_perm: int = DEFAULT_NUM_PERM,
                        seed: int = 1,
-                       scheme: str = "affine32", batch_chars: int = 2_000_000, chunk: int = 8192,
-                       progress: bool | None = None) -> np.ndarray:
+                       scheme: str = "affine32", batch_chars: int = 1_000_000, chunk: int = 8192,
+                       progress: bool | None = None, workers: int | None = None) -> np.ndarray:
     """MinHash signatures of ``texts``, shape ``(len(texts), num_perm)``.
 
     Row ``i`` equals ``datasketch.MinHash(num_perm, seed=seed, hashfunc=shingle_hash,
@@ -260,7 +267,8 @@ def minhash_signatures(texts: Sequence[str], ngram: int = DEFAULT_NGRAM, num_per
     uint32 for ``affine32`` (datasketch ≥ 2.0 default), uint64 for ``legacy`` (datasketch < 2.0).
     A text with no shingles gets the empty signature (all ``2^32 - 1``).
 
-    ``progress``: tqdm bar over batches (None: only on a terminal).
+    ``progress``: tqdm bar over batches (None: only on a terminal). ``workers``: threads over the
+    batches (default: the cores, at most 4); the result does not depend on it.
     """
     _check_scheme(scheme)
     if ngram < 1:
@@ -283,9 +291,24 @@ def minhash_signatures(texts: Sequence[str], ngram: int = DEFAULT_NGRAM, num_per
             acc = 0
     if bounds[-1] != n:
         bounds.append(n)
-    for s, e in tqdm(list(zip(bounds[:-1], bounds[1:])), desc="minhash", unit="batch",
-                     disable=_tqdm_disable(progress, len(bounds) <= 2)):
+    spans = list(zip(bounds[:-1], bounds[1:]))
+    bar = tqdm(total=len(spans), desc="minhash", unit="batch", disable=_tqdm_disable(progress, len(spans) <= 1))
+
+    def one(span: tuple[int, int]) -> None:
+        s, e = span
         _signature_batch(texts[s:e], lengths[s:e], sig[s:e], ngram, a, b, scheme, chunk)
+        bar.update()
+
+    workers = min(workers or _default_workers(), len(spans))
+    if workers > 1:  # batches write disjoint rows; numpy releases the interpreter lock
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as ex:
+            list(ex.map(one, spans))
+    else:
+        for span in spans:
+            one(span)
+    bar.close()
     return sig
 
 
@@ -366,23 +389,41 @@ def band_params(threshold: float, num_perm: int) -> tuple[int, int]:
 _ROW_WEIGHTS = np.random.RandomState(20240601).randint(0, 1 << 62, size=4096, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
 
-def _row_hash(m: np.ndarray, chunk: int = 8192) -> np.ndarray:
+def _row_hash(m: np.ndarray, chunk: int = 8192, rows: np.ndarray | None = None,
+              cols: slice = slice(None)) -> np.ndarray:
     """64-bit hash of each row of a 2-D integer array (band keys, whole-signature keys).
 
+    ``rows``/``cols``: hash ``m[rows, cols]`` without copying it whole (read chunk by chunk).
     A sum of the values times fixed random odd 64-bit weights (wrapping), then fmix64: one
     vectorised pass; two different rows collide with probability about 2^-64. A collision would
     only add a candidate pair, which is then verified against the signatures.
     """
-    n, w = m.shape
+    n = len(m) if rows is None else len(rows)
+    w = len(range(*cols.indices(m.shape[1])))
     if w > len(_ROW_WEIGHTS):
         raise ValueError(f"at most {len(_ROW_WEIGHTS)} columns")
     wts = _ROW_WEIGHTS[:w]
-    h = np.empty(n, dtype=np.uint64)
+    h = np.zeros(n, dtype=np.uint64)
     for s in range(0, n, chunk):
-        part = m[s:s + chunk].astype(np.uint64)
-        part *= wts
-        h[s:s + chunk] = part.sum(axis=1, dtype=np.uint64)
+        part = m[s:s + chunk, cols] if rows is None else m[rows[s:s + chunk], cols]
+        acc = h[s:s + chunk]
+        for c in range(w):  # column by column: a row-wise sum over a few columns is slow in numpy
+            acc += part[:, c].astype(np.uint64) * wts[c]
     return _fmix64_np(h)
+
+
+def _nonempty_rows(sig: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """Positions of the signatures that are not empty (texts with shingles), without an n × k temp."""
+    keep = np.empty(len(sig), dtype=bool)
+    for s in range(0, len(sig), chunk):
+        keep[s:s + chunk] = ~(sig[s:s + chunk] == _EMPTY).all(axis=1)
+    return np.flatnonzero(keep)
+
+
+def _default_workers() -> int:
+    import os
+
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _pair_jaccard(sig: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 32768) -> np.ndarray:
@@ -393,15 +434,12 @@ def _pair_jaccard(sig: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 32
     return out
 
 
-def _bucket_pairs(keys: np.ndarray, tiebreak: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs (indices into ``keys``) of rows with equal keys.
+def _bucket_pairs(sk: np.ndarray, order: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs (values of ``order``) of rows with equal keys; ``sk`` is sorted, ``order`` the
+    rows in that order (ties in an order that does not depend on the input order).
 
-    Rows are sorted by (key, tiebreak); each is paired with the next ``window - 1`` rows of its
-    bucket and with the bucket's first row. Sorting by content (``tiebreak`` = whole-signature
-    hash) rather than position makes the pairs independent of the input order.
+    Each row is paired with the next ``window - 1`` rows of its bucket and with the bucket's first row.
     """
-    order = np.lexsort((tiebreak, keys))
-    sk = keys[order]
     n = len(sk)
     if n < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64)
@@ -430,28 +468,55 @@ def _bucket_pairs(keys: np.ndarray, tiebreak: np.ndarray, window: int) -> tuple[
 
 
 def lsh_candidate_pairs(signatures: np.ndarray, bands: int, rows: int, window: int = 16,
-                        progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+                        progress: bool | None = None, rowid: np.ndarray | None = None,
+                        workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Unverified candidate pairs ``(i, j)``, ``i < j``, sorted: rows sharing an LSH band bucket.
 
     Band ``k`` is columns ``k*rows … (k+1)*rows - 1``, as in datasketch's ``MinHashLSH``; with
     buckets of at most ``window`` rows this is exactly the pairs ``MinHashLSH.query`` reports.
-    Empty signatures (texts with no shingles) are left out.
+    Within a bucket rows are ordered by a hash of their whole signature, so the pairs do not
+    depend on the input order. ``rowid``: search only these rows (default: every non-empty
+    signature; empty ones — texts with no shingles — are never paired); the pairs are positions in
+    ``signatures`` either way. Bands are hashed and sorted in ``workers`` threads (numpy releases
+    the interpreter lock); the result does not depend on it.
     """
     sig = np.asarray(signatures)
     n = len(sig)
     if bands * rows > sig.shape[1]:
         raise ValueError(f"bands × rows = {bands * rows} > num_perm {sig.shape[1]}")
-    rowid = np.flatnonzero(~(sig == _EMPTY).all(axis=1))
+    rowid = _nonempty_rows(sig) if rowid is None else np.asarray(rowid, dtype=np.int64)
     if len(rowid) < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    sig = sig[rowid]
-    tiebreak = _row_hash(sig)
-    left, right = [], []
-    for k in tqdm(range(bands), desc="lsh bands", unit="band", disable=_tqdm_disable(progress, n < 50_000)):
-        li, ri = _bucket_pairs(_row_hash(sig[:, k * rows:(k + 1) * rows]), tiebreak, window)
-        left.append(rowid[li])
-        right.append(rowid[ri])
-    i, j = np.concatenate(left), np.concatenate(right)
+    # rows in whole-signature-hash order; a stable sort by band key then keeps that order in a bucket
+    # (hashes are computed over all rows in memory order, then gathered: much faster than gathering rows)
+    whole = _row_hash(sig) if len(rowid) > n // 4 else _row_hash(sig, rows=rowid)
+    ordered = rowid[np.argsort(whole[rowid] if len(whole) == n else whole, kind="stable")]
+    del whole
+
+    def band(k: int) -> tuple[np.ndarray, np.ndarray]:
+        cols = slice(k * rows, (k + 1) * rows)
+        keys = _row_hash(sig, cols=cols)[ordered] if len(ordered) > n // 4 else _row_hash(sig, rows=ordered, cols=cols)
+        o = np.argsort(keys, kind="stable")
+        return _bucket_pairs(keys[o], ordered[o], window)
+
+    workers = workers or _default_workers()
+    bar = tqdm(total=bands, desc="lsh bands", unit="band", disable=_tqdm_disable(progress, n < 50_000))
+    if workers > 1 and bands > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as ex:
+            parts = []
+            for part in ex.map(band, range(bands)):
+                parts.append(part)
+                bar.update()
+    else:
+        parts = []
+        for k in range(bands):
+            parts.append(band(k))
+            bar.update()
+    bar.close()
+    i = np.concatenate([p[0] for p in parts])
+    j = np.concatenate([p[1] for p in parts])
     code = np.unique(np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j))
     return code // n, code % n
 
@@ -459,7 +524,8 @@ def lsh_candidate_pairs(signatures: np.ndarray, bands: int, rows: int, window: i
 def near_duplicate_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRESHOLD,
                          bands: int | None = None,
                          rows: int | None = None, window: int = 16,
-                         progress: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                         progress: bool | None = None,
+                         workers: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Verified near-duplicate pairs ``(i, j, estimated_jaccard)`` with ``i < j``, sorted.
 
     Rows with identical signatures are paired with the first of them directly (estimate 1.0);
@@ -474,15 +540,15 @@ def near_duplicate_pairs(signatures: np.ndarray, threshold: float = DEFAULT_THRE
     if bands is None or rows is None:
         bands, rows = band_params(threshold, num_perm)
     empty_i = np.empty(0, np.int64)
-    nonempty = np.flatnonzero(~(sig == _EMPTY).all(axis=1))
+    nonempty = _nonempty_rows(sig)
     if len(nonempty) < 2:
         return empty_i, empty_i, np.empty(0)
-    _, first, inv = np.unique(_row_hash(sig[nonempty]), return_index=True, return_inverse=True)
+    _, first, inv = np.unique(_row_hash(sig)[nonempty], return_index=True, return_inverse=True)
     reps = nonempty[first]  # first row of each distinct signature
     same = reps[inv] != nonempty
-    ri, rj = lsh_candidate_pairs(sig[reps], bands, rows, window, progress)
-    i = np.concatenate((reps[inv][same], reps[ri]))
-    j = np.concatenate((nonempty[same], reps[rj]))
+    ri, rj = lsh_candidate_pairs(sig, bands, rows, window, progress, rowid=np.sort(reps), workers=workers)
+    i = np.concatenate((reps[inv][same], ri))
+    j = np.concatenate((nonempty[same], rj))
     code = np.unique(np.minimum(i, j).astype(np.int64) * n + np.maximum(i, j))
     i, j = code // n, code % n
     est = _pair_jaccard(sig, i, j)
@@ -696,33 +762,51 @@ def _check_frame(df: pd.DataFrame, fields: Sequence[str], who: str) -> None:
                         f"{int(bad.sum())} such row(s)")
 
 
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+def _id_sort_key(ids: pd.Series) -> np.ndarray:
+    """An array that sorts like the ids as strings: uint64 for the project's 16-hex-digit ids (one
+    vectorised pass), else the strings themselves."""
+    vals = ids.astype(str).tolist()
+    raw = "".join(vals).encode("utf-8")
+    if len(raw) == 16 * len(vals):
+        nib = _HEX[np.frombuffer(raw, dtype=np.uint8)].reshape(-1, 16)
+        if len(nib) == 0 or nib.max() < 16:  # all lowercase hex: numeric order = string order
+            byte = (nib[:, 0::2] << 4) | nib[:, 1::2]
+            return np.ascontiguousarray(byte).view(">u8").ravel().astype(np.uint64)
+    return np.asarray(vals, dtype=str)
+
+
 def priority_rank(df: pd.DataFrame, source_priority: Sequence[str] = ()) -> np.ndarray:
     """Rank of each row under the survivor rule (0 = best; a strict order when ids are unique):
     source earliest in ``source_priority`` (unlisted sources last, as equals), then longest
     ``output``, then smallest ``id``. Content only, so independent of the row order."""
     n = len(df)
     prio = {s: k for k, s in enumerate(source_priority)}
-    src = df["source"].map(lambda s: prio.get(s, len(prio))).to_numpy(dtype=np.int64)
+    codes, uniques = pd.factorize(df["source"].astype(str))
+    src = np.array([prio.get(u, len(prio)) for u in uniques], dtype=np.int64)[codes] if n else np.empty(0, np.int64)
     outlen = (df["output"].str.len().to_numpy(dtype=np.int64) if "output" in df.columns
               else np.zeros(n, np.int64))
-    ids = np.asarray(df["id"].astype(str).to_numpy(), dtype=str)
-    order = np.lexsort((ids, -outlen, src))
+    order = np.lexsort((_id_sort_key(df["id"]), -outlen, src))
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     return rank
 
 
-def survivors(df: pd.DataFrame, labels: np.ndarray, source_priority: Sequence[str] = ()) -> np.ndarray:
+def survivors(df: pd.DataFrame, labels: np.ndarray, source_priority: Sequence[str] = (),
+              rank: np.ndarray | None = None) -> np.ndarray:
     """Position (0-based, in ``df``) of the survivor of each row's group (``labels`` equal = same group).
 
-    The survivor is the group's best row by :func:`priority_rank`; it uses content only, so it
-    does not depend on row order.
+    The survivor is the group's best row by :func:`priority_rank` (pass ``rank`` if you have it);
+    it uses content only, so it does not depend on row order.
     """
     n = len(df)
     labels = np.asarray(labels)
     if n == 0:
         return np.empty(0, np.int64)
-    rank = priority_rank(df, source_priority)
+    rank = priority_rank(df, source_priority) if rank is None else rank
     _, lab = np.unique(labels, return_inverse=True)
     order = np.lexsort((rank, lab))
     first = np.concatenate(([True], lab[order][1:] != lab[order][:-1]))
@@ -936,6 +1020,17 @@ class DocumentMinhashDeduplicator:
         self.bands, self.rows = (int(bands), int(rows)) if bands is not None else band_params(self.threshold, self.num_perm)
         self.source_priority = tuple(source_priority)
 
+    def signatures(self, df: pd.DataFrame, rows_per_part: int = 200_000) -> np.ndarray:
+        """The rows' signatures, their texts built part by part (the whole list of joined texts
+        would cost about as much memory as the frame)."""
+        sig_dtype = np.uint32 if self.scheme == "affine32" else np.uint64
+        sig = np.empty((len(df), self.num_perm), dtype=sig_dtype)
+        for s in range(0, len(df), rows_per_part):
+            part = df.iloc[s:s + rows_per_part]
+            sig[s:s + len(part)] = minhash_signatures(row_texts(part, self.fields), self.ngram, self.num_perm,
+                                                      self.seed, self.scheme, progress=False)
+        return sig
+
     def __call__(self, df: pd.DataFrame) -> StageResult:
         _check_frame(df, self.fields, self.name)
         n = len(df)
@@ -946,10 +1041,11 @@ class DocumentMinhashDeduplicator:
         if n == 0:
             return StageResult(df, drop_frame(df, self.name, "near_duplicate", ""),
                                _empty_stats() | {"params": params, "no_shingles": 0, "pairs": 0})
-        sig = minhash_signatures(row_texts(df, self.fields), self.ngram, self.num_perm, self.seed, self.scheme)
+        sig = self.signatures(df)
         i, j, est_ij = near_duplicate_pairs(sig, self.threshold, self.bands, self.rows, self.window)
-        labels = cluster_pairs(n, i, j, est_ij, priority_rank(df, self.source_priority), self.clustering)
-        surv = survivors(df, labels, self.source_priority)
+        rank = priority_rank(df, self.source_priority)
+        labels = cluster_pairs(n, i, j, est_ij, rank, self.clustering)
+        surv = survivors(df, labels, self.source_priority, rank)
         drop = surv != np.arange(n)
         est = np.ones(n)
         if drop.any():
