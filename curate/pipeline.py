@@ -307,6 +307,7 @@ def ops_merge(stage: str, in_path: str | Path, out_dir: str | Path, steps_spec: 
     steps = parse_steps(steps_spec)
     key = cache_key([in_path], {"stage": stage, "steps": steps})
     if is_done(out_dir, key):
+        shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # left by a run killed after the marker
         return read_json(out_dir / "ledger.json")
     if not shards:
         return ops_stage(stage, in_path, out_dir, steps_spec, progress=progress)
