@@ -409,17 +409,297 @@ def fmt_table(df: pd.DataFrame, first: str) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
+# ---------------------------------------------------------------------------------------------
+# Shingling compared by exact Jaccard (no MinHash noise): which unit separates the labels best
+# ---------------------------------------------------------------------------------------------
+
+
+def shingle_schemes(texts: Sequence[str]) -> dict[str, list[set]]:
+    """Shingle sets of every text under each scheme compared (cleaning as curate.dedupe.clean_text)."""
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    import unicodedata
+
+    def fold_no_t2s(ch: str) -> str | None:  # curate.dedupe.fold_char without the t2s step
+        c = unicodedata.normalize("NFKC", ch)
+        c = ch if len(c) != 1 else c
+        c = c.lower() if len(c.lower()) == 1 else c
+        return None if unicodedata.category(c)[0] in "PZC" else c
+
+    table = {ord(c): fold_no_t2s(c) for c in set("".join(texts))}
+    plain = [t.translate(table) for t in texts]
+    clean = [clean_text(t) for t in texts]
+
+    def grams(c: str, n: int, short_whole: bool = True) -> set:
+        if len(c) < n:
+            return {c} if c and short_whole else set()
+        return {c[i:i + n] for i in range(len(c) - n + 1)}
+
+    words = [jieba.lcut(c) for c in clean]
+    out: dict[str, list[set]] = {}
+    for n in (2, 3, 4, 5, 6):
+        out[f"char {n}-grams"] = [grams(c, n) for c in clean]
+    for n in (3, 5):
+        out[f"char {n}-grams, no t2s fold"] = [grams(c, n) for c in plain]
+    out["char 5-grams, short → empty"] = [grams(c, 5, False) for c in clean]
+    out["raw char 5-grams (Data-Juicer)"] = [grams(t.lower(), 5, False) for t in texts]
+    out["jieba words"] = [set(w) for w in words]
+    out["jieba word 2-grams"] = [set(zip(w, w[1:])) if len(w) > 1 else {tuple(w)} for w in words]
+    return out
+
+
+def exact_jaccard(pairs: pd.DataFrame, sets: list[set]) -> np.ndarray:
+    out = np.empty(len(pairs))
+    for k, (i, j) in enumerate(zip(pairs["a"].to_numpy(), pairs["b"].to_numpy())):
+        u = sets[i] | sets[j]
+        # two empty sets: an empty signature each, which MinHash LSH puts in one bucket
+        out[k] = len(sets[i] & sets[j]) / len(u) if u else 1.0
+    return out
+
+
+def shingling_table(bm: Benchmark, thresholds: Sequence[float] = tuple(np.round(np.arange(0.3, 0.96, 0.05), 2))) -> str:
+    texts = bm.texts()
+    label = bm.pairs["label"].to_numpy(bool)
+    strata = {s: (bm.pairs["stratum"] == s).to_numpy() for s in ("short", "medium", "long")}
+    tshort = (bm.pairs["family"] == "template_short").to_numpy()
+    lines = [f"{'shingles (exact Jaccard)':<32}{'F1@0.55':>8}{'best F1':>8}{'at t':>6}"
+             f"{'short':>7}{'medium':>7}{'long':>7}{'tpl-FP':>8}"]
+    for name, sets in shingle_schemes(texts).items():
+        jac = exact_jaccard(bm.pairs, sets)
+        f1s = [prf(label, jac >= t)["f1"] for t in thresholds]
+        k = int(np.argmax(f1s))
+        t = thresholds[k]
+        st = [prf(label[m], (jac >= t)[m])["f1"] for m in strata.values()]
+        fp = int((jac[tshort] >= t).sum())
+        lines.append(f"{name:<32}{prf(label, jac >= 0.55)['f1']:>8.3f}{f1s[k]:>8.3f}{t:>6.2f}"
+                     + "".join(f"{x:>7.3f}" for x in st) + f"{fp:>5}/{int(tshort.sum())}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The MinHash-LSH operator over a sweep of its parameters
+# ---------------------------------------------------------------------------------------------
+
+
+def kept_from_labels(labels: np.ndarray) -> np.ndarray:
+    return np.asarray(labels) == np.arange(len(labels))
+
+
+def sweep_table(bm: Benchmark, ngrams=(2, 3, 4, 5), thresholds=(0.45, 0.5, 0.55, 0.6, 0.65, 0.7),
+                num_perms=(128,), clusterings=("leader",)) -> str:
+    from curate.dedupe import band_params, priority_rank
+
+    texts = bm.texts()
+    rank = priority_rank(bm.rows)
+    label = bm.pairs["label"].to_numpy(bool)
+    tshort = (bm.pairs["family"] == "template_short").to_numpy()
+    lines = [f"{'ngram':>5}{'perm':>5}{'clustering':>11}{'t':>6}{'(b, r)':>9}{'P':>7}{'R':>7}{'F1':>7}{'tpl-FP':>8}"]
+    for num_perm in num_perms:
+        for n in ngrams:
+            sig = minhash_signatures(texts, ngram=n, num_perm=num_perm, progress=False)
+            for t in thresholds:
+                for cl in clusterings:
+                    pred = predict_from_kept(bm.pairs, kept_from_labels(
+                        near_duplicate_clusters(sig, t, rank=rank, clustering=cl)))
+                    r = prf(label, pred)
+                    lines.append(f"{n:>5}{num_perm:>5}{cl:>11}{t:>6.2f}{str(band_params(t, num_perm)):>9}"
+                                 f"{r['precision']:>7.3f}{r['recall']:>7.3f}{r['f1']:>7.3f}"
+                                 f"{int(pred[tshort].sum()):>5}/{int(tshort.sum())}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tools side by side: each in a fresh process on the same rows (benchmark rows + mirror haystack)
+# ---------------------------------------------------------------------------------------------
+
+TOOLS = ["tiger", "tiger_5gram_0.7_components", "datasketch_update", "datasketch_bulk", "dj_normal", "dj_turbo"]
+
+
+def _union_find_kept(n: int, pairs: Iterable[tuple[int, int]]) -> np.ndarray:
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)  # the first row of a cluster is kept
+    return np.array([find(k) == k for k in range(n)])
+
+
+def _datasketch(texts: list[str], ngram: int, threshold: float, num_perm: int, bulk: bool) -> np.ndarray:
+    """The usual datasketch recipe: a MinHash per document, MinHashLSH insert + query, the
+    candidates checked with MinHash.jaccard, union-find; shingles as this project's."""
+    import xxhash
+    from datasketch import MinHash, MinHashLSH
+
+    from curate.dedupe import shingles
+
+    sh = [[x.encode("utf-8") for x in set(shingles(t, ngram))] for t in texts]
+    if bulk:  # MinHash.bulk with a fast 32-bit hash, LSH filled in an insertion session
+        mhs = MinHash.bulk(sh, num_perm=num_perm, seed=1, hashfunc=xxhash.xxh32_intdigest)
+    else:  # naive: update per shingle with the default SHA-1 hash
+        mhs = []
+        for s in sh:
+            m = MinHash(num_perm=num_perm, seed=1)
+            for x in s:
+                m.update(x)
+            mhs.append(m)
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    ok = [k for k in range(len(texts)) if sh[k]]
+    if bulk:
+        with lsh.insertion_session() as sess:
+            for k in ok:
+                sess.insert(k, mhs[k])
+    else:
+        for k in ok:
+            lsh.insert(k, mhs[k])
+    pairs = []
+    for k in ok:
+        for o in lsh.query(mhs[k]):
+            if o > k and mhs[k].jaccard(mhs[o]) >= threshold:
+                pairs.append((k, o))
+    return _union_find_kept(len(texts), pairs)
+
+
+def run_tool_child(tool: str, rows_path: str, out_path: str) -> None:
+    """Measure one tool in this (fresh) process; write kept positions, time and memory as JSON."""
+    import resource
+
+    from curate.dedupe import DocumentMinhashDeduplicator
+
+    df = pd.read_parquet(rows_path)
+    texts = row_texts(df, FIELDS)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t, c = time.perf_counter(), time.process_time()
+    if tool == "tiger":
+        res = DocumentMinhashDeduplicator()(df)
+        kept = df["id"].isin(set(res.kept["id"])).to_numpy()
+    elif tool == "tiger_5gram_0.7_components":
+        res = DocumentMinhashDeduplicator(ngram=5, threshold=0.7, clustering="components")(df)
+        kept = df["id"].isin(set(res.kept["id"])).to_numpy()
+    elif tool in ("datasketch_update", "datasketch_bulk"):
+        from curate.dedupe import DEFAULT_NGRAM, DEFAULT_THRESHOLD
+
+        kept = _datasketch(texts, DEFAULT_NGRAM, DEFAULT_THRESHOLD, 128, bulk=tool == "datasketch_bulk")
+    else:
+        raise SystemExit(f"unknown tool {tool}")
+    sec, cpu = time.perf_counter() - t, time.process_time() - c
+    json.dump({"kept": np.flatnonzero(kept).tolist(), "seconds": sec, "cpu": cpu, "rss_loaded_mib": rss0,
+               "rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, open(out_path, "w"))
+
+
+def tools_table(bm: Benchmark, haystack: pd.DataFrame, tools: Sequence[str], dj_python: str | None,
+                workdir: Path) -> str:
+    import subprocess
+
+    from curate.dedupe import DEFAULT_NGRAM, DEFAULT_THRESHOLD
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = pd.concat([bm.rows.drop(columns=["pair", "side"]), haystack], ignore_index=True)
+    rows_path = workdir / "rows.parquet"
+    rows.to_parquet(rows_path)
+    with open(workdir / "texts.jsonl", "w", encoding="utf-8") as f:
+        for t in row_texts(rows, FIELDS):
+            f.write(json.dumps({"text": t}, ensure_ascii=False) + "\n")
+    label = bm.pairs["label"].to_numpy(bool)
+    tshort = (bm.pairs["family"] == "template_short").to_numpy()
+    short = (bm.pairs["stratum"] == "short").to_numpy()
+    lines = [f"same {len(rows):,} rows for every tool: {len(bm.rows):,} benchmark rows + {len(haystack):,} other "
+             f"mirror rows; each tool in a fresh process; CPU s counts all its threads/processes",
+             f"{'tool':<30}{'wall s':>8}{'CPU s':>8}{'rows/s':>9}{'peak MiB':>9}{'(+ over loaded)':>16}"
+             f"{'P':>7}{'R':>7}{'F1':>7}{'F1 short':>9}{'tpl-FP':>8}"]
+    for tool in tools:
+        out = workdir / f"{tool}.json"
+        if tool.startswith("dj_"):
+            if not dj_python or not Path(dj_python).exists():
+                lines.append(f"{tool:<30}  skipped: no Data-Juicer environment (--dj-python)")
+                continue
+            extra = ["--turbo", "--num-proc", "2"] if tool == "dj_turbo" else []
+            cmd = [dj_python, str(HERE / "dj_runner.py"), str(workdir / "texts.jsonl"), str(out),
+                   "--window", str(DEFAULT_NGRAM), "--threshold", str(DEFAULT_THRESHOLD), "--num-perm", "128", *extra]
+        else:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--tool", tool, "--rows", str(rows_path),
+                   "--out", str(out)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            lines.append(f"{tool:<30}  failed: {(r.stderr or r.stdout)[-300:]}")
+            continue
+        got = json.load(open(out))
+        kept = np.zeros(len(rows), dtype=bool)
+        kept[got["kept"]] = True
+        pred = predict_from_kept(bm.pairs, kept)
+        m = prf(label, pred)
+        fs = prf(label[short], pred[short])["f1"]
+        lines.append(f"{tool:<30}{got['seconds']:>8.1f}{got['cpu']:>8.1f}{len(rows) / got['seconds']:>9,.0f}"
+                     f"{got['rss_peak_mib']:>9,.0f}{got['rss_peak_mib'] - got['rss_loaded_mib']:>16,.0f}"
+                     f"{m['precision']:>7.3f}{m['recall']:>7.3f}{m['f1']:>7.3f}{fs:>9.3f}"
+                     f"{int(pred[tshort].sum()):>5}/{int(tshort.sum())}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mirror", default=str(ROOT.parent / "shared" / "corpora"))
     ap.add_argument("--per-kind", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parts", default="quality,shingles,sweep,tools")
+    ap.add_argument("--tools", default=",".join(TOOLS))
+    ap.add_argument("--dj-python", default="/tmp/djvenv/bin/python")
+    ap.add_argument("--workdir", default="/tmp/tiger-neardup")
+    # internal: run one tool in this process
+    ap.add_argument("--tool")
+    ap.add_argument("--rows")
+    ap.add_argument("--out")
     a = ap.parse_args()
+    if a.tool:
+        run_tool_child(a.tool, a.rows, a.out)
+        return
+    import platform
+
     from bench_dedupe import load_alpaca_rows
 
+    from curate.dedupe import DocumentMinhashDeduplicator
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
     rows = load_alpaca_rows(Path(a.mirror))
     t = time.perf_counter()
-    bm = build_benchmark(rows, a.per_kind, verbose=True)
-    print(f"built in {time.perf_counter() - t:.1f}s: {len(bm.pairs)} pairs, {len(bm.rows)} rows")
-    print(bm.pairs.groupby(["kind", "label"]).size())
-    print(bm.pairs.groupby(["family"]).size())
-    print(bm.pairs.groupby(["stratum", "label"]).size())
+    bm = build_benchmark(rows, a.per_kind, a.seed)
+    print(f"benchmark: {len(bm.pairs):,} labelled pairs ({int(bm.pairs['label'].sum()):,} positive), "
+          f"{len(bm.rows):,} rows, from {len(rows):,} mirror rows, built in {time.perf_counter() - t:.0f}s")
+    print("negatives by family:", bm.pairs[~bm.pairs["label"]].groupby("family").size().to_dict())
+    parts = a.parts.split(",")
+    if "quality" in parts:
+        op = DocumentMinhashDeduplicator()
+        res = op(bm.rows)
+        pred = predict_from_kept(bm.pairs, bm.rows["id"].isin(set(res.kept["id"])).to_numpy())
+        print(f"\n== quality at the defaults (ngram={op.ngram}, num_perm={op.num_perm}, threshold={op.threshold}, "
+              f"b={op.bands}, r={op.rows}, {op.clustering} clustering)")
+        for by in ("kind", "family", "stratum"):
+            print(fmt_table(score(bm.pairs, pred, by), by) + "\n")
+    if "sweep" in parts:
+        print("== sweep (MinHash LSH operator; tpl-FP = short-fill template pairs merged)")
+        print(sweep_table(bm))
+        print(sweep_table(bm, ngrams=(3,), thresholds=(0.5, 0.55, 0.6), num_perms=(64, 256)).split("\n", 1)[1])
+        print(sweep_table(bm, ngrams=(3, 5), thresholds=(0.55, 0.7), clusterings=("components",)).split("\n", 1)[1])
+    if "shingles" in parts:
+        print("\n== shingling (exact Jaccard of the shingle sets; best F1 over t = 0.30 … 0.95; F1 by stratum at that t)")
+        print(shingling_table(bm))
+    if "tools" in parts:
+        haystack = records_frame([r for r in rows if r["id"] not in bm.base_ids])
+        print("\n== tools side by side")
+        print(tools_table(bm, haystack, a.tools.split(","), a.dj_python, Path(a.workdir)))
+
+
+if __name__ == "__main__":
+    main()
