@@ -293,3 +293,27 @@ def test_external_sigkill_at_seeded_random_times_resumes_byte_identical(case, cl
     r = run_tiger(cmd, cli_env, root)
     assert r.returncode == 0, r.stdout[-3000:]
     assert digest(run_dir) == base_digest
+
+
+def test_a_half_written_or_stale_marker_means_the_stage_is_redone(tmp_path, mirror):
+    """In process, no Prefect: the marker is what makes a stage complete, and only a whole marker
+    with this stage's key counts."""
+    from curate.pipeline import parse_stage
+
+    files = [{"source": "belle", "file": "zh_seed_tasks.json", "path": str(mirror / "belle" / "zh_seed_tasks.json")}]
+    out = tmp_path / "01_parse"
+    ledger = parse_stage(files, out)
+    kept, marker = out / "kept.parquet", out / "_SUCCESS.json"
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    t0 = kept.stat().st_mtime_ns
+    assert parse_stage(files, out) == ledger and kept.stat().st_mtime_ns == t0  # done: skipped
+
+    for bad in (marker.read_bytes()[:10], b'{"key": "0000000000000000", "stage": "01_parse"}\n', None):
+        if bad is None:
+            marker.unlink()
+        else:
+            marker.write_bytes(bad)  # cut short, or left by other inputs / params / code
+        t = kept.stat().st_mtime_ns
+        assert parse_stage(files, out) == ledger
+        assert kept.stat().st_mtime_ns != t, f"stage not redone with marker {bad!r}"
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == first
