@@ -69,8 +69,10 @@ class EmptyTextFilter:
 
 _HAN = "\u3007\u3400-\u9fff\uf900-\ufaff\U00020000-\U000323af"
 _CUT = re.compile(
-    r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+\.[\w.-]+|`[^`\n]*`"
-    r"|“[^”\n]*”|\"[^\"\n]*\"|「[^」\n]*」|『[^』\n]*』|《[^》\n]*》|‘[^’\n]*’"
+    # The look-behind and the opening quote kept out of each body keep this linear: without them a
+    # long unbroken run of letters (or many unclosed quotes) made it quadratic (1 MB took hours).
+    r"(?:https?://|www\.)\S+|(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+|`[^`\n]*`"
+    r"|“[^“”\n]*”|\"[^\"\n]*\"|「[^「」\n]*」|『[^『』\n]*』|《[^《》\n]*》|‘[^‘’\n]*’"
 )
 # Units: one Han character, one Latin word, one word of another script; kana and hangul apart.
 _UNIT = re.compile(rf"(?P<han>[{_HAN}])|(?P<kana>[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f])"

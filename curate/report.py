@@ -271,7 +271,7 @@ def build_report(run_dir: Path) -> tuple[Path, str]:
     parts["manifest"] = ("<h3>Packages</h3>" + _table([{"package": k, "version": v} for k, v in manifest["packages"].items()])
                          + f"<p>code version {_e(manifest['code_version'])}</p><h3>Recipe</h3><pre>"
                          + _e(json.dumps(manifest["recipe"], ensure_ascii=False, indent=2)) + "</pre><h3>Inputs</h3>"
-                         + _table(manifest["inputs"], ["source", "file", "bytes", "sha256", "origin"]))
+                         + _table(manifest["inputs"], ["source", "file", "bytes", "sha256", "url"]))
 
     titles = {"summary": "Summary", "ledger": "Ledger: every record kept or dropped with a reason",
               "parse": "Parse and quarantine", "normalize": "Normalization", "filter": "Language and empty-text filter",

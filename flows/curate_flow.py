@@ -112,7 +112,8 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
         "recipe": recipe,
         "code_version": pipeline.code_version(),
         "packages": pipeline.package_versions(),
-        "inputs": [{k: f[k] for k in ("source", "file", "sha256", "bytes", "url", "origin")} for f in files],
+        # no "origin" (download / cache / mirror): a resumed download must write the same manifest
+        "inputs": [{k: f[k] for k in ("source", "file", "sha256", "bytes", "url")} for f in files],
         "ledger": ledgers,
         "mixtures": [{k: m[k] for k in ("name", "rows", "file")} for m in mixtures],
     })
