@@ -378,3 +378,36 @@ def test_cli_commands_have_help(capsys):
                       "query_key_value", "dense"])
     assert a.lora_r == 16 and a.train_on_inputs is False and a.target_modules == ["query_key_value", "dense"]
     assert p.parse_args(["train", "--mixture", "m"]).lora_alpha == 16
+
+
+def test_cli_train_on_a_run_folder_keeps_eval_items_out(pool_path, tiny_dir, tmp_path, capsys):
+    import argparse
+    import shutil
+
+    from curate.mix import build_mixture, write_alpaca_json
+    from train.cli import register
+
+    run = tmp_path / "run-x"
+    (run / "05_diversity").mkdir(parents=True)
+    shutil.copy(pool_path, run / "05_diversity" / "kept.parquet")
+    pool = pd.read_parquet(pool_path)
+    eval_df = select_eval_set(pool, per_type=2, seed=0)
+    # a curated mixture that holds some of the eval items (mixtures are built from the whole pool)
+    mix = pd.concat([build_mixture(pool, "random-60"), eval_df.head(5)]).drop_duplicates("id")
+    write_alpaca_json(mix, run / "mixtures" / "random-60.json")
+    p = argparse.ArgumentParser(prog="tiger")
+    register(p.add_subparsers(dest="cmd"))
+    a = p.parse_args(["train", "--mixture", "random-60", "--run-dir", str(run), "--base-model", str(tiny_dir),
+                      "--eval-per-type", "2", "--max-steps", "4", "--save-steps", "2", "--micro-batch-size", "4",
+                      "--cutoff-len", "96", "--gen-max-new-tokens", "4", "--constraint", "kl"])
+    a.func(a)
+    out = run / "train" / "random-60__kl__s42"
+    text = capsys.readouterr().out
+    printed = json.loads(text[text.index('{\n  "output_dir"'):])
+    assert printed["steps"] == 4 and printed["output_dir"] == str(out)
+    trained = pd.DataFrame(json.loads((out / "train.json").read_text())).assign(id="")
+    assert len(trained) <= len(mix) - 5
+    assert not eval_overlap_mask(trained, eval_df).any()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["constraint"] == "kl" and summary["config"]["lora_r"] == 8
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()

@@ -55,7 +55,7 @@ class ExperimentConfig:
     save_steps: int = 75
     micro_batch_size: int = 8
     gradient_accumulation_steps: int = 1
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3  # a tiny base takes a larger step than alpaca-lora's 3e-4 for 7B
     cutoff_len: int = 256
     lora_r: int = 8
     kl_coef: float = 1.0
@@ -139,9 +139,24 @@ def _eval_records(eval_df: pd.DataFrame) -> list[dict]:
 # ---- 3. runs ----------------------------------------------------------------------------------
 
 
+def runs_key(cfg: ExperimentConfig, prepared: dict) -> str:
+    """Hash of everything the fine-tunes depend on: changed settings get fresh run folders."""
+    import hashlib
+
+    blob = json.dumps({"finetune": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.finetune_kwargs().items()},
+                       "base": cfg.base_model, "tiny": asdict(cfg.tiny), "prep": prepared.get("config_key")},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+def base_eval_path(cfg: ExperimentConfig, prepared: dict) -> Path:
+    return Path(cfg.out_dir) / f"runs-{runs_key(cfg, prepared)}" / "base_eval.json"
+
+
 def grid(cfg: ExperimentConfig, prepared: dict) -> list[dict[str, Any]]:
     """One dict per fine-tune: its mixture file, constraint, seed and output folder."""
     by_key = {(m["strategy"], m["seed"]): m for m in prepared["mixtures"]}
+    runs_dir = Path(cfg.out_dir) / f"runs-{runs_key(cfg, prepared)}"
     runs = []
     for seed in cfg.seeds:  # seed-major: a cut-short grid still has complete seeds to compare
         for strategy in cfg.strategies:
@@ -150,7 +165,7 @@ def grid(cfg: ExperimentConfig, prepared: dict) -> list[dict[str, Any]]:
                 runs.append({"arm": arm_name(strategy, cfg.size, constraint, seed), "strategy": strategy,
                              "mixture": f"{strategy}-{cfg.size}", "constraint": constraint, "seed": seed,
                              "mixture_path": m["path"], "rows": m["rows"],
-                             "output_dir": str(Path(cfg.out_dir) / "runs" / arm_name(strategy, cfg.size, constraint, seed))})
+                             "output_dir": str(runs_dir / arm_name(strategy, cfg.size, constraint, seed))})
     return runs
 
 
@@ -203,7 +218,8 @@ def collect(runs: list[dict], base_row: dict | None = None) -> tuple[pd.DataFram
                          "steps": s["steps"], "train_loss_first": s["train_loss_first"],
                          "train_loss_last": s["train_loss_last"], "tokens_seen": s["tokens_seen"],
                          "tokens_per_second": s["tokens_per_second"], "train_seconds": s["train_seconds"],
-                         "seconds": s["seconds"], "output_dir": r["output_dir"]})
+                         "seconds": s["seconds"], "cpu_seconds": s.get("cpu_seconds"),
+                         "output_dir": r["output_dir"]})
     return pd.DataFrame(res_rows), pd.DataFrame(step_rows)
 
 
@@ -211,6 +227,8 @@ def _flat(m: dict) -> dict:
     out = {k: v for k, v in m.items() if k not in ("by_type", "generations")}
     for t, v in sorted((m.get("by_type") or {}).items()):
         out[f"loss[{t}]"] = v["loss"]
+    for t, v in sorted((m.get("by_type") or {}).items()):
+        out[f"ppl[{t}]"] = v["ppl"]
     return out
 
 
@@ -268,6 +286,15 @@ def _say(e: dict, lower_is_better: bool = True) -> str:
     return head + ": the interval includes 0, so no difference is shown."
 
 
+def _t_note(n: int) -> str:
+    if n < 2:
+        return " (one seed: no interval)"
+    from scipy import stats
+
+    return (f"; with {n} seeds the interval is ±{stats.t.ppf(0.975, n - 1):.2f} standard errors wide, "
+            f"so only effects consistent across seeds clear zero")
+
+
 def verdict(results: pd.DataFrame, cfg: ExperimentConfig) -> tuple[str, dict[str, Any]]:
     """The verdict section (markdown) and its figures (JSON)."""
     n = cfg.size
@@ -277,8 +304,7 @@ def verdict(results: pd.DataFrame, cfg: ExperimentConfig) -> tuple[str, dict[str
     lines.append(f"Metric: eval loss (mean response-token cross-entropy, macro-averaged over the "
                  f"task types of the balanced held-out set; lower is better) at the "
                  f"last checkpoint. Each effect is the mean over seeds of a paired difference (same seed), "
-                 f"with a 95% t-interval over seeds; with 3 seeds t(0.975, 2) = 4.30, so only consistent "
-                 f"effects clear zero.")
+                 f"with a 95% t-interval over seeds" + _t_note(len(cfg.seeds)) + ".")
     lines.append("")
     if "diverse" in mix:
         lines.append("**Effect of diversity** (diverse mixture minus the other at the same N; negative = diverse is better):")
@@ -350,8 +376,13 @@ def verdict(results: pd.DataFrame, cfg: ExperimentConfig) -> tuple[str, dict[str
     return "\n".join(lines) + "\n", effects
 
 
-def plot(results: pd.DataFrame, steps: pd.DataFrame, out_dir: str | os.PathLike) -> list[str]:
-    """``eval_loss_by_task_type.png`` and ``metrics_vs_steps.png``; returns their paths."""
+def plot(results: pd.DataFrame, steps: pd.DataFrame, out_dir: str | os.PathLike,
+         base_row: dict | None = None) -> list[str]:
+    """``eval_loss_by_task_type.png`` and ``metrics_vs_steps.png``; returns their paths.
+
+    With ``base_row`` the bars are the change from the base's loss on that task type (the arms
+    differ by far less than the task types do, so absolute bars would hide the differences).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -367,23 +398,28 @@ def plot(results: pd.DataFrame, steps: pd.DataFrame, out_dir: str | os.PathLike)
         fig, axes = plt.subplots(len(constraints), 1, figsize=(12, 3.2 * len(constraints)), sharex=True, squeeze=False)
         x = np.arange(len(type_cols))
         width = 0.8 / max(1, len(mixtures))
+        by_type = (base_row or {}).get("by_type") or {}
+        ref = np.array([by_type.get(col[5:-1], {}).get("loss", np.nan) for col in type_cols]) if base_row else 0.0
         for ax, c in zip(axes[:, 0], constraints):
             for i, m in enumerate(mixtures):
                 part = results[(results["constraint"] == c) & (results["mixture"] == m)]
                 if part.empty:
                     continue
-                ax.bar(x + i * width, part[type_cols].mean().to_numpy(), width,
+                ax.bar(x + i * width, part[type_cols].mean().to_numpy() - ref, width,
                        yerr=part[type_cols].std(ddof=1).fillna(0).to_numpy() if len(part) > 1 else None,
                        label=m, capsize=2)
             ax.set_title(f"constraint: {c}")
-            ax.set_ylabel("eval loss")
+            ax.set_ylabel("eval loss − base" if base_row else "eval loss")
+            ax.axhline(0, color="black", linewidth=0.6)
             ax.legend(fontsize=8, ncol=len(mixtures))
-            lo = np.nanmin(results[type_cols].to_numpy())
-            hi = np.nanmax(results[type_cols].to_numpy())
-            ax.set_ylim(max(0.0, lo - 0.1 * (hi - lo + 1e-9)), hi + 0.1 * (hi - lo + 1e-9))
+            if not base_row:
+                lo = np.nanmin(results[type_cols].to_numpy())
+                hi = np.nanmax(results[type_cols].to_numpy())
+                ax.set_ylim(max(0.0, lo - 0.1 * (hi - lo + 1e-9)), hi + 0.1 * (hi - lo + 1e-9))
         axes[-1, 0].set_xticks(x + width * (len(mixtures) - 1) / 2)
         axes[-1, 0].set_xticklabels([c[5:-1] for c in type_cols], rotation=30)
-        fig.suptitle("Eval loss per task type (mean over seeds, error bar = sd)")
+        fig.suptitle("Eval loss per task type" + (", change from the base" if base_row else "")
+                     + " (mean over seeds, error bar = sd; lower is better)")
         fig.tight_layout()
         p = out_dir / "eval_loss_by_task_type.png"
         fig.savefig(p, dpi=110)
@@ -421,7 +457,7 @@ def report(cfg: ExperimentConfig, runs: list[dict], prepared: dict, base_row: di
     write_text(out / "results.csv", results.to_csv(index=False))
     write_parquet(out / "steps.parquet", steps)
     write_text(out / "steps.csv", steps.to_csv(index=False))
-    plots = plot(results, steps, out / "plots")
+    plots = plot(results, steps, out / "plots", base_row)
     text, effects = verdict(results, cfg)
     arms = (results.groupby(["mixture", "constraint"], sort=False)[["eval_loss", "eval_ppl", "rep_rate", "distinct_2"]]
             .agg(["mean", "std"]).round(4))
@@ -456,7 +492,7 @@ def run_experiment(cfg: ExperimentConfig, log: Callable[[str], None] = print,
     prepared = prepare(cfg, log)
     base = (str(build_tiny(cfg.pool_path, cfg.models_dir, cfg.tiny, prepared["eval_ids"], log=log))
             if cfg.base_model == "tiny" else cfg.base_model)
-    base_row = evaluate_base(base, prepared["eval_path"], Path(cfg.out_dir) / "base_eval.json", cfg.template,
+    base_row = evaluate_base(base, prepared["eval_path"], base_eval_path(cfg, prepared), cfg.template,
                              cfg.cutoff_len, device=cfg.device)
     runs = grid(cfg, prepared)
     for i, r in enumerate(runs):

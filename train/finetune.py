@@ -21,13 +21,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from curate.io import read_json, write_json
+from curate.io import read_json, sha256_file, write_json
 
 from .constraints import build_constraint
 from .evaluate import FIXED_PROMPTS, eval_loss_by_type, generate, pad_batch, repetition_metrics
 from .prompt import get_template, tokenize_example
 
 DEFAULT_GPU_BASE = "bigscience/bloomz-560m"  # the original work used bloomz-3b
+# Arguments that change how a run is carried out or logged, not what it learns.
+_NOT_SETTINGS = {"output_dir", "resume", "log_every", "threads", "eval_batch_size"}
 
 
 def load_alpaca_json(path: str | os.PathLike) -> list[dict]:
@@ -109,19 +111,29 @@ def finetune(
     from transformers.trainer_utils import get_last_checkpoint
 
     output_dir = Path(output_dir)
-    if (output_dir / "summary.json").is_file() and resume:
-        return read_json(output_dir / "summary.json")  # finished earlier with these outputs
-    output_dir.mkdir(parents=True, exist_ok=True)
     config = {k: (list(v) if isinstance(v, tuple) else (str(v) if isinstance(v, Path) else v))
               for k, v in locals().items()
               if k in finetune.__code__.co_varnames[: finetune.__code__.co_argcount] and k != "callbacks"}
+    config["mixture_sha256"] = sha256_file(mixture_path)
+    config["eval_sha256"] = sha256_file(eval_path) if eval_path else None
+    # A folder is one run: resuming or reusing it under other settings would mix two experiments.
+    if resume and (output_dir / "run_config.json").is_file():
+        old = read_json(output_dir / "run_config.json")
+        diff = sorted(k for k in set(old) | set(config) if k not in _NOT_SETTINGS and old.get(k) != config.get(k))
+        if diff:
+            raise ValueError(f"{output_dir} holds a run with other settings ({', '.join(diff)}); "
+                             f"use another output_dir or delete that one")
+        if (output_dir / "summary.json").is_file():
+            return read_json(output_dir / "summary.json")  # finished earlier with these settings
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json(output_dir / "run_config.json", config)
     if device == "cpu":
         torch.set_num_threads(threads or os.cpu_count() or 1)
     elif device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' asked for but torch sees no CUDA device")
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     transformers.set_seed(seed)
-    t_start = time.time()
+    t_start, cpu_start = time.time(), time.process_time()
 
     # ---- model and tokenizer ----
     base_path = resolve_base_model(base_model, pool_path)
@@ -211,7 +223,7 @@ def finetune(
         save_steps=save_steps,
         save_total_limit=save_total_limit,
         eval_strategy="no",  # our callback evaluates at each checkpoint, per task type
-        train_sampling_strategy="group_by_length",  # less padding: CPU time is the budget
+        **_length_grouping(TrainingArguments),  # less padding: CPU time is the budget
         seed=seed,
         data_seed=seed,
         use_cpu=device == "cpu",
@@ -253,9 +265,21 @@ def finetune(
         "tokens_per_second": round(trainer.tokens_seen / train_seconds, 1) if train_seconds > 0 else None,
         "peak_memory_mb": round(peak_mb, 1),
         "seconds": round(time.time() - t_start, 2),
+        # CPU time of this process: on a shared machine, wall time / threads understates idle speed
+        "cpu_seconds": round(time.process_time() - cpu_start, 2),
     }
     write_json(output_dir / "summary.json", summary)
     return summary
+
+
+def _length_grouping(training_args_cls) -> dict:
+    """Batches of similar length; the argument's name changed within transformers 5."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(training_args_cls)}
+    if "train_sampling_strategy" in names:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True} if "group_by_length" in names else {}
 
 
 def read_metrics(output_dir: str | os.PathLike) -> list[dict]:

@@ -37,7 +37,7 @@ class TinySpec:
     seq_len: int = 128  # pretraining window
     pretrain_steps: int = 500
     batch_size: int = 16
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     warmup_steps: int = 50
     seed: int = 0
     max_texts: int = 0  # 0: every record of the pool; else a seeded sample of that many
@@ -100,7 +100,7 @@ def build_tiny(pool_path: str | os.PathLike, out_root: str | os.PathLike = "data
     out = Path(out_root) / f"tiny-{key}"
     if (out / "build.json").is_file():
         return out
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     texts = pool_texts(read_parquet(pool_path), exclude_ids, spec.max_texts, spec.seed)
     if not texts:
         raise ValueError(f"{pool_path}: no text to build the tiny base from")
@@ -158,7 +158,7 @@ def build_tiny(pool_path: str | os.PathLike, out_root: str | os.PathLike = "data
     write_json(tmp / "build.json", {
         "key": key, "version": TINY_VERSION, "pool": str(pool_path), "pool_sha256": sha256_file(pool_path),
         "excluded_ids": len(exclude_ids), "records": len(texts), "tokens": len(stream),
-        "parameters": n_params, "spec": asdict(spec), "seconds": round(time.time() - t0, 1),
+        "parameters": n_params, "spec": asdict(spec), "seconds": round(time.time() - t0, 1), "cpu_seconds": round(time.process_time() - cpu0, 1),
         "loss_first50": round(sum(losses[:50]) / len(losses[:50]), 4),
         "loss_last50": round(sum(losses[-50:]) / len(losses[-50:]), 4),
         "loss_every50": [round(sum(losses[i:i + 50]) / len(losses[i:i + 50]), 4) for i in range(0, len(losses), 50)],
