@@ -16,7 +16,7 @@
 Wall times on a machine shared with other work are inflated; the CPU seconds (user + system, all
 threads) are the figure that does not depend on the load.
 
-Peak memory is the process's maximum resident set size (ru_maxrss), which includes the Python
+Peak memory is the process's high-water resident set size (VmHWM), which includes the Python
 interpreter and imported libraries (about 0.3 GiB).
 """
 from __future__ import annotations
@@ -45,7 +45,12 @@ STAGE_ORDER = ["download", "01_parse", "02_normalize", "03_filter", "04_dedupe",
 
 
 def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process (VmHWM; ru_maxrss would carry the parent's peak over)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 # ------------------------------------------------------------------------------------- dedupe
@@ -60,7 +65,7 @@ def _dedupe_child(path: str, params: dict, q) -> None:
     from curate.dedupe import cluster_pairs, near_duplicate_pairs, priority_rank
 
     df = pd.read_parquet(path)
-    base_rss = _rss_mib()
+    base_rss = _rss_mib()  # the frame loaded
     n = len(df)
     op = DocumentMinhashDeduplicator(**params)
     op(df.head(2000))  # warm-up: imports, LSH parameters, character tables

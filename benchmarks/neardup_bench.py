@@ -70,6 +70,17 @@ FAMILY_SHARE = {"distinct": 0.4, "template": 0.3, "same_instruction": 0.15, "num
 STRATA = ((0, 40, "short"), (40, 150, "medium"), (150, 1 << 30, "long"))
 
 
+def _proc_mib(field: str) -> float:
+    """VmHWM (peak) or VmRSS (now) of this process in MiB. Not ru_maxrss: Linux carries that over
+    from the parent across fork and exec, so a small child started by a big parent reports the
+    parent's peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def stratum(n: int) -> str:
     return next(name for lo, hi, name in STRATA if lo <= n < hi)
 
@@ -571,13 +582,11 @@ def _datasketch(texts: list[str], ngram: int, threshold: float, num_perm: int, b
 
 def run_tool_child(tool: str, rows_path: str, out_path: str) -> None:
     """Measure one tool in this (fresh) process; write kept positions, time and memory as JSON."""
-    import resource
-
     from curate.dedupe import DocumentMinhashDeduplicator
 
     df = pd.read_parquet(rows_path)
-    texts = row_texts(df, FIELDS)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    texts = row_texts(df, FIELDS) if tool.startswith("datasketch") else None
+    rss0 = _proc_mib("VmRSS")
     t, c = time.perf_counter(), time.process_time()
     if tool == "tiger":
         res = DocumentMinhashDeduplicator()(df)
@@ -593,7 +602,7 @@ def run_tool_child(tool: str, rows_path: str, out_path: str) -> None:
         raise SystemExit(f"unknown tool {tool}")
     sec, cpu = time.perf_counter() - t, time.process_time() - c
     json.dump({"kept": np.flatnonzero(kept).tolist(), "seconds": sec, "cpu": cpu, "rss_loaded_mib": rss0,
-               "rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, open(out_path, "w"))
+               "rss_peak_mib": _proc_mib("VmHWM")}, open(out_path, "w"))
 
 
 def tools_table(bm: Benchmark, haystack: pd.DataFrame, tools: Sequence[str], dj_python: str | None,
@@ -613,8 +622,9 @@ def tools_table(bm: Benchmark, haystack: pd.DataFrame, tools: Sequence[str], dj_
     tshort = (bm.pairs["family"] == "template_short").to_numpy()
     short = (bm.pairs["stratum"] == "short").to_numpy()
     lines = [f"same {len(rows):,} rows for every tool: {len(bm.rows):,} benchmark rows + {len(haystack):,} other "
-             f"mirror rows; each tool in a fresh process; CPU s counts all its threads/processes",
-             f"{'tool':<30}{'wall s':>8}{'CPU s':>8}{'rows/s':>9}{'peak MiB':>9}{'(+ over loaded)':>16}"
+             f"mirror rows; each tool in a fresh process; CPU s counts all its threads/processes; peak = the "
+             f"process's high-water RSS (+ over input: above its RSS once the rows were loaded)",
+             f"{'tool':<30}{'wall s':>8}{'CPU s':>8}{'rows/s':>9}{'peak MiB':>9}{'(+ over input)':>15}"
              f"{'P':>7}{'R':>7}{'F1':>7}{'F1 short':>9}{'tpl-FP':>8}"]
     for tool in tools:
         out = workdir / f"{tool}.json"
@@ -639,7 +649,7 @@ def tools_table(bm: Benchmark, haystack: pd.DataFrame, tools: Sequence[str], dj_
         m = prf(label, pred)
         fs = prf(label[short], pred[short])["f1"]
         lines.append(f"{tool:<30}{got['seconds']:>8.1f}{got['cpu']:>8.1f}{len(rows) / got['seconds']:>9,.0f}"
-                     f"{got['rss_peak_mib']:>9,.0f}{got['rss_peak_mib'] - got['rss_loaded_mib']:>16,.0f}"
+                     f"{got['rss_peak_mib']:>9,.0f}{got['rss_peak_mib'] - got['rss_loaded_mib']:>15,.0f}"
                      f"{m['precision']:>7.3f}{m['recall']:>7.3f}{m['f1']:>7.3f}{fs:>9.3f}"
                      f"{int(pred[tshort].sum()):>5}/{int(tshort.sum())}")
     return "\n".join(lines)

@@ -46,12 +46,25 @@ The survivor of a duplicate group (both operators): the row whose source comes f
 the longest ``output`` (in characters), then the smallest ``id``. The rule uses content only, so
 the survivor does not depend on the row order of the input.
 
-Memory bound of the near-duplicate search: signatures take ``n × num_perm × 4`` bytes (uint32),
-the band keys ``n × b × 8`` bytes, and the candidate pairs at most ``n × b × window`` (a member of
-an LSH bucket is paired with the next ``window - 1`` members and with the bucket's first one, not
-with every member, so a huge bucket costs linear, not quadratic, memory and time; buckets of up
-to ``window`` members are paired completely). Signatures are computed in batches of about
-``batch_chars`` characters, so text and shingle arrays never hold the whole corpus.
+Memory bound of the near-duplicate search (n rows, k = num_perm, b bands, w = window): the
+signatures, ``n × k × 4`` bytes (uint32; 1.3 GB for 2.5 M rows at k = 128), are the one large
+array; their texts are built 200,000 rows at a time and shingled in batches of about
+``batch_chars`` characters, so text and shingle arrays never hold the whole corpus. LSH works
+band by band: a band's keys and sort order, ``n × 16`` bytes per band in flight (one per worker
+thread); the candidate pairs are at most ``n × b × w`` (a member of an LSH bucket is paired with
+the next ``w - 1`` members and with the bucket's first one, not with every member, so a huge
+bucket costs linear, not quadratic, memory and time; buckets of up to ``w`` members are paired
+completely) and in practice about 0.15 n; verification and clustering take memory linear in
+the pairs. The operator also holds the input frame and writes kept/dropped copies of it, which
+on real text is larger than all of the above (about 0.9 KB a row).
+
+Beyond one machine's memory: the signatures are row-local (the operator's ``signatures`` can
+run on shards of the rows, as the flow's sharded stages do, and be kept as ``.npy`` files,
+memory-mapped for verification); each band's ``(key, row)`` pairs can be partitioned by key hash
+into files and each partition sorted on its own (a bucket never spans partitions), giving
+candidate pairs partition by partition; the pairs, about 0.15 n, then cluster in memory (or
+with an on-disk union-find). datasketch's ``MinHashLSH(storage_config={"type": "redis", ...})``
+is the off-the-shelf alternative: unbounded, but one network round trip per insert and query.
 """
 from __future__ import annotations
 
@@ -932,10 +945,15 @@ def _nfkc_many(values: list[str]) -> list[str]:
     return [one(v) for v in values]
 
 
-def exact_keys(df: pd.DataFrame, fields: Sequence[str]) -> np.ndarray:
-    """:func:`exact_key` of every row of ``df`` (vectorised over rows)."""
-    cols = [[" ".join(v.split()) for v in _nfkc_many(df[f].tolist())] for f in fields]
-    return np.array([_key_hash(list(v)) for v in zip(*cols)], dtype=str)
+def exact_keys(df: pd.DataFrame, fields: Sequence[str], rows_per_part: int = 200_000) -> np.ndarray:
+    """:func:`exact_key` of every row of ``df`` (vectorised over rows, a part at a time so the
+    normalised copies of the texts never hold the whole column)."""
+    out = []
+    for s in range(0, len(df), rows_per_part):
+        part = df.iloc[s:s + rows_per_part]
+        cols = [[" ".join(v.split()) for v in _nfkc_many(part[f].tolist())] for f in fields]
+        out.append(np.array([_key_hash(list(v)) for v in zip(*cols)], dtype="U16"))
+    return np.concatenate(out) if out else np.empty(0, dtype="U16")
 
 
 @register("document_exact_deduplicator")
@@ -1050,11 +1068,13 @@ class DocumentMinhashDeduplicator:
         est = np.ones(n)
         if drop.any():
             est[drop] = _pair_jaccard(sig, np.flatnonzero(drop), surv[drop])
+        no_shingles = n - len(_nonempty_rows(sig))
+        del sig  # n × num_perm: let it go before the kept/dropped copies are made
         ids = df["id"].astype(str).to_numpy()
         details = np.array([f"{ids[s]} jaccard={e:.3f}" if d else ""
                             for s, e, d in zip(surv, est, drop)], dtype=object)
         stats = _group_stats(df, labels, surv, "near_duplicate", details)
         stats["params"] = params
         stats["pairs"] = int(len(i))
-        stats["no_shingles"] = int((sig == _EMPTY).all(axis=1).sum())
+        stats["no_shingles"] = int(no_shingles)
         return _result(df, self.name, surv, "near_duplicate", details, stats)

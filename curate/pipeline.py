@@ -151,13 +151,16 @@ def ops_stage(stage: str, in_path: str | Path, out_dir: str | Path, steps_spec: 
     if is_done(out_dir, key):
         return read_json(out_dir / "ledger.json")
     fault_point(stage, "before")
-    df = read_parquet(in_path)
-    res = run_steps(df, steps, stage, progress=progress)
+    import pyarrow.parquet as pq
+
+    n_in = pq.ParquetFile(in_path).metadata.num_rows
+    # the input frame is not kept here, so run_steps lets it go once the first operator is done
+    res = run_steps(read_parquet(in_path), steps, stage, progress=progress)
     if stage == "05_diversity":
         from .diversity import diversity_by, diversity_metrics
 
         res.stats["diversity"] = {"all": diversity_metrics(res.kept), "by_source": diversity_by(res.kept, "source")}
-    return _finish(out_dir, key, stage, len(df), res)
+    return _finish(out_dir, key, stage, n_in, res)
 
 
 def check_chain(ledgers: list[dict[str, Any]]) -> None:
@@ -322,7 +325,9 @@ def ops_merge(stage: str, in_path: str | Path, out_dir: str | Path, steps_spec: 
     stats = {"steps": [merge_stats([s["steps"][i] for s in sstats], f"{stage}.steps[{i}]") for i in range(k)]}
     res = StageResult(kept, dropped, stats)
     if k < len(steps):
-        rest = run_steps(kept, steps[k:], stage, progress=progress)
+        held = [res.kept]
+        del kept, res  # only run_steps holds the merged frame: it goes once the first operator is done
+        rest = run_steps(held.pop(), steps[k:], stage, progress=progress)
         # as run_steps would: only operators that dropped rows add to the drops
         both = pd.concat([dropped, rest.dropped], ignore_index=True) if len(rest.dropped) else dropped
         res = StageResult(rest.kept, both, {"steps": stats["steps"] + rest.stats["steps"]})
