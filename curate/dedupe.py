@@ -31,15 +31,17 @@ Two operators and the plain functions under them:
 
     Defaults — character 3-grams, 128 permutations, threshold 0.55 (LSH ``b=21, r=6``), leader
     clustering, traditional characters folded to simplified — were chosen on the labelled
-    near-duplicate benchmark (``benchmarks/neardup_bench.py``: 3,600 positive and 3,600 negative
-    pairs of real mirror rows, 12 kinds of edit, negatives including rows that share an
-    instruction template). There: overall F1 0.968 (P 0.987, R 0.950); 5-grams at 0.7 (the
-    previous default) reach F1 0.83 because 5 % typos, Taiwan-phrase conversion and re-ordered
-    lists fall below 0.7; 3-grams at 0.5 reach F1 0.98 but merge 5 % of the short-fill template
-    pairs ("请判断下面这句话的情感…：x 的值为 2"); character 2-grams look as good on Chinese
-    pairs but chain unrelated English rows (their bigram sets overlap heavily), jieba words are
-    below character 3-grams (F1 0.96 at best, exact Jaccard). Folding traditional characters
-    lifts the best exact-Jaccard F1 of every n by 0.05-0.08.
+    near-duplicate benchmark (``benchmarks/neardup_bench.py``, figures in benchmarks/README.md:
+    3,600 positive and 3,600 negative pairs of real mirror rows, 12 kinds of edit, negatives
+    including rows that share an instruction template). There the defaults reach F1 0.964
+    (P 0.978, R 0.950); the previous 5-grams at 0.7 reach 0.826 (5-10 % typos, Taiwan phrasing
+    and re-ordered lists fall below 0.7). Lower thresholds trade precision on templated rows for
+    recall: 3-grams at 0.5 reach F1 0.976 but merge 12 % of the template pairs whose fill is 4-12
+    characters ("请判断下面这句话的情感是积极还是消极：x 的值为 2"), against 6.5 % at 0.55 and 2 % at
+    0.6 (raise the threshold for template-heavy corpora). Character 2-grams score as well on
+    Chinese pairs but their sets overlap heavily on unrelated English rows; jieba words separate
+    the labels worse than character 3-grams (best exact-Jaccard F1 0.955 against 0.987); folding
+    traditional characters lifts character 3-grams from 0.903 to 0.987.
 
 The survivor of a duplicate group (both operators): the row whose source comes first in
 ``source_priority`` (sources not listed come after all listed ones, as equals), then the one with
@@ -1007,12 +1009,14 @@ def row_texts(df: pd.DataFrame, fields: Sequence[str]) -> list[str]:
 class DocumentMinhashDeduplicator:
     """Drop near-duplicates found with MinHash LSH over character n-grams; keep one per cluster.
 
-    Params (defaults): ``ngram=5`` (characters per shingle), ``num_perm=128``, ``threshold=0.7``
+    Params (defaults): ``ngram=3`` (characters per shingle), ``num_perm=128``, ``threshold=0.55``
     (estimated Jaccard for a pair to count), ``fields=("instruction","input","output")`` (joined
     by newlines), ``seed=1``, ``scheme="affine32"`` (datasketch's; ``"legacy"`` for pre-2.0
     sketches), ``bands``/``rows`` (default: datasketch's optimum for threshold and num_perm),
-    ``window=16`` (bucket pairing, see module docstring), ``source_priority=()`` (survivor rule).
-    Dropped: ``near_duplicate``, detail = ``"<survivor id> jaccard=<estimate>"``.
+    ``window=16`` (bucket pairing, see module docstring), ``source_priority=()`` (survivor rule),
+    ``clustering="leader"`` (or ``"components"``, see module docstring). Defaults: module docstring.
+    Dropped: ``near_duplicate``, detail = ``"<survivor id> jaccard=<estimate>"`` (the estimate
+    against the survivor, which with leader clustering is always ≥ threshold).
     """
 
     name = "document_minhash_deduplicator"
