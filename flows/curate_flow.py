@@ -36,11 +36,6 @@ def parse_task(files: list[dict], out_dir: str) -> dict:
     return pipeline.parse_stage(files, out_dir, progress=_progress)
 
 
-@task(name="stage", **TASK_OPTS)
-def ops_task(stage: str, in_path: str, out_dir: str, steps: list) -> dict:
-    return pipeline.ops_stage(stage, in_path, out_dir, steps, progress=_progress)
-
-
 @task(name="shard", **TASK_OPTS)
 def shard_task(stage: str, in_path: str, out_dir: str, steps: list, start: int, stop: int) -> str:
     return pipeline.ops_shard(stage, in_path, out_dir, steps, start, stop, progress=_progress)
