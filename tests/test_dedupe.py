@@ -425,3 +425,24 @@ def test_near_dup_index_flags_eval_items_and_their_near_copies(long_rows, trans0
     best, score = index.best_match(evals[25:27] + others[:1])
     assert list(best) == [25, 26, -1] and list(score[:2]) == [1.0, 1.0] and score[2] == 0.0
     assert len(index) == 40
+
+
+def test_questions_sharing_a_paragraph_are_not_near_duplicates(mirror):
+    """DRCD: many questions about one long paragraph. The paragraph dominates the joined text, so
+    without the instruction+output check they looked like near-duplicates of each other."""
+    from curate.parse import parse_file
+
+    recs = parse_file(mirror / "traditional" / "DRCD_dev.json", "traditional", "DRCD_dev.json").records[:300]
+    df = records_frame(recs)
+    assert df["input"].duplicated().sum() >= 200  # many rows share their paragraph
+    plain = DocumentMinhashDeduplicator(verify_threshold=0)(df)
+    assert len(plain.dropped) > 100  # the defect the check fixes
+    res = DocumentMinhashDeduplicator()(df)
+    assert len(res.kept) == len(df) - len(res.dropped)
+    # what is still dropped asks (nearly) the same question with the same answer
+    assert len(res.dropped) < 10
+    assert res.stats["pairs_rejected_by_verify"] > 100
+    # a real near-duplicate with a shared paragraph is still caught: same question, one character changed
+    edited = dict(recs[0], id="edited", row=10_000, instruction=recs[0]["instruction"][:-2] + "呢？")
+    res2 = DocumentMinhashDeduplicator()(records_frame(recs[:50] + [edited]))
+    assert "edited" in set(res2.dropped["id"]) or recs[0]["id"] in set(res2.dropped["id"])
