@@ -4,23 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import settings  # noqa: F401  (Prefect env defaults before prefect is imported)
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NONE as NO_CACHE
+from prefect import flow, task
 
 from curate import pipeline
 from curate.io import write_json
 
-# Stages skip themselves through completion markers keyed on inputs + params + code (curate.pipeline),
-# so Prefect's own result cache is off: it would pickle results we already keep on disk.
-TASK_OPTS = dict(cache_policy=NO_CACHE, persist_result=False)
-
-
-def _progress(msg: str) -> None:
-    try:
-        get_run_logger().info(msg)
-    except Exception:  # outside a run context
-        pass
-    print(msg, flush=True)
+# Stages skip themselves through completion markers keyed on inputs + params + code (curate.pipeline).
+from .progress import TASK_OPTS
+from .progress import progress as _progress
 
 
 @task(name="download", retries=2, retry_delay_seconds=5, **TASK_OPTS)

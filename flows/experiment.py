@@ -10,18 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import settings  # noqa: F401  (Prefect env defaults before prefect is imported)
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NONE as NO_CACHE
+from prefect import flow, task
 
-TASK_OPTS = dict(cache_policy=NO_CACHE, persist_result=False)
-
-
-def _log(msg: str) -> None:
-    try:
-        get_run_logger().info(msg)
-    except Exception:  # outside a run context
-        pass
-    print(msg, flush=True)
+from .progress import TASK_OPTS
+from .progress import progress as _log
 
 
 def _tiny_dir(pool_path: str, models_dir: str, spec: dict, exclude_ids: list[str]) -> Path:

@@ -15,3 +15,20 @@ def mirror() -> Path:
     if not MIRROR.is_dir():
         pytest.fail(f"offline mirror not found at {MIRROR} (set TIGER_MIRROR)")
     return MIRROR
+
+
+def _link_slice(mirror: Path, dest: Path, files: dict[str, list[str]]) -> Path:
+    """A mirror folder at ``dest`` holding only ``files`` ({source: [relative paths]}), as symlinks
+    into the real mirror (read in place, never copied)."""
+    for source, rels in files.items():
+        for rel in rels:
+            dst = dest / source / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.symlink_to(mirror / source / rel)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def link_slice(mirror):
+    """``link_slice(dest, files)`` → a small mirror of real files for end-to-end runs."""
+    return lambda dest, files: _link_slice(mirror, Path(dest), files)

@@ -79,15 +79,10 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, mirror):
+def run_dir(tmp_path_factory, link_slice):
     """A small real run with the diversity stage and the diversity-aware mixtures of this issue."""
     root = tmp_path_factory.mktemp("browser-run")
-    m = root / "mirror"
-    for source, files in SLICE.items():
-        for f in files:
-            dst = m / source / f
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.symlink_to(mirror / source / f)
+    m = link_slice(root / "mirror", SLICE)
     recipe = yaml.safe_load(DEFAULT_RECIPE.read_text(encoding="utf-8"))
     recipe["diversity"] = [{"task_type_tagger": {}}, {"cluster_tagger": {"n_clusters": 12, "seed": 0}},
                            {"novelty_tagger": {"k": 10}}]

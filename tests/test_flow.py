@@ -23,14 +23,9 @@ SLICE = {
 
 
 @pytest.fixture(scope="module")
-def slice_run(tmp_path_factory, mirror):
+def slice_run(tmp_path_factory, link_slice):
     root = tmp_path_factory.mktemp("e2e")
-    m = root / "mirror"
-    for source, files in SLICE.items():
-        for f in files:
-            dst = m / source / f
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.symlink_to(mirror / source / f)
+    m = link_slice(root / "mirror", SLICE)
     recipe = yaml.safe_load(DEFAULT_RECIPE.read_text(encoding="utf-8"))
     recipe["mixtures"] = ["random-800", "per_source-800", "diverse-800", "narrow-800"]
     recipe["diversity"][1]["cluster_tagger"]["n_clusters"] = 20

@@ -136,16 +136,11 @@ def test_task_runner_specs():
 
 
 @pytest.mark.slow
-def test_flow_on_a_local_dask_cluster_matches_the_default_runner(tmp_path, mirror):
+def test_flow_on_a_local_dask_cluster_matches_the_default_runner(tmp_path, link_slice):
     from flows.curate_flow import curate_flow
     from flows.runners import make_task_runner
 
-    m = tmp_path / "mirror"
-    for source, rels in SLICE.items():
-        for rel in rels:
-            dst = m / source / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.symlink_to(mirror / source / rel)
+    m = link_slice(tmp_path / "mirror", SLICE)
     recipe = _recipe()
     recipe["mixtures"] = ["random-300", "diverse-300"]
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")

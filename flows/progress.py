@@ -1,0 +1,18 @@
+"""Progress lines that go to the Prefect run log when there is one, and always to stdout."""
+from __future__ import annotations
+
+from . import settings  # noqa: F401  (Prefect env defaults before prefect is imported)
+from prefect import get_run_logger
+from prefect.cache_policies import NONE as NO_CACHE
+
+# Stages and fine-tunes skip themselves through the files they leave, so Prefect's own result cache
+# is off: it would pickle results we already keep on disk.
+TASK_OPTS = dict(cache_policy=NO_CACHE, persist_result=False)
+
+
+def progress(msg: str) -> None:
+    try:
+        get_run_logger().info(msg)
+    except Exception:  # outside a run context
+        pass
+    print(msg, flush=True)
