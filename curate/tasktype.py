@@ -172,11 +172,18 @@ _EDIT_TONE = _rx(r"改|换|转换|变为|变成|重写|使.{0,6}(更|听起来)"
 _EXTRACT_STRONG = _rx(r"提取(?!的)|抽取|命名实体|^\s*extract|\bextract (all|the|every|key)")
 # "找出/列出…中的…": extraction only from a given text ("列出所有富含维生素C的蔬菜" is brainstorming).
 _EXTRACT_FROM = _rx(
-    r"关键词|关键字|检测.{0,6}实体|实体|"
+    r"检测.{0,6}实体|实体|"
+    r"(识别|找出|找到|指出|标出|挑出|列出).{0,8}(夸张|比喻|拟人|排比|形容词|副词|名词|动词|代词|介词|错别字|拼写错误)|"
     r"(找出|找到|列出|识别|标出|标注|挑出|选出|指出).{0,20}(文中|句中|段落中|文本中|句子中|文章中|其中|中的|里的|所有)|"
     r"(文中|文章中|段落中|句子中|文本中|上文|给定.{0,8}中|以下.{0,8}中|下面.{0,8}中).{0,12}(找出|找到|列出|识别|挑出|选出|提到|出现)|"
     r"\bidentify (all|the)\b|\bfind (all|the) .{0,30}\bin the\b"
 )
+
+# "关键词" asks to pull keywords out of a text only when there is one in the input ("给我几个关键词"
+# for a paper to be written is brainstorming).
+_KEYWORDS = _rx(r"关键词|关键字|keywords?")
+# "找出以下句子中的错误并更正": finding the errors is the way to correct the text, which is rewriting.
+_CORRECT = _rx(r"更正|纠正|改正|修正|修改|改写|correct|fix")
 
 # ---- brainstorming ------------------------------------------------------------------------------
 # Ideas, advice and open-ended items are brainstorming; a factual enumeration ("列出人类的五种感官",
@@ -216,7 +223,7 @@ _GENERATE_VERB = _rx(
 # Asked-for creative pieces (only when the instruction is not a question about one).
 _GENERATE_NOUN = _rx(
     r"故事|笑话|段子|诗|歌词|对联|口号|标语|广告语|广告词|文案|演讲稿|致辞|祝福语|贺词|申请书|推荐信|"
-    r"求职信|感谢信|一封|作文|剧本|台词|寓言|童话|散文|小说|短文|文章|评论|博客|帖子|推文|新闻稿|报道|演讲|"
+    r"求职信|感谢信|建议书|倡议书|计划书|策划书|稿子|讲话稿|发言稿|一封|作文|剧本|台词|寓言|童话|散文|小说|短文|文章|评论|博客|帖子|推文|新闻稿|报道|演讲|"
     r"\bstory\b|\bpoem\b|\bhaiku\b|\bslogan\b|\btweet\b|\bessay\b|\bletter\b"
 )
 
@@ -289,10 +296,29 @@ _LIST_FACTS = _rx(r"^(请)?(列出|列举|说出|命名|识别|确定)")
 
 # A bare subject with nothing asked ("官渡之战", "特朗普"): the rows' answers describe it.
 _TOPIC_MAX_CHARS = 20
+
+# Chit-chat, not a task ("我爱你", "晚安"): the guideline's ``other``.
+_CHIT_CHAT = _rx(r"^(我爱你|我喜欢你|我想你|你好|您好|你好呀|嗨|哈喽|hello|hi|谢谢|谢谢你|多谢|再见|拜拜|晚安|早安|早上好|晚上好|"
+                 r"哈哈+|嘿嘿+|呵呵+|好的|嗯+|哦+)[\s!！。.~～?？]*$")
+# A row whose instruction is an answer, not a request (代码问题.json has a handful:
+# "可以使用Reporter Blocks中的(distance :: wedo)块来获取机器人与目标的距离。"): malformed, ``other``.
+_STATEMENT = _rx(r"^(可以|你可以|我们可以)(使用|用|通过)[^？?]*。$")
+_ASKING = _rx(r"哪|什么|如何|怎么|怎样|为什么|吗|呢|请|\b(what|how|which|why)\b")
+# Day-of-week and calendar reckoning is counting ("今天是星期六，那么明天是星期几？").
+_CALENDAR = _rx(r"(星期|周|礼拜)(几|[一二三四五六日天])[^。]{0,40}(星期|周|礼拜)几|(星期|周|礼拜)几[^。]{0,40}(星期|周|礼拜)[一二三四五六日天]")
+# Reasoning over facts stated in the question itself, no arithmetic ("…推断：小明现在是中午了吗？",
+# BELLE's "题目：…" puzzles without numbers): closed qa under the guideline.
+_INFER = _rx(r"推断|推理|由此可(知|见|得)|据此|可以推出|能否推出|可以得出|能否得出|一定.{0,10}吗|\binfer")
+# The title or headline of a given text is its shortest summary.
+_TITLE = _rx(r"标题|headline|\btitle")
+# Finding errors in order to correct them is rewriting ("找出以下句子中的错误并更正").
+_ERRORS = _rx(r"错误|错别字|拼写|语法|病句|typo|error|mistake|grammar")
 _WORDY = re.compile(r"[\u4e00-\u9fffA-Za-z]{2,}")
 
 
 RULES: list[Rule] = [
+    Rule("other", "chit_chat", lambda i, x, o: not x.strip() and bool(_CHIT_CHAT.match(i))),
+    Rule("other", "statement_not_a_request", lambda i, x, o: not x.strip() and bool(_STATEMENT.match(i)) and not _ASKING.search(i)),
     Rule("code", "code_words", lambda i, x, o: bool(_CODE.search(i))),
     Rule("code", "code_in_input", lambda i, x, o: bool(x) and bool(_CODE_INPUT.search(x))),
     Rule("code", "make_an_algorithm", lambda i, x, o: bool(_CODE_ALGORITHM.search(i))),
@@ -300,21 +326,29 @@ RULES: list[Rule] = [
     Rule("math", "order_numbers", lambda i, x, o: bool(_ORDER.search(i)) and len(_NUMBERS.findall(i + " " + x)) >= 3),
     Rule("math", "arithmetic_only", lambda i, x, o: bool(_ARITH_ONLY.match(i))),
     Rule("math", "arithmetic_expression", lambda i, x, o: bool(_ARITH_EXPR.search(i)) or bool(x and _ARITH_EXPR.search(x) and _MATH_WEAK.search(i + x))),
+    Rule("math", "calendar_reckoning", lambda i, x, o: bool(_CALENDAR.search(i))),
     Rule("math", "math_words", lambda i, x, o: bool(_MATH_STRONG.search(i))),
     # A quantity question over a long context ("森林覆盖率高达百分之多少?" + a paragraph) is reading
     # comprehension: the numbers must be in the question or in a short input.
     Rule("math", "quantity_question", lambda i, x, o: bool(_MATH_WEAK.search(i) or _PROBLEM.match(i))
          and _has_numbers(i, x if len(x) < 60 else "")),
+    Rule("closed qa", "reasoning_over_stated_facts", lambda i, x, o: not x.strip() and len(i) >= 25 and not _has_numbers(i, "")
+         and bool(_INFER.search(i) or _PROBLEM.match(i))),
     Rule("rewrite", "rewrite_words", lambda i, x, o: bool(_REWRITE_STRONG.search(i))),
+    Rule("rewrite", "find_and_correct_errors", lambda i, x, o: bool(_ERRORS.search(i)) and bool(_CORRECT.search(i)) and _given_text(i, x)),
     Rule("generation", "fill_the_blank", lambda i, x, o: bool(_BLANK.search(i + " " + x)) and bool(_FILL.search(i))),
     Rule("summarization", "summarise_given_text", lambda i, x, o: bool(_SUMMARY.search(i)) and _given_text(i, x)),
+    Rule("summarization", "title_of_given_text", lambda i, x, o: bool(_TITLE.search(i)) and _has_context(x)),
     Rule("classification", "classify_words", lambda i, x, o: bool(_CLASSIFY.search(i)) and not _HOWTO_OR_LIST.search(i)),
     Rule("classification", "split_given_items", lambda i, x, o: bool(_SPLIT_INTO.search(i)) and _given_text(i, x)),
     Rule("classification", "sentiment_of_input", lambda i, x, o: bool(x.strip()) and bool(_SENTIMENT_WITH_INPUT.search(i))
          and not _EDIT_TONE.search(i)),
     Rule("classification", "either_or_question", lambda i, x, o: len(i) <= 40 and bool(_EITHER_OR.search(i))),
-    Rule("extract", "extract_words", lambda i, x, o: bool(_EXTRACT_STRONG.search(i))),
-    Rule("extract", "find_in_given_text", lambda i, x, o: bool(_EXTRACT_FROM.search(i)) and _given_text(i, x)),
+    # Extraction needs a text to extract from ("描述从油井中提取石油的过程" is a question) …
+    Rule("extract", "extract_words", lambda i, x, o: bool(_EXTRACT_STRONG.search(i)) and _given_text(i, x)),
+    # … and a question about a given context is answered from it ("文中提到的小说的标题是什么？").
+    Rule("extract", "find_in_given_text", lambda i, x, o: bool(_EXTRACT_FROM.search(i) or (x.strip() and _KEYWORDS.search(i)))
+         and _given_text(i, x) and not (_ENDS_AS_QUESTION.search(i) and _has_context(x))),
     # …unless the instruction is a question about a given context ("哪一时期…由佛教改为儒教？").
     Rule("rewrite", "edit_given_text", lambda i, x, o: bool(_REWRITE_WEAK.search(i)) and _given_text(i, x)
          and not _ENDS_AS_QUESTION.search(i)),
