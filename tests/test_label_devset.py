@@ -59,8 +59,8 @@ def test_labeller_on_the_whole_devset(dev, dev_pred):
     r = evaluate(dev["label"].tolist(), dev_pred)
     print("\nwhole development set", r["rows"], r["accuracy"], r["macro_f1"])
     print(confusion_markdown(r))
-    assert r["accuracy"] >= 0.80
-    assert r["macro_f1"] >= 0.70
+    assert r["accuracy"] >= 0.85  # measured 0.865
+    assert r["macro_f1"] >= 0.81  # measured 0.832
     assert sum(sum(row.values()) for row in r["confusion"].values()) == len(dev)
 
 
@@ -70,8 +70,8 @@ def test_labeller_on_the_test_split(dev, dev_pred):
     r = evaluate(gold, pred)
     print("\ntest split", r["rows"], r["accuracy"], r["macro_f1"])
     print(confusion_markdown(r))
-    assert r["accuracy"] >= 0.75
-    assert r["macro_f1"] >= 0.60
+    assert r["accuracy"] >= 0.79  # measured 0.804 (issue #5 asks for 0.80)
+    assert r["macro_f1"] >= 0.77  # measured 0.796 (issue #5 asks for 0.70)
     # the big types are recognised well
     for t in ("math", "open qa", "generation"):
         assert r["per_type"][t]["f1"] >= 0.75, (t, r["per_type"][t])
@@ -88,8 +88,8 @@ def test_heldout_seed_tasks_silver_labels(mirror):
     r = evaluate(seed["label"].tolist(), predict(seed))
     print("\nseed tasks", r["rows"], r["accuracy"], r["macro_f1"])
     print(confusion_markdown(r))
-    assert r["accuracy"] >= 0.72
-    assert r["macro_f1"] >= 0.65
+    assert r["accuracy"] >= 0.74  # measured 0.760
+    assert r["macro_f1"] >= 0.70  # measured 0.721
 
 
 def test_heldout_drcd_questions_are_closed_qa(mirror):
@@ -99,7 +99,7 @@ def test_heldout_drcd_questions_are_closed_qa(mirror):
     drcd = load_drcd_silver(mirror, exclude_ids=dev_ids, n=600, seed=1)
     pred = Counter(predict(drcd))
     print("\nDRCD", dict(pred))
-    assert pred["closed qa"] / len(drcd) >= 0.90
+    assert pred["closed qa"] / len(drcd) >= 0.92  # measured 0.942
 
 
 def test_evaluate_by_hand():
