@@ -378,9 +378,11 @@ _ASKING = _rx(r"哪|什么|如何|怎么|怎样|为什么|吗|呢|请|\b(what|ho
 _CALENDAR = _rx(r"(星期|周|礼拜)(几|[一二三四五六日天])[^。]{0,40}(星期|周|礼拜)几|(星期|周|礼拜)几[^。]{0,40}(星期|周|礼拜)[一二三四五六日天]")
 # Reasoning over facts stated in the question itself, no arithmetic ("…推断：小明现在是中午了吗？",
 # BELLE's "题目：…" puzzles without numbers): closed qa under the guideline.
-_INFER = _rx(r"推断|推理|由此可(知|见|得)|据此|可以推出|能否推出|可以得出|能否得出|一定.{0,10}吗|\binfer")
-# The title or headline of a given text is its shortest summary.
+_INFER = _rx(r"推断[:：]|请推断|推断(出|一下)|由此可(知|见|得)|据此|可以推出|能否推出|可以得出|能否得出|一定.{0,10}吗")
+# The title or headline of a given text is its shortest summary (not a title the text mentions:
+# "文中提到的小说标题是什么？" is closed qa).
 _TITLE = _rx(r"标题|headline|\btitle")
+_MENTIONED = _rx(r"提到|提及|中的|\bmentioned")
 # Finding errors in order to correct them is rewriting ("找出以下句子中的错误并更正").
 _ERRORS = _rx(r"错误|错别字|拼写|语法|病句|typo|error|mistake|grammar")
 _WORDY = re.compile(r"[\u4e00-\u9fffA-Za-z]{2,}")
@@ -409,7 +411,7 @@ RULES: list[Rule] = [
     Rule("rewrite", "find_and_correct_errors", lambda i, x, o: bool(_ERRORS.search(i)) and bool(_CORRECT.search(i)) and _given_text(i, x)),
     Rule("generation", "fill_the_blank", lambda i, x, o: bool(_BLANK.search(i + " " + x)) and bool(_FILL.search(i))),
     Rule("summarization", "summarise_given_text", lambda i, x, o: bool(_SUMMARY.search(i)) and _given_text(i, x)),
-    Rule("summarization", "title_of_given_text", lambda i, x, o: bool(_TITLE.search(i)) and _has_context(x)),
+    Rule("summarization", "title_of_given_text", lambda i, x, o: bool(_TITLE.search(i)) and _has_context(x) and not _MENTIONED.search(i)),
     Rule("classification", "classify_words", lambda i, x, o: bool(_CLASSIFY.search(i)) and not _HOWTO_OR_LIST.search(i)),
     Rule("classification", "split_given_items", lambda i, x, o: bool(_SPLIT_INTO.search(i)) and _given_text(i, x)),
     Rule("classification", "sentiment_of_input", lambda i, x, o: bool(x.strip()) and bool(_SENTIMENT_WITH_INPUT.search(i))

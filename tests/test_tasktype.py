@@ -210,3 +210,96 @@ def test_cluster_tagger_small_and_empty_inputs():
     assert len(empty.kept) == 0 and "cluster" in empty.kept.columns
     with pytest.raises(ValueError):
         ClusterTagger(tokenizer="bpe")
+
+
+# ---- rules added for issue #5, each on real mirror rows ----------------------------------------------
+
+def _find_jsonl(mirror, rel, instruction):
+    return _find(_jsonl(mirror, rel), instruction)
+
+
+@pytest.mark.parametrize("rel,instruction,expected,rule", [
+    # chit-chat is no task: the guideline's "other"
+    ("alpaca_chinese/supplementary/glm问题数据.json", "我爱你", "other", "chit_chat"),
+    # an answer sitting in the instruction (代码问题.json has a handful): malformed, "other", not code
+    ("alpaca_chinese/supplementary/代码问题.json",
+     "可以用Makey Makey extension来制作秘密作弊码，玩家需要按照正确的顺序按下正确的键才能激活某些功能。", "other", "statement_not_a_request"),
+    # a question about a Scratch block is still code
+    ("alpaca_chinese/supplementary/代码问题.json", "Change Pen Color by ()块的作用是什么？", "code", "visual_programming"),
+    ("trans_chinese_alpaca/alpaca_chinese_part_0.json", "纠正句子中的语法错误。", "rewrite", None),
+    ("trans_chinese_alpaca/alpaca_chinese_part_0.json", "为以下文章生成标题。", "summarization", "title_of_given_text"),
+    # a title the text mentions is asked about, not made: closed qa
+    ("trans_chinese_alpaca/alpaca_chinese_part_0.json", "文中提到的小说标题是什么？", "closed qa", None),
+    # numbers to sort (this rule never fired before: its pattern looked for a literal backslash)
+    ("trans_chinese_alpaca/alpaca_chinese_part_0.json", "按升序排列给定的数字。", "math", "order_numbers"),
+])
+def test_new_rules_on_real_rows(mirror, rel, instruction, expected, rule):
+    row = _find(_alpaca(mirror, rel), instruction)
+    got = match_rule(row["instruction"], row.get("input", "") or "", row.get("output", "") or "")
+    assert got[0] == expected, got
+    if rule:
+        assert got[1] == rule, got
+
+
+@pytest.mark.parametrize("instruction,expected,rule", [
+    ("今天是星期二，明天是星期几？", "math", "calendar_reckoning"),
+    # reasoning over facts stated in the question, no arithmetic: closed qa under the guideline
+    ("题目：小明昨天去游泳，他现在感觉身体不舒服，他是因为游泳引起的感冒吗？", "closed qa", "reasoning_over_stated_facts"),
+])
+def test_new_rules_on_belle_rows(mirror, instruction, expected, rule):
+    row = _find_jsonl(mirror, "belle/dev1K.json", instruction)
+    assert match_rule(row["instruction"], row["input"], row["output"]) == (expected, rule)
+
+
+def test_new_rules_keep_their_limits():
+    # "统计推断" is a subject, not a request to infer; a school-math "题目" with numbers stays math
+    assert label_task_type("为了能够进行有效的统计推断，您需要的最小样本量是多少？") != "closed qa"
+    assert label_task_type("题目：小明有3个苹果，小红给了他2个，他现在有几个苹果？") == "math"
+    # extracting needs a text to extract from; keywords for a paper to be written are ideas
+    assert label_task_type("描述从植物中提取精油的过程。") == "open qa"
+    assert label_task_type("我要写关于气候变化的论文，给我几个关键词。") == "brainstorming"
+    assert label_task_type("从以下文本中提取关键词。", "气候变化正在影响全球的农业生产和粮食安全。") == "extract"
+    # chit-chat only when that is all there is
+    assert label_task_type("你好，请介绍一下你自己") != "other"
+
+
+# ---- the split patterns give the same answers as the whole patterns ----------------------------------
+
+def test_top_level_branches():
+    from curate.tasktype import _needs_latin, _top_level_branches
+
+    assert _top_level_branches(r"a|b(c|d)|[|x]|\|y|e") == ["a", "b(c|d)", "[|x]", r"\|y", "e"]
+    assert _needs_latin(r"\bjava\b") and _needs_latin(r"c\+\+")
+    assert not _needs_latin("代码") and not _needs_latin(r"(写|python)") and not _needs_latin(r"hello,? world")
+    assert not _needs_latin(r"\d\s*[+*]\s*\d")  # escapes and classes hold no required letter
+
+
+def test_split_patterns_agree_with_whole_patterns(mirror):
+    import re
+
+    import curate.tasktype as tt
+
+    texts = []
+    for rel in ["trans_chinese_alpaca/alpaca_chinese_part_0.json", "alpaca_chinese/supplementary/代码问题.json",
+                "alpaca_chinese/supplementary/整数加减法.json"]:
+        for _, r in _alpaca(mirror, rel):
+            texts += [(r.get("instruction") or "").strip().lower(), (r.get("input") or "").strip()]
+    texts += [r["instruction"].lower() for _, r in _jsonl(mirror, "belle/dev1K.json")]
+    # letters that match Latin ones only under IGNORECASE (Kelvin sign, long s, dotless i)
+    texts += ["\u212aotlin程序", "ſcratch的积木", "写一个PYTHON函数", "ıf语句", "", "43*38="]
+    pats = [(n, v) for n, v in vars(tt).items() if isinstance(v, tt._SplitRx)]
+    assert len(pats) >= 40
+    for name, split in pats:
+        whole = re.compile(split.pattern.replace(r"\b", tt._ASCII_B), tt._FLAGS)
+        for t in texts:
+            assert bool(split.search(t)) == bool(whole.search(t)), (name, t)
+            assert bool(split.match(t)) == bool(whole.match(t)), (name, t)
+
+
+def test_task_type_tagger_is_deterministic(mirror):
+    df = _frame(mirror, ["trans_chinese_alpaca/alpaca_chinese_part_2.json", "alpaca_chinese/supplementary/代码问题.json"])
+    a, b = TaskTypeTagger()(df), TaskTypeTagger()(df.iloc[::-1].reset_index(drop=True))
+    # the same row gets the same label whatever else is labelled with it and in whatever order
+    assert dict(zip(a.kept["id"], a.kept["task_type"])) == dict(zip(b.kept["id"], b.kept["task_type"]))
+    assert a.stats["counts"] == b.stats["counts"] and a.stats["rules"] == b.stats["rules"]
+    assert a.kept.equals(TaskTypeTagger()(df).kept)
