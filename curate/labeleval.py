@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .records import make_record, records_frame
-from .tasktype import TASK_TYPES, label_task_type
+from .tasktype import TASK_TYPES, label_task_type, match_rule
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "data"
 DEVSET_CSV = DATA_DIR / "tasktype_devset.csv"
@@ -167,10 +167,12 @@ def confusion_markdown(result: dict[str, Any]) -> str:
 
 
 def misses(df: pd.DataFrame, pred: list[str], n: int = 50) -> list[dict[str, str]]:
-    """Rows where the labeller disagrees with the gold label (for reading while tuning)."""
+    """Rows where the labeller disagrees with the gold label (for reading while tuning), with the rule
+    that decided (``rule``), so misses can be counted by the rule that made them."""
     out = []
     for (_, r), p in zip(df.iterrows(), pred):
         if r["label"] != p and len(out) < n:
-            out.append({"gold": r["label"], "pred": p, "file": f"{r['source']}/{r['file']}:{r['row']}",
+            out.append({"gold": r["label"], "pred": p, "rule": match_rule(r["instruction"], r["input"], r["output"])[1],
+                        "file": f"{r['source']}/{r['file']}:{r['row']}",
                         "instruction": r["instruction"][:120], "input": r["input"][:60]})
     return out

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from curate.labeleval import (DEVSET_CSV, SEED_CSV, confusion_markdown, evaluate, load_devset, load_drcd_silver,
-                              load_seed_silver, predict)
+                              load_seed_silver, misses, predict)
 from curate.tasktype import TASK_TYPES
 
 SOURCES = {"trans_chinese_alpaca", "alpaca_chinese", "belle", "traditional"}
@@ -110,3 +110,12 @@ def test_evaluate_by_hand():
     assert r["confusion"]["math"] == {"rewrite": 0, "math": 1, "code": 1} or r["confusion"]["math"]["code"] == 1
     with pytest.raises(ValueError):
         evaluate(["math"], [])
+
+
+def test_misses_name_the_rule_that_decided(dev, dev_pred):
+    tune = dev["split"] == "tune"
+    got = misses(dev[tune], [p for p, m in zip(dev_pred, tune) if m], n=1000)
+    wrong = sum(g != p for g, p, m in zip(dev["label"], dev_pred, tune) if m)
+    assert len(got) == wrong > 0
+    assert all(m["gold"] != m["pred"] and m["rule"] for m in got)
+    print("\ntune misses by rule", Counter(m["rule"] for m in got).most_common(8))
