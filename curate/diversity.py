@@ -65,26 +65,80 @@ def distinct_n(texts: Iterable[str], n: int) -> float:
     Characters are counted as they are (spaces and punctuation included). 0.0 when there are no
     n-grams at all.
     """
-    if n < 1:
-        raise ValueError(f"distinct_n: n must be >= 1, got {n}")
-    seen: set[str] = set()
-    total = 0
-    for t in texts:
-        t = t or ""
-        m = len(t) - n + 1
-        if m <= 0:
-            continue
-        total += m
-        seen.update(t[i:i + n] for i in range(m))
-    return len(seen) / total if total else 0.0
+    return distinct_ns(texts, (n,))[n]
+
+
+# Texts are handled a block of about this many characters at a time (bounds the temporary arrays).
+_DISTINCT_BLOCK_CHARS = 8_000_000
+
+
+def distinct_ns(texts: Iterable[str], ns: Iterable[int] = (1, 2, 3)) -> dict[int, float]:
+    """``distinct_n`` for several n in one pass, vectorised: the texts become one array of code
+    points, each n-gram (n <= 3) one integer of 21 bits a character (exact: code points are < 2**21),
+    and the distinct ones are counted with a hash table, a block of texts at a time. Larger n fall
+    back to Python sets."""
+    ns = [int(n) for n in ns]
+    for n in ns:
+        if n < 1:
+            raise ValueError(f"distinct_n: n must be >= 1, got {n}")
+    texts = [t or "" for t in texts]
+    if any(n > 3 for n in ns):
+        out = {}
+        for n in ns:
+            seen: set[str] = set()
+            total = 0
+            for t in texts:
+                m = len(t) - n + 1
+                if m > 0:
+                    total += m
+                    seen.update(t[i:i + n] for i in range(m))
+            out[n] = len(seen) / total if total else 0.0
+        return out
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    uniq: dict[int, list[np.ndarray]] = {n: [] for n in ns}
+    totals = {n: 0 for n in ns}
+    ends = np.cumsum(lengths)
+    a = 0
+    while a < len(texts):
+        # a block of whole texts of about _DISTINCT_BLOCK_CHARS characters (at least one text)
+        b = max(a + 1, int(np.searchsorted(ends, (ends[a - 1] if a else 0) + _DISTINCT_BLOCK_CHARS, side="right")))
+        cps = np.frombuffer("".join(texts[a:b]).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+        lens = lengths[a:b]
+        starts = np.cumsum(lens) - lens
+        # position of each character inside its own text
+        within = np.arange(len(cps), dtype=np.int64) - np.repeat(starts, lens)
+        tail = np.repeat(lens, lens) - within  # characters from here to the end of the text
+        for n in ns:
+            ok = np.flatnonzero(tail >= n)  # an n-gram starts here and stays inside the text
+            code = cps[ok]
+            for j in range(1, n):
+                code = (code << np.uint64(21)) | cps[ok + j]
+            totals[n] += len(code)
+            uniq[n].append(pd.unique(code))
+        a = b
+    out = {}
+    for n in ns:
+        d = len(pd.unique(np.concatenate(uniq[n]))) if uniq[n] else 0
+        out[n] = d / totals[n] if totals[n] else 0.0
+    return out
 
 
 def _label_counts(series: pd.Series) -> dict[str, int]:
-    return {str(k): int(v) for k, v in sorted(Counter(series.astype(str)).items())}
+    vc = series.astype(str).value_counts(sort=False)  # a hash count, not a Python loop over the rows
+    return {str(k): int(v) for k, v in sorted(vc.items())}
+
+
+# The columns diversity_metrics reads.
+METRIC_INPUTS = ("task_type", "cluster", "instruction", "novelty")
+
+
+# Figures of the instructions' wording: the costly ones, which ``known`` can supply.
+TEXT_FIGURES = ("distinct_1", "distinct_2", "distinct_3", "mean_instruction_chars")
 
 
 def diversity_metrics(df: pd.DataFrame, n_clusters: int | None = None, embeddings: np.ndarray | None = None,
-                      vendi_sample: int = VENDI_SAMPLE, seed: int = 0) -> dict[str, Any]:
+                      vendi_sample: int = VENDI_SAMPLE, seed: int = 0,
+                      known: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Diversity figures of ``df``.
 
     Keys: ``rows``; ``task_type_entropy`` (bits), ``task_type_entropy_norm`` (over the 11 types of
@@ -94,8 +148,11 @@ def diversity_metrics(df: pd.DataFrame, n_clusters: int | None = None, embedding
     the instructions (characters); ``mean_instruction_chars``. Figures whose column is missing
     (``task_type``, ``cluster``) are None. With ``embeddings`` (unit rows aligned with ``df``, e.g.
     from ``curate.embed``): ``vendi``, ``vendi_rows`` and ``mean_cosine_distance`` on a seeded sample
-    of at most ``vendi_sample`` rows (see ``embedding_metrics``). With a ``novelty`` column:
-    ``mean_novelty``.
+    of at most ``vendi_sample`` rows (see ``embedding_metrics``); ``embeddings`` may also hold only
+    the rows of that sample (``sample_rows(len(df), vendi_sample, seed)``), so a caller with
+    millions of rows embeds 2,000 of them. With a ``novelty`` column: ``mean_novelty``.
+    ``known``: figures of these same rows computed before (the diversity stage's stats.json); its
+    ``TEXT_FIGURES`` are used instead of being computed again when its ``rows`` equals ``len(df)``.
     """
     rows = int(len(df))
     out: dict[str, Any] = {"rows": rows}
@@ -117,13 +174,18 @@ def diversity_metrics(df: pd.DataFrame, n_clusters: int | None = None, embedding
         out["clusters_present"] = len(cc)
     else:
         out.update(cluster_entropy=None, cluster_entropy_norm=None, clusters_present=None)
-    instructions = df["instruction"].astype(str).tolist() if "instruction" in df.columns else []
-    for n in (1, 2, 3):
-        out[f"distinct_{n}"] = distinct_n(instructions, n)
-    out["mean_instruction_chars"] = (sum(len(t) for t in instructions) / rows) if rows else 0.0
+    if known is not None and known.get("rows") == rows and all(k in known for k in TEXT_FIGURES):
+        out.update({k: known[k] for k in TEXT_FIGURES})
+    else:
+        instructions = df["instruction"].astype(str).tolist() if "instruction" in df.columns else []
+        for n, v in distinct_ns(instructions, (1, 2, 3)).items():
+            out[f"distinct_{n}"] = v
+        out["mean_instruction_chars"] = (sum(len(t) for t in instructions) / rows) if rows else 0.0
     if embeddings is not None:
-        if len(embeddings) != rows:
-            raise ValueError(f"diversity_metrics: {len(embeddings)} embeddings for {rows} rows")
+        sampled = len(sample_rows(rows, vendi_sample, seed))
+        if len(embeddings) not in (rows, sampled):
+            raise ValueError(f"diversity_metrics: {len(embeddings)} embeddings for {rows} rows "
+                             f"(or their sample of {sampled})")
         out.update(embedding_metrics(embeddings, vendi_sample, seed))
     if "novelty" in df.columns:
         out["mean_novelty"] = float(df["novelty"].astype(float).mean()) if rows else 0.0
@@ -137,10 +199,12 @@ def diversity_by(df: pd.DataFrame, column: str = "source", n_clusters: int | Non
     if column not in df.columns:
         raise KeyError(f"diversity_by: no column {column!r} (columns: {', '.join(map(str, df.columns))})")
     keys = df[column].astype(str)
+    # only the columns the figures read are split, not the whole frame once more (output, extra…)
+    slim = df[[c for c in METRIC_INPUTS if c in df.columns]]
     out = {}
     for g in sorted(keys.unique()):
         mask = (keys == g).to_numpy()
-        out[str(g)] = diversity_metrics(df[mask], n_clusters=n_clusters,
+        out[str(g)] = diversity_metrics(slim[mask], n_clusters=n_clusters,
                                         embeddings=None if embeddings is None else embeddings[mask], **kw)
     return out
 

@@ -52,16 +52,22 @@ class Embedder:
         return {"dims": self.dims, "ngram_range": list(self.ngram_range), "max_features": self.max_features,
                 "fit_sample": self.fit_sample, "seed": self.seed}
 
-    def fit(self, texts: list[str]) -> "Embedder":
+    def fit_positions(self, n: int) -> np.ndarray:
+        """Positions of the seeded sample of ``n`` texts that ``fit`` fits on (all when n <= fit_sample)."""
+        if n > self.fit_sample:
+            return np.sort(np.random.default_rng(self.seed).choice(n, size=self.fit_sample, replace=False))
+        return np.arange(n)
+
+    def fit(self, texts: list[str], sampled: bool = False) -> "Embedder":
+        """Fit on the seeded sample (``fit_positions``) of ``texts``; with ``sampled``, ``texts`` are
+        that sample already (so a caller with millions of rows builds only the texts it needs)."""
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
         from threadpoolctl import threadpool_limits
 
-        if not texts:
+        if not len(texts):
             raise ValueError("Embedder.fit: no texts")
-        n = len(texts)
-        rng = np.random.default_rng(self.seed)
-        idx = np.sort(rng.choice(n, size=self.fit_sample, replace=False)) if n > self.fit_sample else np.arange(n)
+        idx = np.arange(len(texts)) if sampled else self.fit_positions(len(texts))
         sample = [texts[i] or " " for i in idx]
         self._vec = TfidfVectorizer(analyzer="char_wb", ngram_range=self.ngram_range, lowercase=True, sublinear_tf=True,
                                     min_df=2 if len(sample) >= 50 else 1, max_features=self.max_features, dtype=np.float32)

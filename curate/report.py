@@ -12,7 +12,7 @@ import io
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import matplotlib
 
@@ -20,6 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 
 from .io import read_json, write_text  # noqa: E402
 
@@ -199,18 +201,24 @@ def build_report(run_dir: Path) -> tuple[Path, str]:
     div = vstats.get("diversity", {})
     dv_rows = [{"group": g, **m} for g, m in [("all", div.get("all", {}))] + sorted(div.get("by_source", {}).items())]
     dhtml = _table(dv_rows)
+    pool = pd.DataFrame()
     if pool_path.exists():
-        pool = pd.read_parquet(pool_path, columns=["source", "task_type", "cluster"])
-        ct = pd.crosstab(pool["source"], pool["task_type"]).reindex(columns=[t for t in TASK_TYPES_ORDER if t in set(pool["task_type"])])
+        # the label columns only (a few MB at millions of rows); the texts of the rows a figure
+        # samples or shows are read from the file when needed (_parquet_rows)
+        have = pq.ParquetFile(pool_path).schema_arrow.names
+        pool = pd.read_parquet(pool_path, columns=[c for c in ("source", "task_type", "cluster", "novelty") if c in have])
+        ct = pd.crosstab(pool["source"], pool["task_type"]).reindex(columns=[t for t in TASK_TYPES_ORDER if t in set(pool["task_type"].unique())])
         dhtml += _stacked_share_plot(ct, "Task types per source") + _table(
             [{"source": s, **{k: int(v) for k, v in row.items()}} for s, row in ct.iterrows()])
         dhtml += _cluster_plot(pool["cluster"].value_counts())
-    pool_full = pd.read_parquet(pool_path) if pool_path.exists() else pd.DataFrame()
     seed = int(manifest.get("recipe", {}).get("seed", 0) or 0) if isinstance(manifest.get("recipe"), dict) else 0
-    if len(pool_full):
-        by_src = {str(k): g for k, g in pool_full.groupby("source", sort=True)}
-        n_k = int(pool_full["cluster"].nunique()) if "cluster" in pool_full.columns else None
-        a = analyse_groups(by_src, seed=seed, n_clusters=n_k, overall="all")
+    a: dict[str, Any] = {}
+    if len(pool):
+        pool["_group"] = pool["source"].astype(str)
+        n_k = int(pool["cluster"].nunique()) if "cluster" in pool.columns else None
+        known = {"all": div.get("all"), **div.get("by_source", {})} if div else None
+        a = analyse_frame(pool, sorted(pool["_group"].unique()), seed=seed, n_clusters=n_k, overall="all", known=known,
+                          fetch=_parquet_rows(pool_path, ["instruction", "input"]), coverage_sample=COVERAGE_SAMPLE)
         rich = _metrics_rows(a)
         dhtml += ("<h3>Richer figures per source</h3><p>Vendi and mean cosine distance on a seeded sample of ≤ 2,000 rows "
                   "per group, in one TF-IDF/SVD embedding fitted on the pool; verb figures on ≤ 5,000 rows per group "
@@ -218,7 +226,7 @@ def build_report(run_dir: Path) -> tuple[Path, str]:
         dhtml += ("<h3>Verb–noun structure of the pool</h3>" + _verb_noun_plot(a["verb_noun"]["all"], "Root verbs and their objects: all")
                   + _verb_noun_html(a["verb_noun"]["all"]))
         src_nov = {k: v for k, v in a["novelty"].items() if k != "all"}
-        note = ("the <code>novelty</code> column of the records" if "novelty" in pool_full.columns
+        note = ("the <code>novelty</code> column of the records" if "novelty" in pool.columns
                 else "computed for this report (the recipe has no <code>novelty_tagger</code>)")
         dhtml += (f"<h3>Novelty of records</h3><p>Novelty is {note}.</p>" + _novelty_plot(src_nov, "Novelty per source")
                   + "<h4>Most novel records of the pool</h4>" + _table(a["examples"]["all"]))
@@ -250,8 +258,8 @@ def build_report(run_dir: Path) -> tuple[Path, str]:
         mhtml += _stacked_share_plot(t, "Task types per mixture")
         src = pd.DataFrame({m["name"]: m.get("composition", {}).get("by_source", {}) for m in mx}).T.fillna(0)
         mhtml += _stacked_share_plot(src, "Sources per mixture")
-    comp = (mixture_comparison(run_dir, pool_full, seed=seed, embedder=a["_embedder"], pool_x=a["_x"])
-            if mx and len(pool_full) else [])
+    comp = (mixture_comparison(run_dir, pool, seed=seed, embedder=a["_embedder"], pool_sample_x=a["_coverage_x"])
+            if mx and len(pool) else [])
     if comp:
         mhtml += ("<h3>Diversity-aware selection against random</h3><p>Every mixture embedded with one TF-IDF/SVD "
                   "embedding fitted on the pool. Vendi and mean cosine distance on ≤ 2,000 rows of each mixture; "
@@ -306,11 +314,25 @@ def _steps_html(stats: dict, cluster_examples: bool = False) -> str:
     return "".join(out)
 
 
+def _parquet_rows(path: Path, columns: list[str]) -> Callable[[np.ndarray], pd.DataFrame]:
+    """``fetch(positions)``: those rows of a Parquet file, ``columns`` only, read one column at a time
+    (a text column of millions of rows is held once, as Arrow, and only until its rows are taken)."""
+    def fetch(positions: np.ndarray) -> pd.DataFrame:
+        idx = pa.array(np.asarray(positions, dtype=np.int64))
+        have = pq.ParquetFile(path).schema_arrow.names
+        cols = {c: pq.read_table(path, columns=[c]).column(c).take(idx) for c in columns if c in have}
+        return pa.table(cols).to_pandas() if cols else pd.DataFrame(index=range(len(idx)))
+    return fetch
+
+
 def _drops_html(run_dir: Path, stage: str, per_reason: int = 3) -> str:
     p = run_dir / stage / "dropped.parquet"
     if not p.exists():
         return ""
-    df = pd.read_parquet(p)
+    # only what is shown (the raw `extra` of quarantined rows can be most of the file)
+    have = pq.ParquetFile(p).schema_arrow.names
+    df = pd.read_parquet(p, columns=[c for c in ("stage", "reason", "source", "file", "row", "detail", "instruction",
+                                                 "output") if c in have])
     if not len(df):
         return "<p>Nothing dropped here.</p>"
     out = ["<h3>Dropped, by reason</h3>"]
@@ -363,10 +385,6 @@ def analyse_groups(groups: dict[str, pd.DataFrame], seed: int = 0, n_clusters: i
     ``novelty`` column when present, else computed over all groups together. ``overall`` names an
     extra group made of all rows (listed first).
     """
-    from .diversity import diversity_metrics, verb_noun_pairs, verb_noun_table
-    from .embed import Embedder, instruction_texts, novelty_scores
-    from .tasktype import ClusterTagger
-
     names = list(groups)
     frames = []
     for name in names:
@@ -374,6 +392,31 @@ def analyse_groups(groups: dict[str, pd.DataFrame], seed: int = 0, n_clusters: i
         df["_group"] = name
         frames.append(df)
     allrows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return analyse_frame(allrows, names, seed=seed, n_clusters=n_clusters, embedder=embedder, overall=overall)
+
+
+Fetch = Callable[[np.ndarray], pd.DataFrame]
+
+
+def analyse_frame(allrows: pd.DataFrame, names: list[str], seed: int = 0, n_clusters: int | None = None,
+                  embedder: Any = None, overall: str | None = None, known: dict[str, dict] | None = None,
+                  fetch: Fetch | None = None, coverage_sample: int | None = None) -> dict[str, Any]:
+    """``analyse_groups`` on one frame whose ``_group`` column names each row's group (one of ``names``).
+
+    Built to scale to millions of rows: nothing is computed on all rows that a seeded sample can
+    estimate. Only the rows that are shown or sampled get their texts and embeddings: the
+    embedding's fit sample (≤ 20,000 rows), each group's Vendi sample (≤ 2,000), verb–noun sample
+    (≤ 5,000) and five most novel rows, and with ``coverage_sample`` a seeded sample of that many
+    rows of all, whose embeddings are returned as ``_coverage_x`` (for ``mixture_comparison``).
+    ``fetch(positions)`` gives ``instruction`` and ``input`` of those rows of ``allrows`` (default:
+    from ``allrows`` itself), so ``allrows`` may hold only the label columns (``task_type``,
+    ``cluster``, ``novelty``). ``known``: figures per group computed before (the diversity stage's
+    stats), whose text figures are reused (``diversity_metrics``'s ``known``).
+    """
+    from .diversity import TEXT_FIGURES, VENDI_SAMPLE, diversity_metrics, sample_rows, verb_noun_pairs, verb_noun_table
+    from .embed import Embedder, instruction_texts, novelty_scores
+    from .tasktype import ClusterTagger
+
     if "task_type" not in allrows.columns or allrows["task_type"].isna().any():
         from .userfiles import label_frame
 
@@ -383,41 +426,78 @@ def analyse_groups(groups: dict[str, pd.DataFrame], seed: int = 0, n_clusters: i
         k = n_clusters or int(min(50, max(2, len(allrows) // 40)))
         allrows = ClusterTagger(n_clusters=k, seed=seed, fit_sample=20000).__call__(allrows.drop(
             columns=["cluster"], errors="ignore")).kept
-    texts = instruction_texts(allrows)
-    emb = embedder if embedder is not None else Embedder(seed=seed).fit(texts)
-    x = emb.transform(texts)
-    if "novelty" not in allrows.columns or allrows["novelty"].isna().any():
-        # a smaller reference sample than the operator's default: a report should not take minutes
-        allrows["novelty"] = novelty_scores(x, k=10, ref_size=10000, seed=seed)
+    if fetch is None:
+        have = [c for c in ("instruction", "input") if c in allrows.columns]
+        fetch = lambda pos: allrows[have].iloc[pos].reset_index(drop=True)  # noqa: E731
+    n = len(allrows)
+    emb = embedder if embedder is not None else Embedder(seed=seed)
+    with_novelty = "novelty" in allrows.columns and not allrows["novelty"].isna().any()
+
     gcol = allrows["_group"].to_numpy()
-    masks = {name: gcol == name for name in names}
+    groups = {name: np.flatnonzero(gcol == name) for name in names}
     if overall:
-        if overall in masks:
+        if overall in groups:
             raise ValueError(f"analyse_groups: overall name {overall!r} is also a group")
-        masks = {overall: np.ones(len(allrows), dtype=bool), **masks}
-        names = list(masks)
+        groups = {overall: np.arange(n), **groups}
+        names = list(groups)
+    fitted = embedder is not None
+    if not with_novelty:
+        # every row is embedded here (files given to `tiger diversity`, not a run's pool); a smaller
+        # reference sample than the operator's default: a report should not take minutes
+        texts_all = instruction_texts(fetch(np.arange(n)))
+        if not fitted:
+            emb.fit(texts_all)
+            fitted = True
+        allrows = allrows.assign(novelty=novelty_scores(emb.transform(texts_all), k=10, ref_size=10000, seed=seed))
+        del texts_all
+    novelty = allrows["novelty"].astype(float).to_numpy()
+
+    # every row whose text is needed, fetched at once (positions in allrows)
+    plan: dict[str, dict[str, np.ndarray]] = {}
+    for name, pos in groups.items():
+        plan[name] = {"vendi": pos[sample_rows(len(pos), VENDI_SAMPLE, seed)],
+                      "verb": pos[_sample_positions(len(pos), VERB_SAMPLE, seed)],
+                      "top": pos[np.argsort(-novelty[pos], kind="mergesort")[:5]]}
+    fit_pos = emb.fit_positions(n) if not fitted else np.empty(0, np.int64)
+    cov_pos = _sample_positions(n, coverage_sample, seed) if coverage_sample else np.empty(0, np.int64)
+    need = np.unique(np.concatenate([fit_pos, cov_pos] + [p for g in plan.values() for p in g.values()]))
+    rows = fetch(need)
+    at = lambda pos: np.searchsorted(need, pos)  # noqa: E731  row of `rows` of each position
+    texts = np.array(instruction_texts(rows), dtype=object)
+    instr = rows["instruction"].astype(str).to_numpy(dtype=object)
+    if not fitted:
+        emb.fit(texts[at(fit_pos)].tolist(), sampled=True)
+
+    def xs(pos: np.ndarray) -> np.ndarray:
+        return emb.transform(texts[at(pos)].tolist())
+
+    label_cols = [c for c in ("task_type", "cluster", "novelty") if c in allrows.columns]
     out: dict[str, Any] = {"groups": names, "metrics": {}, "verb_noun": {}, "novelty": {}, "task_types": {},
                            "clusters": {}, "examples": {}, "n_clusters": k,
                            "embedding": emb.params() if hasattr(emb, "params") else {}}
-    for name in names:
-        mask = masks[name]
-        part = allrows[mask]
-        m = diversity_metrics(part, n_clusters=k, embeddings=x[mask], seed=seed)
-        pos = _sample_positions(len(part), VERB_SAMPLE, seed)
-        vn = verb_noun_table(verb_noun_pairs(part["instruction"].astype(str).iloc[pos].tolist()))
+    for name, pos in groups.items():
+        part = allrows[label_cols].iloc[pos] if len(pos) < n else allrows[label_cols]
+        prior = (known or {}).get(name)
+        if not (prior and prior.get("rows") == len(pos) and all(f in prior for f in TEXT_FIGURES)):
+            part = part.assign(instruction=fetch(pos)["instruction"].to_numpy())  # no figures to reuse
+        m = diversity_metrics(part, n_clusters=k, embeddings=xs(plan[name]["vendi"]), seed=seed, known=prior)
+        verb_pos = plan[name]["verb"]
+        vn = verb_noun_table(verb_noun_pairs(instr[at(verb_pos)].tolist()))
         m["verb_entropy"] = vn["verb_entropy"]
         m["distinct_verbs"] = vn["distinct_verbs"]
-        vn["sampled"] = int(len(pos))
+        vn["sampled"] = int(len(verb_pos))
         out["metrics"][name] = m
         out["verb_noun"][name] = vn
-        out["novelty"][name] = part["novelty"].astype(float).to_numpy()
-        out["task_types"][name] = {t: int((part["task_type"] == t).sum()) for t in TASK_TYPES_ORDER}
+        out["novelty"][name] = novelty[pos]
+        tc = part["task_type"].value_counts()
+        out["task_types"][name] = {t: int(tc.get(t, 0)) for t in TASK_TYPES_ORDER}
         out["clusters"][name] = part["cluster"].astype(int).value_counts().to_dict()
-        order = np.argsort(-part["novelty"].to_numpy(), kind="mergesort")[:5]
-        out["examples"][name] = [{"novelty": round(float(part["novelty"].iloc[i]), 3),
-                                  "task_type": str(part["task_type"].iloc[i]),
-                                  "instruction": str(part["instruction"].iloc[i])[:120]} for i in order]
-    out["_x"], out["_rows"], out["_embedder"] = x, allrows, emb
+        top = plan[name]["top"]
+        out["examples"][name] = [{"novelty": round(float(novelty[i]), 3), "task_type": str(allrows["task_type"].iat[i]),
+                                  "instruction": str(instr[at(i)])[:120]} for i in top]
+    out["_embedder"] = emb
+    if coverage_sample:
+        out["_coverage_x"] = xs(cov_pos)
     return out
 
 
@@ -516,13 +596,14 @@ def _cluster_spread_plot(clusters: dict[str, dict], k: int, title: str) -> str:
     return _png(fig, title)
 
 
-def _coverage(pool_x: np.ndarray, sel_x: np.ndarray, seed: int) -> dict[str, float]:
+def _coverage(pool_x: np.ndarray, sel_x: np.ndarray, seed: int, sampled: bool = False) -> dict[str, float]:
     """How well a selection covers the pool: cosine distance from each of a seeded sample of pool rows
-    to its nearest selected row (mean, 95th percentile, max). k-center minimises the max."""
+    to its nearest selected row (mean, 95th percentile, max). k-center minimises the max.
+    ``sampled``: ``pool_x`` holds that sample already (``_sample_positions(len(pool), COVERAGE_SAMPLE, seed)``)."""
     from .embed import knn_mean_distance
 
-    idx = _sample_positions(len(pool_x), COVERAGE_SAMPLE, seed)
-    d = knn_mean_distance(pool_x[idx], sel_x, k=1)
+    sample = pool_x if sampled else pool_x[_sample_positions(len(pool_x), COVERAGE_SAMPLE, seed)]
+    d = knn_mean_distance(sample, sel_x, k=1)
     return {"coverage_mean": round(float(d.mean()), 4), "coverage_p95": round(float(np.quantile(d, 0.95)), 4),
             "coverage_max": round(float(d.max()), 4)}
 
@@ -535,10 +616,11 @@ def _read_mixture_rows(path: Path) -> pd.DataFrame:
 
 
 def mixture_comparison(run_dir: Path, pool: pd.DataFrame, seed: int = 0, embedder: Any = None,
-                       pool_x: np.ndarray | None = None) -> list[dict]:
+                       pool_x: np.ndarray | None = None, pool_sample_x: np.ndarray | None = None) -> list[dict]:
     """Vendi, mean cosine distance, coverage of the pool and distinct-2 of every mixture of a run,
     in one embedding fitted on the pool: the figures that compare diversity-aware strategies with
-    ``random`` at the same size."""
+    ``random`` at the same size. ``pool_x``: the pool's embeddings, or ``pool_sample_x``: only
+    those of the coverage sample (what ``analyse_frame`` returns as ``_coverage_x``)."""
     from .diversity import distinct_n, embedding_metrics
     from .embed import Embedder, instruction_texts
 
@@ -546,8 +628,9 @@ def mixture_comparison(run_dir: Path, pool: pd.DataFrame, seed: int = 0, embedde
     if not mx or not len(pool):
         return []
     emb = embedder if embedder is not None else Embedder(seed=seed).fit(instruction_texts(pool))
-    if pool_x is None:
-        pool_x = emb.transform(instruction_texts(pool))
+    if pool_sample_x is None:
+        pool_x = emb.transform(instruction_texts(pool)) if pool_x is None else pool_x
+        pool_sample_x = pool_x[_sample_positions(len(pool_x), COVERAGE_SAMPLE, seed)]
     rows = []
     for m in mx:
         path = run_dir / "mixtures" / m["file"]
@@ -557,7 +640,7 @@ def mixture_comparison(run_dir: Path, pool: pd.DataFrame, seed: int = 0, embedde
         x = emb.transform(instruction_texts(df))
         div = m.get("composition", {}).get("diversity", {})
         rows.append({"mixture": m["name"], "strategy": m.get("spec", {}).get("strategy", ""), "rows": int(len(df)),
-                     **embedding_metrics(x, seed=seed), **_coverage(pool_x, x, seed),
+                     **embedding_metrics(x, seed=seed), **_coverage(pool_sample_x, x, seed, sampled=True),
                      "task_type_entropy": div.get("task_type_entropy"),
                      "cluster_entropy": div.get("cluster_entropy"),
                      "distinct_2": round(distinct_n(df["instruction"].tolist(), 2), 6)})
