@@ -9,30 +9,50 @@ rule that fires gives the label, so a reader can see exactly why a row got its t
 
 Order matters, and is chosen so that the most specific signal wins:
 
-1. ``code``           programming words (代码, 编程, Python, SQL, 正则表达式, ```…) or code in the input.
-                      First, because "把这段 Python 代码翻译成 Java" or "写一个函数计算…" are code.
-2. ``math``           an arithmetic expression (``43*38=``), strong words (方程, 数学题, 最小公倍数…),
-                      or a quantity question (多少/几个/一共/还剩…, or BELLE's "题目：…") with numbers.
-                      Before rewrite, so "将85华氏度转换为摄氏度" is math, not rewriting.
-3. ``rewrite``        翻译/译成/改写/重写/润色/转述… (strong rewrite verbs).
-4. ``summarization``  总结/概括/摘要/归纳… applied to a given text (input, or 文章/段落/这篇… named).
-5. ``classification`` 分类/属于哪/情感分析/判断…是否/是…还是…/选择题/"输出是或否"/“A”或“B”
+0. ``other``          chit-chat only ("我爱你", "晚安"), or an instruction that is itself an answer
+                      ("可以使用…块来获取机器人与目标的距离。": malformed rows of 代码问题.json).
+1. ``code``           programming words (代码, 编程, Python, SQL, 正则表达式, ```…) or code in the input;
+                      Scratch/visual-programming wording (blocks, sprites as "角色" doing stage actions,
+                      Paint/Sound Editor). First, because "把这段 Python 代码翻译成 Java" is code.
+2. ``math``           numbers to order, an arithmetic expression (``43*38=``), day-of-week reckoning,
+                      strong words (方程, 数学题, 最小公倍数…), or a quantity question (多少/几个/一共/还剩…,
+                      or BELLE's "题目：…") with numbers. Before rewrite, so "将85华氏度转换为摄氏度" is math.
+3. ``closed qa``      reasoning over facts stated in the question, no numbers ("…推断：小明现在是中午了吗？",
+                      a "题目：…" puzzle without numbers).
+4. ``rewrite``        翻译/译成/改写/重写/润色/转述… (strong rewrite verbs); finding errors to correct them.
+5. ``summarization``  总结/概括/摘要/归纳… applied to a given text; the title of a given text.
+6. ``classification`` 分类/属于哪/情感分析/判断…是否/是…还是…/选择题/"输出是或否"/“A”或“B”
                       (not in how-to or list questions: "如何判断…是否…", "X类别有哪些…").
-6. ``extract``        提取/抽取/命名实体, or 找出/列出/识别…中的… in a given text (after
-                      classification: "识别…是否" is a yes/no question).
-7. ``rewrite``        weaker edit verbs (改成/转换/修改/纠正/合并/删除…) acting on a given text. After
-                      classification and extract, because such words also occur in their
-                      instructions ("识别…是否含有被动攻击", "更改和退货" as a category name).
-8. ``brainstorming``  列出/列举/想出/建议/推荐/点子/例子/给出几个…/有哪些方法…
-9. ``generation``     写/撰写/创作/生成/编写/续写/造句/设计/创建…, or a story/poem/joke/letter asked for.
-10. ``closed qa``     a question whose input is a context (≥ ``CONTEXT_MIN_CHARS`` characters).
-11. ``open qa``       a question or knowledge request (？, 什么/为什么/如何/解释/介绍/提供/确定…,
-                      what/why/how…) without such context.
-12. ``other``         anything else (bare topics like "官渡之战", sorting, ranking, assistant actions).
+7. ``extract``        提取/抽取/命名实体, or 找出/列出/识别…中的… (word classes, figures of speech,
+                      typos) in a given text; never without one, nor a question about a context.
+8. ``rewrite``        weaker edit verbs (改成/转换/修改/纠正/合并/删除…) acting on a given text.
+9. ``brainstorming``  列出/列举/想出/建议/推荐/点子/例子/给出几个…/有哪些方法…
+10. ``generation``    写/撰写/创作/生成/编写/续写/造句/设计/创建…, or a story/poem/letter asked for.
+11. ``closed qa``     a question whose input is a context (≥ ``CONTEXT_MIN_CHARS`` characters).
+12. ``open qa``       a question or knowledge request (？, 什么/为什么/如何/解释/介绍/提供/确定…,
+                      what/why/how…) without such context; rows no rule decides ("other" is kept
+                      for the two kinds of row of step 0).
 
 Rules read the instruction (lower-cased, so English remnants match too); some also look at the
 input. Known limits: keywords, not meaning — e.g. "如何修改密码" is rewrite-shaped but asks a
 question; rules use context conditions to avoid the commonest of these, not all.
+
+Figures (``tests/test_label_devset.py``, details and confusion matrices in ``tests/data/README.md``):
+held-out test split of the hand-labelled development set 0.814 accuracy / 0.809 macro-F1, BELLE's
+seed tasks (silver) 0.760 / 0.721, DRCD questions 0.942 closed qa.
+
+Why rules and no model: a TF-IDF (character 1–3-grams of the instruction, 1–2-grams of the input's
+start) + linear SVM trained on the rules' labels of the pool plus the hand ``tune`` split did not
+beat the rules on held-out rows once the rules were fixed: put in charge of the rows only the
+generic question/fallback rules decide, it left test-split accuracy where the rules then had it
+(0.804) and lowered macro-F1 (0.778–0.796 by margin threshold, against 0.796), and changed nothing
+on the seed tasks or DRCD; it also
+cost ~110 s to fit on the pool and a stored artefact. The rules give the reason with every label.
+
+Speed: each rule pattern is split (``_SplitRx``) into the branches that can only match text holding a
+Latin letter and the rest; 87 % of instructions are all Chinese and skip the English alternatives,
+whose ASCII word-boundary look-arounds are tried at every position. Same answers (tested), about
+2× faster: ≥ 20k rows/s on one core on the curated pool (``benchmarks/bench_labeller.py``).
 
 Clusters
 --------
