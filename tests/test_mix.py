@@ -323,3 +323,57 @@ def test_strategies_figures_in_one_embedding(pool):
     print(json.dumps(figs, indent=1))
     assert all(f["vendi_rows"] == N for f in figs.values())
     assert figs[f"kcenter-{N}"]["radius"] == min(f["radius"] for f in figs.values())
+
+
+def _plain_k_center(x, k, first):
+    """The farthest-first loop written plainly (one distance pass per centre), to check the lazy one."""
+    chosen = [first]
+    mind = 1.0 - x @ x[first]
+    mind[first] = -np.inf
+    for _ in range(1, min(k, len(x))):
+        j = int(np.argmax(mind))
+        chosen.append(j)
+        mind = np.minimum(mind, 1.0 - x @ x[j])
+        mind[j] = -np.inf
+    return np.array(chosen)
+
+
+def test_lazy_k_center_equals_the_plain_loop_on_real_rows(pool):
+    # float64: no rounding difference between one matrix product and many vector products, so the
+    # lazily evaluated blocks must make exactly the plain loop's choices
+    x = pool_embeddings(_sorted_pool(pool)).astype(np.float64)
+    for block, first in ((2048, 0), (64, 17), (7, len(x) - 1)):
+        assert k_center_greedy(x, N, first, block=block).tolist() == _plain_k_center(x, N, first).tolist()
+
+
+def test_kcenter_over_a_candidate_sample(pool):
+    sp = _sorted_pool(pool)
+    spec = {"strategy": "kcenter", "size": 200, "candidates": 1500}
+    m = build_mixture(pool, spec)
+    info = m.attrs["mixture"]
+    assert len(m) == 200 and info["candidates"] == 1500 and info["eligible_rows"] == len(pool)
+    assert build_mixture(pool.sample(frac=1.0, random_state=1), spec)["id"].tolist() == m["id"].tolist()
+    # the same choice as k-center run by hand on the same seeded sample of candidates
+    rng = np.random.default_rng(0)
+    cand = np.sort(rng.choice(len(sp), size=1500, replace=False))
+    first = int(rng.integers(1500))
+    x = pool_embeddings(sp)[cand]
+    assert sorted(sp["id"].iloc[cand[k_center_greedy(x, 200, first)]]) == m["id"].tolist()
+    # a pool no larger than the cap: every row is a candidate
+    assert build_mixture(pool, f"kcenter-{N}").attrs["mixture"]["candidates"] == len(pool)
+
+
+def test_deita_embeds_only_what_it_examines(pool):
+    sp = _sorted_pool(pool)
+    x = pool_embeddings(sp)
+    q = quality_scores(sp)
+    asked = []
+
+    def rows(pos):
+        asked.append(len(pos))
+        return x[pos]
+
+    lazy = deita_select(rows, q, 300, 0.2)
+    assert [a.tolist() if hasattr(a, "tolist") else a for a in lazy] == \
+        [a.tolist() if hasattr(a, "tolist") else a for a in deita_select(x, q, 300, 0.2)]
+    assert sum(asked) < len(sp) and sum(asked) >= lazy[1]
