@@ -208,16 +208,23 @@ def _stage_child(stage: str, args: dict, q) -> None:
            "peak_mib": _rss_mib(), "ops": ops, **timers})
 
 
-def run_stages(root: Path, sizes: list[int], recipe: str | None) -> list[dict]:
+def run_stages(root: Path, sizes: list[int], recipe: str | None, only: list[str] | None = None,
+               work_root: str = "/tmp/tiger-bench-scale") -> list[dict]:
+    """Every stage in order, or with ``only`` those stages on the outputs an earlier run left in
+    ``work_root`` (e.g. ``--only 05_diversity,mixtures,report`` after a change to those)."""
     ctx = mp.get_context("spawn")
     all_rows = []
     for n in sizes:
-        work = Path(f"/tmp/tiger-bench-scale/{n}")
-        shutil.rmtree(work, ignore_errors=True)
+        work = Path(work_root) / str(n)
+        if not only:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            for stage in only:  # redone: a stage's marker would make it a no-op
+                shutil.rmtree(work / stage, ignore_errors=True)
         print(f"\n== stages on {n:,} rows ({root / str(n) / 'mirror'}), one process each")
         print(f"{'stage':<14}{'rows in':>10}{'seconds':>9}{'CPU s':>8}{'rows/s':>10}{'peak MiB':>10}  split (wall s)")
         total = cpu = 0.0
-        for stage in STAGE_ORDER:
+        for stage in [s for s in STAGE_ORDER if not only or s in only]:
             q = ctx.Queue()
             p = ctx.Process(target=_stage_child, args=(stage, {"work": str(work), "recipe": recipe,
                                                                "mirror": str(root / str(n) / "mirror")}, q))
@@ -273,6 +280,8 @@ def main() -> None:
     ap.add_argument("--runner", default="thread", help="task runner for the flow part")
     ap.add_argument("--recipe")
     ap.add_argument("--params", default="{}", help="JSON params for document_minhash_deduplicator")
+    ap.add_argument("--only", help="stages part: only these stages (comma-separated), on the outputs of an earlier run")
+    ap.add_argument("--work-root", default="/tmp/tiger-bench-scale", help="stages part: where the stages write")
     ap.add_argument("--json", help="write all figures here")
     a = ap.parse_args()
     root = Path(a.root)
@@ -284,7 +293,7 @@ def main() -> None:
     if "dedupe" in parts:
         results["dedupe"] = run_dedupe(root, a.sizes, json.loads(a.params))
     if "stages" in parts:
-        results["stages"] = run_stages(root, a.sizes, a.recipe)
+        results["stages"] = run_stages(root, a.sizes, a.recipe, a.only.split(",") if a.only else None, a.work_root)
     if "flow" in parts:
         results["flow"] = run_flow(root, a.sizes, a.runner, a.recipe)
     if a.json:

@@ -117,7 +117,12 @@ def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.
 
     ``ref_is_x[i]`` is the position in ``ref`` of row ``i`` itself (or -1): that match is skipped, so
     a row is never its own neighbour. Exact (brute force, in chunks); ties do not matter for a mean.
+    The products and the top-k run in torch (CPU, one thread): its matrix product and ``topk`` are
+    about 4x faster than numpy's product and ``partition`` here, which matters at millions of rows
+    (n x 20,000 similarities for the novelty tagger).
     """
+    import torch
+
     n, m = len(x), len(ref)
     if m == 0 or n == 0:
         return np.zeros(n, dtype=np.float64)
@@ -125,14 +130,22 @@ def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.
     if kk <= 0:
         return np.ones(n, dtype=np.float64)
     out = np.empty(n, dtype=np.float64)
-    for a in range(0, n, chunk):
-        sims = x[a:a + chunk] @ ref.T  # cosine similarity
-        if ref_is_x is not None:
-            own = ref_is_x[a:a + chunk]
-            rows = np.flatnonzero(own >= 0)
-            sims[rows, own[rows]] = -np.inf
-        top = np.partition(sims, sims.shape[1] - kk, axis=1)[:, -kk:]
-        out[a:a + chunk] = 1.0 - top.mean(axis=1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a fixed thread count: reproducible float sums, no fight for the cores
+    try:
+        with torch.no_grad():
+            xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            rt = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32)).T.contiguous()
+            for a in range(0, n, chunk):
+                sims = xt[a:a + chunk] @ rt  # cosine similarity
+                if ref_is_x is not None:
+                    own = torch.from_numpy(np.ascontiguousarray(ref_is_x[a:a + chunk], dtype=np.int64))
+                    rows = torch.nonzero(own >= 0).flatten()
+                    sims[rows, own[rows]] = -torch.inf
+                top = torch.topk(sims, kk, dim=1, sorted=False).values
+                out[a:a + chunk] = 1.0 - top.mean(dim=1).numpy()
+    finally:
+        torch.set_num_threads(threads)
     return np.clip(out, 0.0, 2.0)
 
 
