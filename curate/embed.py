@@ -32,6 +32,85 @@ def instruction_texts(df: pd.DataFrame, input_chars: int = 100) -> list[str]:
     return [f"{ins} {str(inp)[:input_chars]}".strip() for ins, inp in zip(df["instruction"].astype(str), inputs.astype(str))]
 
 
+def _vocab_tables(vec: Any) -> dict[int, tuple[Any, np.ndarray]]:
+    """Per n-gram length n: a hash index of the vocabulary's n-grams packed as integers (21 bits a
+    character) and the column of each; cached on the fitted vectoriser."""
+    cached = getattr(vec, "_tiger_tables", None)
+    if cached is not None and cached[0] is vec.vocabulary_:
+        return cached[1]
+    by_n: dict[int, tuple[list[int], list[int]]] = {}
+    for term, col in vec.vocabulary_.items():
+        code = 0
+        for ch in term:
+            code = (code << 21) | ord(ch)
+        codes, cols = by_n.setdefault(len(term), ([], []))
+        codes.append(code)
+        cols.append(col)
+    tables = {n: (pd.Index(np.array(c, dtype=np.uint64)), np.array(j, dtype=np.int64)) for n, (c, j) in by_n.items()}
+    vec._tiger_tables = (vec.vocabulary_, tables)
+    return tables
+
+
+def char_wb_counts(vec: Any, texts: list[str], block: int = 20000) -> Any:
+    """What ``vec``'s CountVectorizer part gives for ``texts`` (a fitted sklearn vectoriser with
+    ``analyzer="char_wb"``, n-grams of at most 3 characters): the same float32 CSR matrix of n-gram
+    counts, bit for bit, built with numpy instead of sklearn's Python loop over every n-gram (about
+    4x faster; tested equal on real rows). ``None`` for any other vectoriser settings.
+
+    char_wb, as sklearn does it: lower-case, split on whitespace, pad each word with one space on
+    each side, take the n-grams inside each padded word. Here all padded words of a block are laid
+    end to end in one array of code points, each n-gram becomes one integer and is looked up in
+    the vocabulary's hash index, and scipy sums the repeats."""
+    from scipy import sparse
+
+    lo, hi = vec.ngram_range
+    if (vec.analyzer != "char_wb" or hi > 3 or lo < 1 or vec.preprocessor is not None or vec.strip_accents
+            or vec.binary or vec.input != "content" or not hasattr(vec, "vocabulary_")):
+        return None
+    tables = _vocab_tables(vec)
+    rows, cols = [], []
+    for a in range(0, len(texts), block):
+        docs = texts[a:a + block]
+        words_of = [(d.lower() if vec.lowercase else d).split() for d in docs]
+        words = [w for ws in words_of for w in ws]
+        if not words:
+            continue
+        nw = np.fromiter(map(len, words_of), dtype=np.int64, count=len(docs))
+        wl = np.fromiter(map(len, words), dtype=np.int64, count=len(words)) + 2  # padded lengths
+        cps = np.frombuffer((" " + "  ".join(words) + " ").encode("utf-32-le", "surrogatepass"),
+                            dtype=np.uint32).astype(np.uint64)
+        wstart = np.cumsum(wl) - wl
+        tail = np.repeat(wl, wl) - (np.arange(len(cps), dtype=np.int64) - np.repeat(wstart, wl))
+        doc = np.repeat(np.repeat(np.arange(a, a + len(docs), dtype=np.int64), nw), wl)
+        for n in range(lo, hi + 1):
+            if n not in tables:
+                continue
+            p = np.flatnonzero(tail >= n)  # an n-gram starts here and ends inside its padded word
+            code = cps[p]
+            for j in range(1, n):
+                code = (code << np.uint64(21)) | cps[p + j]
+            index, colmap = tables[n]
+            col = index.get_indexer(code)
+            hit = col >= 0
+            rows.append(doc[p[hit]])
+            cols.append(colmap[col[hit]])
+    r = np.concatenate(rows) if rows else np.empty(0, np.int64)
+    c = np.concatenate(cols) if cols else np.empty(0, np.int64)
+    x = sparse.csr_matrix((np.ones(len(r), dtype=vec.dtype), (r, c)), shape=(len(texts), len(vec.vocabulary_)))
+    x.sum_duplicates()  # repeats of an n-gram in a text add up, as sklearn counts them
+    x.sort_indices()
+    return x
+
+
+def tfidf_transform(vec: Any, texts: list[str]) -> Any:
+    """``vec.transform(texts)`` for a fitted TfidfVectorizer, with the counts from
+    ``char_wb_counts`` when it applies (same matrix, faster)."""
+    counts = char_wb_counts(vec, texts)
+    if counts is None:
+        return vec.transform(texts)
+    return vec._tfidf.transform(counts, copy=False)
+
+
 class Embedder:
     """TF-IDF over character n-grams → TruncatedSVD → L2 normalisation (see the module docstring)."""
 
@@ -89,7 +168,7 @@ class Embedder:
 
         if self._vec is None:
             raise RuntimeError("Embedder.transform before fit")
-        x = self._vec.transform([t or " " for t in texts])
+        x = tfidf_transform(self._vec, [t or " " for t in texts])
         with threadpool_limits(limits=self.n_threads):
             z = self._svd.transform(x) if self._svd is not None else x.toarray()
         z = np.asarray(z, dtype=np.float64)

@@ -205,3 +205,56 @@ def test_novelty_operator_from_a_recipe():
 
     op = build_op("novelty_tagger", {"k": 5})
     assert op.k == 5 and op.name == "novelty_tagger"
+
+
+# ---- scale: the vectorised versions give what the plain ones give -------------------------------
+
+
+def test_distinct_ns_equals_python_sets_on_real_rows_and_edge_cases(mirror):
+    import curate.diversity as dv
+
+    def plain(texts, n):
+        seen, total = set(), 0
+        for t in texts:
+            t = t or ""
+            m = len(t) - n + 1
+            if m > 0:
+                total += m
+                seen.update(t[i:i + n] for i in range(m))
+        return len(seen) / total if total else 0.0
+
+    real = [r["instruction"] + r["input"] for r in
+            json.loads((mirror / "trans_chinese_alpaca/alpaca_chinese_part_2.json").read_text(encoding="utf-8"))]
+    odd = ["", None, "a", "ab", "😀😀😀", "\ud83dx\ud83d", "\x00\x00\x00\x00", "ab\x00", "\x00ab"]
+    for texts in (real, odd, real[:50] + odd):
+        for block in (dv._DISTINCT_BLOCK_CHARS, 7, 1):  # blocks of whole texts, down to one a block
+            old = dv._DISTINCT_BLOCK_CHARS
+            dv._DISTINCT_BLOCK_CHARS = block
+            try:
+                got = dv.distinct_ns(texts, (1, 2, 3))
+            finally:
+                dv._DISTINCT_BLOCK_CHARS = old
+            assert got == {n: plain(texts, n) for n in (1, 2, 3)}, (block, texts[:3])
+    assert distinct_n(real, 4) == plain(real, 4)  # longer n-grams: the Python path
+
+
+def test_char_wb_counts_equal_sklearn_bit_for_bit(mirror):
+    from curate.embed import char_wb_counts, instruction_texts, tfidf_transform
+
+    df = pd.concat([_alpaca_frame(mirror, "trans_chinese_alpaca/alpaca_chinese_part_5.json", "trans_chinese_alpaca"),
+                    _alpaca_frame(mirror, "alpaca_chinese/supplementary/翻译问题.json", "alpaca_chinese")], ignore_index=True)
+    texts = instruction_texts(df) + ["", " ", "A  b\tC\u3000d\u00a0e", "İstanbul ǅ", "x\ud83dy", "\n\n", "a"]
+    emb = Embedder(fit_sample=3000, seed=1).fit(texts)
+    want = emb._vec.transform(texts)
+    want.sort_indices()
+    got = char_wb_counts(emb._vec, texts, block=997)
+    counts = super(type(emb._vec), emb._vec).transform(texts)
+    counts.sort_indices()
+    for a, b in ((got, counts), (tfidf_transform(emb._vec, texts), want)):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+        assert np.array_equal(a.data, b.data)
+    # settings it does not reproduce are left to sklearn
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    assert char_wb_counts(TfidfVectorizer(analyzer="char", ngram_range=(1, 2)).fit(texts), texts) is None
