@@ -15,6 +15,7 @@ and therefore bytes are reproducible.
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,9 @@ DEFAULT_DIMS = 128
 
 def instruction_texts(df: pd.DataFrame, input_chars: int = 100) -> list[str]:
     """Instruction plus the start of the input (long contexts must not drown the instruction)."""
-    inputs = df["input"] if "input" in df.columns else pd.Series([""] * len(df), index=df.index)
-    return [f"{ins} {str(inp)[:input_chars]}".strip() for ins, inp in zip(df["instruction"].astype(str), inputs.astype(str))]
+    inputs = df["input"].astype(str).tolist() if "input" in df.columns else [""] * len(df)
+    # lists, not the Series: iterating an Arrow-backed column costs a Python object per element
+    return [f"{ins} {inp[:input_chars]}".strip() for ins, inp in zip(df["instruction"].astype(str).tolist(), inputs)]
 
 
 def _vocab_tables(vec: Any) -> dict[int, tuple[Any, np.ndarray]]:
@@ -190,16 +192,25 @@ def embed(df: pd.DataFrame, seed: int = 0, dims: int = DEFAULT_DIMS, input_chars
     return Embedder(dims=dims, fit_sample=fit_sample, seed=seed).fit_transform(texts)
 
 
+# Chunks of the k-nearest-neighbour search run on this many threads (torch releases the GIL); each
+# chunk is computed by the same single-threaded kernels whichever thread runs it, so the result
+# does not depend on the number of threads.
+KNN_THREADS = min(2, os.cpu_count() or 1)
+
+
 def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.ndarray | None = None,
-                      chunk: int = 2048) -> np.ndarray:
+                      chunk: int = 2048, threads: int | None = None) -> np.ndarray:
     """Mean cosine distance of each row of ``x`` to its ``k`` nearest rows of ``ref`` (unit vectors).
 
     ``ref_is_x[i]`` is the position in ``ref`` of row ``i`` itself (or -1): that match is skipped, so
     a row is never its own neighbour. Exact (brute force, in chunks); ties do not matter for a mean.
-    The products and the top-k run in torch (CPU, one thread): its matrix product and ``topk`` are
-    about 4x faster than numpy's product and ``partition`` here, which matters at millions of rows
-    (n x 20,000 similarities for the novelty tagger).
+    The products and the top-k run in torch (CPU, one thread per chunk; chunks on ``threads``
+    threads, default ``KNN_THREADS``): its matrix product and ``topk`` are cheaper than numpy's
+    product and ``partition``, which matters at millions of rows (n x 20,000 similarities for the
+    novelty tagger).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
 
     n, m = len(x), len(ref)
@@ -209,22 +220,32 @@ def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.
     if kk <= 0:
         return np.ones(n, dtype=np.float64)
     out = np.empty(n, dtype=np.float64)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a fixed thread count: reproducible float sums, no fight for the cores
-    try:
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    rt = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32)).T.contiguous()
+    own_all = None if ref_is_x is None else torch.from_numpy(np.ascontiguousarray(ref_is_x, dtype=np.int64))
+
+    def one(a: int) -> None:
         with torch.no_grad():
-            xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-            rt = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32)).T.contiguous()
+            sims = xt[a:a + chunk] @ rt  # cosine similarity
+            if own_all is not None:
+                own = own_all[a:a + chunk]
+                rows = torch.nonzero(own >= 0).flatten()
+                sims[rows, own[rows]] = -torch.inf
+            top = torch.topk(sims, kk, dim=1, sorted=False).values
+            out[a:a + chunk] = 1.0 - top.mean(dim=1).numpy()
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # single-threaded kernels: reproducible float sums
+    try:
+        workers = max(1, int(threads or KNN_THREADS))
+        if workers == 1 or n <= chunk:
             for a in range(0, n, chunk):
-                sims = xt[a:a + chunk] @ rt  # cosine similarity
-                if ref_is_x is not None:
-                    own = torch.from_numpy(np.ascontiguousarray(ref_is_x[a:a + chunk], dtype=np.int64))
-                    rows = torch.nonzero(own >= 0).flatten()
-                    sims[rows, own[rows]] = -torch.inf
-                top = torch.topk(sims, kk, dim=1, sorted=False).values
-                out[a:a + chunk] = 1.0 - top.mean(dim=1).numpy()
+                one(a)
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(one, range(0, n, chunk)))
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
     return np.clip(out, 0.0, 2.0)
 
 
