@@ -70,20 +70,19 @@ def char_wb_counts(vec: Any, texts: list[str], block: int = 20000) -> Any:
             or vec.binary or vec.input != "content" or not hasattr(vec, "vocabulary_")):
         return None
     tables = _vocab_tables(vec)
-    rows, cols = [], []
+    parts = []
     for a in range(0, len(texts), block):
+        rows, cols = [], []
         docs = texts[a:a + block]
         words_of = [(d.lower() if vec.lowercase else d).split() for d in docs]
         words = [w for ws in words_of for w in ws]
-        if not words:
-            continue
         nw = np.fromiter(map(len, words_of), dtype=np.int64, count=len(docs))
         wl = np.fromiter(map(len, words), dtype=np.int64, count=len(words)) + 2  # padded lengths
         cps = np.frombuffer((" " + "  ".join(words) + " ").encode("utf-32-le", "surrogatepass"),
                             dtype=np.uint32).astype(np.uint64)
         wstart = np.cumsum(wl) - wl
         tail = np.repeat(wl, wl) - (np.arange(len(cps), dtype=np.int64) - np.repeat(wstart, wl))
-        doc = np.repeat(np.repeat(np.arange(a, a + len(docs), dtype=np.int64), nw), wl)
+        doc = np.repeat(np.repeat(np.arange(len(docs), dtype=np.int64), nw), wl)
         for n in range(lo, hi + 1):
             if n not in tables:
                 continue
@@ -96,10 +95,16 @@ def char_wb_counts(vec: Any, texts: list[str], block: int = 20000) -> Any:
             hit = col >= 0
             rows.append(doc[p[hit]])
             cols.append(colmap[col[hit]])
-    r = np.concatenate(rows) if rows else np.empty(0, np.int64)
-    c = np.concatenate(cols) if cols else np.empty(0, np.int64)
-    x = sparse.csr_matrix((np.ones(len(r), dtype=vec.dtype), (r, c)), shape=(len(texts), len(vec.vocabulary_)))
-    x.sum_duplicates()  # repeats of an n-gram in a text add up, as sklearn counts them
+        r = np.concatenate(rows) if rows else np.empty(0, np.int64)
+        c = np.concatenate(cols) if cols else np.empty(0, np.int64)
+        # a block at a time: the (row, column) pairs of one block are held, not those of all texts
+        x = sparse.csr_matrix((np.ones(len(r), dtype=vec.dtype), (r, c)), shape=(len(docs), len(vec.vocabulary_)))
+        x.sum_duplicates()  # repeats of an n-gram in a text add up, as sklearn counts them
+        x.sort_indices()
+        parts.append(x)
+    if not parts:
+        return sparse.csr_matrix((0, len(vec.vocabulary_)), dtype=vec.dtype)
+    x = sparse.vstack(parts, format="csr") if len(parts) > 1 else parts[0]
     x.sort_indices()
     return x
 
@@ -164,12 +169,20 @@ class Embedder:
                 self._svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=5, random_state=self.seed).fit(x)
         return self
 
-    def transform(self, texts: list[str]) -> np.ndarray:
+    def transform(self, texts: list[str], chunk: int = 50_000) -> np.ndarray:
+        """Unit float32 rows, one per text; ``chunk`` texts at a time (a row depends on its text
+        alone, so the result is the same whatever the chunk, and only one chunk's TF-IDF matrix
+        and float64 coordinates are held)."""
+        if self._vec is None:
+            raise RuntimeError("Embedder.transform before fit")
+        if len(texts) <= chunk:
+            return self._transform(texts)
+        return np.concatenate([self._transform(texts[a:a + chunk]) for a in range(0, len(texts), chunk)])
+
+    def _transform(self, texts: list[str]) -> np.ndarray:
         from sklearn.preprocessing import normalize
         from threadpoolctl import threadpool_limits
 
-        if self._vec is None:
-            raise RuntimeError("Embedder.transform before fit")
         x = tfidf_transform(self._vec, [t or " " for t in texts])
         with threadpool_limits(limits=self.n_threads):
             z = self._svd.transform(x) if self._svd is not None else x.toarray()

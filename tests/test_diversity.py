@@ -110,7 +110,7 @@ import pandas as pd  # noqa: E402
 
 from curate.diversity import (embedding_metrics, root_verb_noun, vendi_score, verb_noun_pairs,  # noqa: E402
                               verb_noun_table)
-from curate.embed import Embedder, NoveltyTagger, embed, novelty_scores  # noqa: E402
+from curate.embed import Embedder, NoveltyTagger, embed, instruction_texts, novelty_scores  # noqa: E402
 
 
 def test_vendi_by_hand():
@@ -258,3 +258,19 @@ def test_char_wb_counts_equal_sklearn_bit_for_bit(mirror):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     assert char_wb_counts(TfidfVectorizer(analyzer="char", ngram_range=(1, 2)).fit(texts), texts) is None
+
+
+def test_embedding_rows_do_not_depend_on_the_other_rows(mirror):
+    """Chunked transforms, a sample's rows and a single row all give a row the same bytes: what lets
+    the report, deita and k-center embed only the rows they need."""
+    df = _alpaca_frame(mirror, "trans_chinese_alpaca/alpaca_chinese_part_6.json", "trans_chinese_alpaca")
+    texts = instruction_texts(df)
+    emb = Embedder(fit_sample=2000, seed=3).fit(texts)
+    whole = emb.transform(texts)
+    assert np.array_equal(whole, emb.transform(texts, chunk=333))
+    pick = [5, 17, len(texts) - 1]
+    assert np.array_equal(whole[pick], emb.transform([texts[i] for i in pick]))
+    # fitting on the seeded sample given directly is the same fit
+    again = Embedder(fit_sample=2000, seed=3)
+    again.fit([texts[i] for i in again.fit_positions(len(texts))], sampled=True)
+    assert np.array_equal(whole, again.transform(texts))
