@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/scale_gen.py 100000 500000 2500000      # once: rows under /tmp
     .venv/bin/python benchmarks/bench_scale.py 100000 500000 2500000 [--parts dedupe,stages,flow]
+    # after a change to the later stages, only those, on the outputs a full stages run left:
+    .venv/bin/python benchmarks/bench_scale.py 100000 500000 --parts stages --only 05_diversity,mixtures,report
 
 ``dedupe``  the near-duplicate operator (signatures + LSH + clusters) and the exact one on
     ``rows.parquet`` in a fresh process each: rows/s, peak RSS, and how many planted copies it put
