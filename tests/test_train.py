@@ -189,6 +189,24 @@ def test_kl_is_zero_with_zero_adapters_and_positive_otherwise(tiny_dir, tokenize
         build_constraint("l2")
 
 
+def test_adapter_delta_norm_is_zero_at_start_and_the_hand_computed_value_after(tiny_dir):
+    from train.constraints import adapter_delta_norm
+
+    model = lora_model(tiny_dir)
+    assert adapter_delta_norm(model) == 0.0  # B starts at zero: the adapted model is the base
+    expected = []
+    with torch.no_grad():
+        for module in model.modules():
+            if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
+                a, b = module.lora_A["default"].weight, module.lora_B["default"].weight
+                a.fill_(0.1)
+                b.fill_(0.2)
+                # every entry of B@A is r·0.02; scaled by alpha/r
+                entry = module.scaling["default"] * a.shape[0] * 0.02
+                expected.append(entry * math.sqrt(b.shape[0] * a.shape[1]))
+    assert expected and adapter_delta_norm(model) == pytest.approx(float(np.mean(expected)), rel=1e-5)
+
+
 def test_saved_adapter_reproduces_logits(tiny_dir, tokenizer, mirror, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

@@ -101,3 +101,20 @@ def test_experiment_flow_end_to_end(mirror, tmp_path):
     stamp = {p: p.stat().st_mtime_ns for p in out.glob("runs-*/*/summary.json")}
     experiment_flow(cfg.to_dict())
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs-*/*/summary.json")} == stamp
+
+
+def test_verdict_names_an_arm_that_ended_at_the_base():
+    cfg = ExperimentConfig(pool_path="-", out_dir="-", size=100)
+    base = {"eval_loss": 5.4}
+    arms = {(m, c): {"none": 5.33, "gravity": 5.4, "kl": 5.35}[c] for m in ("diverse-100", "random-100", "narrow-100")
+            for c in ("none", "gravity", "kl")}
+    table = _table(arms)
+    table["eval_loss"] = table.apply(lambda r: 5.4 if r["constraint"] == "gravity" else r["eval_loss"], axis=1)
+    text, eff = verdict(table, cfg, base)
+    assert eff["collapsed_to_base"] == ["gravity"]
+    assert "Arms that ended at the base model:** gravity" in text
+    # without the base's figures and without adapter norms nothing can be said
+    assert verdict(table, cfg)[1]["collapsed_to_base"] == []
+    # an adapter norm recorded as zero is enough
+    table["adapter_delta_norm"] = [0.0 if c == "gravity" else 0.3 for c in table["constraint"]]
+    assert verdict(table, cfg)[1]["collapsed_to_base"] == ["gravity"]

@@ -30,6 +30,20 @@ def gravity_term(model) -> torch.Tensor:
     return torch.stack([m.float().norm(p="fro") for m in lora_matrices(model)]).mean()
 
 
+def adapter_delta_norm(model) -> float:
+    """Mean over adapted modules of ``||scaling · B @ A||_F``: how far the adapters move the base's
+    weights (0 when every B is zero, as at the start, or when a penalty has driven them back)."""
+    norms = []
+    for module in model.modules():
+        if hasattr(module, "lora_A") and hasattr(module, "lora_B") and hasattr(module, "scaling"):
+            for name in module.lora_A:
+                a, b = module.lora_A[name].weight.float(), module.lora_B[name].weight.float()
+                norms.append(float((module.scaling[name] * (b @ a)).norm(p="fro")))
+    if not norms:
+        raise ValueError("model has no LoRA modules; wrap it with peft first")
+    return sum(norms) / len(norms)
+
+
 def kl_to_base(model, inputs: dict, logits: torch.Tensor) -> torch.Tensor:
     """Mean per-token KL(adapted || base) over the positions that carry a label.
 

@@ -219,6 +219,7 @@ def collect(runs: list[dict], base_row: dict | None = None) -> tuple[pd.DataFram
                          "train_loss_last": s["train_loss_last"], "tokens_seen": s["tokens_seen"],
                          "tokens_per_second": s["tokens_per_second"], "train_seconds": s["train_seconds"],
                          "seconds": s["seconds"], "cpu_seconds": s.get("cpu_seconds"),
+                         "adapter_delta_norm": s.get("adapter_delta_norm"),
                          "output_dir": r["output_dir"]})
     return pd.DataFrame(res_rows), pd.DataFrame(step_rows)
 
@@ -295,7 +296,23 @@ def _t_note(n: int) -> str:
             f"so only effects consistent across seeds clear zero")
 
 
-def verdict(results: pd.DataFrame, cfg: ExperimentConfig) -> tuple[str, dict[str, Any]]:
+BASE_LOSS_TOL = 1e-3  # an arm within this of the base's eval loss on every seed has learnt nothing measurable
+
+
+def collapsed_arms(results: pd.DataFrame, base_row: dict | None) -> list[str]:
+    """Constraint arms whose every run ended where it started: eval loss within ``BASE_LOSS_TOL``
+    of the base's (or adapters moved the weights by < 1e-4, where that was recorded)."""
+    out = []
+    for c, part in results.groupby("constraint", sort=False):
+        near = (part["eval_loss"] - base_row["eval_loss"]).abs() < BASE_LOSS_TOL if base_row else None
+        if "adapter_delta_norm" in part and part["adapter_delta_norm"].notna().all():
+            near = part["adapter_delta_norm"] < 1e-4 if near is None else near | (part["adapter_delta_norm"] < 1e-4)
+        if near is not None and len(part) and bool(near.all()):
+            out.append(str(c))
+    return out
+
+
+def verdict(results: pd.DataFrame, cfg: ExperimentConfig, base_row: dict | None = None) -> tuple[str, dict[str, Any]]:
     """The verdict section (markdown) and its figures (JSON)."""
     n = cfg.size
     mix = {s: f"{s}-{n}" for s in cfg.strategies}
@@ -346,6 +363,14 @@ def verdict(results: pd.DataFrame, cfg: ExperimentConfig) -> tuple[str, dict[str
     div_against = any(e["n"] > 1 and e["low"] > 0 for e in div)
     con_helps = [e["a"] for e in con if e["n"] > 1 and e["high"] < 0]
     con_hurts = [e["a"] for e in con if e["n"] > 1 and e["low"] > 0]
+    collapsed = collapsed_arms(results, base_row)
+    effects["collapsed_to_base"] = collapsed
+    if collapsed:
+        lines.append(f"**Arms that ended at the base model:** {', '.join(collapsed)} — on every run the eval loss is the "
+                     f"base's (within {BASE_LOSS_TOL}) or the adapters no longer move the weights: the penalty drove the "
+                     f"LoRA matrices back to zero, so the model these runs produce *is* the base. Their repetition and "
+                     f"distinct-n figures are the base's own (short outputs), not an effect of constrained training.")
+        lines.append("")
     lines.append("**The finding** — \"constraints during SFT do not help; a more diverse SFT set does\":")
     lines.append("")
     if div_ok:
@@ -366,6 +391,9 @@ def verdict(results: pd.DataFrame, cfg: ExperimentConfig) -> tuple[str, dict[str
     else:
         lines.append("- Constraints: consistent with the finding — no constraint shows a benefit (every interval "
                      "includes zero or lies above it).")
+    if collapsed:
+        lines.append(f"- {', '.join(collapsed)}: does not help because it undoes the fine-tune (the runs end at the base "
+                     f"model, above), which says more about the penalty's form and weight than about constraints in general.")
     lines.append("")
     lines.append(f"Scale: N = {n} examples per mixture, {cfg.max_steps} steps of {cfg.micro_batch_size * cfg.gradient_accumulation_steps} "
                  f"examples, base `{cfg.base_model}`, seeds {list(cfg.seeds)}. A tiny base trained for minutes is a "
@@ -458,7 +486,7 @@ def report(cfg: ExperimentConfig, runs: list[dict], prepared: dict, base_row: di
     write_parquet(out / "steps.parquet", steps)
     write_text(out / "steps.csv", steps.to_csv(index=False))
     plots = plot(results, steps, out / "plots", base_row)
-    text, effects = verdict(results, cfg)
+    text, effects = verdict(results, cfg, base_row)
     arms = (results.groupby(["mixture", "constraint"], sort=False)[["eval_loss", "eval_ppl", "rep_rate", "distinct_2"]]
             .agg(["mean", "std"]).round(4))
     table = ["| mixture | constraint | eval loss | eval ppl | rep. 4-gram rate | distinct-2 |", "|---|---|---|---|---|---|"]

@@ -23,7 +23,7 @@ from typing import Any
 
 from curate.io import read_json, sha256_file, write_json
 
-from .constraints import build_constraint
+from .constraints import adapter_delta_norm, build_constraint
 from .evaluate import FIXED_PROMPTS, eval_loss_by_type, generate, pad_batch, repetition_metrics
 from .prompt import get_template, tokenize_example
 
@@ -111,6 +111,8 @@ def finetune(
     from transformers.trainer_utils import get_last_checkpoint
 
     output_dir = Path(output_dir)
+    if Path(base_model).is_dir():  # a local model: one folder, however it was named (relative or absolute)
+        base_model = str(Path(base_model).resolve())
     config = {k: (list(v) if isinstance(v, tuple) else (str(v) if isinstance(v, Path) else v))
               for k, v in locals().items()
               if k in finetune.__code__.co_varnames[: finetune.__code__.co_argcount] and k != "callbacks"}
@@ -260,6 +262,8 @@ def finetune(
         "train_loss_last": train_losses[-1] if train_losses else None,
         "train_loss_mean": float(result.training_loss),
         "final": final,
+        # how far the adapters move the base at the end (0: the adapted model is the base)
+        "adapter_delta_norm": adapter_delta_norm(model),
         "tokens_seen": trainer.tokens_seen,
         "train_seconds": round(train_seconds, 2),
         "tokens_per_second": round(trainer.tokens_seen / train_seconds, 1) if train_seconds > 0 else None,
