@@ -220,10 +220,16 @@ def build_report(run_dir: Path) -> tuple[Path, str]:
         a = analyse_frame(pool, sorted(pool["_group"].unique()), seed=seed, n_clusters=n_k, overall="all", known=known,
                           fetch=_parquet_rows(pool_path, ["instruction", "input"]), coverage_sample=COVERAGE_SAMPLE)
         rich = _metrics_rows(a)
+        vendi_rows = a["metrics"]["all"].get("vendi_rows", 0)
+        verb_rows = a["verb_noun"]["all"]["sampled"]
         dhtml += ("<h3>Richer figures per source</h3><p>Vendi and mean cosine distance on a seeded sample of ≤ 2,000 rows "
-                  "per group, in one TF-IDF/SVD embedding fitted on the pool; verb figures on ≤ 5,000 rows per group "
-                  "(see the method note below).</p>" + _table(rich) + _metrics_plot(rich, "Diversity figures per source"))
-        dhtml += ("<h3>Verb–noun structure of the pool</h3>" + _verb_noun_plot(a["verb_noun"]["all"], "Root verbs and their objects: all")
+                  f"per group ({vendi_rows:,} of the pool's {len(pool):,}), in one TF-IDF/SVD embedding fitted on a "
+                  "seeded sample of the pool; verb figures on a seeded sample of ≤ 5,000 rows per group; distinct-n and "
+                  "entropies on all rows (see the method note below).</p>" + _table(rich)
+                  + _metrics_plot(rich, "Diversity figures per source"))
+        dhtml += ("<h3>Verb–noun structure of the pool</h3>"
+                  f"<p>On a seeded sample of {verb_rows:,} rows of the pool's {len(pool):,}.</p>"
+                  + _verb_noun_plot(a["verb_noun"]["all"], "Root verbs and their objects: all")
                   + _verb_noun_html(a["verb_noun"]["all"]))
         src_nov = {k: v for k, v in a["novelty"].items() if k != "all"}
         note = ("the <code>novelty</code> column of the records" if "novelty" in pool.columns
