@@ -274,3 +274,38 @@ def test_embedding_rows_do_not_depend_on_the_other_rows(mirror):
     again = Embedder(fit_sample=2000, seed=3)
     again.fit([texts[i] for i in again.fit_positions(len(texts))], sampled=True)
     assert np.array_equal(whole, again.transform(texts))
+
+
+def test_report_analysis_of_a_frame_equals_the_per_group_one(mirror, monkeypatch):
+    """analyse_frame (the run report: label columns only, texts fetched for the sampled rows) gives
+    exactly what analyse_groups gives from whole frames, and reuses figures it is given."""
+    import curate.diversity as dv
+    from curate.report import analyse_frame, analyse_groups
+    from curate.tasktype import ClusterTagger, TaskTypeTagger
+
+    df = pd.concat([_alpaca_frame(mirror, "trans_chinese_alpaca/alpaca_chinese_part_3.json", "alpaca"),
+                    _alpaca_frame(mirror, "alpaca_chinese/supplementary/整数加减法.json", "drills")], ignore_index=True)
+    df = TaskTypeTagger()(df).kept
+    df = ClusterTagger(n_clusters=8, fit_sample=1500, seed=0)(df).kept
+    df["novelty"] = novelty_scores(embed(df), k=5, ref_size=1000)
+    groups = {str(k): g for k, g in df.groupby("source", sort=True)}
+    want = analyse_groups(groups, seed=7, n_clusters=8, overall="all")
+    # the same rows in the same (source-grouped) order, texts only through fetch
+    rows = pd.concat(list(groups.values()), ignore_index=True)
+    labels = rows[["source", "task_type", "cluster", "novelty"]].assign(_group=rows["source"].astype(str))
+    asked = []
+
+    def fetch(pos):
+        asked.append(len(pos))
+        return rows[["instruction", "input"]].iloc[pos].reset_index(drop=True)
+
+    got = analyse_frame(labels, sorted(groups), seed=7, n_clusters=8, overall="all", fetch=fetch)
+    for key in ("metrics", "verb_noun", "task_types", "clusters", "examples"):
+        assert json.dumps(got[key], sort_keys=True, default=str) == json.dumps(want[key], sort_keys=True, default=str), key
+    assert all(np.array_equal(got["novelty"][g], want["novelty"][g]) for g in want["novelty"])
+    # known figures of the same rows are used, not recomputed: no distinct-n over whole groups
+    known = {g: {**m} for g, m in got["metrics"].items()}
+    calls = []
+    monkeypatch.setattr(dv, "distinct_ns", lambda texts, ns=(1, 2, 3): calls.append(1) or {n: 0.0 for n in ns})
+    again = analyse_frame(labels, sorted(groups), seed=7, n_clusters=8, overall="all", fetch=fetch, known=known)
+    assert calls == [] and again["metrics"] == got["metrics"]
