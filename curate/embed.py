@@ -219,7 +219,7 @@ def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.
     a row is never its own neighbour. Exact (brute force, in chunks); ties do not matter for a mean.
     The products and the top-k run in torch (CPU, one thread per chunk; chunks on ``threads``
     threads, default ``KNN_THREADS``): its matrix product and ``topk`` are cheaper than numpy's
-    product and ``partition``, which matters at millions of rows (n x 20,000 similarities for the
+    product and ``partition``, which matters at millions of rows (n x 10,000 similarities for the
     novelty tagger).
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -262,7 +262,13 @@ def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.
     return np.clip(out, 0.0, 2.0)
 
 
-def novelty_scores(x: np.ndarray, k: int = 10, ref_size: int = 20000, seed: int = 0) -> np.ndarray:
+# On the mirror's 73,770-row pool, scores against 10,000 reference rows rank the rows like scores
+# against 20,000 (Spearman 0.981) more closely than two 20,000-row samples rank them alike (0.974),
+# at half the cost; 5,000 falls below that (0.952).
+DEFAULT_REF_SIZE = 10_000
+
+
+def novelty_scores(x: np.ndarray, k: int = 10, ref_size: int = DEFAULT_REF_SIZE, seed: int = 0) -> np.ndarray:
     """Per-row novelty: mean cosine distance to the ``k`` nearest neighbours among a seeded reference
     sample of at most ``ref_size`` rows of the same set (the row itself excluded). 0 = it has close
     twins, higher = more unusual. A sample keeps the cost linear in the rows (n × ref_size products)."""
@@ -279,15 +285,15 @@ class NoveltyTagger:
     """Adds ``novelty`` (float): mean cosine distance of a row's instruction to its ``k`` nearest
     neighbours (see ``novelty_scores``) in the TF-IDF/SVD embedding of this module.
 
-    Params: ``k`` (10), ``ref_size`` (20,000: neighbours are searched in a seeded sample of that many
-    rows), ``dims`` (128), ``input_chars`` (100), ``fit_sample`` (20,000), ``seed`` (0), ``column``.
+    Params: ``k`` (10), ``ref_size`` (10,000: neighbours are searched in a seeded sample of that many
+    rows; see ``DEFAULT_REF_SIZE``), ``dims`` (128), ``input_chars`` (100), ``fit_sample`` (20,000), ``seed`` (0), ``column``.
     Drops nothing. stats: ``mean``/``median``/``p10``/``p90`` of the score, ``params`` and, as
     examples, the three most and three least novel rows.
     """
 
     name = "novelty_tagger"
 
-    def __init__(self, k: int = 10, ref_size: int = 20000, dims: int = DEFAULT_DIMS, input_chars: int = 100,
+    def __init__(self, k: int = 10, ref_size: int = DEFAULT_REF_SIZE, dims: int = DEFAULT_DIMS, input_chars: int = 100,
                  fit_sample: int = 20000, seed: int = 0, column: str = "novelty"):
         if k < 1:
             raise ValueError(f"novelty_tagger: k must be >= 1, got {k}")

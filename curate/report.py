@@ -697,7 +697,7 @@ meaning. <b>Vendi score</b> = exp(entropy of the eigenvalues of K/n), K the cosi
 seeded sample of ≤ 2,000 rows per group so groups of different sizes compare fairly (it is at most 128, the
 embedding's rank). <b>Mean cosine distance</b>: mean over pairs of that sample.</li>
 <li><b>Novelty</b> of a record: mean cosine distance to its 10 nearest neighbours among a seeded sample of
-≤ 20,000 rows (the <code>novelty_tagger</code> operator; ≤ 10,000 when a report computes it itself); 0 = it has near
+≤ 10,000 rows (the <code>novelty_tagger</code> operator, and the report when it computes it itself); 0 = it has near
 twins.</li>
 <li><b>Verb–noun</b> (as in Self-Instruct): root verb = first content verb of the instruction's first real clause,
 object = first noun after it, from jieba's part-of-speech tags (an approximation of a dependency parse), on a seeded
