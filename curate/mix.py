@@ -235,21 +235,31 @@ _EMBED_CACHE: dict[str, Any] = {}
 KCENTER_CANDIDATES = 200_000
 
 
+def clear_embed_cache() -> None:
+    """Let the cached embedder and the frame it was asked for go (call when done with a pool)."""
+    _EMBED_CACHE.clear()
+
+
 def pool_embedder(pool: pd.DataFrame, seed: int = 0, dims: int = 128, input_chars: int = 100) -> Any:
     """The ``curate.embed.Embedder`` fitted on the pool (on its seeded fit sample: only those rows'
     texts are built); cached per (rows, params) within the process, since several mixtures of one
     run share the pool."""
     from .embed import Embedder, instruction_texts
 
-    h = hashlib.sha256("\n".join(pool["id"].astype(str)).encode())
-    h.update(json.dumps([seed, dims, input_chars]).encode())
-    key = h.hexdigest()
-    if key not in _EMBED_CACHE:
-        _EMBED_CACHE.clear()  # one pool at a time is enough; keeps memory bounded
+    params = (seed, dims, input_chars)
+    # The same frame object asks again and again (deita embeds block by block): hashing 2 million ids
+    # on every call cost seconds each, so the frame itself is the fast key.
+    if _EMBED_CACHE.get("frame") is pool and _EMBED_CACHE.get("params") == params:
+        return _EMBED_CACHE["emb"]
+    ids = pd.util.hash_pandas_object(pool["id"].astype(str), index=False).to_numpy()
+    key = hashlib.sha256(ids.tobytes() + json.dumps(list(params)).encode()).hexdigest()
+    if _EMBED_CACHE.get("key") != key:
         emb = Embedder(dims=dims, seed=seed)
         emb.fit(instruction_texts(pool.iloc[emb.fit_positions(len(pool))], input_chars), sampled=True)
-        _EMBED_CACHE[key] = emb
-    return _EMBED_CACHE[key]
+        _EMBED_CACHE.clear()  # one pool at a time is enough; keeps memory bounded
+        _EMBED_CACHE.update(key=key, emb=emb)
+    _EMBED_CACHE.update(frame=pool, params=params)
+    return _EMBED_CACHE["emb"]
 
 
 def embed_rows(pool: pd.DataFrame, positions: np.ndarray, seed: int = 0, dims: int = 128,
@@ -415,6 +425,15 @@ def _deita(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
 
 # ---- building and writing -----------------------------------------------------------------------
 
+def sorted_by_id(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` in id order with a fresh 0..n-1 index (strategies work on positions in this order, so
+    a mixture does not depend on the pool's row order); returned as is when it already is."""
+    if isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1 \
+            and df["id"].is_monotonic_increasing:  # a stable sort would leave it as it is
+        return df
+    return df.sort_values("id", kind="mergesort").reset_index(drop=True)
+
+
 def build_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str) -> pd.DataFrame:
     """The rows of ``df`` that ``spec`` selects, sorted by id (all columns kept).
 
@@ -423,7 +442,7 @@ def build_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str) -> pd.DataFr
     spec = spec if isinstance(spec, MixtureSpec) else parse_mixture_specs([spec])[0]
     if "id" not in df.columns:
         raise KeyError(f"mixture {spec.name!r}: the pool has no 'id' column")
-    pool = df.sort_values("id", kind="mergesort").reset_index(drop=True)
+    pool = sorted_by_id(df)
     rng = np.random.default_rng(spec.seed)
     positions, info = STRATEGIES[spec.strategy](pool, spec, rng)
     out = pool.iloc[np.sort(np.asarray(positions, dtype=np.int64))].reset_index(drop=True)

@@ -342,7 +342,7 @@ def ops_merge(stage: str, in_path: str | Path, out_dir: str | Path, steps_spec: 
 
 def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs_spec: list, seed: int,
                    progress: Progress = None) -> list[dict[str, Any]]:
-    from .mix import build_mixture, parse_mixture_specs, write_mixture
+    from .mix import build_mixture, clear_embed_cache, parse_mixture_specs, sorted_by_id, write_mixture
 
     out_dir = Path(out_dir)
     specs = parse_mixture_specs(specs_spec, default_seed=seed)
@@ -350,15 +350,18 @@ def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs_spec: list, s
     if is_done(out_dir, key):
         return read_json(out_dir / "mixtures.json")
     fault_point("mixtures", "before")
-    pool = read_parquet(in_path)
+    pool = sorted_by_id(read_parquet(in_path))  # once, not once per mixture
     results = []
-    for spec in specs:
-        if progress:
-            progress(f"mixtures: {spec.name}")
-        mix = build_mixture(pool, spec)
-        # keep the manifest free of absolute paths so equal runs write equal bytes
-        results.append({k: v for k, v in write_mixture(mix, spec, out_dir).items() if k != "paths"})
-        fault_point("mixtures", "mid")
+    try:
+        for spec in specs:
+            if progress:
+                progress(f"mixtures: {spec.name}")
+            mix = build_mixture(pool, spec)
+            # keep the manifest free of absolute paths so equal runs write equal bytes
+            results.append({k: v for k, v in write_mixture(mix, spec, out_dir).items() if k != "paths"})
+            fault_point("mixtures", "mid")
+    finally:
+        clear_embed_cache()  # it holds the pool: let it go before the report stage
     write_json(out_dir / "mixtures.json", results)
     write_json(out_dir / "_SUCCESS.json", {"key": key, "stage": "mixtures"})
     fault_point("mixtures", "after")

@@ -377,3 +377,20 @@ def test_deita_embeds_only_what_it_examines(pool):
     assert [a.tolist() if hasattr(a, "tolist") else a for a in lazy] == \
         [a.tolist() if hasattr(a, "tolist") else a for a in deita_select(x, q, 300, 0.2)]
     assert sum(asked) < len(sp) and sum(asked) >= lazy[1]
+
+
+def test_a_sorted_pool_is_not_sorted_again_and_the_embedder_is_fitted_once(pool):
+    from curate.mix import clear_embed_cache, pool_embedder, sorted_by_id
+
+    shuffled = pool.sample(frac=1.0, random_state=3)
+    ordered = sorted_by_id(shuffled)
+    assert ordered["id"].is_monotonic_increasing and ordered is not shuffled
+    assert sorted_by_id(ordered) is ordered  # already in id order: no copy
+    for spec in ("kcenter-60", "deita-60"):
+        assert build_mixture(ordered, spec)["id"].tolist() == build_mixture(shuffled, spec)["id"].tolist()
+    clear_embed_cache()
+    first = pool_embedder(ordered)
+    assert pool_embedder(ordered) is first  # the same frame: no refit
+    assert pool_embedder(ordered.copy()) is first  # equal ids: the content key finds it
+    clear_embed_cache()
+    assert pool_embedder(ordered) is not first
