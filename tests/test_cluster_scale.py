@@ -21,9 +21,9 @@ def frame(mirror):
 
 
 def test_labels_and_names_do_not_depend_on_the_chunking(frame):
-    one = ClusterTagger(n_clusters=12, fit_sample=2000, seed=0, chunk_rows=10 ** 7)(frame)
-    for chunk in (997, 4096):
-        res = ClusterTagger(n_clusters=12, fit_sample=2000, seed=0, chunk_rows=chunk)(frame)
+    one = ClusterTagger(n_clusters=12, fit_sample=2000, seed=0, chunk_rows=10 ** 7, chunk_threads=1)(frame)
+    for chunk, threads in ((997, 1), (997, 3), (4096, 2)):
+        res = ClusterTagger(n_clusters=12, fit_sample=2000, seed=0, chunk_rows=chunk, chunk_threads=threads)(frame)
         assert np.array_equal(res.kept["cluster"].to_numpy(), one.kept["cluster"].to_numpy())
         assert res.stats["sizes"] == one.stats["sizes"]
         assert res.stats["top_terms"] == one.stats["top_terms"]
