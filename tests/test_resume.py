@@ -44,12 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def slice_mirror(dst: Path, mirror: Path, files: dict[str, list[str]] = SLICE) -> Path:
     """A mirror folder of symlinks to a few real files (nothing copied)."""
-    for source, names in files.items():
-        for name in names:
-            p = dst / source / name
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.symlink_to(mirror / source / name)
-    return dst
+    from conftest import _link_slice
+
+    return _link_slice(mirror, dst, files)
 
 
 def small_recipe(path: Path, mixture_rows: int = 300, clusters: int = 8) -> Path:
