@@ -42,17 +42,11 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from procmem import proc_mib  # noqa: E402
 
 STAGE_ORDER = ["download", "01_parse", "02_normalize", "03_filter", "04_dedupe", "05_diversity", "mixtures", "report"]
-
-
-def _rss_mib() -> float:
-    """Peak resident memory of this process (VmHWM; ru_maxrss would carry the parent's peak over)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 # ------------------------------------------------------------------------------------- dedupe
@@ -67,7 +61,7 @@ def _dedupe_child(path: str, params: dict, q) -> None:
     from curate.dedupe import cluster_pairs, near_duplicate_pairs, priority_rank
 
     df = pd.read_parquet(path)
-    base_rss = _rss_mib()  # the frame loaded
+    base_rss = proc_mib()  # the frame loaded
     n = len(df)
     op = DocumentMinhashDeduplicator(**params)
     op(df.head(2000))  # warm-up: imports, LSH parameters, character tables
@@ -106,7 +100,7 @@ def _dedupe_child(path: str, params: dict, q) -> None:
            "search_cpu": c_search, "near_cpu": c_near, "near_s": t_near,
            "near_dropped": len(res.dropped), "planted": int(planted.sum()),
            "planted_recall": float(caught.mean()) if len(caught) else 1.0, "recall_by_kind": by_kind,
-           "other_merged": len(other), "base_rss_mib": base_rss, "peak_rss_mib": _rss_mib(),
+           "other_merged": len(other), "base_rss_mib": base_rss, "peak_rss_mib": proc_mib(),
            "pairs": res.stats["pairs"], "params": res.stats["params"]})
 
 
@@ -207,7 +201,7 @@ def _stage_child(stage: str, args: dict, q) -> None:
         ops.append((msg.split(" on ")[0].split(": ", 1)[-1], nxt - ts))
     ru = resource.getrusage(resource.RUSAGE_SELF)
     q.put({"stage": stage, "rows_in": n, "seconds": total, "cpu": ru.ru_utime + ru.ru_stime - args["cpu0"],
-           "peak_mib": _rss_mib(), "ops": ops, **timers})
+           "peak_mib": proc_mib(), "ops": ops, **timers})
 
 
 def run_stages(root: Path, sizes: list[int], recipe: str | None, only: list[str] | None = None,

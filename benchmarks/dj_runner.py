@@ -16,16 +16,7 @@ import os
 import resource
 import time
 
-
-def _proc_mib(field: str) -> float:
-    """VmHWM (peak) or VmRSS (now) of this process in MiB. Not ru_maxrss: Linux carries that over
-    from the parent across fork and exec, so a small child started by a big parent reports the
-    parent's peak."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from procmem import proc_mib  # this script's folder is on sys.path when it is run
 
 
 def main() -> None:
@@ -51,7 +42,7 @@ def main() -> None:
     op = DocumentMinhashDeduplicator(tokenization="character", window_size=a.window, lowercase=True,
                                      num_permutations=a.num_perm, jaccard_threshold=a.threshold,
                                      turbo=a.turbo, num_proc=a.num_proc)
-    rss0 = _proc_mib("VmRSS")
+    rss0 = proc_mib("VmRSS")
     t, c = time.perf_counter(), time.process_time()
     out = op.run(ds)
     sec, cpu = time.perf_counter() - t, time.process_time() - c
@@ -59,7 +50,7 @@ def main() -> None:
     kept = sorted(out["idx"])
     json.dump({"kept": kept, "seconds": sec, "cpu": cpu + ch.ru_utime + ch.ru_stime, "rss_loaded_mib": rss0,
                # worker processes (turbo) are counted by their own peak (ru_maxrss, an upper bound)
-               "rss_peak_mib": max(_proc_mib("VmHWM"), ch.ru_maxrss / 1024),
+               "rss_peak_mib": max(proc_mib("VmHWM"), ch.ru_maxrss / 1024),
                "params": {"tokenization": "character", "window_size": a.window, "num_permutations": a.num_perm,
                           "jaccard_threshold": a.threshold, "turbo": a.turbo, "num_proc": a.num_proc,
                           "bands_rows": [op.num_bands, op.num_rows_per_band]}}, open(a.out, "w"))

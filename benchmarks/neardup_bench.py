@@ -63,22 +63,12 @@ from curate.dedupe import (  # noqa: E402
 from curate.records import make_record, records_frame  # noqa: E402
 
 import edits as E  # noqa: E402
+from procmem import proc_mib  # noqa: E402
 
 FIELDS = ("instruction", "input", "output")
 FAMILIES = ("distinct", "template", "same_instruction", "numbers")  # template pairs are "template" or "template_short"
 FAMILY_SHARE = {"distinct": 0.4, "template": 0.3, "same_instruction": 0.15, "numbers": 0.15}
 STRATA = ((0, 40, "short"), (40, 150, "medium"), (150, 1 << 30, "long"))
-
-
-def _proc_mib(field: str) -> float:
-    """VmHWM (peak) or VmRSS (now) of this process in MiB. Not ru_maxrss: Linux carries that over
-    from the parent across fork and exec, so a small child started by a big parent reports the
-    parent's peak."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def stratum(n: int) -> str:
@@ -586,7 +576,7 @@ def run_tool_child(tool: str, rows_path: str, out_path: str) -> None:
 
     df = pd.read_parquet(rows_path)
     texts = row_texts(df, FIELDS) if tool.startswith("datasketch") else None
-    rss0 = _proc_mib("VmRSS")
+    rss0 = proc_mib("VmRSS")
     t, c = time.perf_counter(), time.process_time()
     if tool == "tiger":
         res = DocumentMinhashDeduplicator()(df)
@@ -602,7 +592,7 @@ def run_tool_child(tool: str, rows_path: str, out_path: str) -> None:
         raise SystemExit(f"unknown tool {tool}")
     sec, cpu = time.perf_counter() - t, time.process_time() - c
     json.dump({"kept": np.flatnonzero(kept).tolist(), "seconds": sec, "cpu": cpu, "rss_loaded_mib": rss0,
-               "rss_peak_mib": _proc_mib("VmHWM")}, open(out_path, "w"))
+               "rss_peak_mib": proc_mib("VmHWM")}, open(out_path, "w"))
 
 
 def tools_table(bm: Benchmark, haystack: pd.DataFrame, tools: Sequence[str], dj_python: str | None,
