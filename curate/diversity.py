@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from .embed import code_points, packed_ngrams
 from .tasktype import TASK_TYPES
 
 # The Vendi score is computed on a seeded sample of at most this many rows (see embedding_metrics).
@@ -102,17 +103,7 @@ def distinct_ns(texts: Iterable[str], ns: Iterable[int] = (1, 2, 3)) -> dict[int
     while a < len(texts):
         # a block of whole texts of about _DISTINCT_BLOCK_CHARS characters (at least one text)
         b = max(a + 1, int(np.searchsorted(ends, (ends[a - 1] if a else 0) + _DISTINCT_BLOCK_CHARS, side="right")))
-        cps = np.frombuffer("".join(texts[a:b]).encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
-        lens = lengths[a:b]
-        starts = np.cumsum(lens) - lens
-        # position of each character inside its own text
-        within = np.arange(len(cps), dtype=np.int64) - np.repeat(starts, lens)
-        tail = np.repeat(lens, lens) - within  # characters from here to the end of the text
-        for n in ns:
-            ok = np.flatnonzero(tail >= n)  # an n-gram starts here and stays inside the text
-            code = cps[ok]
-            for j in range(1, n):
-                code = (code << np.uint64(21)) | cps[ok + j]
+        for n, _, code in packed_ngrams(code_points("".join(texts[a:b])), lengths[a:b], ns):
             totals[n] += len(code)
             uniq[n].append(pd.unique(code))
         a = b

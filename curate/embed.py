@@ -16,7 +16,7 @@ and therefore bytes are reproducible.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,28 @@ def instruction_texts(df: pd.DataFrame, input_chars: int = 100) -> list[str]:
     inputs = df["input"].astype(str).tolist() if "input" in df.columns else [""] * len(df)
     # lists, not the Series: iterating an Arrow-backed column costs a Python object per element
     return [f"{ins} {inp[:input_chars]}".strip() for ins, inp in zip(df["instruction"].astype(str).tolist(), inputs)]
+
+
+def code_points(text: str) -> np.ndarray:
+    """The characters of ``text`` as uint64 code points (room to pack n-grams, see ``packed_ngrams``)."""
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+
+
+def packed_ngrams(cps: np.ndarray, lengths: np.ndarray,
+                  ns: Iterable[int]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``cps`` (``code_points``) laid end to end as segments of ``lengths`` characters (texts, or
+    padded words): for each n of ``ns``, ``(n, starts, codes)`` — the positions where an n-gram
+    starts and stays inside its segment, and each such n-gram as one integer of 21 bits a character
+    (exact for n <= 3: code points are < 2**21)."""
+    seg_starts = np.cumsum(lengths) - lengths
+    # characters from each position to the end of its segment
+    tail = np.repeat(lengths, lengths) - (np.arange(len(cps), dtype=np.int64) - np.repeat(seg_starts, lengths))
+    for n in ns:
+        p = np.flatnonzero(tail >= n)
+        code = cps[p]
+        for j in range(1, n):
+            code = (code << np.uint64(21)) | cps[p + j]
+        yield n, p, code
 
 
 def _vocab_tables(vec: Any) -> dict[int, tuple[Any, np.ndarray]]:
@@ -78,18 +100,10 @@ def char_wb_counts(vec: Any, texts: list[str], block: int = 20000) -> Any:
         words = [w for ws in words_of for w in ws]
         nw = np.fromiter(map(len, words_of), dtype=np.int64, count=len(docs))
         wl = np.fromiter(map(len, words), dtype=np.int64, count=len(words)) + 2  # padded lengths
-        cps = np.frombuffer((" " + "  ".join(words) + " ").encode("utf-32-le", "surrogatepass"),
-                            dtype=np.uint32).astype(np.uint64)
-        wstart = np.cumsum(wl) - wl
-        tail = np.repeat(wl, wl) - (np.arange(len(cps), dtype=np.int64) - np.repeat(wstart, wl))
+        cps = code_points(" " + "  ".join(words) + " ")
         doc = np.repeat(np.repeat(np.arange(len(docs), dtype=np.int64), nw), wl)
-        for n in range(lo, hi + 1):
-            if n not in tables:
-                continue
-            p = np.flatnonzero(tail >= n)  # an n-gram starts here and ends inside its padded word
-            code = cps[p]
-            for j in range(1, n):
-                code = (code << np.uint64(21)) | cps[p + j]
+        # the n-grams inside each padded word
+        for n, p, code in packed_ngrams(cps, wl, [n for n in range(lo, hi + 1) if n in tables]):
             index, colmap = tables[n]
             col = index.get_indexer(code)
             hit = col >= 0
