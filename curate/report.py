@@ -448,13 +448,13 @@ def analyse_frame(allrows: pd.DataFrame, names: list[str], seed: int = 0, n_clus
         names = list(groups)
     fitted = embedder is not None
     if not with_novelty:
-        # every row is embedded here (files given to `tiger diversity`, not a run's pool); a smaller
-        # reference sample than the operator's default: a report should not take minutes
+        # every row is embedded here (files given to `tiger diversity`, not a run's pool), with the
+        # novelty tagger's defaults
         texts_all = instruction_texts(fetch(np.arange(n)))
         if not fitted:
             emb.fit(texts_all)
             fitted = True
-        allrows = allrows.assign(novelty=novelty_scores(emb.transform(texts_all), k=10, ref_size=10000, seed=seed))
+        allrows = allrows.assign(novelty=novelty_scores(emb.transform(texts_all), k=10, seed=seed))
         del texts_all
     novelty = allrows["novelty"].astype(float).to_numpy()
 
@@ -602,14 +602,13 @@ def _cluster_spread_plot(clusters: dict[str, dict], k: int, title: str) -> str:
     return _png(fig, title)
 
 
-def _coverage(pool_x: np.ndarray, sel_x: np.ndarray, seed: int, sampled: bool = False) -> dict[str, float]:
+def _coverage(pool_sample_x: np.ndarray, sel_x: np.ndarray) -> dict[str, float]:
     """How well a selection covers the pool: cosine distance from each of a seeded sample of pool rows
-    to its nearest selected row (mean, 95th percentile, max). k-center minimises the max.
-    ``sampled``: ``pool_x`` holds that sample already (``_sample_positions(len(pool), COVERAGE_SAMPLE, seed)``)."""
+    (``pool_sample_x``, their embeddings) to its nearest selected row (mean, 95th percentile, max).
+    k-center minimises the max."""
     from .embed import knn_mean_distance
 
-    sample = pool_x if sampled else pool_x[_sample_positions(len(pool_x), COVERAGE_SAMPLE, seed)]
-    d = knn_mean_distance(sample, sel_x, k=1)
+    d = knn_mean_distance(pool_sample_x, sel_x, k=1)
     return {"coverage_mean": round(float(d.mean()), 4), "coverage_p95": round(float(np.quantile(d, 0.95)), 4),
             "coverage_max": round(float(d.max()), 4)}
 
@@ -622,11 +621,11 @@ def _read_mixture_rows(path: Path) -> pd.DataFrame:
 
 
 def mixture_comparison(run_dir: Path, pool: pd.DataFrame, seed: int = 0, embedder: Any = None,
-                       pool_x: np.ndarray | None = None, pool_sample_x: np.ndarray | None = None) -> list[dict]:
+                       pool_sample_x: np.ndarray | None = None) -> list[dict]:
     """Vendi, mean cosine distance, coverage of the pool and distinct-2 of every mixture of a run,
     in one embedding fitted on the pool: the figures that compare diversity-aware strategies with
-    ``random`` at the same size. ``pool_x``: the pool's embeddings, or ``pool_sample_x``: only
-    those of the coverage sample (what ``analyse_frame`` returns as ``_coverage_x``)."""
+    ``random`` at the same size. ``pool_sample_x``: the embeddings of the pool's coverage sample
+    (what ``analyse_frame`` returns as ``_coverage_x``); without it they are computed from ``pool``."""
     from .diversity import distinct_n, embedding_metrics
     from .embed import Embedder, instruction_texts
 
@@ -634,9 +633,8 @@ def mixture_comparison(run_dir: Path, pool: pd.DataFrame, seed: int = 0, embedde
     if not mx or not len(pool):
         return []
     emb = embedder if embedder is not None else Embedder(seed=seed).fit(instruction_texts(pool))
-    if pool_sample_x is None:
-        pool_x = emb.transform(instruction_texts(pool)) if pool_x is None else pool_x
-        pool_sample_x = pool_x[_sample_positions(len(pool_x), COVERAGE_SAMPLE, seed)]
+    if pool_sample_x is None:  # a row's embedding depends on its text alone: embed the sample only
+        pool_sample_x = emb.transform(instruction_texts(pool.iloc[_sample_positions(len(pool), COVERAGE_SAMPLE, seed)]))
     rows = []
     for m in mx:
         path = run_dir / "mixtures" / m["file"]
@@ -646,7 +644,7 @@ def mixture_comparison(run_dir: Path, pool: pd.DataFrame, seed: int = 0, embedde
         x = emb.transform(instruction_texts(df))
         div = m.get("composition", {}).get("diversity", {})
         rows.append({"mixture": m["name"], "strategy": m.get("spec", {}).get("strategy", ""), "rows": int(len(df)),
-                     **embedding_metrics(x, seed=seed), **_coverage(pool_sample_x, x, seed, sampled=True),
+                     **embedding_metrics(x, seed=seed), **_coverage(pool_sample_x, x),
                      "task_type_entropy": div.get("task_type_entropy"),
                      "cluster_entropy": div.get("cluster_entropy"),
                      "distinct_2": round(distinct_n(df["instruction"].tolist(), 2), 6)})
