@@ -541,12 +541,6 @@ class TaskTypeTagger:
 
 # ---- clusters -----------------------------------------------------------------------------------
 
-def _cluster_texts(df: pd.DataFrame, input_chars: int) -> list[str]:
-    # The input is cut so long contexts (articles, code) do not drown the instruction's wording.
-    # Lists, not the Series: iterating an Arrow-backed column costs a Python object per element.
-    return [f"{ins} {inp[:input_chars]}".strip() for ins, inp in zip(df["instruction"].tolist(), df["input"].tolist())]
-
-
 def _jieba_tokenizer(text: str) -> list[str]:
     import jieba
 
@@ -635,7 +629,10 @@ class ClusterTagger:
             kept[self.column] = pd.Series(dtype="int64")
             return StageResult(kept, empty_drops(df, self.name), {"n_clusters": 0, "sizes": {}, "top_terms": {}})
 
-        texts = _cluster_texts(df, self.input_chars)
+        from .embed import instruction_texts, tfidf_transform
+
+        # the input is cut so long contexts (articles, code) do not drown the instruction's wording
+        texts = instruction_texts(df, self.input_chars)
         rng = np.random.default_rng(self.seed)
         fit_idx = np.sort(rng.choice(n, size=self.fit_sample, replace=False)) if n > self.fit_sample else np.arange(n)
         fit_texts = [texts[i] for i in fit_idx]
@@ -666,8 +663,6 @@ class ClusterTagger:
         # (curate.embed.tfidf_transform, the same matrix as sklearn's), so millions of rows never
         # hold their dense SVD coordinates at once. The per-cluster TF-IDF sums that name the
         # clusters are added up chunk by chunk.
-        from .embed import tfidf_transform
-
         def chunk(a: int) -> tuple[np.ndarray, np.ndarray]:
             x = tfidf_transform(vec, texts[a:a + self.chunk_rows])
             z = normalize(svd.transform(x)) if svd is not None else normalize(x).toarray()
