@@ -297,17 +297,20 @@ def _t_note(n: int) -> str:
 
 
 BASE_LOSS_TOL = 1e-3  # an arm within this of the base's eval loss on every seed has learnt nothing measurable
+ADAPTER_ZERO_NORM = 1e-4  # adapters that move the weights by less than this leave the base as it was
 
 
 def collapsed_arms(results: pd.DataFrame, base_row: dict | None) -> list[str]:
     """Constraint arms whose every run ended where it started: eval loss within ``BASE_LOSS_TOL``
-    of the base's (or adapters moved the weights by < 1e-4, where that was recorded)."""
+    of the base's, or (where it was recorded) adapters moving the weights by < ``ADAPTER_ZERO_NORM``."""
     out = []
     for c, part in results.groupby("constraint", sort=False):
-        near = (part["eval_loss"] - base_row["eval_loss"]).abs() < BASE_LOSS_TOL if base_row else None
+        signs = []  # per run: did it end at the base, by each figure available
+        if base_row:
+            signs.append((part["eval_loss"] - base_row["eval_loss"]).abs() < BASE_LOSS_TOL)
         if "adapter_delta_norm" in part and part["adapter_delta_norm"].notna().all():
-            near = part["adapter_delta_norm"] < 1e-4 if near is None else near | (part["adapter_delta_norm"] < 1e-4)
-        if near is not None and len(part) and bool(near.all()):
+            signs.append(part["adapter_delta_norm"] < ADAPTER_ZERO_NORM)
+        if signs and len(part) and bool(np.logical_or.reduce(signs).all()):
             out.append(str(c))
     return out
 
