@@ -27,17 +27,17 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from curate.dedupe import (  # noqa: E402
-    DocumentExactDeduplicator,
-    DocumentMinhashDeduplicator,
+from curate.ops.document_exact_deduplicator import DocumentExactDeduplicator  # noqa: E402
+from curate.ops.document_minhash_deduplicator import DocumentMinhashDeduplicator  # noqa: E402
+from curate.minhash import (  # noqa: E402
     band_params,
     minhash_signatures,
     near_duplicate_pairs,
     row_texts,
     shingle_hash,
     shingles,
-    _components,
 )
+from curate.minhash.cluster import _components  # noqa: E402
 from curate.records import make_record, records_frame  # noqa: E402
 
 

@@ -43,7 +43,8 @@ def main() -> None:
     ap.add_argument("pool", nargs="?")
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
-    from curate.tasktype import TaskTypeTagger, match_rule
+    from curate.ops.task_type_tagger import TaskTypeTagger
+    from curate.tasktype import match_rule
 
     df, where = _load(a.pool)
     n = len(df)

@@ -56,9 +56,11 @@ def _dedupe_child(path: str, params: dict, q) -> None:
     import numpy as np
     import pandas as pd
 
-    from curate.dedupe import DocumentExactDeduplicator, DocumentMinhashDeduplicator
+    from curate.ops.document_exact_deduplicator import DocumentExactDeduplicator
+    from curate.ops.document_minhash_deduplicator import DocumentMinhashDeduplicator
 
-    from curate.dedupe import cluster_pairs, near_duplicate_pairs, priority_rank
+    from curate.duplicates import priority_rank
+    from curate.minhash import cluster_pairs, near_duplicate_pairs
 
     df = pd.read_parquet(path)
     base_rss = proc_mib()  # the frame loaded
@@ -72,7 +74,7 @@ def _dedupe_child(path: str, params: dict, q) -> None:
     t, c = time.perf_counter(), time.process_time()
     sig = op.signatures(df)
     t_sig, c_sig = time.perf_counter() - t, time.process_time() - c
-    i, j, est = near_duplicate_pairs(sig, op.threshold, op.bands, op.rows, op.window)
+    i, j, est = near_duplicate_pairs(sig, op.mh.threshold, op.mh.bands, op.mh.rows, op.window)
     t_lsh, c_lsh = time.perf_counter() - t - t_sig, time.process_time() - c - c_sig
     cluster_pairs(n, i, j, est, priority_rank(df))
     t_search, c_search = time.perf_counter() - t, time.process_time() - c
@@ -137,6 +139,7 @@ def _stage_child(stage: str, args: dict, q) -> None:
     logging.getLogger("curate.download").setLevel(logging.ERROR)  # unregistered scale files are expected
     from curate import diversity, pipeline
     from curate.download import fetch_source, load_registry
+    from curate.recipe import STAGES, load_recipe
 
     timers = {"read": 0.0, "write": 0.0, "metrics": 0.0}
 
@@ -160,14 +163,14 @@ def _stage_child(stage: str, args: dict, q) -> None:
         marks.append((msg, time.perf_counter()))
 
     work = Path(args["work"])
-    recipe = pipeline.load_recipe(args.get("recipe"))
+    recipe = load_recipe(args.get("recipe"))
     ru = resource.getrusage(resource.RUSAGE_SELF)
     args["cpu0"] = ru.ru_utime + ru.ru_stime
     t0 = time.perf_counter()
     if stage == "download":
         files = []
         for s in load_registry():
-            if s.name in recipe["sources"]:
+            if s.name in recipe.sources:
                 files += fetch_source(s, work / "raw", mirror=Path(args["mirror"]), progress=False)
         work.mkdir(parents=True, exist_ok=True)
         (work / "files.json").write_text(json.dumps(files, ensure_ascii=False))
@@ -179,20 +182,19 @@ def _stage_child(stage: str, args: dict, q) -> None:
         import pandas as pd
 
         n = len(pd.read_parquet(work / "05_diversity" / "kept.parquet", columns=["id"]))
-        pipeline.mixtures_stage(work / "05_diversity" / "kept.parquet", work / "mixtures", recipe["mixtures"],
-                                recipe["seed"], progress=progress)
+        pipeline.mixtures_stage(work / "05_diversity" / "kept.parquet", work / "mixtures", recipe.mixtures,
+                                progress=progress)
     elif stage == "report":
         from curate.report import build_report
 
-        (work / "manifest.json").write_text(json.dumps({"run_id": "bench", "recipe": recipe, "ledger": [
-            json.loads((work / s / "ledger.json").read_text()) for s in pipeline.STAGES], "inputs": [],
+        (work / "manifest.json").write_text(json.dumps({"run_id": "bench", "recipe": recipe.data, "ledger": [
+            json.loads((work / s / "ledger.json").read_text()) for s in STAGES], "inputs": [],
             "mixtures": [], "packages": {}, "code_version": ""}))
         build_report(work)
         n = json.loads((work / "05_diversity" / "ledger.json").read_text())["kept"]
     else:
-        prev = pipeline.STAGES[pipeline.STAGES.index(stage) - 1]
-        n = pipeline.ops_stage(stage, work / prev / "kept.parquet", work / stage,
-                               recipe[pipeline.RECIPE_KEY[stage]], progress=progress)["in"]
+        prev = STAGES[STAGES.index(stage) - 1]
+        n = pipeline.run_stage(recipe.stage(stage), work / prev / "kept.parquet", work / stage, progress=progress)["in"]
     total = time.perf_counter() - t0
     ops = []
     end = t0 + total - timers["write"] - timers["metrics"]

@@ -18,14 +18,15 @@ from pathlib import Path
 def _child(stage: str, args: dict, q) -> None:
     from curate import pipeline
     from curate.download import fetch_source, load_registry
+    from curate.recipe import STAGES, load_recipe
 
     t0 = time.perf_counter()
     work = Path(args["work"])
-    recipe = pipeline.load_recipe(args.get("recipe"))
+    recipe = load_recipe(args.get("recipe"))
     if stage == "download":
         files = []
         for s in load_registry():
-            if s.name in recipe["sources"]:
+            if s.name in recipe.sources:
                 files += fetch_source(s, work / "raw", mirror=Path(args["mirror"]), progress=False)
         (work / "files.json").write_text(json.dumps(files, ensure_ascii=False))
         n = len(files)
@@ -33,13 +34,13 @@ def _child(stage: str, args: dict, q) -> None:
         files = json.loads((work / "files.json").read_text())
         n = pipeline.parse_stage(files, work / stage)["in"]
     elif stage == "mixtures":
-        pipeline.mixtures_stage(work / "05_diversity" / "kept.parquet", work / "mixtures", recipe["mixtures"], recipe["seed"])
+        pipeline.mixtures_stage(work / "05_diversity" / "kept.parquet", work / "mixtures", recipe.mixtures)
         import pandas as pd
 
         n = len(pd.read_parquet(work / "05_diversity" / "kept.parquet", columns=["id"]))
     else:
-        prev = pipeline.STAGES[pipeline.STAGES.index(stage) - 1]
-        n = pipeline.ops_stage(stage, work / prev / "kept.parquet", work / stage, recipe[pipeline.RECIPE_KEY[stage]])["in"]
+        prev = STAGES[STAGES.index(stage) - 1]
+        n = pipeline.run_stage(recipe.stage(stage), work / prev / "kept.parquet", work / stage)["in"]
     q.put({"stage": stage, "rows_in": n, "seconds": time.perf_counter() - t0,
            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 

@@ -56,7 +56,7 @@ def main() -> None:
     import pandas as pd
 
     from curate.io import read_parquet
-    from train.cli import POOL, find_run_dir
+    from flows.train_cli import POOL, find_run_dir
     from train.evaluate import select_eval_set
     from train.tiny import build_tiny
 

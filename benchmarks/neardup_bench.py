@@ -52,8 +52,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from curate.dedupe import (  # noqa: E402
-    _components,
+from curate.minhash.cluster import _components  # noqa: E402
+from curate.minhash import (  # noqa: E402
     clean_text,
     minhash_signatures,
     near_duplicate_clusters,
@@ -416,7 +416,7 @@ def fmt_table(df: pd.DataFrame, first: str) -> str:
 
 
 def shingle_schemes(texts: Sequence[str]) -> dict[str, list[set]]:
-    """Shingle sets of every text under each scheme compared (cleaning as curate.dedupe.clean_text)."""
+    """Shingle sets of every text under each scheme compared (cleaning as curate.minhash.clean_text)."""
     import logging
 
     import jieba
@@ -424,7 +424,7 @@ def shingle_schemes(texts: Sequence[str]) -> dict[str, list[set]]:
     jieba.setLogLevel(logging.WARNING)
     import unicodedata
 
-    def fold_no_t2s(ch: str) -> str | None:  # curate.dedupe.fold_char without the t2s step
+    def fold_no_t2s(ch: str) -> str | None:  # curate.minhash.fold_char without the t2s step
         c = unicodedata.normalize("NFKC", ch)
         c = ch if len(c) != 1 else c
         c = c.lower() if len(c.lower()) == 1 else c
@@ -491,7 +491,8 @@ def kept_from_labels(labels: np.ndarray) -> np.ndarray:
 
 def sweep_table(bm: Benchmark, ngrams=(2, 3, 4, 5), thresholds=(0.45, 0.5, 0.55, 0.6, 0.65, 0.7),
                 num_perms=(128,), clusterings=("leader",)) -> str:
-    from curate.dedupe import band_params, priority_rank
+    from curate.duplicates import priority_rank
+    from curate.minhash import band_params
 
     texts = bm.texts()
     rank = priority_rank(bm.rows)
@@ -541,7 +542,7 @@ def _datasketch(texts: list[str], ngram: int, threshold: float, num_perm: int, b
     import xxhash
     from datasketch import MinHash, MinHashLSH
 
-    from curate.dedupe import shingles
+    from curate.minhash import shingles
 
     sh = [[x.encode("utf-8") for x in set(shingles(t, ngram))] for t in texts]
     if bulk:  # MinHash.bulk with a fast 32-bit hash, LSH filled in an insertion session
@@ -572,7 +573,7 @@ def _datasketch(texts: list[str], ngram: int, threshold: float, num_perm: int, b
 
 def run_tool_child(tool: str, rows_path: str, out_path: str) -> None:
     """Measure one tool in this (fresh) process; write kept positions, time and memory as JSON."""
-    from curate.dedupe import DocumentMinhashDeduplicator
+    from curate.ops.document_minhash_deduplicator import DocumentMinhashDeduplicator
 
     df = pd.read_parquet(rows_path)
     texts = row_texts(df, FIELDS) if tool.startswith("datasketch") else None
@@ -585,7 +586,7 @@ def run_tool_child(tool: str, rows_path: str, out_path: str) -> None:
         res = DocumentMinhashDeduplicator(ngram=5, threshold=0.7, clustering="components")(df)
         kept = df["id"].isin(set(res.kept["id"])).to_numpy()
     elif tool in ("datasketch_update", "datasketch_bulk"):
-        from curate.dedupe import DEFAULT_NGRAM, DEFAULT_THRESHOLD
+        from curate.minhash import DEFAULT_NGRAM, DEFAULT_THRESHOLD
 
         kept = _datasketch(texts, DEFAULT_NGRAM, DEFAULT_THRESHOLD, 128, bulk=tool == "datasketch_bulk")
     else:
@@ -599,7 +600,7 @@ def tools_table(bm: Benchmark, haystack: pd.DataFrame, tools: Sequence[str], dj_
                 workdir: Path) -> str:
     import subprocess
 
-    from curate.dedupe import DEFAULT_NGRAM, DEFAULT_THRESHOLD
+    from curate.minhash import DEFAULT_NGRAM, DEFAULT_THRESHOLD
 
     workdir.mkdir(parents=True, exist_ok=True)
     rows = pd.concat([bm.rows.drop(columns=["pair", "side"]), haystack], ignore_index=True)
@@ -669,7 +670,7 @@ def main() -> None:
 
     from bench_dedupe import load_alpaca_rows
 
-    from curate.dedupe import DocumentMinhashDeduplicator
+    from curate.ops.document_minhash_deduplicator import DocumentMinhashDeduplicator
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
     rows = load_alpaca_rows(Path(a.mirror))

@@ -1,4 +1,4 @@
-"""A small, deterministic embedding of instructions, and the per-record novelty it gives.
+"""A small, deterministic embedding of instructions (TF-IDF over character n-grams, then SVD).
 
 Why TF-IDF/SVD and not a neural sentence encoder: the project runs offline and loads no model
 weights, and the figures it feeds (Vendi score, k-center selection, novelty) compare sets of
@@ -15,14 +15,11 @@ and therefore bytes are reproducible.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from .ops import register
-from .records import StageResult, empty_drops
 
 DEFAULT_DIMS = 128
 
@@ -78,8 +75,8 @@ def _vocab_tables(vec: Any) -> dict[int, tuple[Any, np.ndarray]]:
 def char_wb_counts(vec: Any, texts: list[str], block: int = 20000) -> Any:
     """What ``vec``'s CountVectorizer part gives for ``texts`` (a fitted sklearn vectoriser with
     ``analyzer="char_wb"``, n-grams of at most 3 characters): the same float32 CSR matrix of n-gram
-    counts, bit for bit, built with numpy instead of sklearn's Python loop over every n-gram (about
-    4x faster; tested equal on real rows). ``None`` for any other vectoriser settings.
+    counts, bit for bit, built with numpy instead of sklearn's Python loop over every n-gram (several
+    times faster; tested equal on real rows). ``None`` for any other vectoriser settings.
 
     char_wb, as sklearn does it: lower-case, split on whitespace, pad each word with one space on
     each side, take the n-grams inside each padded word. Here all padded words of a block are laid
@@ -217,117 +214,3 @@ def embed(df: pd.DataFrame, seed: int = 0, dims: int = DEFAULT_DIMS, input_chars
     """Unit-length embeddings of ``df``'s instructions (rows in order), fitted on ``df`` itself."""
     texts = instruction_texts(df, input_chars)
     return Embedder(dims=dims, fit_sample=fit_sample, seed=seed).fit_transform(texts)
-
-
-# Chunks of the k-nearest-neighbour search run on this many threads (torch releases the GIL); each
-# chunk is computed by the same single-threaded kernels whichever thread runs it, so the result
-# does not depend on the number of threads.
-KNN_THREADS = min(2, os.cpu_count() or 1)
-
-
-def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.ndarray | None = None,
-                      chunk: int = 2048, threads: int | None = None) -> np.ndarray:
-    """Mean cosine distance of each row of ``x`` to its ``k`` nearest rows of ``ref`` (unit vectors).
-
-    ``ref_is_x[i]`` is the position in ``ref`` of row ``i`` itself (or -1): that match is skipped, so
-    a row is never its own neighbour. Exact (brute force, in chunks); ties do not matter for a mean.
-    The products and the top-k run in torch (CPU, one thread per chunk; chunks on ``threads``
-    threads, default ``KNN_THREADS``): its matrix product and ``topk`` are cheaper than numpy's
-    product and ``partition``, which matters at millions of rows (n x 10,000 similarities for the
-    novelty tagger).
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    import torch
-
-    n, m = len(x), len(ref)
-    if m == 0 or n == 0:
-        return np.zeros(n, dtype=np.float64)
-    kk = min(k, m - (1 if ref_is_x is not None else 0))
-    if kk <= 0:
-        return np.ones(n, dtype=np.float64)
-    out = np.empty(n, dtype=np.float64)
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    rt = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32)).T.contiguous()
-    own_all = None if ref_is_x is None else torch.from_numpy(np.ascontiguousarray(ref_is_x, dtype=np.int64))
-
-    def one(a: int) -> None:
-        with torch.no_grad():
-            sims = xt[a:a + chunk] @ rt  # cosine similarity
-            if own_all is not None:
-                own = own_all[a:a + chunk]
-                rows = torch.nonzero(own >= 0).flatten()
-                sims[rows, own[rows]] = -torch.inf
-            top = torch.topk(sims, kk, dim=1, sorted=False).values
-            out[a:a + chunk] = 1.0 - top.mean(dim=1).numpy()
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # single-threaded kernels: reproducible float sums
-    try:
-        workers = max(1, int(threads or KNN_THREADS))
-        if workers == 1 or n <= chunk:
-            for a in range(0, n, chunk):
-                one(a)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(one, range(0, n, chunk)))
-    finally:
-        torch.set_num_threads(before)
-    return np.clip(out, 0.0, 2.0)
-
-
-# On the mirror's 73,770-row pool, scores against 10,000 reference rows rank the rows like scores
-# against 20,000 (Spearman 0.981) more closely than two 20,000-row samples rank them alike (0.974),
-# at half the cost; 5,000 falls below that (0.952).
-DEFAULT_REF_SIZE = 10_000
-
-
-def novelty_scores(x: np.ndarray, k: int = 10, ref_size: int = DEFAULT_REF_SIZE, seed: int = 0) -> np.ndarray:
-    """Per-row novelty: mean cosine distance to the ``k`` nearest neighbours among a seeded reference
-    sample of at most ``ref_size`` rows of the same set (the row itself excluded). 0 = it has close
-    twins, higher = more unusual. A sample keeps the cost linear in the rows (n × ref_size products)."""
-    n = len(x)
-    rng = np.random.default_rng(seed)
-    ref_idx = np.sort(rng.choice(n, size=ref_size, replace=False)) if n > ref_size else np.arange(n)
-    pos = np.full(n, -1, dtype=np.int64)
-    pos[ref_idx] = np.arange(len(ref_idx))
-    return knn_mean_distance(x, x[ref_idx], k=k, ref_is_x=pos)
-
-
-@register("novelty_tagger")
-class NoveltyTagger:
-    """Adds ``novelty`` (float): mean cosine distance of a row's instruction to its ``k`` nearest
-    neighbours (see ``novelty_scores``) in the TF-IDF/SVD embedding of this module.
-
-    Params: ``k`` (10), ``ref_size`` (10,000: neighbours are searched in a seeded sample of that many
-    rows; see ``DEFAULT_REF_SIZE``), ``dims`` (128), ``input_chars`` (100), ``fit_sample`` (20,000), ``seed`` (0), ``column``.
-    Drops nothing. stats: ``mean``/``median``/``p10``/``p90`` of the score, ``params`` and, as
-    examples, the three most and three least novel rows.
-    """
-
-    name = "novelty_tagger"
-
-    def __init__(self, k: int = 10, ref_size: int = DEFAULT_REF_SIZE, dims: int = DEFAULT_DIMS, input_chars: int = 100,
-                 fit_sample: int = 20000, seed: int = 0, column: str = "novelty"):
-        if k < 1:
-            raise ValueError(f"novelty_tagger: k must be >= 1, got {k}")
-        self.k, self.ref_size, self.dims = int(k), int(ref_size), int(dims)
-        self.input_chars, self.fit_sample, self.seed, self.column = int(input_chars), int(fit_sample), int(seed), column
-
-    def __call__(self, df: pd.DataFrame) -> StageResult:
-        kept = df.copy()
-        if len(df) == 0:
-            kept[self.column] = pd.Series(dtype="float64")
-            return StageResult(kept, empty_drops(df, self.name), {"changed": 0, "examples": []})
-        x = embed(df, seed=self.seed, dims=self.dims, input_chars=self.input_chars, fit_sample=self.fit_sample)
-        scores = np.round(novelty_scores(x, k=self.k, ref_size=self.ref_size, seed=self.seed), 6)
-        kept[self.column] = pd.Series(scores, index=df.index, dtype="float64")
-        order = np.argsort(-scores, kind="mergesort")
-        pick = list(order[:3]) + list(order[-3:][::-1])
-        examples = [{"id": str(df["id"].iloc[i]), "field": self.column, "before": "",
-                     "after": f"{scores[i]:.3f} {str(df['instruction'].iloc[i])[:80]}"} for i in pick]
-        stats = {"changed": 0, "examples": examples,
-                 "params": {"k": self.k, "ref_size": self.ref_size, "dims": self.dims, "seed": self.seed},
-                 "mean": float(np.mean(scores)), "median": float(np.median(scores)),
-                 "p10": float(np.quantile(scores, 0.1)), "p90": float(np.quantile(scores, 0.9))}
-        return StageResult(kept, empty_drops(df, self.name), stats)

@@ -287,8 +287,8 @@ def k_center_greedy(x: np.ndarray, k: int, first: int, block: int = 2048) -> np.
     (an upper bound once later centres are added, since distances only shrink). Only the block with
     the largest bound is brought up to date (against the centres it has not seen, one matrix product);
     when the top block is up to date its best row is the global farthest. Most blocks are never
-    touched again once far-off regions are covered (at 86,000 rows and k = 5,000: 3 % of the
-    block updates of the plain loop). Same choices as the plain loop up to float rounding (equal in
+    touched again once far-off regions are covered (a small share of the plain loop's block updates;
+    figures in benchmarks/README.md). Same choices as the plain loop up to float rounding (equal in
     float64, tested)."""
     from threadpoolctl import threadpool_limits
 

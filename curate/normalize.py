@@ -1,6 +1,6 @@
-"""Text normalisation: five mappers (they change text, never drop a row) and ``normalize_text``.
+"""Text normalisation rules, one function per rule, and ``normalize_text`` that applies them all.
 
-Every mapper works on ``instruction``, ``input``, ``output`` and on every string inside ``history``
+The five mappers of ``curate/ops`` apply one rule each. Every mapper works on ``instruction``, ``input``, ``output`` and on every string inside ``history``
 (a JSON list of [query, response] pairs). Rows keep their ``id``: it names the raw row, not its text.
 Stats of each mapper: ``{"rows", "changed", "by_field", "examples"}`` (≤3 examples, each a window
 around the first difference) plus a few rule-specific counts.
@@ -57,19 +57,9 @@ whitespace, and is idempotent: ``normalize_text(normalize_text(s)) == normalize_
 from __future__ import annotations
 
 import html as _html
-import json
 import re
 import unicodedata
 from functools import lru_cache
-from typing import Callable
-
-import pandas as pd
-from tqdm import tqdm
-
-from .ops import register
-from .records import StageResult, TEXT_COLUMNS, empty_drops
-
-FIELDS = TEXT_COLUMNS + ["history"]
 
 # --------------------------------------------------------------------------------------- unicode
 
@@ -329,154 +319,3 @@ def normalize_text(s: str, config: str = "t2s", context: str = "", tags: bool = 
 
 
 # -------------------------------------------------------------------------------- operators
-
-def _diff_window(before: str, after: str, pad: int = 30, cap: int = 160) -> tuple[str, str]:
-    """The part of two strings around their difference (examples stay short and telling)."""
-    n = min(len(before), len(after))
-    i = next((k for k in range(n) if before[k] != after[k]), n)
-    j = 0  # common suffix, not reaching into the common prefix
-    while j < n - i and before[-1 - j] == after[-1 - j]:
-        j += 1
-    a = max(0, i - pad)
-    return before[a:len(before) - j + pad][:cap], after[a:len(after) - j + pad][:cap]
-
-
-class TextMapper:
-    """Base of the mappers: ``transform(text, field, context)`` on every text field of every row."""
-
-    name = "text_mapper"
-
-    def transform(self, text: str, field: str, context: str) -> str:
-        raise NotImplementedError
-
-    def extra_stats(self) -> dict:
-        return {}
-
-    def __call__(self, df: pd.DataFrame) -> StageResult:
-        n = len(df)
-        cols = {f: df[f].tolist() for f in FIELDS}
-        ids, files, rows = df["id"].tolist(), df["file"].tolist(), df["row"].tolist()
-        by_field = {f: 0 for f in FIELDS}
-        changed_rows = 0
-        examples: list[dict] = []
-        new = {f: list(v) for f, v in cols.items()}
-        fn = self.transform
-        for k in tqdm(range(n), desc=self.name, disable=None, leave=False, mininterval=1.0):
-            ins, inp = cols["instruction"][k], cols["input"][k]
-            context = ins + "\n" + inp
-            row_changed = False
-            for f in TEXT_COLUMNS:
-                v = cols[f][k]
-                if not isinstance(v, str):
-                    raise TypeError(f"{self.name}: {files[k]} row {rows[k]}: field {f!r} is "
-                                    f"{type(v).__name__}, not str")
-                out = fn(v, f, context)
-                if out != v:
-                    new[f][k] = out
-                    by_field[f] += 1
-                    row_changed = True
-                    if len(examples) < 3:
-                        b, a = _diff_window(v, out)
-                        examples.append({"id": ids[k], "field": f, "before": b, "after": a})
-            h = cols["history"][k]
-            if h not in ("[]", "", None):
-                out_h, before, after = self._history(h, files[k], rows[k])
-                if out_h != h:
-                    new["history"][k] = out_h
-                    by_field["history"] += 1
-                    row_changed = True
-                    if len(examples) < 3:
-                        b, a = _diff_window(before, after)
-                        examples.append({"id": ids[k], "field": "history", "before": b, "after": a})
-            changed_rows += row_changed
-        kept = df.copy()
-        for f in FIELDS:
-            if by_field[f]:
-                kept[f] = pd.Series(new[f], index=df.index, dtype=df[f].dtype)
-        stats = {"rows": n, "changed": int(changed_rows), "by_field": by_field, "examples": examples,
-                 **self.extra_stats()}
-        return StageResult(kept, empty_drops(df, self.name), stats)
-
-    def _history(self, h: str, file: str, row: int) -> tuple[str, str, str]:
-        try:
-            turns = json.loads(h)
-        except (TypeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{self.name}: {file} row {row}: history is not JSON ({e}): {str(h)[:80]!r}") from None
-        if not isinstance(turns, list) or not all(isinstance(t, list) and all(isinstance(x, str) for x in t)
-                                                  for t in turns):
-            raise ValueError(f"{self.name}: {file} row {row}: history must be a list of [query, response] "
-                             f"string pairs, got {str(h)[:80]!r}")
-        out, first = [], None
-        for t in turns:
-            q = t[0] if t else ""
-            new_t = [self.transform(x, "output" if i == 1 else "instruction", q if i == 1 else "")
-                     for i, x in enumerate(t)]
-            if first is None and new_t != t:
-                first = (next(x for x, y in zip(t, new_t) if x != y), next(y for x, y in zip(t, new_t) if x != y))
-            out.append(new_t)
-        if first is None:
-            return h, "", ""
-        return json.dumps(out, ensure_ascii=False), first[0], first[1]
-
-
-@register("unicode_clean_mapper")
-class UnicodeCleanMapper(TextMapper):
-    """NFC and the unicode rules of the module docstring; Chinese full-width punctuation is kept."""
-
-    def transform(self, text: str, field: str, context: str) -> str:
-        return clean_unicode(text)
-
-
-@register("whitespace_normalization_mapper")
-class WhitespaceNormalizationMapper(TextMapper):
-    """CRLF → LF, trailing spaces off, ≤2 blank lines in a row, fields stripped; indentation kept."""
-
-    def transform(self, text: str, field: str, context: str) -> str:
-        return normalize_whitespace(text)
-
-
-@register("literal_newline_mapper")
-class LiteralNewlineMapper(TextMapper):
-    """Written-out ``\\n`` → line break, outside code and quotes, when it occurs ≥ ``min_count`` times."""
-
-    def __init__(self, min_count: int = 2):
-        if int(min_count) < 1:
-            raise ValueError(f"literal_newline_mapper: min_count must be ≥ 1, got {min_count}")
-        self.min_count = int(min_count)
-
-    def transform(self, text: str, field: str, context: str) -> str:
-        return fix_literal_newlines(text, self.min_count)
-
-
-@register("html_tag_mapper")
-class HtmlTagMapper(TextMapper):
-    """Entities unescaped in every field; formatting tags stripped from prose outputs (rules above)."""
-
-    def transform(self, text: str, field: str, context: str) -> str:
-        return clean_html(text, context, tags=(field == "output"))
-
-
-@register("chinese_convert_mapper")
-class ChineseConvertMapper(TextMapper):
-    """Traditional → simplified with OpenCC (``t2s`` characters, ``tw2sp`` mainland wording too)."""
-
-    def __init__(self, config: str = "t2s"):
-        self.config = config
-        self.converter = get_converter(config)  # validates the name
-
-    def transform(self, text: str, field: str, context: str) -> str:
-        return self.converter.convert(text)
-
-    def extra_stats(self) -> dict:
-        return {"config": self.config}
-
-
-# The order ``normalize_text`` uses; a recipe may list the mappers in this order.
-NORMALIZE_ORDER = ["unicode_clean_mapper", "html_tag_mapper", "chinese_convert_mapper",
-                   "literal_newline_mapper", "whitespace_normalization_mapper"]
-
-MAPPERS: dict[str, Callable[..., TextMapper]] = {
-    "unicode_clean_mapper": UnicodeCleanMapper, "html_tag_mapper": HtmlTagMapper,
-    "chinese_convert_mapper": ChineseConvertMapper, "literal_newline_mapper": LiteralNewlineMapper,
-    "whitespace_normalization_mapper": WhitespaceNormalizationMapper,
-}

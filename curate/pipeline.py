@@ -26,39 +26,23 @@ import json
 import os
 import platform
 import signal
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
-import yaml
 
 from .io import atomic_path, read_json, read_parquet, sha256_file, write_json, write_parquet
-from .ops import parse_steps, run_steps
-from .records import LedgerError, StageResult, ledger_row
+from .mix import MixtureSpec
+from .recipe import Recipe, Stage, Step
+from .records import LedgerError, StageResult, empty_drops, ledger_row
 
 CURATE_DIR = Path(__file__).resolve().parent
-DEFAULT_RECIPE = CURATE_DIR.parent / "configs" / "default.yaml"
-STAGES = ["01_parse", "02_normalize", "03_filter", "04_dedupe", "05_diversity"]
-RECIPE_KEY = {"02_normalize": "normalize", "03_filter": "filter", "04_dedupe": "dedupe", "05_diversity": "diversity"}
 PACKAGES = ["tiger", "datasets", "pandas", "pyarrow", "numpy", "opencc", "jieba", "datasketch", "langdetect",
             "scikit-learn", "prefect", "torch", "transformers", "peft"]
 
 Progress = Callable[[str], None] | None
-
-
-def load_recipe(path: str | Path | None = None) -> dict[str, Any]:
-    path = Path(path or DEFAULT_RECIPE)
-    try:
-        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(recipe, dict):
-        raise ValueError(f"{path}: a recipe is a mapping with keys sources, normalize, filter, dedupe, diversity, mixtures")
-    for key in RECIPE_KEY.values():
-        parse_steps(recipe.get(key, []))  # fails early, naming the bad step
-    recipe.setdefault("seed", 42)
-    return recipe
 
 
 def code_version() -> str:
@@ -142,25 +126,41 @@ def parse_stage(files: list[dict], out_dir: str | Path, progress: Progress = Non
     return _finish(out_dir, key, "01_parse", int(res.stats["in"]), res)
 
 
-def ops_stage(stage: str, in_path: str | Path, out_dir: str | Path, steps_spec: list,
-              progress: Progress = None) -> dict[str, Any]:
-    """Run a stage's operators (from the recipe) over the previous stage's kept records."""
-    out_dir = Path(out_dir)
-    steps = parse_steps(steps_spec)
-    key = cache_key([in_path], {"stage": stage, "steps": steps})
-    if is_done(out_dir, key):
-        return read_json(out_dir / "ledger.json")
-    fault_point(stage, "before")
-    import pyarrow.parquet as pq
+def run_steps(df: pd.DataFrame, steps: tuple[Step, ...], stage: str, progress: Progress = None) -> StageResult:
+    """Run operators in order; each one's ledger is checked, drops are gathered with the op's name."""
+    drops = [empty_drops(df, stage)]
+    stats: dict[str, Any] = {"steps": []}
+    for step in steps:
+        op = step.build()
+        if progress:
+            progress(f"{stage}: {step.op} on {len(df):,} rows")
+        n_in = len(df)
+        res = op(df)
+        res.check(n_in, f"{stage}/{step.op}")
+        if len(res.dropped):
+            d = res.dropped.copy()
+            d["stage"] = f"{stage}/{step.op}"
+            drops.append(d)
+        stats["steps"].append({"op": step.op, "params": step.params, "in": n_in, "kept": len(res.kept),
+                               "dropped": len(res.dropped), **res.stats})
+        df = res.kept
+    dropped = pd.concat(drops, ignore_index=True) if len(drops) > 1 else drops[0]
+    return StageResult(df.reset_index(drop=True), dropped.reset_index(drop=True), stats)
 
-    n_in = pq.ParquetFile(in_path).metadata.num_rows
-    # the input frame is not kept here, so run_steps lets it go once the first operator is done
-    res = run_steps(read_parquet(in_path), steps, stage, progress=progress)
-    if stage == "05_diversity":
+
+def normalize_frame(df: pd.DataFrame, recipe: str | Path | None = None) -> pd.DataFrame:
+    """``df`` through the recipe's normalize stage (in memory), as a run would normalise it."""
+    from .recipe import load_recipe
+
+    return run_steps(df, load_recipe(recipe).stage("02_normalize").steps, "02_normalize").kept
+
+
+def _summary(stage: Stage, res: StageResult) -> None:
+    """Figures of the stage's kept rows, for the stages that declare one (``recipe.SUMMARIES``)."""
+    if stage.summary == "diversity":
         from .diversity import diversity_by, diversity_metrics
 
         res.stats["diversity"] = {"all": diversity_metrics(res.kept), "by_source": diversity_by(res.kept, "source")}
-    return _finish(out_dir, key, stage, n_in, res)
 
 
 def check_chain(ledgers: list[dict[str, Any]]) -> None:
@@ -172,48 +172,49 @@ def check_chain(ledgers: list[dict[str, Any]]) -> None:
             raise LedgerError(f"stage {cur['stage']} read {cur['in']} records but {prev['stage']} kept {prev['kept']}")
 
 
-# ------------------------------------------------------------------------------- sharded stages
+# ------------------------------------------------------------------------------- operator stages
 #
-# An ops stage can run as shards: the stage's leading run of row-local operators (each output row
-# depends on that input row alone, and the operator's stats add up over parts of the input) runs
-# on contiguous row ranges of the input, one task per range, and a merge step concatenates the
-# shards in order, runs the stage's remaining operators on the whole, and writes the stage like
-# ops_stage does. kept/dropped/ledger are byte-identical to ops_stage's whatever the shard size,
-# stats.json too except for which examples it shows (merge_stats); the cache key is the same (a
-# stage finished either way is skipped either way).
+# An operator stage runs in three steps with explicit inputs and outputs: ``plan_stage`` computes
+# the stage's cache key once and, unless the stage is done, splits the input into row ranges when
+# the stage starts with row-local operators (``Stage.local_prefix``); ``run_shard`` runs those
+# operators on one range, writing the shard's own folder; ``finish_stage`` concatenates the shards
+# in order, runs the stage's remaining operators on the whole and writes the stage. kept/dropped/
+# ledger are byte-identical whatever the shard size (or with no shards), stats.json too except for
+# which examples it shows (``merge_stats``).
 
-ROW_LOCAL_OPS = frozenset({
-    "unicode_clean_mapper", "html_tag_mapper", "chinese_convert_mapper", "literal_newline_mapper",
-    "whitespace_normalization_mapper", "empty_text_filter", "chinese_language_filter", "task_type_tagger",
-})
 DEFAULT_SHARD_ROWS = 250_000
 
 
-def _local_prefix(steps: list[tuple[str, dict]]) -> int:
-    k = 0
-    while k < len(steps) and steps[k][0] in ROW_LOCAL_OPS:
-        k += 1
-    return k
+@dataclass(frozen=True)
+class StagePlan:
+    stage: Stage
+    in_path: str
+    out_dir: str
+    key: str
+    done: bool
+    shards: tuple[tuple[int, int], ...] = ()
+
+    def shard_dir(self, start: int, stop: int) -> Path:
+        return Path(self.out_dir) / "_shards" / f"{start:012d}-{stop:012d}"
 
 
-def stage_plan(stage: str, in_path: str | Path, out_dir: str | Path, steps_spec: list,
-               shard_rows: int = DEFAULT_SHARD_ROWS) -> dict[str, Any]:
-    """What to run for an ops stage: ``{"done": bool, "shards": [[start, stop], ...]}``.
-
-    No shards when the stage is done or starts with an operator that needs all rows."""
+def plan_stage(stage: Stage, in_path: str | Path, out_dir: str | Path,
+               shard_rows: int | None = DEFAULT_SHARD_ROWS) -> StagePlan:
+    """The stage's cache key, whether it is done, and its shards (none when ``shard_rows`` is None,
+    the stage is done, or it starts with an operator that needs all rows)."""
     import pyarrow.parquet as pq
 
-    if shard_rows < 1:
+    if shard_rows is not None and shard_rows < 1:
         raise ValueError(f"shard_rows must be ≥ 1, got {shard_rows}")
-    steps = parse_steps(steps_spec)
-    key = cache_key([in_path], {"stage": stage, "steps": steps})
+    key = cache_key([in_path], stage.key_params())
     if is_done(Path(out_dir), key):
-        return {"done": True, "shards": []}
-    fault_point(stage, "before")
-    if not _local_prefix(steps):
-        return {"done": False, "shards": []}
-    n = pq.ParquetFile(in_path).metadata.num_rows
-    return {"done": False, "shards": [[a, min(n, a + shard_rows)] for a in range(0, max(n, 1), shard_rows)]}
+        return StagePlan(stage, str(in_path), str(out_dir), key, True)
+    fault_point(stage.name, "before")
+    shards: tuple[tuple[int, int], ...] = ()
+    if shard_rows is not None and stage.local_prefix():
+        n = pq.ParquetFile(in_path).metadata.num_rows
+        shards = tuple((a, min(n, a + shard_rows)) for a in range(0, max(n, 1), shard_rows))
+    return StagePlan(stage, str(in_path), str(out_dir), key, False, shards)
 
 
 def read_rows(path: str | Path, start: int, stop: int) -> pd.DataFrame:
@@ -236,24 +237,18 @@ def read_rows(path: str | Path, start: int, stop: int) -> pd.DataFrame:
     return table.to_pandas().reset_index(drop=True)
 
 
-def _shard_dir(out_dir: Path, start: int, stop: int) -> Path:
-    return out_dir / "_shards" / f"{start:012d}-{stop:012d}"
-
-
-def ops_shard(stage: str, in_path: str | Path, out_dir: str | Path, steps_spec: list, start: int, stop: int,
-              progress: Progress = None) -> str:
+def run_shard(plan: StagePlan, start: int, stop: int, progress: Progress = None) -> str:
     """Run the stage's leading row-local operators on input rows ``start:stop``; returns the shard's folder."""
-    steps = parse_steps(steps_spec)
-    local = steps[:_local_prefix(steps)]
-    sdir = _shard_dir(Path(out_dir), start, stop)
-    key = cache_key([in_path], {"stage": stage, "steps": local, "rows": [start, stop]})
+    local = plan.stage.steps[:plan.stage.local_prefix()]
+    sdir = plan.shard_dir(start, stop)
+    key = hashlib.sha256(f"{plan.key}:{start}:{stop}".encode()).hexdigest()[:16]
     if is_done(sdir, key):
         return str(sdir)
-    df = read_rows(in_path, start, stop)
-    res = run_steps(df, local, stage, progress=progress)
-    res.check(len(df), f"{stage} rows {start}:{stop}")
+    df = read_rows(plan.in_path, start, stop)
+    res = run_steps(df, local, plan.stage.name, progress=progress)
+    res.check(len(df), f"{plan.stage.name} rows {start}:{stop}")
     # which operator dropped each row, so the merge can order drops as one unsharded run does
-    step_of = {f"{stage}/{name}": k for k, (name, _) in enumerate(local)}
+    step_of = {f"{plan.stage.name}/{s.op}": k for k, s in enumerate(local)}
     dropped = res.dropped.copy()
     dropped["_step"] = dropped["stage"].map(step_of).astype("int64") if len(dropped) else pd.Series(dtype="int64")
     # pickles, not Parquet: intermediate files that must give back the exact dtypes (object vs str)
@@ -263,7 +258,7 @@ def ops_shard(stage: str, in_path: str | Path, out_dir: str | Path, steps_spec: 
         with atomic_path(sdir / f"{name}.pkl") as tmp:
             frame.to_pickle(tmp)
     write_json(sdir / "stats.json", {"n_in": len(df), **res.stats})
-    write_json(sdir / "_SUCCESS.json", {"key": key, "stage": stage, "rows": [start, stop]})
+    write_json(sdir / "_SUCCESS.json", {"key": key, "stage": plan.stage.name, "rows": [start, stop]})
     return str(sdir)
 
 
@@ -301,51 +296,55 @@ def merge_stats(parts: list[Any], where: str = "stats") -> Any:
     return first
 
 
-def ops_merge(stage: str, in_path: str | Path, out_dir: str | Path, steps_spec: list, shards: list,
-              progress: Progress = None) -> dict[str, Any]:
-    """Finish a sharded stage: shards in order, then the stage's other operators, then the outputs."""
+def finish_stage(plan: StagePlan, progress: Progress = None) -> dict[str, Any]:
+    """Finish a stage: its shards in order (if any), then its other operators, then the outputs.
+    Returns the stage's ledger (the stored one when the stage was done)."""
     import shutil
 
-    out_dir = Path(out_dir)
-    steps = parse_steps(steps_spec)
-    key = cache_key([in_path], {"stage": stage, "steps": steps})
-    if is_done(out_dir, key):
+    out_dir, stage = Path(plan.out_dir), plan.stage
+    if plan.done or is_done(out_dir, plan.key):
         shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # left by a run killed after the marker
         return read_json(out_dir / "ledger.json")
-    if not shards:
-        return ops_stage(stage, in_path, out_dir, steps_spec, progress=progress)
-    k = _local_prefix(steps)
-    dirs = [_shard_dir(out_dir, a, b) for a, b in shards]
-    kept = pd.concat([pd.read_pickle(d / "kept.pkl") for d in dirs], ignore_index=True)
-    dropped = pd.concat([pd.read_pickle(d / "dropped.pkl") for d in dirs], ignore_index=True)
-    dropped = dropped.sort_values("_step", kind="stable").drop(columns="_step").reset_index(drop=True)
-    kept, dropped = _one_chunk(kept), _one_chunk(dropped)
-    sstats = [read_json(d / "stats.json") for d in dirs]
-    n_in = sum(s.pop("n_in") for s in sstats)
-    stats = {"steps": [merge_stats([s["steps"][i] for s in sstats], f"{stage}.steps[{i}]") for i in range(k)]}
-    res = StageResult(kept, dropped, stats)
-    if k < len(steps):
-        held = [res.kept]
-        del kept, res  # only run_steps holds the merged frame: it goes once the first operator is done
-        rest = run_steps(held.pop(), steps[k:], stage, progress=progress)
-        # as run_steps would: only operators that dropped rows add to the drops
-        both = pd.concat([dropped, rest.dropped], ignore_index=True) if len(rest.dropped) else dropped
-        res = StageResult(rest.kept, both, {"steps": stats["steps"] + rest.stats["steps"]})
-    if stage == "05_diversity":
-        from .diversity import diversity_by, diversity_metrics
+    if not plan.shards:
+        import pyarrow.parquet as pq
 
-        res.stats["diversity"] = {"all": diversity_metrics(res.kept), "by_source": diversity_by(res.kept, "source")}
-    ledger = _finish(out_dir, key, stage, n_in, res)
+        n_in = pq.ParquetFile(plan.in_path).metadata.num_rows
+        # the input frame is not kept here, so run_steps lets it go once the first operator is done
+        res = run_steps(read_parquet(plan.in_path), stage.steps, stage.name, progress=progress)
+    else:
+        k = stage.local_prefix()
+        dirs = [plan.shard_dir(a, b) for a, b in plan.shards]
+        kept = pd.concat([pd.read_pickle(d / "kept.pkl") for d in dirs], ignore_index=True)
+        dropped = pd.concat([pd.read_pickle(d / "dropped.pkl") for d in dirs], ignore_index=True)
+        dropped = dropped.sort_values("_step", kind="stable").drop(columns="_step").reset_index(drop=True)
+        kept, dropped = _one_chunk(kept), _one_chunk(dropped)
+        sstats = [read_json(d / "stats.json") for d in dirs]
+        n_in = sum(s.pop("n_in") for s in sstats)
+        stats = {"steps": [merge_stats([s["steps"][i] for s in sstats], f"{stage.name}.steps[{i}]") for i in range(k)]}
+        res = StageResult(kept, dropped, stats)
+        if k < len(stage.steps):
+            held = [res.kept]
+            del kept, res  # only run_steps holds the merged frame: it goes once the first operator is done
+            rest = run_steps(held.pop(), stage.steps[k:], stage.name, progress=progress)
+            # as run_steps would: only operators that dropped rows add to the drops
+            both = pd.concat([dropped, rest.dropped], ignore_index=True) if len(rest.dropped) else dropped
+            res = StageResult(rest.kept, both, {"steps": stats["steps"] + rest.stats["steps"]})
+    _summary(stage, res)
+    ledger = _finish(out_dir, plan.key, stage.name, n_in, res)
     shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # intermediate: the stage's outputs hold it all
     return ledger
 
 
-def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs_spec: list, seed: int,
+def run_stage(stage: Stage, in_path: str | Path, out_dir: str | Path, progress: Progress = None) -> dict[str, Any]:
+    """A whole operator stage in this process, unsharded."""
+    return finish_stage(plan_stage(stage, in_path, out_dir, shard_rows=None), progress=progress)
+
+
+def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs: tuple[MixtureSpec, ...],
                    progress: Progress = None) -> list[dict[str, Any]]:
-    from .mix import build_mixture, clear_embed_cache, parse_mixture_specs, sorted_by_id, write_mixture
+    from .mix import build_mixture, clear_embed_cache, sorted_by_id, write_mixture
 
     out_dir = Path(out_dir)
-    specs = parse_mixture_specs(specs_spec, default_seed=seed)
     key = cache_key([in_path], {"mixtures": [s.to_dict() for s in specs]})
     if is_done(out_dir, key):
         return read_json(out_dir / "mixtures.json")
@@ -368,15 +367,11 @@ def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs_spec: list, s
     return results
 
 
-def run_dir_for(data_dir: str | Path, recipe: dict[str, Any], files: list[dict], run_id: str | None = None) -> Path:
+def run_dir_for(data_dir: str | Path, recipe: Recipe, files: list[dict], run_id: str | None = None) -> Path:
     """The run id hashes the recipe and the input checksums: the same command finds the same folder."""
     if not run_id:
-        h = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
+        h = hashlib.sha256(json.dumps(recipe.data, sort_keys=True, default=str).encode())
         for f in files:
             h.update(f"{f['source']}/{f['file']}:{f['sha256']}".encode())
         run_id = "run-" + h.hexdigest()[:10]
     return Path(data_dir) / run_id
-
-
-def load_stage(run_dir: str | Path, stage: str, which: str = "kept") -> pd.DataFrame:
-    return read_parquet(Path(run_dir) / stage / f"{which}.parquet")

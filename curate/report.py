@@ -420,8 +420,9 @@ def analyse_frame(allrows: pd.DataFrame, names: list[str], seed: int = 0, n_clus
     stats), whose text figures are reused (``diversity_metrics``'s ``known``).
     """
     from .diversity import TEXT_FIGURES, VENDI_SAMPLE, diversity_metrics, sample_rows, verb_noun_pairs, verb_noun_table
-    from .embed import Embedder, instruction_texts, novelty_scores
-    from .tasktype import ClusterTagger
+    from .embed import Embedder, instruction_texts
+    from .novelty import novelty_scores
+    from .ops.cluster_tagger import ClusterTagger
 
     if "task_type" not in allrows.columns or allrows["task_type"].isna().any():
         from .userfiles import label_frame
@@ -606,7 +607,7 @@ def _coverage(pool_sample_x: np.ndarray, sel_x: np.ndarray) -> dict[str, float]:
     """How well a selection covers the pool: cosine distance from each of a seeded sample of pool rows
     (``pool_sample_x``, their embeddings) to its nearest selected row (mean, 95th percentile, max).
     k-center minimises the max."""
-    from .embed import knn_mean_distance
+    from .novelty import knn_mean_distance
 
     d = knn_mean_distance(pool_sample_x, sel_x, k=1)
     return {"coverage_mean": round(float(d.mean()), 4), "coverage_p95": round(float(np.quantile(d, 0.95)), 4),

@@ -54,9 +54,9 @@ def read_alpaca(path: str | Path, name: str | None = None, allow_bad_rows: bool 
 def label_frame(df: pd.DataFrame, normalize: bool = True) -> pd.DataFrame:
     """``df`` plus ``task_type`` and ``task_rule`` (the rule that decided), labelled on the text as the
     pipeline normalises it (Unicode, traditional → simplified …); the text columns are kept as they were."""
-    from .labeleval import normalize_like_pipeline
+    from .pipeline import normalize_frame
 
-    seen = normalize_like_pipeline(df) if normalize and len(df) else df
+    seen = normalize_frame(df) if normalize and len(df) else df
     got = [match_rule(i, x, o) for i, x, o in zip(seen["instruction"], seen["input"], seen["output"])]
     out = df.copy()
     out["task_type"] = pd.Series([g[0] for g in got], index=df.index, dtype="str")

@@ -49,7 +49,7 @@ def cmd_dropped(a: argparse.Namespace) -> None:
     """Show dropped / quarantined rows of a run, optionally for one stage and reason."""
     import pandas as pd
 
-    from curate.pipeline import STAGES
+    from curate.recipe import STAGES
 
     stages = [a.stage] if a.stage else STAGES
     frames = [pd.read_parquet(Path(a.run_dir) / s / "dropped.parquet") for s in stages
@@ -148,12 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     so = sub.add_parser("sources", help="list the source registry")
     so.set_defaults(func=cmd_sources)
 
-    try:
-        from train import cli as train_cli
-    except ImportError:
-        train_cli = None
-    if train_cli is not None and hasattr(train_cli, "register"):
-        train_cli.register(sub)
+    from .train_cli import register
+
+    register(sub)
 
     a = p.parse_args(argv)
     a.func(a)

@@ -8,6 +8,8 @@ from prefect import flow, task
 
 from curate import pipeline
 from curate.io import write_json
+from curate.mix import MixtureSpec
+from curate.recipe import Stage, load_recipe
 
 # Stages skip themselves through completion markers keyed on inputs + params + code (curate.pipeline).
 from .progress import TASK_OPTS
@@ -28,30 +30,30 @@ def parse_task(files: list[dict], out_dir: str) -> dict:
 
 
 @task(name="shard", **TASK_OPTS)
-def shard_task(stage: str, in_path: str, out_dir: str, steps: list, start: int, stop: int) -> str:
-    return pipeline.ops_shard(stage, in_path, out_dir, steps, start, stop, progress=_progress)
+def shard_task(plan: pipeline.StagePlan, start: int, stop: int) -> str:
+    return pipeline.run_shard(plan, start, stop, progress=_progress)
 
 
 @task(name="merge", **TASK_OPTS)
-def merge_task(stage: str, in_path: str, out_dir: str, steps: list, shards: list) -> dict:
-    return pipeline.ops_merge(stage, in_path, out_dir, steps, shards, progress=_progress)
+def merge_task(plan: pipeline.StagePlan) -> dict:
+    return pipeline.finish_stage(plan, progress=_progress)
 
 
-def run_stage(stage: str, in_path: str, out_dir: str, steps: list, shard_rows: int) -> dict:
-    """One ops stage through the task runner: its row-local operators on shards in parallel, then
-    the merge (which runs the rest); a finished stage is skipped (curate.pipeline.stage_plan)."""
-    plan = pipeline.stage_plan(stage, in_path, out_dir, steps, shard_rows)
-    if plan["done"]:
-        return merge_task(stage, in_path, out_dir, steps, [])  # returns the stored ledger
-    futures = [shard_task.submit(stage, in_path, out_dir, steps, a, b) for a, b in plan["shards"]]
+def run_stage(stage: Stage, in_path: str, out_dir: str, shard_rows: int) -> dict:
+    """One operator stage through the task runner: its row-local operators on shards in parallel,
+    then the merge (which runs the rest); a finished stage is skipped."""
+    plan = pipeline.plan_stage(stage, in_path, out_dir, shard_rows)
+    if plan.done:
+        return merge_task(plan)  # returns the stored ledger
+    futures = [shard_task.submit(plan, a, b) for a, b in plan.shards]
     for f in futures:
         f.result()  # raises the first shard's error
-    return merge_task.submit(stage, in_path, out_dir, steps, plan["shards"]).result()
+    return merge_task.submit(plan).result()
 
 
 @task(name="mixtures", **TASK_OPTS)
-def mixtures_task(in_path: str, out_dir: str, specs: list, seed: int) -> list[dict]:
-    return pipeline.mixtures_stage(in_path, out_dir, specs, seed, progress=_progress)
+def mixtures_task(in_path: str, out_dir: str, specs: tuple[MixtureSpec, ...]) -> list[dict]:
+    return pipeline.mixtures_stage(in_path, out_dir, specs, progress=_progress)
 
 
 @task(name="report", **TASK_OPTS)
@@ -73,10 +75,10 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
 
     The task runner (flows/runners.py) is chosen with ``curate_flow.with_options(task_runner=...)``;
     ``shard_rows`` sizes the shards of the stages that run sharded (outputs do not depend on it)."""
-    recipe = pipeline.load_recipe(recipe_path)
+    recipe = load_recipe(recipe_path)  # parsed once; its stage and mixture objects go to the tasks
     data = Path(data_dir or settings.PROJECT_ROOT / "data")
     files: list[dict] = []
-    for source in recipe["sources"]:
+    for source in recipe.sources:
         got = download_task(source, str(data / "raw"), mirror)
         if not got and source == "traditional":  # the optional extra source may be absent
             continue
@@ -86,16 +88,15 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
 
     ledgers = [parse_task(files, str(run_dir / "01_parse"))]
     prev = run_dir / "01_parse" / "kept.parquet"
-    for stage in pipeline.STAGES[1:]:
-        ledgers.append(run_stage(stage, str(prev), str(run_dir / stage), recipe.get(pipeline.RECIPE_KEY[stage], []),
-                                 shard_rows))
-        prev = run_dir / stage / "kept.parquet"
+    for stage in recipe.stages:
+        ledgers.append(run_stage(stage, str(prev), str(run_dir / stage.name), shard_rows))
+        prev = run_dir / stage.name / "kept.parquet"
     pipeline.check_chain(ledgers)  # fails loudly if any record went missing between stages
-    mixtures = mixtures_task(str(prev), str(run_dir / "mixtures"), recipe.get("mixtures", []), recipe["seed"])
+    mixtures = mixtures_task(str(prev), str(run_dir / "mixtures"), recipe.mixtures)
 
     write_json(run_dir / "manifest.json", {
         "run_id": run_dir.name,
-        "recipe": recipe,
+        "recipe": recipe.data,
         "code_version": pipeline.code_version(),
         "packages": pipeline.package_versions(),
         # no "origin" (download / cache / mirror): a resumed download must write the same manifest

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from curate.normalize import clean_unicode
 from curate.parse import UndecodableFile, parse_file, parse_files
-from curate.pipeline import STAGES, check_chain
+from curate.pipeline import check_chain
+from curate.recipe import STAGES
 from curate.records import RECORD_COLUMNS
 
 # the real-run helpers and the shared Prefect server (cli_env is a fixture)
@@ -289,7 +290,7 @@ def test_a_bad_source_through_the_whole_flow(tmp_path, mirror, cli_env, big_row)
     every stage balances per source, good rows go on, and `tiger dropped` shows the quarantine."""
     import yaml
 
-    from curate.pipeline import DEFAULT_RECIPE
+    from curate.recipe import DEFAULT_RECIPE
 
     m = slice_mirror(tmp_path / "mirror", mirror, {"belle": ["dev1K.json"]})
     (m / "traditional").mkdir()

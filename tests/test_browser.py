@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from curate.pipeline import DEFAULT_RECIPE
+from curate.recipe import DEFAULT_RECIPE
 from curate.report import DIVERSITY_SECTIONS, SECTIONS
 
 CHROMIUM = Path("/usr/bin/chromium")

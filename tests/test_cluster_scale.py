@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from curate.records import make_record, records_frame
-from curate.tasktype import ClusterTagger
+from curate.ops.cluster_tagger import ClusterTagger
 
 
 @pytest.fixture(scope="module")

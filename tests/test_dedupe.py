@@ -13,23 +13,23 @@ import pandas as pd
 import pytest
 from datasketch import MinHash, MinHashLSH
 
-from curate.dedupe import (
+from curate.duplicates import survivors
+from curate.exact import exact_key
+from curate.minhash import (
     DEFAULT_NGRAM,
     DEFAULT_THRESHOLD,
-    DocumentExactDeduplicator,
-    DocumentMinhashDeduplicator,
     NearDupIndex,
     band_params,
     clean_text,
-    exact_key,
     lsh_candidate_pairs,
     minhash_signatures,
     near_duplicate_clusters,
     shingle_hash,
     shingles,
-    survivors,
 )
 from curate.ops import OPS
+from curate.ops.document_exact_deduplicator import DocumentExactDeduplicator
+from curate.ops.document_minhash_deduplicator import DocumentMinhashDeduplicator
 from curate.records import make_record, records_frame
 
 TRANS = "trans_chinese_alpaca"

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import neardup_bench as nb  # noqa: E402
 from bench_dedupe import load_alpaca_rows  # noqa: E402
 
-from curate.dedupe import DocumentMinhashDeduplicator  # noqa: E402
+from curate.ops.document_minhash_deduplicator import DocumentMinhashDeduplicator  # noqa: E402
 
 FORMAT_KINDS = ("punct", "width", "trad", "whitespace")  # identical after cleaning: always caught
 

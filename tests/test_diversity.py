@@ -6,7 +6,8 @@ import pytest
 
 from curate.diversity import distinct_n, diversity_by, diversity_metrics, entropy, normalized_entropy
 from curate.records import make_record, records_frame
-from curate.tasktype import TASK_TYPES, TaskTypeTagger
+from curate.ops.task_type_tagger import TaskTypeTagger
+from curate.tasktype import TASK_TYPES
 
 
 def test_entropy_in_bits():
@@ -110,7 +111,9 @@ import pandas as pd  # noqa: E402
 
 from curate.diversity import (embedding_metrics, root_verb_noun, vendi_score, verb_noun_pairs,  # noqa: E402
                               verb_noun_table)
-from curate.embed import Embedder, NoveltyTagger, embed, instruction_texts, novelty_scores  # noqa: E402
+from curate.embed import Embedder, embed, instruction_texts  # noqa: E402
+from curate.novelty import novelty_scores  # noqa: E402
+from curate.ops.novelty_tagger import NoveltyTagger  # noqa: E402
 
 
 def test_vendi_by_hand():
@@ -281,7 +284,7 @@ def test_report_analysis_of_a_frame_equals_the_per_group_one(mirror, monkeypatch
     exactly what analyse_groups gives from whole frames, and reuses figures it is given."""
     import curate.diversity as dv
     from curate.report import analyse_frame, analyse_groups
-    from curate.tasktype import ClusterTagger, TaskTypeTagger
+    from curate.ops.cluster_tagger import ClusterTagger
 
     df = pd.concat([_alpaca_frame(mirror, "trans_chinese_alpaca/alpaca_chinese_part_3.json", "alpaca"),
                     _alpaca_frame(mirror, "alpaca_chinese/supplementary/整数加减法.json", "drills")], ignore_index=True)

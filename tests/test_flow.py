@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from curate.pipeline import DEFAULT_RECIPE, STAGES, check_chain
+from curate.pipeline import check_chain
+from curate.recipe import DEFAULT_RECIPE, STAGES
 
 SLICE = {
     "trans_chinese_alpaca": ["alpaca_chinese_part_0.json", "alpaca_chinese_part_52.json", "developer_instruction.json"],

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from curate.langfilter import ChineseLanguageFilter, EmptyTextFilter
+from curate.ops.chinese_language_filter import ChineseLanguageFilter
+from curate.ops.empty_text_filter import EmptyTextFilter
 from curate.normalize import normalize_text
 from curate.records import make_record, records_frame
 

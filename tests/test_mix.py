@@ -9,7 +9,9 @@ from curate.diversity import diversity_metrics
 from curate.mix import (STRATEGIES, MixtureSpec, allocate, build_mixture, composition, parse_mixture_specs,
                         write_alpaca_json, write_mixture)
 from curate.records import make_record, records_frame
-from curate.tasktype import TASK_TYPES, ClusterTagger, TaskTypeTagger
+from curate.ops.cluster_tagger import ClusterTagger
+from curate.ops.task_type_tagger import TaskTypeTagger
+from curate.tasktype import TASK_TYPES
 
 N = 600
 
@@ -228,7 +230,7 @@ def test_composition_counts(pool):
 # ---- diversity-aware strategies -------------------------------------------------------------------
 
 from curate.diversity import embedding_metrics  # noqa: E402
-from curate.embed import knn_mean_distance  # noqa: E402
+from curate.novelty import knn_mean_distance  # noqa: E402
 from curate.mix import deita_select, k_center_greedy, pool_embeddings, quality_scores  # noqa: E402
 
 

@@ -6,10 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from curate.normalize import (
-    ChineseConvertMapper, HtmlTagMapper, LiteralNewlineMapper, UnicodeCleanMapper,
-    WhitespaceNormalizationMapper, clean_html, clean_unicode, convert_chinese, fix_literal_newlines,
-    normalize_text, normalize_whitespace,
+    clean_html, clean_unicode, convert_chinese, fix_literal_newlines, normalize_text, normalize_whitespace,
 )
+from curate.ops.chinese_convert_mapper import ChineseConvertMapper
+from curate.ops.html_tag_mapper import HtmlTagMapper
+from curate.ops.literal_newline_mapper import LiteralNewlineMapper
+from curate.ops.unicode_clean_mapper import UnicodeCleanMapper
+from curate.ops.whitespace_normalization_mapper import WhitespaceNormalizationMapper
 from curate.records import make_record, records_frame
 
 TRANSLATED = "alpaca_chinese/translated/"

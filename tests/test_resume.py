@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from curate.pipeline import DEFAULT_RECIPE, STAGES
+from curate.recipe import DEFAULT_RECIPE, STAGES
 
 pytestmark = pytest.mark.slow
 

@@ -9,6 +9,7 @@ import yaml
 
 from curate import pipeline
 from curate.io import read_json, write_parquet
+from curate.recipe import Stage, load_recipe, parse_steps
 from curate.records import make_record, records_frame
 
 # a small real slice: arithmetic and identity rows, BELLE (35 % school math), a translated chunk's
@@ -52,28 +53,30 @@ def _no_examples(stats):
     return stats
 
 
-def _recipe() -> dict:
-    recipe = pipeline.load_recipe()
-    recipe["diversity"] = [{"task_type_tagger": {}}, {"cluster_tagger": {"n_clusters": 8, "seed": 0}}]
-    return recipe
+SMALL_DIVERSITY = [{"task_type_tagger": {}}, {"cluster_tagger": {"n_clusters": 8, "seed": 0}}]
 
 
-def _sharded(stage: str, in_path: Path, out: Path, steps: list, shard_rows: int) -> dict:
-    plan = pipeline.stage_plan(stage, in_path, out, steps, shard_rows)
-    for a, b in reversed(plan["shards"]):  # any completion order
-        pipeline.ops_shard(stage, in_path, out, steps, a, b)
-    return pipeline.ops_merge(stage, in_path, out, steps, plan["shards"])
+def _stages() -> dict[str, Stage]:
+    stages = {s.name: s for s in load_recipe().stages}
+    stages["05_diversity"] = Stage("05_diversity", parse_steps(SMALL_DIVERSITY))
+    return stages
+
+
+def _sharded(stage: Stage, in_path: Path, out: Path, shard_rows: int) -> dict:
+    plan = pipeline.plan_stage(stage, in_path, out, shard_rows)
+    for a, b in reversed(plan.shards):  # any completion order
+        pipeline.run_shard(plan, a, b)
+    return pipeline.finish_stage(plan)
 
 
 def test_sharded_stages_write_the_same_bytes_as_one_run(parsed, tmp_path):
-    recipe = _recipe()
+    stages = _stages()
     prev = parsed
     for stage in ("02_normalize", "03_filter", "04_dedupe", "05_diversity"):
-        steps = recipe[pipeline.RECIPE_KEY[stage]]
-        one = pipeline.ops_stage(stage, prev, tmp_path / "one" / stage, steps)
+        one = pipeline.run_stage(stages[stage], prev, tmp_path / "one" / stage)
         for shard_rows in (700, 100_000):
             out = tmp_path / f"sharded-{shard_rows}" / stage
-            ledger = _sharded(stage, prev, out, steps, shard_rows)
+            ledger = _sharded(stages[stage], prev, out, shard_rows)
             assert ledger == one
             got, want = _digest(out), _digest(tmp_path / "one" / stage)
             if shard_rows > 10_000:  # one shard: everything identical
@@ -87,20 +90,18 @@ def test_sharded_stages_write_the_same_bytes_as_one_run(parsed, tmp_path):
         if stage == "03_filter":
             assert one["reasons"].get("not_chinese", 0) > 50  # the untranslated English rows
         prev = tmp_path / "one" / stage / "kept.parquet"
-    plan = pipeline.stage_plan("02_normalize", parsed, tmp_path / "sharded-700" / "02_normalize",
-                               recipe["normalize"], 700)
-    assert plan == {"done": True, "shards": []}  # a finished stage is skipped
-    plan = pipeline.stage_plan("04_dedupe", parsed, tmp_path / "new", recipe["dedupe"], 700)
-    assert plan == {"done": False, "shards": []}  # dedupe needs all rows at once: no shards
+    plan = pipeline.plan_stage(stages["02_normalize"], parsed, tmp_path / "sharded-700" / "02_normalize", 700)
+    assert plan.done and plan.shards == ()  # a finished stage is skipped
+    plan = pipeline.plan_stage(stages["04_dedupe"], parsed, tmp_path / "new", 700)
+    assert not plan.done and plan.shards == ()  # dedupe needs all rows at once: no shards
 
 
 def test_shards_resume_and_read_rows(parsed, tmp_path):
-    steps = _recipe()["filter"]
     out = tmp_path / "03_filter"
-    plan = pipeline.stage_plan("03_filter", parsed, out, steps, 1000)
-    first = pipeline.ops_shard("03_filter", parsed, out, steps, *plan["shards"][0])
+    plan = pipeline.plan_stage(_stages()["03_filter"], parsed, out, 1000)
+    first = pipeline.run_shard(plan, *plan.shards[0])
     mtime = (Path(first) / "kept.pkl").stat().st_mtime_ns
-    assert pipeline.ops_shard("03_filter", parsed, out, steps, *plan["shards"][0]) == first
+    assert pipeline.run_shard(plan, *plan.shards[0]) == first
     assert (Path(first) / "kept.pkl").stat().st_mtime_ns == mtime  # a finished shard is not redone
     whole = pipeline.read_parquet(parsed)
     part = pipeline.read_rows(parsed, 1234, 2345)
@@ -141,7 +142,8 @@ def test_flow_on_a_local_dask_cluster_matches_the_default_runner(tmp_path, link_
     from flows.runners import make_task_runner
 
     m = link_slice(tmp_path / "mirror", SLICE)
-    recipe = _recipe()
+    recipe = dict(load_recipe().data)
+    recipe["diversity"] = SMALL_DIVERSITY
     recipe["mixtures"] = ["random-300", "diverse-300"]
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
     runs = {}
@@ -159,10 +161,10 @@ def test_flow_on_a_local_dask_cluster_matches_the_default_runner(tmp_path, link_
 
 def test_bad_shard_rows(parsed, tmp_path):
     with pytest.raises(ValueError, match="shard_rows"):
-        pipeline.stage_plan("02_normalize", parsed, tmp_path / "x", [], 0)
+        pipeline.plan_stage(Stage("02_normalize"), parsed, tmp_path / "x", 0)
     # a stage with no operators still writes its (unchanged) outputs through the merge
     empty = records_frame([make_record("s", "f.json", 0, "你好", "", "好")])
     p = tmp_path / "in.parquet"
     write_parquet(p, empty)
-    ledger = _sharded("02_normalize", p, tmp_path / "02_normalize", [], 10)
+    ledger = _sharded(Stage("02_normalize"), p, tmp_path / "02_normalize", 10)
     assert ledger["in"] == ledger["kept"] == 1

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from curate.records import make_record, records_frame
-from curate.tasktype import TASK_TYPES, ClusterTagger, TaskTypeTagger, label_task_type, match_rule
+from curate.ops.cluster_tagger import ClusterTagger
+from curate.ops.task_type_tagger import TaskTypeTagger
+from curate.tasktype import TASK_TYPES, label_task_type, match_rule
 
 
 def _alpaca(mirror, rel):

@@ -376,7 +376,7 @@ def test_repetition_metrics_on_hand_made_texts():
 def test_cli_commands_have_help(capsys):
     import argparse
 
-    from train.cli import register
+    from flows.train_cli import register
 
     p = argparse.ArgumentParser(prog="tiger")
     register(p.add_subparsers(dest="cmd"))
@@ -386,7 +386,7 @@ def test_cli_commands_have_help(capsys):
                                  "--base-model", "--device", "--template", "--kl-coef", "--gravity-weights"]),
                       ("build-tiny", ["--vocab-size", "--hidden-size", "--pretrain-steps", "--pool"]),
                       ("experiment", ["--size", "--constraints", "--seeds", "--strategies", "--tiny-pretrain-steps",
-                                      "--base-model", "--device", "--no-prefect"])):
+                                      "--base-model", "--device"])):
         with pytest.raises(SystemExit):
             p.parse_args([cmd, "--help"])
         out = capsys.readouterr().out
@@ -403,7 +403,7 @@ def test_cli_train_on_a_run_folder_keeps_eval_items_out(pool_path, tiny_dir, tmp
     import shutil
 
     from curate.mix import build_mixture, write_alpaca_json
-    from train.cli import register
+    from flows.train_cli import register
 
     run = tmp_path / "run-x"
     (run / "05_diversity").mkdir(parents=True)

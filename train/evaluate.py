@@ -60,43 +60,16 @@ def record_key_text(rec: dict) -> str:
     return "\n".join(str(rec.get(c, "") or "") for c in ("instruction", "input", "output"))
 
 
-def _shingles(text: str, ngram: int) -> set[bytes]:
-    text = re.sub(r"\s+", "", text)
-    if len(text) < ngram:
-        return {text.encode("utf-8")}
-    return {text[i: i + ngram].encode("utf-8") for i in range(len(text) - ngram + 1)}
-
-
 def near_dup_mask(reference: Sequence[str], texts: Sequence[str], threshold: float = 0.7, ngram: int = 5,
-                  num_perm: int = 128, seed: int = 1) -> np.ndarray:
-    """For each of ``texts``, whether it is a near-duplicate of one of ``reference``.
+                  num_perm: int = 128) -> np.ndarray:
+    """For each of ``texts``, whether it is a near-duplicate of one of ``reference`` (the curation
+    stage's ``curate.minhash.NearDupIndex``: one definition of "near-duplicate" for the project)."""
+    from curate.minhash import NearDupIndex
 
-    Uses the curation stage's ``curate.dedupe.NearDupIndex`` when that exists (one definition of
-    "near-duplicate" for the whole project), else MinHash-LSH over character 5-grams here.
-    """
     if not len(texts):
         return np.zeros(0, dtype=bool)
-    try:
-        from curate.dedupe import NearDupIndex  # type: ignore[attr-defined]
-    except ImportError:
-        NearDupIndex = None
-    if NearDupIndex is not None:
-        try:
-            index = NearDupIndex(list(reference), threshold=threshold, ngram=ngram, num_perm=num_perm)
-            return np.asarray(index.query(list(texts)), dtype=bool)
-        except TypeError:  # a different signature: fall back to the local definition below
-            pass
-    from datasketch import MinHash, MinHashLSH
-
-    def sig(t: str) -> MinHash:
-        m = MinHash(num_perm=num_perm, seed=seed)
-        m.update_batch(list(_shingles(t, ngram)))
-        return m
-
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    for i, t in enumerate(reference):
-        lsh.insert(str(i), sig(t))
-    return np.array([bool(lsh.query(sig(t))) for t in texts], dtype=bool)
+    index = NearDupIndex(list(reference), threshold=threshold, ngram=ngram, num_perm=num_perm)
+    return np.asarray(index.query(list(texts)), dtype=bool)
 
 
 def eval_overlap_mask(df: pd.DataFrame, eval_df: pd.DataFrame, threshold: float = 0.7) -> np.ndarray:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -511,23 +510,3 @@ def report(cfg: ExperimentConfig, runs: list[dict], prepared: dict, base_row: di
     write_json(out / "experiment.json", summary)
     return {"verdict": str(out / "verdict.md"), "results": str(out / "results.parquet"), "plots": plots,
             "effects": effects}
-
-
-def run_experiment(cfg: ExperimentConfig, log: Callable[[str], None] = print,
-                   train_fn: Callable[..., dict] | None = None) -> dict[str, Any]:
-    """The whole experiment without Prefect (flows/experiment.py is the same steps as tasks)."""
-    from .finetune import finetune
-    from .tiny import build_tiny
-
-    t0 = time.time()
-    prepared = prepare(cfg, log)
-    base = (str(build_tiny(cfg.pool_path, cfg.models_dir, cfg.tiny, prepared["eval_ids"], log=log))
-            if cfg.base_model == "tiny" else cfg.base_model)
-    base_row = evaluate_base(base, prepared["eval_path"], base_eval_path(cfg, prepared), cfg.template,
-                             cfg.cutoff_len, device=cfg.device)
-    runs = grid(cfg, prepared)
-    for i, r in enumerate(runs):
-        log(f"experiment: run {i + 1}/{len(runs)} {r['arm']}")
-        (train_fn or finetune)(r["mixture_path"], r["output_dir"], base_model=base, eval_path=prepared["eval_path"],
-                               constraint=r["constraint"], seed=r["seed"], **cfg.finetune_kwargs())
-    return report(cfg, runs, prepared, base_row, time.time() - t0)

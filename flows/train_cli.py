@@ -1,4 +1,4 @@
-"""``tiger train``, ``tiger build-tiny`` and ``tiger experiment``: registered on flows/cli.py's parser.
+"""``tiger train``, ``tiger build-tiny`` and ``tiger experiment``: registered on ``flows.cli``'s parser.
 
 Hyper-parameter flags are generated from the signatures they feed (``finetune``'s arguments,
 ``TinySpec``'s fields, ``ExperimentConfig``'s fields), so a default lives in one place and
@@ -70,20 +70,20 @@ def _add_flags(parser, params: dict[str, Any], skip: set[str] = frozenset(), pre
 
 
 def finetune_params() -> dict[str, Any]:
-    from .finetune import finetune
+    from train.finetune import finetune
 
     return {k: p.default for k, p in inspect.signature(finetune).parameters.items()
             if p.default is not inspect.Parameter.empty}
 
 
 def tiny_params() -> dict[str, Any]:
-    from .tiny import TinySpec
+    from train.tiny import TinySpec
 
     return {f.name: f.default for f in dataclasses.fields(TinySpec)}
 
 
 def experiment_params() -> dict[str, Any]:
-    from .experiment import ExperimentConfig
+    from train.experiment import ExperimentConfig
 
     out = {}
     for f in dataclasses.fields(ExperimentConfig):
@@ -104,9 +104,9 @@ def _pick(ns: argparse.Namespace, names, prefix: str = "") -> dict[str, Any]:
 def cmd_train(a: argparse.Namespace) -> None:
     from curate.io import read_parquet
 
-    from .evaluate import remove_eval_items, select_eval_set
-    from .experiment import _eval_records
-    from .finetune import finetune, load_alpaca_json
+    from train.evaluate import remove_eval_items, select_eval_set
+    from train.experiment import _eval_records
+    from train.finetune import finetune, load_alpaca_json
 
     needs_run = a.base_model == "tiny" or a.eval_per_type > 0 or not Path(a.mixture).is_file()
     run_dir = find_run_dir(a.run_dir, a.run_id, a.data_dir) if needs_run else None
@@ -137,7 +137,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         write_json(eval_path, _eval_records(eval_df))
         print(f"train: eval set {len(eval_df)} records; {len(removed)} eval items / near-duplicates taken out of {name}")
     if a.base_model == "tiny":
-        from .tiny import build_tiny
+        from train.tiny import build_tiny
 
         params["base_model"] = str(build_tiny(run_dir / POOL, a.models_dir, exclude_ids=exclude))
     summary = finetune(train_path, out, eval_path=eval_path, **params)
@@ -150,8 +150,8 @@ def cmd_train(a: argparse.Namespace) -> None:
 def cmd_build_tiny(a: argparse.Namespace) -> None:
     from curate.io import read_parquet
 
-    from .evaluate import select_eval_set
-    from .tiny import TinySpec, build_tiny
+    from train.evaluate import select_eval_set
+    from train.tiny import TinySpec, build_tiny
 
     pool = Path(a.pool) if a.pool else find_run_dir(a.run_dir, a.run_id, a.data_dir) / POOL
     exclude: list[str] = []
@@ -162,8 +162,8 @@ def cmd_build_tiny(a: argparse.Namespace) -> None:
 
 
 def cmd_experiment(a: argparse.Namespace) -> None:
-    from .experiment import ExperimentConfig
-    from .tiny import TinySpec
+    from train.experiment import ExperimentConfig
+    from train.tiny import TinySpec
 
     pool = Path(a.pool) if a.pool else None
     run_dir = None if pool else find_run_dir(a.run_dir, a.run_id, a.data_dir)
@@ -171,14 +171,9 @@ def cmd_experiment(a: argparse.Namespace) -> None:
     out = a.out_dir or str((run_dir or pool.parent) / "experiment")
     cfg = ExperimentConfig(pool_path=str(pool), out_dir=out, tiny=TinySpec(**_pick(a, tiny_params(), prefix="tiny_")),
                            **_pick(a, set(experiment_params()) - {"tiny"}))
-    if a.no_prefect:
-        from .experiment import run_experiment
+    from .experiment import experiment_flow
 
-        res = run_experiment(cfg)
-    else:
-        from flows.experiment import experiment_flow
-
-        res = experiment_flow(cfg.to_dict())
+    res = experiment_flow(cfg.to_dict())
     print(f"verdict: {res['verdict']}\nresults: {res['results']}\nplots: {', '.join(res['plots'])}")
 
 
@@ -193,9 +188,6 @@ def _run_flags(p: argparse.ArgumentParser, pool: bool = False) -> None:
 
 def register(sub) -> None:
     """Add ``train``, ``build-tiny`` and ``experiment`` to an argparse subparsers object."""
-    from .tiny import TinySpec  # noqa: F401  (fail early if the training stack is missing)
-
-    fmt = argparse.ArgumentDefaultsHelpFormatter
     t = sub.add_parser("train", help="LoRA fine-tune of a Bloom-architecture model on one mixture",
                        description="LoRA fine-tune on a mixture (alpaca JSON). Every hyper-parameter below "
                                    "is an argument of train.finetune.finetune with the same default.")
@@ -225,7 +217,6 @@ def register(sub) -> None:
                                    "--size, --max-steps.")
     _run_flags(e, pool=True)
     e.add_argument("--out-dir", help="default: <run>/experiment")
-    e.add_argument("--no-prefect", action="store_true", help="run the same steps without Prefect")
     _add_flags(e, experiment_params(), skip={"pool_path", "out_dir", "tiny"})
     tg = e.add_argument_group("tiny base (when --base-model tiny)")
     _add_flags(tg, tiny_params(), prefix="tiny_")

@@ -23,10 +23,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .records import make_record, records_frame
-from .tasktype import TASK_TYPES, label_task_type, match_rule
+from curate.pipeline import normalize_frame
+from curate.records import make_record, records_frame
+from curate.tasktype import TASK_TYPES, label_task_type, match_rule
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "data"  # the hand labels
 DEVSET_CSV = DATA_DIR / "tasktype_devset.csv"
 SEED_CSV = DATA_DIR / "seed_task_types.csv"
 
@@ -40,18 +41,9 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def normalize_like_pipeline(df: pd.DataFrame, recipe: str | Path | None = None) -> pd.DataFrame:
-    """Apply the recipe's normalize operators (the 02_normalize stage) to ``df``."""
-    from .ops import parse_steps, run_steps
-    from .pipeline import load_recipe
-
-    steps = parse_steps(load_recipe(recipe).get("normalize", []))
-    return run_steps(df, steps, "02_normalize").kept
-
-
 def load_devset(mirror: str | Path, csv_path: str | Path = DEVSET_CSV, normalize: bool = True) -> pd.DataFrame:
     """The hand-labelled rows with their text: record columns + ``split`` and ``label``."""
-    from .parse import parse_file
+    from curate.parse import parse_file
 
     mirror = Path(mirror)
     wanted = _read_csv(Path(csv_path))
@@ -73,7 +65,7 @@ def load_devset(mirror: str | Path, csv_path: str | Path = DEVSET_CSV, normalize
             meta.append((w.get("split", ""), w["label"]))
     df = records_frame(records)
     if normalize:
-        df = normalize_like_pipeline(df)
+        df = normalize_frame(df)
     df["split"] = [m[0] for m in meta]
     df["label"] = [m[1] for m in meta]
     return df
@@ -97,7 +89,7 @@ def load_seed_silver(mirror: str | Path, csv_path: str | Path = SEED_CSV, normal
         names.append(w["name"])
     df = records_frame(records)
     if normalize:
-        df = normalize_like_pipeline(df)
+        df = normalize_frame(df)
     df["label"] = labels
     df["seed_name"] = names
     return df
@@ -106,7 +98,7 @@ def load_seed_silver(mirror: str | Path, csv_path: str | Path = SEED_CSV, normal
 def load_drcd_silver(mirror: str | Path, exclude_ids: set[str] | None = None, n: int | None = None,
                      seed: int = 0, normalize: bool = True) -> pd.DataFrame:
     """DRCD questions with their paragraph as input, labelled ``closed qa`` (``n`` seeded rows, or all)."""
-    from .parse import parse_file
+    from curate.parse import parse_file
 
     res = parse_file(Path(mirror) / "traditional" / "DRCD_dev.json", "traditional", "DRCD_dev.json")
     df = records_frame(res.records)
@@ -116,7 +108,7 @@ def load_drcd_silver(mirror: str | Path, exclude_ids: set[str] | None = None, n:
         pick = np.sort(np.random.default_rng(seed).choice(len(df), size=n, replace=False))
         df = df.iloc[pick].reset_index(drop=True)
     if normalize:
-        df = normalize_like_pipeline(df)
+        df = normalize_frame(df)
     df["label"] = "closed qa"
     return df
 

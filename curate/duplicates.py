@@ -1,0 +1,158 @@
+"""What both deduplicators share: which row of a duplicate group survives, the group figures, and
+the kept/dropped split.
+
+The survivor: the row whose source comes first in ``source_priority`` (sources not listed come
+after all listed ones, as equals), then the longest ``output``, then the smallest ``id``. Content
+only, so the survivor does not depend on the row order of the input."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .records import StageResult, drop_frame
+
+def check_frame(df: pd.DataFrame, fields: Sequence[str], who: str) -> None:
+    missing = [f for f in list(fields) + ["id", "source"] if f not in df.columns]
+    if missing:
+        raise KeyError(f"{who}: missing column(s) {missing}; have {list(df.columns)}")
+    for f in fields:
+        col = df[f]
+        if not col.isna().any() and pd.api.types.infer_dtype(col, skipna=False) == "string":
+            continue  # fast path: every value is a str
+        bad = ~col.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+        if not bad.any():
+            continue
+        k = int(np.flatnonzero(bad)[0])
+        rec = df.iloc[k]
+        raise TypeError(f"{who}: field {f!r} is {type(rec[f]).__name__}, not str, in file "
+                        f"{rec.get('file', '?')!r} row {rec.get('row', '?')} (id {rec['id']}); "
+                        f"{int(bad.sum())} such row(s)")
+
+
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+def _id_sort_key(ids: pd.Series) -> np.ndarray:
+    """An array that sorts like the ids as strings: uint64 for the project's 16-hex-digit ids (one
+    vectorised pass), else the strings themselves."""
+    vals = ids.astype(str).tolist()
+    raw = "".join(vals).encode("utf-8")
+    if len(raw) == 16 * len(vals):
+        nib = _HEX[np.frombuffer(raw, dtype=np.uint8)].reshape(-1, 16)
+        if len(nib) == 0 or nib.max() < 16:  # all lowercase hex: numeric order = string order
+            byte = (nib[:, 0::2] << 4) | nib[:, 1::2]
+            return np.ascontiguousarray(byte).view(">u8").ravel().astype(np.uint64)
+    return np.asarray(vals, dtype=str)
+
+
+def priority_rank(df: pd.DataFrame, source_priority: Sequence[str] = ()) -> np.ndarray:
+    """Rank of each row under the survivor rule (0 = best; a strict order when ids are unique):
+    source earliest in ``source_priority`` (unlisted sources last, as equals), then longest
+    ``output``, then smallest ``id``. Content only, so independent of the row order."""
+    n = len(df)
+    prio = {s: k for k, s in enumerate(source_priority)}
+    codes, uniques = pd.factorize(df["source"].astype(str))
+    src = np.array([prio.get(u, len(prio)) for u in uniques], dtype=np.int64)[codes] if n else np.empty(0, np.int64)
+    outlen = (df["output"].str.len().to_numpy(dtype=np.int64) if "output" in df.columns
+              else np.zeros(n, np.int64))
+    order = np.lexsort((_id_sort_key(df["id"]), -outlen, src))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    return rank
+
+
+def survivors(df: pd.DataFrame, labels: np.ndarray, source_priority: Sequence[str] = (),
+              rank: np.ndarray | None = None) -> np.ndarray:
+    """Position (0-based, in ``df``) of the survivor of each row's group (``labels`` equal = same group).
+
+    The survivor is the group's best row by :func:`priority_rank` (pass ``rank`` if you have it);
+    it uses content only, so it does not depend on row order.
+    """
+    n = len(df)
+    labels = np.asarray(labels)
+    if n == 0:
+        return np.empty(0, np.int64)
+    rank = priority_rank(df, source_priority) if rank is None else rank
+    _, lab = np.unique(labels, return_inverse=True)
+    order = np.lexsort((rank, lab))
+    first = np.concatenate(([True], lab[order][1:] != lab[order][:-1]))
+    surv_of_lab = np.empty(lab.max() + 1, dtype=np.int64)
+    surv_of_lab[lab[order][first]] = order[first]
+    return surv_of_lab[lab]
+
+
+def _cut(v: Any, k: int = 120) -> Any:
+    return v[:k] if isinstance(v, str) else v
+
+
+def group_stats(df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, reason: str,
+                 details: np.ndarray, max_clusters: int = 5) -> dict[str, Any]:
+    """Figures shared by both deduplicators (all plain JSON types, deterministic order)."""
+    n = len(df)
+    pos = np.arange(n)
+    drop = surv != pos
+    src = df["source"].astype(str).to_numpy()
+    _, lab, sizes = np.unique(labels, return_inverse=True, return_counts=True)
+    dup_groups = np.flatnonzero(sizes >= 2)
+    hist: dict[str, int] = {}
+    for sz, cnt in zip(*np.unique(sizes[dup_groups], return_counts=True)):
+        hist[str(int(sz))] = int(cnt)
+    pairs: dict[str, int] = {}
+    if drop.any():
+        a, b = src[drop], src[surv[drop]]
+        keys = np.where(a <= b, np.char.add(np.char.add(a.astype(str), "+"), b.astype(str)),
+                        np.char.add(np.char.add(b.astype(str), "+"), a.astype(str)))
+        for k, c in zip(*np.unique(keys, return_counts=True)):
+            pairs[str(k)] = int(c)
+    cross = int((src[drop] != src[surv[drop]]).sum()) if drop.any() else 0
+    # Example clusters: most sources first, then largest, then by survivor id (deterministic).
+    examples_c: list[list[dict]] = []
+    if len(dup_groups):
+        ids = df["id"].astype(str).to_numpy()
+        members = pd.DataFrame({"lab": lab, "src": src, "pos": pos})
+        members = members[np.isin(lab, dup_groups)]
+        nsrc = members.groupby("lab")["src"].nunique()
+        size_of = pd.Series(sizes[nsrc.index.to_numpy()], index=nsrc.index)
+        sid = pd.Series(ids[surv[members.groupby("lab")["pos"].first().to_numpy()]], index=nsrc.index)
+        pick = pd.DataFrame({"nsrc": nsrc, "size": size_of, "sid": sid}).sort_values(
+            ["nsrc", "size", "sid"], ascending=[False, False, True]).head(max_clusters).index
+        cols = [c for c in ("id", "source", "file", "instruction", "output") if c in df.columns]
+        for g in pick:
+            rows = np.flatnonzero(lab == g)
+            rows = np.concatenate(([surv[rows[0]]], [r for r in rows if r != surv[rows[0]]]))[:8]
+            examples_c.append([{c: _cut(df.iloc[r][c]) for c in cols} | {"survivor": bool(r == surv[r])}
+                               for r in rows])
+    ex_cols = [c for c in ("id", "source", "file", "row", "instruction") if c in df.columns]
+    ex = []
+    for r in np.flatnonzero(drop)[:3]:
+        rec = df.iloc[r]
+        item = {c: (int(rec[c]) if c == "row" else _cut(rec[c])) for c in ex_cols}
+        item["detail"] = str(details[r])
+        ex.append(item)
+    return {
+        "reasons": {reason: int(drop.sum())} if drop.any() else {},
+        "examples": {reason: ex} if ex else {},
+        "clusters": int(len(dup_groups)),
+        "cluster_sizes": hist,
+        "source_pairs": pairs,
+        "cross_source_duplicates": cross,
+        "example_clusters": examples_c,
+    }
+
+
+def dedupe_result(df: pd.DataFrame, name: str, surv: np.ndarray, reason: str, details: np.ndarray,
+            stats: dict) -> StageResult:
+    drop = surv != np.arange(len(df))
+    kept = df[~drop]
+    dropped = drop_frame(df[drop], stage=name, reason=reason,
+                         detail=pd.Series(details[drop], index=df.index[drop], dtype=object))
+    return StageResult(kept, dropped, stats)
+
+
+
+def empty_stats() -> dict[str, Any]:
+    return {"reasons": {}, "examples": {}, "clusters": 0, "cluster_sizes": {}, "source_pairs": {},
+            "cross_source_duplicates": 0, "example_clusters": []}

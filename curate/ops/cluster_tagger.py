@@ -1,0 +1,190 @@
+"""``cluster_tagger`` groups rows by their wording: TF-IDF over character n-grams (or jieba words) of
+the instruction plus the start of the input, TruncatedSVD, L2-normalisation, MiniBatchKMeans. All
+of it is seeded; clusters are renumbered by size (0 = largest) so ids read the same every run.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+
+from ..records import StageResult, empty_drops
+from .base import Tagger, register
+
+
+def _jieba_tokenizer(text: str) -> list[str]:
+    import jieba
+
+    return [w for w in jieba.lcut(text) if w.strip()]
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Char n-grams of one phrase ("描述", "描述一", "述一个"): keep only one of them as a name."""
+    return a in b or b in a or a[1:] == b[:-1] or b[1:] == a[:-1] or a[1:] in b or b[1:] in a
+
+
+@register("cluster_tagger")
+class ClusterTagger(Tagger):
+    """Adds ``cluster`` (int, 0 = largest cluster) from unsupervised clustering of the wording.
+
+    Pipeline: TF-IDF (``analyzer="char_wb"`` character ``ngram_range``-grams, or jieba word
+    ``word_ngram_range``-grams with ``tokenizer="jieba"``; sublinear tf, ``min_df=2``, at most
+    ``max_features`` terms) over instruction + the first ``input_chars`` characters of the input →
+    TruncatedSVD to ``svd_dims`` → L2 normalise → MiniBatchKMeans(``n_clusters``, ``n_init`` fixed,
+    ``random_state=seed``). The vocabulary, SVD and k-means are fitted on at most ``fit_sample``
+    rows (a seeded sample) and then applied to every row, ``chunk_rows`` rows at a time (the
+    labels do not depend on the chunking), the chunks on ``chunk_threads`` threads (2 by default; same output). BLAS runs on
+    ``n_threads`` threads
+    (1 by default). Deterministic for the same rows and params, whatever the thread counts.
+
+    Drops nothing. stats: ``n_clusters`` (effective), ``sizes`` and ``top_terms`` per cluster (the
+    highest-weighted terms of the cluster's mean TF-IDF vector), so a report can name clusters.
+    """
+
+    def __init__(self, n_clusters: int = 50, max_features: int = 50000, ngram_range: tuple[int, int] | list[int] = (1, 3),
+                 tokenizer: str = "char", word_ngram_range: tuple[int, int] | list[int] = (1, 2), svd_dims: int = 100, seed: int = 0, fit_sample: int = 20000,
+                 input_chars: int = 100, n_init: int = 3, top_terms: int = 8, n_threads: int = 1,
+                 column: str = "cluster", chunk_rows: int = 100_000, chunk_threads: int = 2):
+        if n_clusters < 1:
+            raise ValueError(f"cluster_tagger: n_clusters must be >= 1, got {n_clusters}")
+        if tokenizer not in ("char", "jieba"):
+            raise ValueError(f"cluster_tagger: tokenizer must be 'char' or 'jieba', got {tokenizer!r}")
+        self.n_clusters = int(n_clusters)
+        self.max_features = int(max_features)
+        self.ngram_range = tuple(int(v) for v in ngram_range)
+        self.tokenizer = tokenizer
+        self.word_ngram_range = tuple(int(v) for v in word_ngram_range)
+        self.svd_dims = int(svd_dims)
+        self.seed = int(seed)
+        self.fit_sample = int(fit_sample)
+        self.input_chars = int(input_chars)
+        self.n_init = int(n_init)
+        self.top_terms = int(top_terms)
+        self.n_threads = int(n_threads)
+        self.column = column
+        if chunk_rows < 1:
+            raise ValueError(f"cluster_tagger: chunk_rows must be >= 1, got {chunk_rows}")
+        self.chunk_rows = int(chunk_rows)
+        self.chunk_threads = int(chunk_threads)
+
+    def _vectorizer(self):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        common = dict(max_features=self.max_features, sublinear_tf=True, min_df=2, dtype=np.float32)
+        if self.tokenizer == "jieba":
+            return TfidfVectorizer(tokenizer=_jieba_tokenizer, token_pattern=None, lowercase=True,
+                                   ngram_range=self.word_ngram_range, **common)
+        return TfidfVectorizer(analyzer="char_wb", ngram_range=self.ngram_range, lowercase=True, **common)
+
+    def __call__(self, df: pd.DataFrame) -> StageResult:
+        import sklearn.cluster  # noqa: F401  (load BLAS before limiting it: threadpoolctl only
+        import sklearn.decomposition  # noqa: F401  limits libraries already loaded)
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread by default: the SVD's QR is many times slower when BLAS threads compete
+        # with other work for few cores, and a fixed thread count keeps float sums reproducible.
+        with threadpool_limits(limits=self.n_threads):
+            return self._run(df)
+
+    def _run(self, df: pd.DataFrame) -> StageResult:
+        import scipy.sparse as sp
+        from sklearn.cluster import MiniBatchKMeans
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.preprocessing import normalize
+
+        kept = df.copy()
+        n = len(df)
+        if n == 0:
+            kept[self.column] = pd.Series(dtype="int64")
+            return StageResult(kept, empty_drops(df, self.name), {"n_clusters": 0, "sizes": {}, "top_terms": {}})
+
+        from ..embed import instruction_texts, tfidf_transform
+
+        # the input is cut so long contexts (articles, code) do not drown the instruction's wording
+        texts = instruction_texts(df, self.input_chars)
+        rng = np.random.default_rng(self.seed)
+        fit_idx = np.sort(rng.choice(n, size=self.fit_sample, replace=False)) if n > self.fit_sample else np.arange(n)
+        fit_texts = [texts[i] for i in fit_idx]
+
+        vec = self._vectorizer()
+        if len(fit_texts) < 2:
+            vec.set_params(min_df=1)
+        try:
+            x_fit = vec.fit_transform(fit_texts)
+        except ValueError:  # every text empty: no vocabulary
+            vec.set_params(min_df=1, analyzer="char", ngram_range=(1, 1))
+            x_fit = vec.fit_transform([t or " " for t in fit_texts])
+        k = min(self.n_clusters, len(set(fit_texts)))
+        dims = min(self.svd_dims, x_fit.shape[1] - 1, x_fit.shape[0] - 1)
+        svd = None
+        if dims >= 2:
+            svd = TruncatedSVD(n_components=dims, random_state=self.seed, algorithm="randomized", n_iter=5)
+            z_fit = normalize(svd.fit_transform(x_fit))
+        else:  # tiny inputs: cluster the TF-IDF vectors directly
+            z_fit = normalize(x_fit).toarray()
+
+        km = MiniBatchKMeans(n_clusters=k, random_state=self.seed, n_init=self.n_init,
+                             batch_size=2048, max_iter=100, reassignment_ratio=0.01)
+        km.fit(z_fit.astype(np.float64))
+
+        # Every row is transformed and assigned a chunk at a time (each row's label depends on that
+        # row alone, so the labels equal one pass over all rows), with TF-IDF counts built by numpy
+        # (curate.embed.tfidf_transform, the same matrix as sklearn's), so millions of rows never
+        # hold their dense SVD coordinates at once. The per-cluster TF-IDF sums that name the
+        # clusters are added up chunk by chunk.
+        def chunk(a: int) -> tuple[np.ndarray, np.ndarray]:
+            x = tfidf_transform(vec, texts[a:a + self.chunk_rows])
+            z = normalize(svd.transform(x)) if svd is not None else normalize(x).toarray()
+            lab = km.predict(z.astype(np.float64))
+            onehot = sp.csr_matrix((np.ones(len(lab), dtype=np.float32), (lab, np.arange(len(lab)))), shape=(k, len(lab)))
+            return lab, (onehot @ x).toarray()
+
+        raw = np.empty(n, dtype=np.int64)
+        raw_sums = np.zeros((k, len(vec.vocabulary_)), dtype=np.float64)
+        starts = range(0, n, self.chunk_rows)
+        # Chunks on ``chunk_threads`` threads (much of the work releases the GIL); results are taken in
+        # chunk order, so the sums, and so every output, are the same whatever the thread count.
+        with ThreadPoolExecutor(max_workers=max(1, self.chunk_threads)) as pool:
+            for a, (lab, part) in zip(starts, pool.map(chunk, starts)):
+                raw[a:a + len(lab)] = lab
+                raw_sums += part
+
+        # Renumber by size (largest first, ties by raw id) so ids are stable and readable.
+        sizes = np.bincount(raw, minlength=k)
+        order = sorted(range(k), key=lambda c: (-int(sizes[c]), c))
+        remap = np.empty(k, dtype=np.int64)
+        remap[order] = np.arange(k)
+        labels = remap[raw]
+        sums = np.empty_like(raw_sums)
+        sums[remap] = raw_sums
+        kept[self.column] = pd.Series(labels, index=df.index, dtype="int64")
+
+        stats = {
+            "n_clusters": int(len(np.unique(labels))),
+            "n_clusters_requested": self.n_clusters,
+            "fit_rows": int(len(fit_idx)),
+            "features": int(x_fit.shape[1]),
+            "svd_dims": int(dims) if dims >= 2 else 0,
+            "sizes": {str(c): int(v) for c, v in enumerate(np.bincount(labels, minlength=k))},
+            "top_terms": self._top_terms(sums, k, vec),
+        }
+        return StageResult(kept, empty_drops(df, self.name), stats)
+
+    def _top_terms(self, sums: np.ndarray, k: int, vec) -> dict[str, list[str]]:
+        """``sums``: each cluster's summed TF-IDF vector (k x vocabulary)."""
+        names = vec.get_feature_names_out()
+        out: dict[str, list[str]] = {}
+        for c in range(k):
+            row = sums[c]
+            # Skip single characters and whitespace-padded fragments: they name nothing.
+            cand = np.argsort(-row, kind="stable")
+            terms = []
+            for j in cand:
+                if row[j] <= 0 or len(terms) >= self.top_terms:
+                    break
+                t = str(names[j]).strip()
+                if len(t) >= 2 and not any(_overlaps(t, u) for u in terms):
+                    terms.append(t)
+            out[str(c)] = terms
+        return out
