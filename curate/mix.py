@@ -40,6 +40,7 @@ import pandas as pd
 
 from . import io
 from .diversity import diversity_metrics
+from .registry import Registry
 from .tasktype import TASK_TYPES
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -59,7 +60,7 @@ class MixtureSpec:
         if not _NAME_OK.match(self.name or ""):
             raise ValueError(f"mixture name {self.name!r}: use letters, digits, '_', '-', '.' only (it names files)")
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"mixture {self.name!r}: unknown strategy {self.strategy!r}; known: {', '.join(sorted(STRATEGIES))}")
+            raise ValueError(f"mixture {self.name!r}: unknown strategy {self.strategy!r}; known: {STRATEGIES.known()}")
         if isinstance(self.size, bool) or not isinstance(self.size, (int, np.integer)) or self.size < 1:
             raise ValueError(f"mixture {self.name!r}: size must be a positive integer, got {self.size!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
@@ -115,17 +116,11 @@ def parse_mixture_specs(config_list: list, default_seed: int = 0) -> list[Mixtur
 # A strategy gets the pool (sorted by id, index 0..n-1), the spec and a seeded RNG, and returns the
 # chosen row positions plus a dict of what it decided (for the manifest).
 Strategy = Callable[[pd.DataFrame, MixtureSpec, np.random.Generator], tuple[np.ndarray, dict[str, Any]]]
-STRATEGIES: dict[str, Strategy] = {}
+STRATEGIES = Registry("mixture strategy")
 
 
 def strategy(name: str) -> Callable[[Strategy], Strategy]:
-    def deco(fn: Strategy) -> Strategy:
-        if name in STRATEGIES and STRATEGIES[name] is not fn:
-            raise ValueError(f"mixture strategy {name!r} registered twice")
-        STRATEGIES[name] = fn
-        return fn
-
-    return deco
+    return lambda fn: STRATEGIES.add(name, fn)
 
 
 def _need(pool: pd.DataFrame, spec: MixtureSpec, columns: list[str]) -> None:

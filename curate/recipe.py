@@ -93,7 +93,7 @@ def parse_steps(spec: Any, where: str = "recipe") -> tuple[Step, ...]:
         else:
             raise ValueError(f"{where}: bad recipe step {item!r}: expected 'name' or {{name: {{params}}}}")
         if name not in OPS:
-            raise ValueError(f"{where}: unknown operator {name!r}; known: {', '.join(sorted(OPS))}")
+            raise ValueError(f"{where}: unknown operator {name!r}; known: {OPS.known()}")
         sig = inspect.signature(OPS[name].__init__).parameters.values()
         known = [q.name for q in sig if q.name != "self" and q.kind in (q.POSITIONAL_OR_KEYWORD, q.KEYWORD_ONLY)]
         unknown = sorted(set(params) - set(known))

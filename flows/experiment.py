@@ -80,7 +80,7 @@ def _config(cfg: dict):
 
 @flow(name="tiger-experiment")
 def experiment_flow(cfg: dict) -> dict:
-    """mixtures × constraints × seeds → results table, plots and verdict (see train/experiment.py)."""
+    """mixtures × constraints × seeds → results table, plots and verdict (see train/experiment/)."""
     import time
 
     from prefect.artifacts import create_markdown_artifact

@@ -105,7 +105,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     from curate.io import read_parquet
 
     from train.evaluate import remove_eval_items, select_eval_set
-    from train.experiment import _eval_records
+    from train.experiment import eval_records
     from train.finetune import finetune, load_alpaca_json
 
     needs_run = a.base_model == "tiny" or a.eval_per_type > 0 or not Path(a.mixture).is_file()
@@ -134,7 +134,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         train_path = out / "train.json"
         eval_path = out / "eval.json"
         write_json(train_path, [recs[i] for i in kept["_i"]])
-        write_json(eval_path, _eval_records(eval_df))
+        write_json(eval_path, eval_records(eval_df))
         print(f"train: eval set {len(eval_df)} records; {len(removed)} eval items / near-duplicates taken out of {name}")
     if a.base_model == "tiny":
         from train.tiny import build_tiny

@@ -18,5 +18,5 @@ for _m in sorted(m.name for m in pkgutil.iter_modules(__path__)):
 def build_op(name: str, params: dict | None = None) -> Operator:
     """The registered operator ``name`` built with ``params`` (checked by its ``__init__``)."""
     if name not in OPS:
-        raise KeyError(f"unknown operator {name!r}; known: {', '.join(sorted(OPS))}")
+        raise KeyError(f"unknown operator {name!r}; known: {OPS.known()}")
     return OPS[name](**(params or {}))

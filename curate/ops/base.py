@@ -20,18 +20,16 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..records import TEXT_COLUMNS, StageResult, empty_drops
+from ..registry import Registry
 
-OPS: dict[str, type["Operator"]] = {}
+OPS = Registry("operator")
 
 
 def register(name: str) -> Callable[[type], type]:
     """Class decorator: the operator is known to recipes as ``name``."""
     def deco(cls: type) -> type:
-        if name in OPS and OPS[name] is not cls:
-            raise ValueError(f"operator {name!r} registered twice")
         cls.name = name
-        OPS[name] = cls
-        return cls
+        return OPS.add(name, cls)
 
     return deco
 

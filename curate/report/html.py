@@ -1,0 +1,151 @@
+"""HTML pieces of the reports: escaping, tables, examples, a stage's steps and drops, the page."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+TASK_TYPES_ORDER = ["generation", "rewrite", "brainstorming", "open qa", "closed qa", "classification",
+                    "extract", "summarization", "math", "code", "other"]
+
+
+def esc(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def html_table(rows: list[dict], cols: list[str] | None = None) -> str:
+    if not rows:
+        return "<p><em>none</em></p>"
+    cols = cols or list(rows[0].keys())
+    head = "".join(f"<th>{esc(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{esc(fmt_value(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def fmt_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False)
+    return str(v)
+
+
+def md_table(rows: list[dict], cols: list[str]) -> str:
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(fmt_value(r.get(c, "")).replace("|", "\\|") for c in cols) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def examples_html(examples: list[dict]) -> str:
+    if not examples:
+        return ""
+    items = []
+    for ex in examples:
+        items.append("<li><code>" + esc(json.dumps(ex, ensure_ascii=False)[:600]) + "</code></li>")
+    return "<ul class='ex'>" + "".join(items) + "</ul>"
+
+
+def steps_html(stats: dict, cluster_examples: bool = False) -> str:
+    out = []
+    for step in stats.get("steps", []):
+        out.append(f"<h3>{esc(step['op'])}</h3><p>{step['in']:,} in, {step['kept']:,} kept, {step['dropped']:,} dropped</p>")
+        extra = {k: v for k, v in step.items() if k not in {"op", "params", "in", "kept", "dropped", "examples", "reasons"}
+                 and not isinstance(v, (list, dict))}
+        if extra:
+            out.append(html_table([extra]))
+        for k, v in step.items():
+            if isinstance(v, dict) and k not in {"params", "examples"} and v and all(not isinstance(x, (dict, list)) for x in v.values()):
+                out.append(f"<h4>{esc(k)}</h4>" + html_table([{"key": a, "value": b} for a, b in v.items()]))
+        if cluster_examples and isinstance(step.get("examples"), list):
+            for i, cl in enumerate(step["examples"][:5]):
+                out.append(f"<h4>example cluster {i + 1}</h4>" + examples_html(cl if isinstance(cl, list) else [cl]))
+    return "".join(out)
+
+
+def drops_html(run_dir: Path, stage: str, per_reason: int = 3) -> str:
+    p = run_dir / stage / "dropped.parquet"
+    if not p.exists():
+        return ""
+    # only what is shown (the raw `extra` of quarantined rows can be most of the file)
+    have = pq.ParquetFile(p).schema_arrow.names
+    df = pd.read_parquet(p, columns=[c for c in ("stage", "reason", "source", "file", "row", "detail", "instruction",
+                                                 "output") if c in have])
+    if not len(df):
+        return "<p>Nothing dropped here.</p>"
+    out = ["<h3>Dropped, by reason</h3>"]
+    for (st, reason), part in df.groupby(["stage", "reason"], sort=True):
+        out.append(f"<h4>{esc(st)} — {esc(reason)}: {len(part):,}</h4>")
+        ex = [{"source": r["source"], "file": r["file"], "row": int(r["row"]), "detail": str(r["detail"])[:200],
+               "instruction": str(r["instruction"])[:120], "output": str(r["output"])[:80]}
+              for r in part.head(per_reason).to_dict("records")]
+        out.append(examples_html(ex))
+    return "".join(out)
+
+
+CSS = """body{font-family:system-ui,'Noto Sans CJK SC',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0;font-size:.85em;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}section{border-top:2px solid #ddd;margin-top:1.5em}img.plot{max-width:100%;display:block;margin:.5em 0}
+ul.ex code{white-space:pre-wrap;font-size:.8em}nav{font-size:.9em}small{color:#777}"""
+
+
+METRIC_COLUMNS = ["group", "rows", "task_type_entropy", "task_type_entropy_norm", "task_type_coverage", "cluster_entropy",
+                  "cluster_entropy_norm", "distinct_1", "distinct_2", "distinct_3", "vendi", "mean_cosine_distance",
+                  "mean_novelty", "verb_entropy", "distinct_verbs", "mean_instruction_chars"]
+
+
+SCRIPT = """window.addEventListener('load', function () {
+  var imgs = document.querySelectorAll('img.plot'), ok = 0;
+  imgs.forEach(function (im) { if (im.complete && im.naturalWidth > 0) { ok++; } });
+  document.body.setAttribute('data-plots-total', String(imgs.length));
+  document.body.setAttribute('data-plots-ok', String(ok));
+  document.body.setAttribute('data-ready', '1');
+});"""
+
+
+def metrics_rows(analysis: dict[str, Any]) -> list[dict]:
+    rows = []
+    for g in analysis["groups"]:
+        m = analysis["metrics"][g]
+        rows.append({c: (g if c == "group" else m.get(c)) for c in METRIC_COLUMNS if c == "group" or c in m})
+    return rows
+
+
+def verb_noun_html(table: dict[str, Any]) -> str:
+    rows = [{"verb": v["verb"], "count": v["count"], "top nouns": "、".join(f"{n['noun']} ({n['count']})" for n in v["nouns"])}
+            for v in table["verbs"]]
+    return html_table(rows)
+
+
+METHOD_HTML = """<ul>
+<li><b>Task types</b>: the ordered keyword rules of <code>curate.tasktype</code> (11 types), checked against a
+hand-labelled development set (<code>tests/data/README.md</code>).</li>
+<li><b>Entropy</b> is in bits; <i>normalised</i> divides by log2 of the number of categories (11 types; k clusters).
+<b>Coverage</b>: share of the 11 types present.</li>
+<li><b>Clusters</b>: TF-IDF character n-grams → SVD → k-means, fitted on all compared rows together.</li>
+<li><b>distinct-n</b>: distinct character n-grams / all character n-grams of the instructions.</li>
+<li><b>Embedding</b>: TF-IDF over character 1–3-grams of instruction + first 100 input characters → TruncatedSVD
+(128 dims) → L2 normalisation, fitted on a seeded sample of ≤ 20,000 of all compared rows. It measures wording, not
+meaning. <b>Vendi score</b> = exp(entropy of the eigenvalues of K/n), K the cosine-similarity matrix, computed on a
+seeded sample of ≤ 2,000 rows per group so groups of different sizes compare fairly (it is at most 128, the
+embedding's rank). <b>Mean cosine distance</b>: mean over pairs of that sample.</li>
+<li><b>Novelty</b> of a record: mean cosine distance to its 10 nearest neighbours among a seeded sample of
+≤ 10,000 rows (the <code>novelty_tagger</code> operator, and the report when it computes it itself); 0 = it has near
+twins.</li>
+<li><b>Verb–noun</b> (as in Self-Instruct): root verb = first content verb of the instruction's first real clause,
+object = first noun after it, from jieba's part-of-speech tags (an approximation of a dependency parse), on a seeded
+sample of ≤ 5,000 rows per group. Inner ring: the top 20 verbs; outer ring: each verb's top 4 nouns.</li>
+</ul>"""
+
+
+def page_html(title: str, subtitle: str, sections: list[str], titles: dict[str, str], parts: dict[str, str]) -> str:
+    nav = " · ".join(f"<a href='#{s}'>{esc(titles[s])}</a>" for s in sections)
+    body = "".join(f"<section id='{s}'><h2>{esc(titles[s])}</h2>{parts.get(s, '')}</section>" for s in sections)
+    return (f"<!doctype html><html lang='zh'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+            f"<style>{CSS}</style></head><body><h1>{esc(title)} <small>{esc(subtitle)}</small></h1>"
+            f"<nav>{nav}</nav>{body}<script>{SCRIPT}</script></body></html>")

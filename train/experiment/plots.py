@@ -1,0 +1,78 @@
+"""Step 4c: the experiment's figures."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def plot(results: pd.DataFrame, steps: pd.DataFrame, out_dir: str | os.PathLike,
+         base_row: dict | None = None) -> list[str]:
+    """``eval_loss_by_task_type.png`` and ``metrics_vs_steps.png``; returns their paths.
+
+    With ``base_row`` the bars are the change from the base's loss on that task type (the arms
+    differ by far less than the task types do, so absolute bars would hide the differences).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    type_cols = sorted(c for c in results.columns if c.startswith("loss["))
+    constraints = list(dict.fromkeys(results["constraint"]))
+    mixtures = list(dict.fromkeys(results["mixture"]))
+    if type_cols:
+        fig, axes = plt.subplots(len(constraints), 1, figsize=(12, 3.2 * len(constraints)), sharex=True, squeeze=False)
+        x = np.arange(len(type_cols))
+        width = 0.8 / max(1, len(mixtures))
+        by_type = (base_row or {}).get("by_type") or {}
+        ref = np.array([by_type.get(col[5:-1], {}).get("loss", np.nan) for col in type_cols]) if base_row else 0.0
+        for ax, c in zip(axes[:, 0], constraints):
+            for i, m in enumerate(mixtures):
+                part = results[(results["constraint"] == c) & (results["mixture"] == m)]
+                if part.empty:
+                    continue
+                ax.bar(x + i * width, part[type_cols].mean().to_numpy() - ref, width,
+                       yerr=part[type_cols].std(ddof=1).fillna(0).to_numpy() if len(part) > 1 else None,
+                       label=m, capsize=2)
+            ax.set_title(f"constraint: {c}")
+            ax.set_ylabel("eval loss − base" if base_row else "eval loss")
+            ax.axhline(0, color="black", linewidth=0.6)
+            ax.legend(fontsize=8, ncol=len(mixtures))
+            if not base_row:
+                lo = np.nanmin(results[type_cols].to_numpy())
+                hi = np.nanmax(results[type_cols].to_numpy())
+                ax.set_ylim(max(0.0, lo - 0.1 * (hi - lo + 1e-9)), hi + 0.1 * (hi - lo + 1e-9))
+        axes[-1, 0].set_xticks(x + width * (len(mixtures) - 1) / 2)
+        axes[-1, 0].set_xticklabels([c[5:-1] for c in type_cols], rotation=30)
+        fig.suptitle("Eval loss per task type" + (", change from the base" if base_row else "")
+                     + " (mean over seeds, error bar = sd; lower is better)")
+        fig.tight_layout()
+        p = out_dir / "eval_loss_by_task_type.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(str(p))
+    if not steps.empty:
+        metrics = [m for m in ("eval_loss", "rep_rate", "distinct_2", "mean_len") if m in steps.columns]
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+        styles = dict(zip(constraints, ["-", "--", ":", "-."]))
+        colors = dict(zip(mixtures, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+        for ax, metric in zip(axes[0], metrics):
+            for (m, c), part in steps.groupby(["mixture", "constraint"], sort=False):
+                curve = part.groupby("step")[metric].mean()
+                ax.plot(curve.index, curve.to_numpy(), styles.get(c, "-"), color=colors.get(m), label=f"{m} / {c}")
+            ax.set_xlabel("step")
+            ax.set_title(metric)
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle("Metrics against steps (mean over seeds; step 0 = the base)")
+        fig.tight_layout()
+        p = out_dir / "metrics_vs_steps.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(str(p))
+    return paths
