@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ..io import read_json, write_text
+from ..recipe import OPS_STAGES
 from .analysis import (
     COVERAGE_SAMPLE,
     analyse_frame,
@@ -90,9 +91,15 @@ def _summary(manifest: dict, md: list[str]) -> str:
     n_files = len(manifest["inputs"])
     mixtures = manifest.get("mixtures", [])
     md += [f"{n_files} files, {first['in']:,} raw rows → {last['kept']:,} curated records.", ""]
-    return (f"<p>{n_files} input files, {first['in']:,} raw rows → {last['kept']:,} curated records "
+    html = (f"<p>{n_files} input files, {first['in']:,} raw rows → {last['kept']:,} curated records "
             f"({first['in'] - last['kept']:,} dropped, every one with a reason below). "
             f"{len(mixtures)} mixtures: " + ", ".join(f"<b>{esc(m['name'])}</b> ({m['rows']:,})" for m in mixtures) + ".</p>")
+    recipe = manifest.get("recipe") if isinstance(manifest.get("recipe"), dict) else {}
+    idle = [key for key in OPS_STAGES.values() if not recipe.get(key)]
+    if idle:  # a stage the recipe turned off (``filter: []``): say so where nobody can miss it
+        md += [f"**Stages that run no operator:** {', '.join(idle)}.", ""]
+        html += f"<p><b>Stages that run no operator:</b> {esc(', '.join(idle))}.</p>"
+    return html
 
 
 def _ledger(ledger: list[dict], md: list[str]) -> str:
