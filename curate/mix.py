@@ -1,5 +1,5 @@
 """Training mixtures: named, seeded samples of the curated pool, written in LLaMA-Factory's alpaca
-format with a manifest that says what is inside.
+format (and the other formats of ``curate.export``) with a manifest that says what is inside.
 
 A mixture spec is ``{name, strategy, size, seed, **options}``; ``"diverse-2000"`` is shorthand for
 ``{name: "diverse-2000", strategy: "diverse", size: 2000}``. Strategies live in ``STRATEGIES``
@@ -40,6 +40,7 @@ import pandas as pd
 
 from . import io
 from .diversity import diversity_metrics
+from .export import sharegpt_dataset_info, write_exports
 from .registry import Registry
 from .tasktype import TASK_TYPES
 
@@ -508,8 +509,10 @@ def dataset_info_entry(name: str, with_history: bool) -> dict[str, Any]:
 
 
 def write_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str, out_dir: str | Path) -> dict[str, Any]:
-    """Write ``<name>.json`` (alpaca) and ``<name>.manifest.json`` for the mixture ``df`` and add
-    its entry to ``dataset_info.json`` in ``out_dir``. Returns the manifest (plus the paths)."""
+    """Write ``<name>.json`` (alpaca), the exports of ``curate.export`` (``<name>.sharegpt.json``,
+    ``<name>.parquet``, the dataset folder ``<name>/`` with its card) and ``<name>.manifest.json``
+    for the mixture ``df``, and add its entries to ``dataset_info.json`` in ``out_dir``. Returns the
+    manifest (plus the paths)."""
     spec = spec if isinstance(spec, MixtureSpec) else parse_mixture_specs([spec])[0]
     out_dir = Path(out_dir)
     data_path = out_dir / f"{spec.name}.json"
@@ -529,6 +532,7 @@ def write_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str, out_dir: str
         "ids_sha256": hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest(),
         "composition": composition(df, n_clusters=selection.get("pool_clusters")),
     }
+    manifest.update(write_exports(df, spec.name, out_dir, manifest))
     manifest_path = out_dir / f"{spec.name}.manifest.json"
     io.write_json(manifest_path, manifest)
 
@@ -537,5 +541,6 @@ def write_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str, out_dir: str
     if not isinstance(info, dict):
         raise ValueError(f"{info_path}: expected a JSON object (LLaMA-Factory dataset_info), got {type(info).__name__}")
     info[spec.name] = dataset_info_entry(spec.name, with_history)
+    info[f"{spec.name}_sharegpt"] = sharegpt_dataset_info(spec.name)
     io.write_json(info_path, info)
     return {**manifest, "paths": {"data": str(data_path), "manifest": str(manifest_path), "dataset_info": str(info_path)}}

@@ -154,8 +154,11 @@ def test_write_mixture_same_bytes_and_loads_with_datasets(pool, tmp_path, monkey
         m = build_mixture(pool, spec)
         manifest = write_mixture(m, spec, tmp_path / d)
         outs.append(manifest)
-    for fname in (f"{spec.name}.json", f"{spec.name}.manifest.json", "dataset_info.json"):
-        assert (tmp_path / "a" / fname).read_bytes() == (tmp_path / "b" / fname).read_bytes()
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert {f"{spec.name}.json", f"{spec.name}.manifest.json", "dataset_info.json", f"{spec.name}.sharegpt.json",
+            f"{spec.name}.parquet", f"{spec.name}/README.md", f"{spec.name}/state.json"} <= {str(f) for f in files}
+    for fname in files:  # every file, the exports and the dataset folder included
+        assert (tmp_path / "a" / fname).read_bytes() == (tmp_path / "b" / fname).read_bytes(), fname
 
     data = json.loads((tmp_path / "a" / f"{spec.name}.json").read_text(encoding="utf-8"))
     assert len(data) == N and set(data[0]) == {"instruction", "input", "output"}  # no history in these rows
@@ -175,7 +178,8 @@ def test_write_mixture_same_bytes_and_loads_with_datasets(pool, tmp_path, monkey
 
     # a second mixture in the same folder adds its entry
     write_mixture(build_mixture(pool, "random-20"), "random-20", tmp_path / "a")
-    assert set(json.loads((tmp_path / "a" / "dataset_info.json").read_text(encoding="utf-8"))) == {spec.name, "random-20"}
+    assert set(json.loads((tmp_path / "a" / "dataset_info.json").read_text(encoding="utf-8"))) == {
+        spec.name, f"{spec.name}_sharegpt", "random-20", "random-20_sharegpt"}
 
     from datasets import load_dataset
 
