@@ -29,7 +29,7 @@ def register(name: str) -> Callable[[type], type]:
 
 def _load_all() -> None:
     # Importing the modules registers their operators.
-    from . import dedupe, langfilter, normalize, tasktype  # noqa: F401
+    from . import dedupe, langfilter, length_filter, normalize, tasktype  # noqa: F401
 
 
 def build_op(name: str, params: dict[str, Any] | None = None):

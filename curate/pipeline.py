@@ -185,6 +185,7 @@ def check_chain(ledgers: list[dict[str, Any]]) -> None:
 ROW_LOCAL_OPS = frozenset({
     "unicode_clean_mapper", "html_tag_mapper", "chinese_convert_mapper", "literal_newline_mapper",
     "whitespace_normalization_mapper", "empty_text_filter", "chinese_language_filter", "task_type_tagger",
+    "text_length_filter",
 })
 DEFAULT_SHARD_ROWS = 250_000
 

@@ -180,7 +180,9 @@ def build_report(run_dir: Path) -> tuple[Path, str]:
     # Parse
     pstats = _load(run_dir, "01_parse", "stats.json")
     files_tbl = [{"file": f, **v} for f, v in sorted((pstats.get("files") or {}).items())]
-    parts["parse"] = _table(files_tbl) + _drops_html(run_dir, "01_parse")
+    # every column any file has (estimated_rows: rows lost with a file that could not be read)
+    fcols = list(dict.fromkeys(c for r in files_tbl for c in r))
+    parts["parse"] = _table(files_tbl, fcols) + _drops_html(run_dir, "01_parse")
 
     # Normalize
     nstats = _load(run_dir, "02_normalize", "stats.json")
@@ -288,7 +290,7 @@ def build_report(run_dir: Path) -> tuple[Path, str]:
                          + _table(manifest["inputs"], ["source", "file", "bytes", "sha256", "url"]))
 
     titles = {"summary": "Summary", "ledger": "Ledger: every record kept or dropped with a reason",
-              "parse": "Parse and quarantine", "normalize": "Normalization", "filter": "Language and empty-text filter",
+              "parse": "Parse and quarantine", "normalize": "Normalization", "filter": "Length, empty-text and language filter",
               "dedupe": "Deduplication", "diversity": "Task types, clusters and diversity", "mixtures": "Mixtures",
               "manifest": "Manifest"}
     nav = " · ".join(f"<a href='#{s}'>{titles[s]}</a>" for s in SECTIONS)
