@@ -79,6 +79,12 @@ def cmd_ledger(a: argparse.Namespace) -> None:
     for row in m["ledger"]:
         reasons = ", ".join(f"{k}={v}" for k, v in row["reasons"].items())
         print(f"{row['stage']:<14}{row['in']:>9}{row['kept']:>9}{row['dropped']:>9}  {reasons}")
+        f = row.get("files")
+        if f:  # the parse stage: files read, empty, lost whole (their rows are in `dropped`), skipped
+            lost = ", ".join(f"{k} ({v['rows']:,} rows{' est.' if v['estimated'] else ''})" for k, v in f["lost_whole"].items())
+            print(f"{'':<14}files: {f['read']} read, {len(f['empty'])} empty{': ' + ', '.join(f['empty']) if f['empty'] else ''}; "
+                  f"{len(f['lost_whole'])} lost whole{': ' + lost if lost else ''}; {len(f['skipped'])} not read"
+                  f"{': ' + ', '.join(f['skipped']) if f['skipped'] else ''}")
 
 
 def cmd_dropped(a: argparse.Namespace) -> None:

@@ -118,3 +118,14 @@ def test_offline_without_a_mirror_fails_at_once_with_the_hint(tmp_path, monkeypa
         cli.main(["run", "--data-dir", str(tmp_path / "d")])
     assert "--mirror" in e.value.code and "TIGER_MIRROR" in e.value.code and "offline" in e.value.code
     assert not (tmp_path / "d").exists()
+
+
+def test_prefect_retry_condition_sees_the_exception():
+    """The download task's retry condition, on Prefect's own Failed states."""
+    from prefect.states import Failed
+
+    from flows.curate_flow import _retriable
+
+    assert _retriable(None, None, Failed(data=DownloadError("u: failed after 5 attempt(s)")))
+    assert not _retriable(None, None, Failed(data=FileNotFoundError("belle: mirror folder x not found")))
+    assert not _retriable(None, None, Failed(data=ValueError("unknown source 'mydata' in the recipe")))
