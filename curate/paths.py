@@ -7,7 +7,8 @@
   other link is skipped with the reason ``symlink_outside_mirror``: data from elsewhere on the
   machine never enters a run unasked.
 * Every file of a source folder that is not read is named, with a reason (``hidden``, ``not_data``,
-  ``symlink_outside_mirror``, ``symlink_loop``), logged and counted in the parse ledger.
+  ``archive``, ``symlink_outside_mirror``, ``broken_symlink``, ``symlink_loop``), logged and counted
+  in the parse ledger.
 * Outputs of ``tiger label`` / ``tiger diversity`` never go into a mirror or beside an input file,
   where the next run would read them as data.
 """
@@ -21,6 +22,8 @@ LINK_ROOTS_ENV = "TIGER_LINK_ROOTS"
 # data files: what the parse stage reads (gzip-compressed JSON too)
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv")
 GZ_SUFFIXES = tuple(s + ".gz" for s in (".json", ".jsonl", ".csv", ".tsv"))
+# archives are not read: skipped as "archive" (unpack them into the folder)
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".xz", ".bz2", ".7z", ".zst", ".rar")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -89,7 +92,7 @@ def walk_source(folder: Path, roots: list[Path] | None = None) -> tuple[list[str
             if e.is_dir():
                 walk(Path(e.path), r, above)
             elif not is_data_name(e.name):
-                skipped.append((r, "not_data"))
+                skipped.append((r, "archive" if e.name.lower().endswith(ARCHIVE_SUFFIXES) else "not_data"))
             elif e.is_file():
                 found.append(r)
             else:

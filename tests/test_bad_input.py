@@ -326,8 +326,10 @@ def test_a_bad_source_through_the_whole_flow(tmp_path, mirror, cli_env, big_row)
     assert [tuple(r) for r in gbk[["instruction", "input", "output"]].itertuples(index=False)] == [R0, R1, R2]
     pool = pd.read_parquet(run_dir / "05_diversity" / "kept.parquet")
     assert "“𠀀”和“㐀”是什么字？" in set(pool["instruction"])  # (the corpus repeats R0-R3: dedupe keeps one each)
-    big = pool[pool["file"] == "big_row.json"]
-    assert len(big) == 1 and len(big["input"].iloc[0]) > 3_000_000
+    assert not (pool["file"] == "big_row.json").any()  # parsed whole, then over text_length_filter's bound
+    fdrop = pd.read_parquet(run_dir / "03_filter" / "dropped.parquet")
+    big = fdrop[fdrop["file"] == "big_row.json"]
+    assert big["reason"].tolist() == ["field_too_long"] and len(big["input"].iloc[0]) > 3_000_000
     assert not pool["instruction"].str.contains("\x00").any()  # the normalizer removed the NUL
 
     # the quarantine is inspectable from the CLI, by stage and by reason
