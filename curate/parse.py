@@ -45,15 +45,28 @@ Encodings: UTF-8 (a BOM is stripped). A file that is not UTF-8 is read as GB1803
 GBK and GB2312) when it decodes as such and is not mostly UTF-8; the stats note it as a repair
 ``decoded_gb18030`` with the first byte that is not UTF-8. A mostly-UTF-8 file with a few stray
 bytes keeps its good rows; a row holding such bytes is quarantined as ``invalid_utf8`` (the bytes
-shown as ``\\xNN``). A file that is neither raises :class:`UndecodableFile` from :func:`parse_file`;
-:func:`parse_files` quarantines it as one ``undecodable_file`` unit, so a run goes on with the other files.
+shown as ``\\xNN``). UTF-16/32 are told by a byte-order mark or by where their zero bytes fall
+(``curate.encodings``). GB18030 is taken only when the text looks like Chinese GBK (Latin-1 decodes
+as GBK too); a GBK file with a few bytes that are not GBK keeps its other rows (``invalid_gbk``). A
+file that is none of these raises :class:`UndecodableFile` from :func:`parse_file`; :func:`parse_files`
+quarantines each of its rows as ``undecodable_file`` (the rows told apart by reading the bytes as
+Latin-1), so the ledger counts the rows lost and the run goes on with the other files.
+
+Containment: no file and no row stops a run. A value the JSON reader gives up on for its depth or
+size (``RecursionError``, ``MemoryError``) is quarantined as ``too_deeply_nested`` / ``too_large``;
+any other failure while reading one value is ``unreadable_row``; any failure on a whole file (a
+corrupt Parquet …) quarantines it as ``unreadable_file``, one unit per row it probably held
+(``curate.encodings.estimate_rows``; ``estimated_rows`` in the stats). NUL bytes between rows are
+blank, not a row. CSV/TSV (by name), Parquet and gzip (by content) are read too; zip and other
+archives are quarantined as ``unsupported_format`` with what to do.
 
 Control characters (tab, NUL …) written raw inside a JSON string break the JSON rules but not the
 meaning: such a row is decoded anyway, with a repair ``control_character_in_string`` at its
 position (the normalize stage removes or maps the characters). Anywhere else they are invalid JSON.
 
-Only a file that cannot be read (missing: :class:`ParseError`; undecodable: :class:`UndecodableFile`)
-raises.
+Only :func:`parse_file` raises, for a file that cannot be read (missing: :class:`ParseError`;
+undecodable: :class:`UndecodableFile`; an archive: :class:`UnsupportedFile`); :func:`parse_files` never
+does on content.
 """
 from __future__ import annotations
 
