@@ -11,8 +11,10 @@ import csv
 import datetime
 import decimal
 import io
+import math
 import sys
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 
 def csv_rows(text: str, delimiter: str) -> Iterator[tuple[dict, Any]]:
@@ -55,7 +57,7 @@ def jsonable(value: Any) -> Any:
             return bytes(value).decode("utf-8")
         except UnicodeDecodeError:
             return bytes(value).hex()
-    if isinstance(value, float) and value != value:  # NaN: a missing value
+    if isinstance(value, float) and math.isnan(value):  # a missing value
         return None
     if isinstance(value, (datetime.date, datetime.time, datetime.timedelta, decimal.Decimal)):
         return str(value)

@@ -26,10 +26,10 @@ from curate.pipeline import DEFAULT_RECIPE, load_recipe
 
 HOSTILE = Path(__file__).resolve().parent / "data" / "hostile"
 sys.path.insert(0, str(HOSTILE))
-from make_hostile import BIG, EMOJI, EXPECTED, build, files  # noqa: E402
+from make_hostile import EMOJI, EXPECTED, build, files
 
 # the real-run helpers and the shared Prefect server (cli_env is a fixture)
-from test_resume import BIN, cli_env, run_dir_of, run_tiger  # noqa: E402,F401
+from test_resume import BIN, cli_env, run_dir_of, run_tiger  # noqa: F401
 
 
 def corpus(folder: Path, names) -> list[dict]:
@@ -93,7 +93,7 @@ def test_quarantine_details_name_the_file_and_say_what_to_do(through_filter):
 
 
 def test_decoded_text_is_exact(through_filter):
-    _, parsed, norm, filt = through_filter
+    _, parsed, _, filt = through_filter
     k = parsed.kept
     for name in ("utf16_bom.json", "utf16be_bom.jsonl", "utf16_no_bom.jsonl", "utf32_bom.json", "rows.json.gz",
                  "rows.tsv", "nul_between_rows.jsonl", "rows.parquet"):
@@ -207,3 +207,15 @@ def test_a_real_run_on_a_mirror_slice_plus_the_corpus_shows_the_lost_rows(tmp_pa
     assert "undecodable_file=3" in out.stdout and "2 empty" in out.stdout and "lost whole" in out.stdout
     pool = pd.read_parquet(run_dir / "05_diversity" / "kept.parquet")
     assert pool["input"].str.len().max() < 100_000  # the 5 MB row stopped at the filter
+
+
+def test_label_and_diversity_on_a_deep_file_give_one_line_not_a_crash(tmp_path):
+    """`tiger label` / `tiger diversity` read through the same contained parser: a file nested 100,000
+    deep is an error naming the row and why, not a RecursionError."""
+    from flows.cli import main
+
+    for cmd in (["label", str(HOSTILE / "deep_array.json"), "--out", str(tmp_path / "x.json")],
+                ["diversity", str(HOSTILE / "deep_array.json"), "--out", str(tmp_path / "rep")]):
+        with pytest.raises(SystemExit) as e:
+            main(cmd)
+        assert "too_deeply_nested" in str(e.value.code) and "deep_array.json" in str(e.value.code)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from curate.download import fetch_source, get_source, is_retriable, ChecksumError, DownloadError
+from curate.download import ChecksumError, DownloadError, fetch_source, get_source, is_retriable
 from curate.paths import PathError, check_run_id, walk_source
 from curate.pipeline import run_dir_for
 
@@ -60,7 +60,7 @@ def tree(tmp_path) -> tuple[Path, Path]:
 
 
 def test_one_symlink_policy_for_files_and_folders(tree, monkeypatch):
-    m, outside = tree
+    m, _ = tree
     monkeypatch.delenv("TIGER_LINK_ROOTS", raising=False)
     found, skipped = walk_source(m / "belle", [m.resolve()])
     assert found == ["a.json", "c.json.gz", "dir_in/b.jsonl", "inner/b.jsonl", "link_in.json"]
