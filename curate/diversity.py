@@ -273,9 +273,19 @@ def _is_noun(word: str, flag: str) -> bool:
     return (flag.startswith("n") and flag != "nx") or (flag in ("i", "l", "j") and len(word) >= 2)
 
 
-def _clause_verb_noun(clause: str) -> tuple[str, str] | None:
+@lru_cache(maxsize=1)
+def _posseg():
+    import logging
+
+    import jieba
     import jieba.posseg as pseg
 
+    jieba.setLogLevel(logging.WARNING)  # its dictionary-loading lines would fill the run log
+    return pseg
+
+
+def _clause_verb_noun(clause: str) -> tuple[str, str] | None:
+    pseg = _posseg()
     # HMM off: its Viterbi pass for unknown words is most of jieba's time, and instructions' verbs are
     # common words found in the dictionary anyway.
     words = [(w.word, w.flag) for w in pseg.lcut(clause, HMM=False) if w.word.strip()]

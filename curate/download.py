@@ -235,6 +235,16 @@ def safe_dest(raw_dir: str | os.PathLike, source: str, path: str) -> Path:
     return dest
 
 
+def is_retriable(exc: BaseException) -> bool:
+    """Whether trying again can help: a network failure or a timeout can pass; a missing file or
+    folder, an unknown source, a malformed registry or a checksum mismatch cannot."""
+    if isinstance(exc, ChecksumError):
+        return False
+    if isinstance(exc, (DownloadError, requests.ConnectionError, requests.Timeout, TimeoutError, ConnectionError)):
+        return True
+    return False
+
+
 def default_mirror() -> Path | None:
     """The offline mirror named by ``TIGER_MIRROR``, if set."""
     value = os.environ.get("TIGER_MIRROR")
@@ -409,7 +419,8 @@ def _content_range_total(value: str | None) -> int | None:
 # ---------------------------------------------------------------------------------------- sources
 
 def fetch_source(source: Source, raw_dir: str | os.PathLike, mirror: str | os.PathLike | None = None,
-                 include_optional: bool = False, progress: bool = True, **fetch_kw: Any) -> list[dict]:
+                 include_optional: bool = False, progress: bool = True, skipped: list | None = None,
+                 **fetch_kw: Any) -> list[dict]:
     """The raw files of ``source``: one dict per file, sorted by file.
 
     Each dict: ``source, file`` (path inside the source folder), ``path`` (absolute), ``sha256``,
@@ -425,6 +436,8 @@ def fetch_source(source: Source, raw_dir: str | os.PathLike, mirror: str | os.Pa
     Without a mirror, each non-optional registry file (and optional ones with ``include_optional``)
     is downloaded into ``raw_dir/<source>/<path>``; a file already there with the pinned sha256 is
     reused (origin "cache"). ``fetch_kw`` goes to :func:`fetch_file` (retries, backoff, session …).
+    ``skipped`` (a list) receives ``{"source", "file", "reason"}`` for each mirror file not read
+    (``curate.paths``: hidden, not data, a symlink leading outside the mirror …), also logged.
     """
     wanted = [f for f in source.files if include_optional or not f.optional]
     out: list[dict] = []
@@ -435,7 +448,15 @@ def fetch_source(source: Source, raw_dir: str | os.PathLike, mirror: str | os.Pa
                 log.info("%s: optional source not in the mirror (%s); skipped", source.name, folder)
                 return []
             raise FileNotFoundError(f"{source.name}: mirror folder {folder} not found")
-        found = mirror_files(folder)
+        from .paths import link_roots
+
+        skip: list[tuple[str, str]] = []
+        found = mirror_files(folder, roots=link_roots(mirror), skipped=skip)
+        if skip:
+            log.warning("%s: %d file(s) in %s not read: %s", source.name, len(skip), folder,
+                        ", ".join(f"{rel} ({why})" for rel, why in skip[:20]) + (" …" if len(skip) > 20 else ""))
+            if skipped is not None:
+                skipped.extend({"source": source.name, "file": rel, "reason": why} for rel, why in skip)
         if not found:
             raise FileNotFoundError(f"{source.name}: no data files ({', '.join(DATA_SUFFIXES)}) in {folder}")
         registered = {f.path for f in source.files}
@@ -468,14 +489,16 @@ def fetch_source(source: Source, raw_dir: str | os.PathLike, mirror: str | os.Pa
     return sorted(out, key=lambda d: d["file"])
 
 
-def mirror_files(folder: Path) -> list[str]:
-    """Relative POSIX paths of the data files under ``folder`` (hidden files and .part skipped), sorted."""
-    found = []
-    for p in folder.rglob("*"):
-        rel = p.relative_to(folder).as_posix()
-        if p.is_file() and p.suffix.lower() in DATA_SUFFIXES and not any(s.startswith(".") for s in rel.split("/")):
-            found.append(rel)
-    return sorted(found)
+def mirror_files(folder: Path, roots: list[Path] | None = None, skipped: list | None = None) -> list[str]:
+    """Relative POSIX paths of the data files under ``folder``, sorted (``curate.paths.walk_source``:
+    hidden files, non-data files and symlinks pointing outside ``roots`` are skipped). Each skipped
+    file is appended to ``skipped`` as ``(path, reason)`` when given."""
+    from .paths import walk_source
+
+    found, skip = walk_source(folder, roots)
+    if skipped is not None:
+        skipped.extend(skip)
+    return found
 
 
 def _entry(source: Source, rel: str, path: Path, sha: str, sf: SourceFile | None, origin: str) -> dict:

@@ -13,7 +13,7 @@ The exact rules
      ``\\frac`` as form feed + ``rac`` (a real row: ``$y = \\frac{2x-1}{3}$``);
   3. the other line-break controls (VT, FF, NEL U+0085, U+2028, U+2029) → ``\\n``;
   4. removed: other C0/C1 controls (``\\n``, ``\\t``, ``\\r`` are kept; ``\\r`` is the whitespace
-     rule's job), DEL, zero-width and invisible characters U+200B–U+200D, U+2060, U+FEFF, U+00AD;
+     rule's job), DEL, zero-width and invisible characters U+200B–U+200D, U+2060, U+FEFF, U+00AD (a joiner inside an emoji ZWJ sequence stays);
   5. odd spaces → ASCII space: U+00A0, U+1680, U+2000–U+200A, U+202F, U+205F and the ideographic
      space U+3000;
   6. full-width ASCII letters and digits (Ａ–Ｚ, ａ–ｚ, ０–９) → half-width;
@@ -87,11 +87,19 @@ def _unicode_table() -> dict[int, str | None]:
 
 
 _UNICODE_TABLE = _unicode_table()
+# A zero-width joiner between two pictographs (an emoji ZWJ sequence such as 👨‍👩‍👧 or 🏳️‍🌈) is part
+# of one emoji, not an invisible stray: it is kept. The pictograph ranges approximate Unicode's
+# Extended_Pictographic; a variation selector or skin-tone modifier may stand before the joiner.
+_PICTO = "\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u21aa\u231a-\u23ff\u24c2\u25aa-\u27bf\u2934\u2935" \
+         "\u2b05-\u2b55\u3030\u303d\u3297\u3299\U0001f000-\U0001faff"
+_EMOJI_ZWJ = re.compile(f"(?:(?<=[{_PICTO}])|(?<=[{_PICTO}][\ufe0f\U0001f3fb-\U0001f3ff]))\u200d(?=[{_PICTO}])")
 _UNICODE_TOUCHED = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_UNICODE_TABLE)) + "\ud800-\udfff]")
 
 
 def clean_unicode(s: str) -> str:
     """The unicode rules above; full-width Chinese punctuation is kept."""
+    if "\u200d" in s and _EMOJI_ZWJ.search(s):  # the joiners of emoji sequences stay
+        return "\u200d".join(clean_unicode(part) for part in _EMOJI_ZWJ.split(s))
     if _UNICODE_TOUCHED.search(s):
         if "\x08" in s or "\x0c" in s:
             s = _LATEX_CONTROL.sub(lambda m: _LATEX_FIX[m.group(1)], s)

@@ -45,20 +45,35 @@ Encodings: UTF-8 (a BOM is stripped). A file that is not UTF-8 is read as GB1803
 GBK and GB2312) when it decodes as such and is not mostly UTF-8; the stats note it as a repair
 ``decoded_gb18030`` with the first byte that is not UTF-8. A mostly-UTF-8 file with a few stray
 bytes keeps its good rows; a row holding such bytes is quarantined as ``invalid_utf8`` (the bytes
-shown as ``\\xNN``). A file that is neither raises :class:`UndecodableFile` from :func:`parse_file`;
-:func:`parse_files` quarantines it as one ``undecodable_file`` unit, so a run goes on with the other files.
+shown as ``\\xNN``). UTF-16/32 are told by a byte-order mark or by where their zero bytes fall
+(``curate.encodings``). GB18030 is taken only when the text looks like Chinese GBK (Latin-1 decodes
+as GBK too); a GBK file with a few bytes that are not GBK keeps its other rows (``invalid_gbk``). A
+file that is none of these raises :class:`UndecodableFile` from :func:`parse_file`; :func:`parse_files`
+quarantines each of its rows as ``undecodable_file`` (the rows told apart by reading the bytes as
+Latin-1), so the ledger counts the rows lost and the run goes on with the other files.
+
+Containment: no file and no row stops a run. A value the JSON reader gives up on for its depth or
+size (``RecursionError``, ``MemoryError``) is quarantined as ``too_deeply_nested`` / ``too_large``;
+any other failure while reading one value is ``unreadable_row``; any failure on a whole file (a
+corrupt Parquet …) quarantines it as ``unreadable_file``, one unit per row it probably held
+(``curate.encodings.estimate_rows``; ``estimated_rows`` in the stats). NUL bytes between rows are
+blank, not a row. CSV/TSV (by name), Parquet and gzip (by content) are read too; zip and other
+archives are quarantined as ``unsupported_format`` with what to do.
 
 Control characters (tab, NUL …) written raw inside a JSON string break the JSON rules but not the
 meaning: such a row is decoded anyway, with a repair ``control_character_in_string`` at its
 position (the normalize stage removes or maps the characters). Anywhere else they are invalid JSON.
 
-Only a file that cannot be read (missing: :class:`ParseError`; undecodable: :class:`UndecodableFile`)
-raises.
+Only :func:`parse_file` raises, for a file that cannot be read (missing: :class:`ParseError`;
+undecodable: :class:`UndecodableFile`; an archive: :class:`UnsupportedFile`); :func:`parse_files` never
+does on content.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +82,8 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from .encodings import (ESCAPE, GZIP_MAGIC, PARQUET_MAGIC, container_kind, estimate_rows, gb_plausible,
+                        legacy_guess, sniff_bom, sniff_utf16_32)
 from .records import RECORD_COLUMNS, StageResult, drop_frame, empty_drops, make_record, records_frame
 
 STAGE = "parse"
@@ -75,16 +92,17 @@ ROW_KEYS = frozenset({"instruction", "input", "output", "instances", "history"})
 EXCERPT_CHARS = 80
 N_EXAMPLES = 3
 BOM = "\ufeff"
+MAX_DEPTH = 100  # deeper structures in a row are quarantined: later stages must be able to read them back
 
-_WS = re.compile(r"[ \t\n\r]*")
+_WS = re.compile(r"[ \t\n\r\x00]*")  # NUL between rows (padding, a crash) is blank, not a row
 _DECODER = json.JSONDecoder()
 _LENIENT = json.JSONDecoder(strict=False)  # also takes raw control characters inside strings
-_ESCAPED_BYTE = re.compile(r"[\udc80-\udcff]")  # a byte that was not UTF-8 (errors="surrogateescape")
+_ESCAPED_BYTE = re.compile(r"[\udc00-\udcff]")  # a byte that did not decode (errors="tiger-escape")
 # Resync points. In an array: a `{"` after a separator or a line break. A literal `{"` cannot occur
 # inside a well-formed JSON string (the quote would be escaped), so this rarely lands mid-string.
 _RESYNC_ARRAY = re.compile(r'[,\[\n][ \t\r\n]*(\{[ \t\r\n]*")')
 # In a stream (JSON lines): the next line that starts with `{`.
-_RESYNC_LINE = re.compile(r"\n[ \t\r]*(\{)")
+_RESYNC_LINE = re.compile(r"\n[ \t\r\x00]*(\{)")
 _TRAILING_CLOSE = re.compile(r"\][ \t\r\n]*\Z")
 
 
@@ -93,11 +111,20 @@ class ParseError(ValueError):
 
 
 class UndecodableFile(ParseError):
-    """The file is neither UTF-8 nor GB18030; ``byte`` is the first offset that is not UTF-8."""
+    """The file is neither UTF-8/16/32 nor GB18030; ``byte`` is the first offset that is not UTF-8.
+    ``data`` (when given) is the whole file, so :func:`parse_files` can count the rows it loses."""
 
-    def __init__(self, name: str, byte: int, reason: str, head: bytes):
+    def __init__(self, name: str, byte: int, reason: str, head: bytes, data: bytes | None = None):
         super().__init__(f"{name}: {reason}")
-        self.byte, self.reason, self.head = byte, reason, head
+        self.byte, self.reason, self.head, self.data = byte, reason, head, data
+
+
+class UnsupportedFile(ParseError):
+    """A container this stage does not open (zip, xz …); ``reason`` says what to do with it."""
+
+    def __init__(self, name: str, kind: str, reason: str, head: bytes):
+        super().__init__(f"{name}: {reason}")
+        self.kind, self.reason, self.head = kind, reason, head
 
 
 @dataclass
@@ -108,7 +135,9 @@ class ParseResult:
     format: str = ""  # json_array, json_lines, squad, json_object, empty, undecodable
     schemas: dict[str, int] = field(default_factory=dict)  # row schema -> records kept
     repairs: list[dict] = field(default_factory=list)  # what the tolerant reader fixed, with where
-    encoding: str = "utf-8"  # utf-8, gb18030, or utf-8 with stray bytes ("utf-8+invalid")
+    encoding: str = "utf-8"  # utf-8, gb18030, utf-16-le …, or with stray bytes ("utf-8+invalid", "gb18030+invalid")
+    bytes: int = 0  # size of the file as stored
+    estimated: bool = False  # n_in is an estimate: the file was quarantined whole, its rows not read
 
 
 class _WrongType(Exception):
@@ -124,6 +153,25 @@ def _text(value: Any, key: str) -> str:
     if isinstance(value, (bool, int, float)):
         return json.dumps(value)  # true / 42 / 1.5: the value as JSON spells it
     raise _WrongType(key, value)
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether lists/objects in ``value`` nest deeper than ``limit`` (without recursing, whatever the depth)."""
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            if d > limit:
+                return True
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v) if isinstance(x, (dict, list)))
+    return False
+
+
+def _cannot_decode(e: BaseException) -> tuple[str, str]:
+    """(reason, why) for a value the JSON reader gave up on for its size or depth, not its syntax."""
+    if isinstance(e, RecursionError):
+        return "too_deeply_nested", "nested deeper than the JSON reader can follow (RecursionError); flatten it"
+    return "too_large", f"the value does not fit in memory ({type(e).__name__}); split the file"
 
 
 def _json_type(value: Any) -> str:
@@ -169,7 +217,7 @@ class _Locator:
     def __init__(self, text: str, byte_offset: int, encoding: str = "utf-8"):
         self.text, self.byte_offset = text, byte_offset
         # how the file's bytes became this text, to count them back
-        self.codec = ("gb18030", "strict") if encoding == "gb18030" else ("utf-8", "surrogateescape")
+        self.codec = (encoding.split("+")[0], ESCAPE)
         self._reset()
 
     def _reset(self) -> None:
@@ -201,17 +249,26 @@ class _FileParser:
         self.repairs: list[dict] = []
         self.n = 0  # running unit index = the record's row
         self.format = ""
+        self.lost: tuple[str, str] | None = None  # (reason, why): every unit is quarantined so (whole-file loss)
 
     # ---- outcomes --------------------------------------------------------------------------------
     def keep(self, schema: str, loc: dict, instruction: str, input: str, output: str,
              history: list | None, extra: dict, raw: Any) -> None:
+        if self.lost is not None:
+            self.drop(*self.lost, raw, loc)
+            return
+        if _depth_over(extra, MAX_DEPTH) or _depth_over(history, MAX_DEPTH):
+            self.drop("too_deeply_nested", f"a field is nested more than {MAX_DEPTH} levels deep", raw, loc)
+            return
         try:
             rec = make_record(self.source, self.rel, self.n, instruction, input, output, history, extra)
             rec["history"].encode("utf-8")
             rec["extra"].encode("utf-8")
         except UnicodeEncodeError as e:
-            if self.encoding == "utf-8+invalid" and _ESCAPED_BYTE.search(e.object[e.start:e.end]):
-                self.drop("invalid_utf8", "row holds bytes that are not UTF-8 (shown as \\xNN)", raw, loc)
+            enc = self.encoding.split("+")[0]
+            if self.encoding.endswith("+invalid") and _ESCAPED_BYTE.search(e.object[e.start:e.end]):
+                reason = {"utf-8": "invalid_utf8", "gb18030": "invalid_gbk"}.get(enc, "invalid_bytes")
+                self.drop(reason, f"row holds bytes that are not {enc.upper()} (shown as \\xNN)", raw, loc)
             else:
                 self.drop("invalid_unicode", f"text holds a lone surrogate ({e.reason})", raw, loc)
             return
@@ -221,7 +278,12 @@ class _FileParser:
 
     def drop(self, reason: str, msg: str, raw: Any, loc: dict, fragment: bool = False) -> None:
         """Quarantine one unit; ``raw`` is the decoded value, or (``fragment``) the undecodable text."""
-        raw_text = _safe(raw if fragment else json.dumps(raw, ensure_ascii=False))
+        if self.lost is not None:
+            reason, msg = self.lost
+        try:
+            raw_text = _safe(raw if fragment else json.dumps(raw, ensure_ascii=False, default=repr))
+        except (RecursionError, MemoryError) as e:  # the value itself is the problem: show its type only
+            raw_text = f"<a JSON {_json_type(raw)} that cannot be shown: {type(e).__name__}>"
         texts = {k: _safe(raw[k]) if isinstance(raw, dict) and isinstance(raw.get(k), str) else ""
                  for k in TEXT_FIELDS}
         rec = make_record(self.source, self.rel, self.n, texts["instruction"], texts["input"], texts["output"],
@@ -247,6 +309,17 @@ class _FileParser:
             return value, end
 
     # ---- one decoded value -----------------------------------------------------------------------
+    def guarded(self, v: Any, loc: dict) -> None:
+        """:meth:`value`, contained: if reading the value fails in any way, the units it had produced
+        are taken back and the value is quarantined whole as ``unreadable_row``; the file goes on."""
+        n, nr, nq, schemas = self.n, len(self.records), len(self.quarantine), self.schemas.copy()
+        try:
+            self.value(v, loc)
+        except Exception as e:  # noqa: BLE001  (one bad row never stops a file)
+            del self.records[nr:], self.quarantine[nq:]
+            self.n, self.schemas = n, schemas
+            self.drop("unreadable_row", f"reading the row failed ({type(e).__name__}: {str(e)[:120]})", v, loc)
+
     def value(self, v: Any, loc: dict) -> None:
         if not isinstance(v, dict):
             self.drop("not_an_object", f"row is a JSON {_json_type(v)}, not an object", v, loc)
@@ -379,11 +452,11 @@ class _FileParser:
             self.format = "json_array"
             try:
                 items = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError, MemoryError):  # read value by value, containing each
                 self.tolerant_array(text, start, _Locator(text, byte_offset, self.encoding))
                 return
             for i, item in enumerate(items):
-                self.value(item, {"item": i})
+                self.guarded(item, {"item": i})
         else:
             self.stream(text, start, _Locator(text, byte_offset, self.encoding))
 
@@ -409,6 +482,15 @@ class _FileParser:
                 return
             try:
                 value, end = self.decode_at(text, pos, where)
+            except (RecursionError, MemoryError) as e:
+                m = _RESYNC_ARRAY.search(text, pos + 1)
+                stop = m.start(1) if m else n
+                self.drop(*_cannot_decode(e), text[pos:stop].rstrip().removesuffix(","),
+                          {"item": item, **where.at(pos)}, fragment=True)
+                item, pos = item + 1, stop
+                if not m:
+                    return
+                continue
             except json.JSONDecodeError as e:
                 m = _RESYNC_ARRAY.search(text, pos + 1)
                 stop = m.start(1) if m else n
@@ -428,7 +510,7 @@ class _FileParser:
                 if not m:
                     return
                 continue
-            self.value(value, {"item": item, **where.at(pos)})
+            self.guarded(value, {"item": item, **where.at(pos)})
             item += 1
             pos = end
 
@@ -441,7 +523,7 @@ class _FileParser:
                 break
             try:
                 value, end = self.decode_at(text, pos, where)
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, RecursionError, MemoryError) as e:
                 m = _RESYNC_LINE.search(text, pos + 1)
                 stop = m.start(1) if m else n
                 events.append(("fragment", (text[pos:stop].rstrip(), e), pos))
@@ -467,7 +549,9 @@ class _FileParser:
         for kind, payload, at in events:
             loc = where.at(at)
             if kind == "value":
-                self.value(payload, loc)
+                self.guarded(payload, loc)
+            elif not isinstance(payload[1], json.JSONDecodeError):
+                self.drop(*_cannot_decode(payload[1]), payload[0], loc, fragment=True)
             else:
                 frag, e = payload
                 err = where.at(e.pos)
@@ -483,54 +567,151 @@ def decode_bytes(data: bytes, name: str, offset: int = 0) -> tuple[str, str, int
     """(text, encoding, first byte that is not UTF-8 or None); see "Encodings" above.
 
     ``offset``: bytes before ``data`` in the file (a stripped BOM), added to reported positions.
-    Only UTF-8 and GB18030 are told apart: GBK text read as UTF-8 is mostly invalid bytes (a GBK
+    UTF-8 and GB18030 are told apart: GBK text read as UTF-8 is mostly invalid bytes (a GBK
     character makes a valid UTF-8 sequence by chance about one time in twelve), while UTF-8 text
-    with a few damaged bytes is mostly valid, so a simple majority decides.
+    with a few damaged bytes is mostly valid, so a simple majority decides. GB18030 is accepted only
+    when the text looks like Chinese GBK (``curate.encodings.gb_plausible``): Latin-1 decodes as GBK
+    too. A few bytes that are not GB18030 in a GBK file are kept as escapes, and only the rows that
+    hold them are quarantined (``invalid_gbk``).
     """
     try:
         return data.decode("utf-8"), "utf-8", None
     except UnicodeDecodeError as e:
         first = e.start + offset
-    text = data.decode("utf-8", "surrogateescape")
+    text = data.decode("utf-8", ESCAPE)
     bad = len(_ESCAPED_BYTE.findall(text))
     good = len(text) - len(text.encode("ascii", "ignore")) - bad  # non-ASCII characters that were valid UTF-8
     if good > bad:
         return text, "utf-8+invalid", first
+    gb = data.decode("gb18030", ESCAPE)
+    if gb_plausible(gb):
+        return gb, ("gb18030+invalid" if _ESCAPED_BYTE.search(gb) else "gb18030"), first
+    raise UndecodableFile(name, first, f"not valid UTF-8 at byte {first}, nor GB18030/GBK "
+                          f"({bad} of {len(data) + offset} bytes are not UTF-8); it looks like "
+                          f"{legacy_guess(data)}: convert it to UTF-8 (e.g. iconv -f LATIN1 -t UTF-8), "
+                          f"its rows are not read", data[:200], data) from None
+
+
+def _decode_unicode(data: bytes, codec: str) -> tuple[str, str]:
+    """UTF-16/32 text; a damaged code unit is kept as an escape and quarantines only its row."""
     try:
-        return data.decode("gb18030"), "gb18030", first
+        return data.decode(codec), codec
     except UnicodeDecodeError:
-        raise UndecodableFile(name, first, f"not valid UTF-8 at byte {first}, nor GB18030/GBK "
-                              f"({bad} of {len(data) + offset} bytes are not UTF-8)", data[:200]) from None
+        return data.decode(codec, ESCAPE), codec + "+invalid"
 
 
 def parse_file(path: Path, source: str, rel: str) -> ParseResult:
-    """Parse one file of ``source`` (``rel``: its path inside the source's folder, the records' ``file``)."""
+    """Parse one file of ``source`` (``rel``: its path inside the source's folder, the records' ``file``).
+
+    Told by content: gzip is decompressed first; Parquet (``PAR1``) and, by name, ``.csv``/``.tsv``
+    are read as tables (``curate.tabular``); zip/xz/… raise :class:`UnsupportedFile`; anything else
+    is JSON text in UTF-8, UTF-16/32 (byte-order mark, or zero bytes where ASCII would be) or GB18030."""
     path = Path(path)
+    name = f"{source}/{rel}"
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ParseError(f"{source}/{rel}: cannot read {path}: {e}") from e
-    offset = 0
-    if data.startswith(BOM.encode("utf-8")):
-        data, offset = data[3:], 3
-    text, encoding, first_bad = decode_bytes(data, f"{source}/{rel}", offset)
+        raise ParseError(f"{name}: cannot read {path}: {e}") from e
+    size, lower, notes = len(data), rel.lower(), []
+    if data.startswith(GZIP_MAGIC):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            raise UnsupportedFile(name, "gzip", f"a damaged gzip file ({e}): recover what you can with "
+                                  f"`gzip -dc` and put the JSON in the folder", data[:200]) from None
+        notes.append("decompressed_gzip")  # positions count the decompressed bytes
+        lower = lower.removesuffix(".gz")
+    kind = container_kind(data)
+    if kind:
+        raise UnsupportedFile(name, kind[0], f"a {kind[0]} file, which the parse stage does not open: {kind[1]}",
+                              data[:200])
+    if data.startswith(PARQUET_MAGIC):
+        from .tabular import parquet_rows
+
+        p = _FileParser(path, source, rel, "parquet")
+        p.format = "parquet"
+        for loc, row in parquet_rows(data):
+            p.guarded(row, loc)
+        return _finish_file(p, notes, size)
+    codec, offset = sniff_bom(data)
+    codec = codec or sniff_utf16_32(data)
+    if codec and codec != "utf-8":
+        text, encoding = _decode_unicode(data[offset:], codec)
+        first_bad = None
+    else:
+        data = data[offset:]
+        text, encoding, first_bad = decode_bytes(data, name, offset)
     p = _FileParser(path, source, rel, encoding)
-    if encoding == "gb18030":
+    for kind in notes:
+        p.repair(kind, {"byte": 0})
+    if encoding.startswith("gb18030"):
         p.repair("decoded_gb18030", {"byte": first_bad})
     elif encoding == "utf-8+invalid":
         p.repair("invalid_utf8_bytes", {"byte": first_bad})
-    p.parse_text(text, offset)
+    elif codec and codec != "utf-8":
+        p.repair("decoded_" + codec.replace("-", "_"), {"byte": 0})
+    if lower.endswith((".csv", ".tsv")):
+        from .tabular import csv_rows
+
+        p.format = lower[-3:]
+        for loc, row in csv_rows(text, "\t" if lower.endswith(".tsv") else ","):
+            if isinstance(row, Exception):
+                p.drop("invalid_csv", f"cannot read the row ({row})", "", loc, fragment=True)
+            else:
+                p.guarded(row, loc)
+    else:
+        p.parse_text(text, offset)
+    return _finish_file(p, [], size)
+
+
+def _finish_file(p: "_FileParser", notes: list[str], size: int) -> ParseResult:
+    for kind in notes:
+        p.repair(kind, {"byte": 0})
     res = p.result()
+    res.bytes = size
     assert res.n_in == len(res.records) + len(res.quarantine)
     return res
 
 
 def _undecodable(f: dict, e: UndecodableFile) -> ParseResult:
-    """The whole file as one quarantined unit: its rows cannot be told apart without a decoding."""
-    p = _FileParser(Path(f["path"]), f["source"], f["file"])
+    """Every row of a file in an encoding this stage does not read, quarantined as ``undecodable_file``.
+
+    The rows are told apart by reading the bytes as Latin-1 (every byte is a character there, so the
+    JSON structure and byte positions survive), so the ledger counts the rows lost, not one unit."""
+    p = _FileParser(Path(f["path"]), f["source"], f["file"], "latin-1")
     p.format = "undecodable"
-    p.drop("undecodable_file", e.reason, e.head.decode("utf-8", "surrogateescape"), {"byte": e.byte}, fragment=True)
-    return p.result()
+    p.lost = ("undecodable_file", e.reason)
+    data = e.data if e.data is not None else e.head
+    try:
+        p.parse_text(data.decode("latin-1"), max(0, Path(f["path"]).stat().st_size - len(data)))
+    except Exception:  # noqa: BLE001  (counting rows is best effort: fall back to an estimate)
+        return _lost_whole(f, "undecodable_file", e.reason, data)
+    if p.n == 0:
+        p.drop("undecodable_file", e.reason, data[:200].decode("latin-1"), {"byte": e.byte}, fragment=True)
+    p.format = "undecodable"
+    res = p.result()
+    res.bytes = len(data)
+    return res
+
+
+def _lost_whole(f: dict, reason: str, why: str, data: bytes | None = None) -> ParseResult:
+    """A file that could not be read at all: one quarantined unit per row it probably held
+    (``curate.encodings.estimate_rows``), so the loss shows in rows; the first unit shows its head."""
+    if data is None:
+        try:
+            data = Path(f["path"]).read_bytes()
+        except (OSError, MemoryError):
+            data = b""
+    n = estimate_rows(data) if data else 1
+    p = _FileParser(Path(f["path"]), f["source"], f["file"])
+    p.format = "unreadable"
+    for k in range(n):
+        raw = data[:200].decode("utf-8", "backslashreplace") if k == 0 else ""
+        p.drop(reason, f"{why} (estimated row {k + 1} of {n}, {len(data):,} bytes)", raw, {"estimated_row": k},
+               fragment=True)
+    res = p.result()
+    res.bytes, res.estimated = len(data), True
+    return res
 
 
 def parse_files(files: list[dict]) -> StageResult:
@@ -552,9 +733,17 @@ def parse_files(files: list[dict]) -> StageResult:
             res = parse_file(Path(f["path"]), f["source"], f["file"])
         except UndecodableFile as e:
             res = _undecodable(f, e)
+        except UnsupportedFile as e:
+            res = _lost_whole(f, "unsupported_format", e.reason)
+        except Exception as e:  # noqa: BLE001  (one file never stops a run: it is quarantined, named)
+            why = f"the file could not be read ({type(e).__name__}: {str(e)[:160]}); the run went on without it"
+            res = _lost_whole(f, "unreadable_file", why)
         key = f"{f['source']}/{f['file']}"
         per_file[key] = {"in": res.n_in, "kept": len(res.records), "quarantined": len(res.quarantine),
-                         "format": res.format, "schema": ", ".join(res.schemas), "repairs": res.repairs}
+                         "format": res.format, "schema": ", ".join(res.schemas), "repairs": res.repairs,
+                         "bytes": res.bytes, "encoding": res.encoding}
+        if res.estimated:
+            per_file[key]["estimated_rows"] = res.n_in  # rows lost, estimated: the file was not read
         schemas.update(res.schemas)
         formats[res.format] += 1
         records.extend(res.records)

@@ -93,7 +93,8 @@ def fault_point(stage: str, point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult) -> dict[str, Any]:
+def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
+            ledger_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     res.check(n_in, stage)
     if os.environ.get(FAULT_ENV) == f"{stage}:writing":  # die with a half-written temp file, as a crash would
         with atomic_path(out_dir / "kept.parquet") as tmp:
@@ -104,26 +105,41 @@ def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult) ->
     write_parquet(out_dir / "dropped.parquet", res.dropped)
     write_json(out_dir / "stats.json", res.stats)
     ledger = ledger_row(stage, n_in, res.kept, res.dropped)
+    ledger.update(ledger_extra or {})
     write_json(out_dir / "ledger.json", ledger)
     write_json(out_dir / "_SUCCESS.json", {"key": key, "stage": stage})  # last: marks the stage complete
     fault_point(stage, "after")
     return ledger
 
 
-def parse_stage(files: list[dict], out_dir: str | Path, progress: Progress = None) -> dict[str, Any]:
-    """Raw files → records (+ quarantine as dropped rows)."""
+def parse_stage(files: list[dict], out_dir: str | Path, progress: Progress = None,
+                skipped: list[dict] | None = None) -> dict[str, Any]:
+    """Raw files → records (+ quarantine as dropped rows). ``skipped``: source files not read (with
+    their reason, ``curate.paths``), listed in the ledger with the empty files and the files lost whole."""
     from .parse import parse_files
 
     out_dir = Path(out_dir)
-    key = cache_key([f["path"] for f in files], {"files": [(f["source"], f["file"]) for f in files]})
+    params: dict[str, Any] = {"files": [(f["source"], f["file"]) for f in files]}
+    if skipped:
+        params["skipped"] = skipped
+    key = cache_key([f["path"] for f in files], params)
     if is_done(out_dir, key):
         return read_json(out_dir / "ledger.json")
     fault_point("01_parse", "before")
     if progress:
         progress(f"parse: {len(files)} files")
     res = parse_files(files)
+    per_file = res.stats["files"]
+    extra = {"files": {
+        "read": len(files),
+        "empty": sorted(k for k, v in per_file.items() if v["format"] == "empty"),
+        # files that could not be read at all: their rows are counted as dropped, estimated where unknown
+        "lost_whole": {k: {"rows": v["in"], "bytes": v.get("bytes", 0), "estimated": "estimated_rows" in v}
+                       for k, v in sorted(per_file.items()) if v["format"] in ("undecodable", "unreadable")},
+        "skipped": [f"{s['source']}/{s['file']} ({s['reason']})" for s in skipped or []],
+    }}
     # rows seen in the files, counted by the parser independently of what it kept or quarantined
-    return _finish(out_dir, key, "01_parse", int(res.stats["in"]), res)
+    return _finish(out_dir, key, "01_parse", int(res.stats["in"]), res, ledger_extra=extra)
 
 
 def run_steps(df: pd.DataFrame, steps: tuple[Step, ...], stage: str, progress: Progress = None) -> StageResult:
@@ -369,7 +385,11 @@ def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs: tuple[Mixtur
 
 def run_dir_for(data_dir: str | Path, recipe: Recipe, files: list[dict], run_id: str | None = None) -> Path:
     """The run id hashes the recipe and the input checksums: the same command finds the same folder."""
-    if not run_id:
+    if run_id:
+        from .paths import check_run_id
+
+        check_run_id(run_id)  # a name under data_dir, never a path out of it
+    else:
         h = hashlib.sha256(json.dumps(recipe.data, sort_keys=True, default=str).encode())
         for f in files:
             h.update(f"{f['source']}/{f['file']}:{f['sha256']}".encode())

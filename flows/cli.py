@@ -17,13 +17,60 @@ def _mirror(arg: str | None) -> str | None:
     return str(Path(m).resolve()) if m else None
 
 
+def _offline_without_mirror(a: argparse.Namespace, mirror: str | None) -> None:
+    """No mirror and the sources' hosts cannot even be resolved: stop now with the fix, instead of
+    minutes of download retries. A raw-data cache holding every file is enough to go on."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from curate.download import load_registry, safe_dest
+    from curate.recipe import load_recipe
+
+    if mirror:
+        return
+    recipe = load_recipe(a.recipe)
+    sources = [s for s in load_registry() if s.name in recipe.sources]
+    raw = Path(a.data_dir or settings.PROJECT_ROOT / "data") / "raw"
+    needed = [f for s in sources for f in s.files if not f.optional and not safe_dest(raw, s.name, f.path).is_file()]
+    hosts = sorted({urlsplit(f.url).hostname for f in needed if f.url})
+    unreachable = []
+    for h in hosts:
+        try:
+            socket.getaddrinfo(h, 443)
+        except OSError:
+            unreachable.append(h)
+    if unreachable:
+        default = settings.PROJECT_ROOT.parent / "shared" / "corpora"
+        hint = f" (one is at {default})" if default.is_dir() else ""
+        sys.exit(f"tiger run: offline: cannot resolve {', '.join(unreachable)} and {len(needed)} source file(s) "
+                 f"are not in {raw}; pass --mirror DIR or set TIGER_MIRROR to an offline mirror{hint}")
+
+
+def _run_folder(path: str) -> Path:
+    """A curated run's folder, or a one-line error saying what is missing."""
+    p = Path(path)
+    if not (p / "manifest.json").is_file():
+        what = "does not exist" if not p.exists() else "has no manifest.json (not a finished run; `tiger run` makes one)"
+        raise FileNotFoundError(f"run folder {p} {what}")
+    return p
+
+
 def cmd_run(a: argparse.Namespace) -> None:
+    from curate.paths import check_run_id
+    from curate.recipe import load_recipe
+
     from .curate_flow import curate_flow
 
     from .runners import make_task_runner
 
+    if a.run_id:
+        check_run_id(a.run_id)  # before any work: a run id is a folder name, never a path
+    load_recipe(a.recipe)  # a bad recipe fails here, naming its line, before Prefect starts
+    mirror = _mirror(a.mirror)
+    _offline_without_mirror(a, mirror)
+
     flow = curate_flow.with_options(task_runner=make_task_runner(a.runner, a.workers))
-    run_dir = flow(recipe_path=a.recipe, mirror=_mirror(a.mirror), data_dir=a.data_dir, run_id=a.run_id,
+    run_dir = flow(recipe_path=a.recipe, mirror=mirror, data_dir=a.data_dir, run_id=a.run_id,
                    shard_rows=a.shard_rows)
     print(f"done: {run_dir}\nreport: {Path(run_dir) / 'report' / 'report.html'}")
 
@@ -31,18 +78,24 @@ def cmd_run(a: argparse.Namespace) -> None:
 def cmd_report(a: argparse.Namespace) -> None:
     from curate.report import build_report
 
-    html, _ = build_report(Path(a.run_dir))
+    html, _ = build_report(_run_folder(a.run_dir))
     print(html)
 
 
 def cmd_ledger(a: argparse.Namespace) -> None:
     from curate.io import read_json
 
-    m = read_json(Path(a.run_dir) / "manifest.json")
+    m = read_json(_run_folder(a.run_dir) / "manifest.json")
     print(f"{'stage':<14}{'in':>9}{'kept':>9}{'dropped':>9}  reasons")
     for row in m["ledger"]:
         reasons = ", ".join(f"{k}={v}" for k, v in row["reasons"].items())
         print(f"{row['stage']:<14}{row['in']:>9}{row['kept']:>9}{row['dropped']:>9}  {reasons}")
+        f = row.get("files")
+        if f:  # the parse stage: files read, empty, lost whole (their rows are in `dropped`), skipped
+            lost = ", ".join(f"{k} ({v['rows']:,} rows{' est.' if v['estimated'] else ''})" for k, v in f["lost_whole"].items())
+            print(f"{'':<14}files: {f['read']} read, {len(f['empty'])} empty{': ' + ', '.join(f['empty']) if f['empty'] else ''}; "
+                  f"{len(f['lost_whole'])} lost whole{': ' + lost if lost else ''}; {len(f['skipped'])} not read"
+                  f"{': ' + ', '.join(f['skipped']) if f['skipped'] else ''}")
 
 
 def cmd_dropped(a: argparse.Namespace) -> None:
@@ -51,11 +104,17 @@ def cmd_dropped(a: argparse.Namespace) -> None:
 
     from curate.recipe import STAGES
 
+    run = _run_folder(a.run_dir)
+    if a.stage and a.stage not in STAGES:
+        raise ValueError(f"no stage {a.stage!r}; the stages are {', '.join(STAGES)}")
     stages = [a.stage] if a.stage else STAGES
-    frames = [pd.read_parquet(Path(a.run_dir) / s / "dropped.parquet") for s in stages
-              if (Path(a.run_dir) / s / "dropped.parquet").exists()]
+    frames = [pd.read_parquet(run / s / "dropped.parquet") for s in stages if (run / s / "dropped.parquet").exists()]
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if a.reason and len(df):
+    if a.reason:
+        reasons = sorted(set(df["reason"])) if len(df) else []
+        if a.reason not in reasons:
+            where = f"stage {a.stage}" if a.stage else "this run"
+            raise ValueError(f"no reason {a.reason!r} in {where}; its reasons are {', '.join(reasons) or 'none'}")
         df = df[df["reason"] == a.reason]
     if not len(df):
         print("no dropped rows match")
@@ -68,10 +127,13 @@ def cmd_dropped(a: argparse.Namespace) -> None:
 
 def cmd_label(a: argparse.Namespace) -> None:
     """Label the task type of every row of an alpaca-format JSON/JSONL file."""
-    from curate.userfiles import InputError, label_file
+    from curate.paths import check_output_path
+    from curate.userfiles import InputError, default_label_path, label_file
 
+    # default: the current folder, never beside the input (in a mirror the next run would read it as data)
+    target = check_output_path(a.out or Path.cwd() / default_label_path(a.file).name, [a.file], chosen=bool(a.out))
     try:
-        out, counts = label_file(a.file, a.out)
+        out, counts = label_file(a.file, target)
     except InputError as e:
         sys.exit(f"tiger label: {e}")
     total = sum(counts.values())
@@ -82,11 +144,13 @@ def cmd_label(a: argparse.Namespace) -> None:
 
 def cmd_diversity(a: argparse.Namespace) -> None:
     """Write the diversity report of one or more alpaca-format files, side by side."""
+    from curate.paths import check_output_path
     from curate.report import build_diversity_report
     from curate.userfiles import InputError
 
+    out = check_output_path(a.out or "diversity-report", a.files, chosen=bool(a.out))
     try:
-        html, figures = build_diversity_report(a.files, a.out, names=a.names, seed=a.seed)
+        html, figures = build_diversity_report(a.files, out, names=a.names, seed=a.seed)
     except (InputError, ValueError) as e:
         sys.exit(f"tiger diversity: {e}")
     for name, m in figures["metrics"].items():
@@ -102,14 +166,26 @@ def cmd_sources(a: argparse.Namespace) -> None:
         print(f"{s.name}: {len(s.files)} files — {s.description} [{s.license}]")
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("tiger")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="tiger", description="Chinese instruction-data curation pipeline with a LoRA training stage.")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error (default: one line)")
+    p.add_argument("--version", action="version", version=f"tiger {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="run the whole curation flow (download → … → mixtures → report)")
     r.add_argument("--mirror", help="offline mirror folder (one subfolder per source); default $TIGER_MIRROR, else download")
     r.add_argument("--recipe", help="recipe YAML (default configs/default.yaml)")
-    r.add_argument("--data-dir", help="where data/raw and data/processed live (default ./data)")
+    r.add_argument("--data-dir", help=f"where raw/ and processed/ live (default {settings.PROJECT_ROOT / 'data'}, "
+                                      f"the same for every command)")
     r.add_argument("--run-id", help="name of the run folder (default: a hash of recipe and inputs, so a rerun resumes)")
     r.add_argument("--runner", default=os.environ.get("TIGER_RUNNER", "thread"),
                    help="task runner: thread (default), process, dask (local cluster) or dask://HOST:PORT")
@@ -135,12 +211,13 @@ def main(argv: list[str] | None = None) -> None:
 
     la = sub.add_parser("label", help="label the task type of every row of an alpaca-format JSON/JSONL file")
     la.add_argument("file")
-    la.add_argument("--out", help="output file (.jsonl → JSON lines, else a JSON array); default FILE.labelled.json[l]")
+    la.add_argument("--out", help="output file (.jsonl → JSON lines, else a JSON array); default "
+                                  "./<name>.labelled.json[l] in the current folder (never beside the input)")
     la.set_defaults(func=cmd_label)
 
     dv = sub.add_parser("diversity", help="diversity report (HTML) of alpaca-format JSON/JSONL files, side by side")
     dv.add_argument("files", nargs="+")
-    dv.add_argument("--out", default="diversity-report", help="output folder (default ./diversity-report)")
+    dv.add_argument("--out", help="output folder (default ./diversity-report; never inside a mirror)")
     dv.add_argument("--names", nargs="+", help="a short name per file (default: file names)")
     dv.add_argument("--seed", type=int, default=0, help="seed of every sample and fit (default 0)")
     dv.set_defaults(func=cmd_diversity)
@@ -152,8 +229,25 @@ def main(argv: list[str] | None = None) -> None:
 
     register(sub)
 
+    for sp in sub.choices.values():  # `tiger CMD ... --debug` as well as `tiger --debug CMD ...`
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error (default: one line)")
     a = p.parse_args(argv)
-    a.func(a)
+    try:
+        a.func(a)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001  (one line naming the problem; the traceback with --debug)
+        if a.debug:
+            raise
+        sys.exit(f"tiger {a.cmd}: {one_line(e)} (rerun with --debug for the traceback)")
+
+
+def one_line(e: BaseException) -> str:
+    """An error as one line: its message (the type too when it is not one of ours, which say the fix)."""
+    msg = " ".join(str(e).split()) or type(e).__name__
+    ours = type(e).__module__.split(".")[0] in ("curate", "train", "flows")
+    return msg if ours or isinstance(e, (ValueError, FileNotFoundError)) else f"{type(e).__name__}: {msg}"
 
 
 if __name__ == "__main__":

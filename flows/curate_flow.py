@@ -16,17 +16,34 @@ from .progress import TASK_OPTS
 from .progress import progress as _progress
 
 
-@task(name="download", retries=2, retry_delay_seconds=5, **TASK_OPTS)
-def download_task(source: str, raw_dir: str, mirror: str | None) -> list[dict]:
+def _retriable(task, task_run, state) -> bool:
+    """Prefect's retry condition: retry only what can pass on a retry (network, timeouts), never a
+    missing mirror folder, an unknown source, a bad registry or a checksum mismatch."""
+    from curate.download import is_retriable
+
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001  (cannot tell: keep Prefect's default, retry)
+        return True
+    return not isinstance(exc, BaseException) or is_retriable(exc)
+
+
+@task(name="download", retries=2, retry_delay_seconds=5, retry_condition_fn=_retriable, **TASK_OPTS)
+def download_task(source: str, raw_dir: str, mirror: str | None) -> dict:
+    """``{"files": [...], "skipped": [...]}`` of one source (skipped: mirror files not read, with why)."""
     from curate.download import fetch_source, load_registry
 
-    spec = {s.name: s for s in load_registry()}[source]
-    return fetch_source(spec, Path(raw_dir), mirror=Path(mirror) if mirror else None)
+    registry = {s.name: s for s in load_registry()}
+    if source not in registry:
+        raise ValueError(f"unknown source {source!r} in the recipe; known: {', '.join(sorted(registry))}")
+    skipped: list[dict] = []
+    files = fetch_source(registry[source], Path(raw_dir), mirror=Path(mirror) if mirror else None, skipped=skipped)
+    return {"files": files, "skipped": skipped}
 
 
 @task(name="parse", **TASK_OPTS)
-def parse_task(files: list[dict], out_dir: str) -> dict:
-    return pipeline.parse_stage(files, out_dir, progress=_progress)
+def parse_task(files: list[dict], out_dir: str, skipped: list[dict] | None = None) -> dict:
+    return pipeline.parse_stage(files, out_dir, progress=_progress, skipped=skipped)
 
 
 @task(name="shard", **TASK_OPTS)
@@ -78,15 +95,17 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     recipe = load_recipe(recipe_path)  # parsed once; its stage and mixture objects go to the tasks
     data = Path(data_dir or settings.PROJECT_ROOT / "data")
     files: list[dict] = []
+    skipped: list[dict] = []
     for source in recipe.sources:
         got = download_task(source, str(data / "raw"), mirror)
-        if not got and source == "traditional":  # the optional extra source may be absent
+        skipped.extend(got["skipped"])
+        if not got["files"] and source == "traditional":  # the optional extra source may be absent
             continue
-        files.extend(got)
+        files.extend(got["files"])
     run_dir = pipeline.run_dir_for(data / "processed", recipe, files, run_id)
     _progress(f"run folder: {run_dir}")
 
-    ledgers = [parse_task(files, str(run_dir / "01_parse"))]
+    ledgers = [parse_task(files, str(run_dir / "01_parse"), skipped)]
     prev = run_dir / "01_parse" / "kept.parquet"
     for stage in recipe.stages:
         ledgers.append(run_stage(stage, str(prev), str(run_dir / stage.name), shard_rows))

@@ -16,6 +16,8 @@ _DEFAULTS = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     "PREFECT_LOGGING_LEVEL": "WARNING",
     "TOKENIZERS_PARALLELISM": "false",
+    # quiet logs: no third-party progress bars in the run log (tiger prints its own progress)
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
 }
 for _k, _v in _DEFAULTS.items():
     os.environ.setdefault(_k, _v)

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 POOL = Path("05_diversity") / "kept.parquet"
+# the data folder `tiger run` writes to: the same default for every command, wherever it is run from
+PROJECT_DATA = Path(__file__).resolve().parent.parent / "data"
+MODELS_DIR = PROJECT_DATA / "processed" / "models"
 
 
 # ---- locating a run, its pool and its mixtures ----------------------------------------------------
@@ -25,7 +28,9 @@ def find_run_dir(run_dir: str | None, run_id: str | None, data_dir: str) -> Path
     if run_dir:
         p = Path(run_dir)
     elif run_id:
-        p = Path(data_dir) / "processed" / run_id
+        from curate.paths import check_run_id
+
+        p = Path(data_dir) / "processed" / check_run_id(run_id)
     else:
         runs = sorted((p.parent.parent for p in (Path(data_dir) / "processed").glob(f"*/{POOL}")),
                       key=lambda d: (d / POOL).stat().st_mtime)
@@ -52,20 +57,30 @@ def find_mixture(mixture: str, run_dir: Path | None) -> Path:
 # ---- flags from signatures ------------------------------------------------------------------------
 
 
-def _add_flags(parser, params: dict[str, Any], skip: set[str] = frozenset(), prefix: str = "") -> None:
-    """One ``--flag`` per parameter: bools as --x/--no-x, tuples as several values."""
+# What a default alone does not say.
+FLAG_NOTES = {
+    "max_steps": "0: train num_epochs passes over the mixture instead of a fixed number of steps",
+    "save_total_limit": "keep only this many checkpoints (None: keep all)",
+    "threads": "torch CPU threads (None: all cores)",
+}
+
+
+def _add_flags(parser, params: dict[str, Any], skip: set[str] = frozenset(), prefix: str = "",
+               types: dict[str, type] | None = None) -> None:
+    """One ``--flag`` per parameter: bools as --x/--no-x, tuples as several values. A flag's type is
+    its default's; a parameter whose default is None takes its type from ``types`` (its annotation)."""
     for name, default in params.items():
         if name in skip:
             continue
         flag = "--" + (prefix + name).replace("_", "-")
-        helptext = f"default: {default}"
+        helptext = f"default: {default}" + (f"; {FLAG_NOTES[name]}" if name in FLAG_NOTES else "")
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=helptext)
         elif isinstance(default, tuple):
             kind = type(default[0]) if default else str
             parser.add_argument(flag, nargs="+", type=kind, default=default, help=helptext)
         elif default is None or isinstance(default, (int, float, str)):
-            kind = type(default) if default is not None else str
+            kind = type(default) if default is not None else (types or {}).get(name, str)
             parser.add_argument(flag, type=kind, default=default, help=helptext)
 
 
@@ -74,6 +89,23 @@ def finetune_params() -> dict[str, Any]:
 
     return {k: p.default for k, p in inspect.signature(finetune).parameters.items()
             if p.default is not inspect.Parameter.empty}
+
+
+def finetune_types() -> dict[str, type]:
+    """``finetune``'s parameters whose default is None, with the type their annotation names
+    (``int | None`` → int); without this, argparse would hand them over as text."""
+    import typing
+
+    from train.finetune import finetune
+
+    hints = typing.get_type_hints(finetune)
+    out = {}
+    for name, p in inspect.signature(finetune).parameters.items():
+        if p.default is None and name in hints:
+            args = [t for t in typing.get_args(hints[name]) if t is not type(None)]
+            if len(args) == 1 and args[0] in (int, float, str):
+                out[name] = args[0]
+    return out
 
 
 def tiny_params() -> dict[str, Any]:
@@ -104,17 +136,30 @@ def _pick(ns: argparse.Namespace, names, prefix: str = "") -> dict[str, Any]:
 def cmd_train(a: argparse.Namespace) -> None:
     from curate.io import read_parquet
 
+    from train.checks import check_base_model, check_rows, model_tag
     from train.evaluate import remove_eval_items, select_eval_set
     from train.experiment import eval_records
-    from train.finetune import finetune, load_alpaca_json
+    from train.finetune import conflict_error, finetune, load_alpaca_json, settings_conflicts
 
     needs_run = a.base_model == "tiny" or a.eval_per_type > 0 or not Path(a.mixture).is_file()
     run_dir = find_run_dir(a.run_dir, a.run_id, a.data_dir) if needs_run else None
     mixture = find_mixture(a.mixture, run_dir)
     name = mixture.stem
-    out = Path(a.output_dir or (run_dir or Path(a.data_dir) / "processed") / "train" / f"{name}__{a.constraint}__s{a.seed}")
+    # the base model is in the name: a run on another base (or a corrected --base-model) is another folder
+    out = Path(a.output_dir or (run_dir or Path(a.data_dir) / "processed") / "train"
+               / f"{name}__{model_tag(a.base_model)}__{a.constraint}__s{a.seed}")
     params = _pick(a, finetune_params())
     params.pop("output_dir", None)
+    # every input checked before a tiny base is built or a model loads
+    check_base_model(a.base_model)
+    check_rows(load_alpaca_json(mixture), f"mixture {mixture}")
+    known = {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()
+             if not (k == "base_model" and v == "tiny")}  # the tiny base's path is known once built
+    if "base_model" in known and Path(known["base_model"]).is_dir():  # as finetune records it
+        known["base_model"] = str(Path(known["base_model"]).resolve())
+    diff = settings_conflicts(out, known, partial=True)
+    if diff:
+        raise conflict_error(out, diff)
     eval_path = None
     exclude: list[str] = []
     train_path = mixture
@@ -131,6 +176,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         mix_df = pd.DataFrame([{"id": f"mix-{i}", "instruction": r["instruction"], "input": r.get("input", ""),
                                 "output": r["output"], "_i": i} for i, r in enumerate(recs)])
         kept, removed = remove_eval_items(mix_df, eval_df)
+        check_rows(list(kept["_i"]), f"mixture {mixture} without the eval items")
         train_path = out / "train.json"
         eval_path = out / "eval.json"
         write_json(train_path, [recs[i] for i in kept["_i"]])
@@ -181,7 +227,8 @@ def _run_flags(p: argparse.ArgumentParser, pool: bool = False) -> None:
     g = p.add_argument_group("where the curated run is")
     g.add_argument("--run-dir", help="a run folder (holds 05_diversity/kept.parquet and mixtures/)")
     g.add_argument("--run-id", help="run folder name under <data-dir>/processed")
-    g.add_argument("--data-dir", default="data", help="default: data (the newest curated run is used)")
+    g.add_argument("--data-dir", default=str(PROJECT_DATA),
+                   help=f"default: {PROJECT_DATA}, where `tiger run` writes (the newest curated run is used)")
     if pool:
         g.add_argument("--pool", help="a curated pool parquet instead of a run folder")
 
@@ -193,19 +240,19 @@ def register(sub) -> None:
                                    "is an argument of train.finetune.finetune with the same default.")
     t.add_argument("--mixture", required=True, help="mixture name in the run (e.g. diverse-5000) or an alpaca JSON path")
     _run_flags(t)
-    t.add_argument("--output-dir", help="default: <run>/train/<mixture>__<constraint>__s<seed>")
-    t.add_argument("--models-dir", default="data/processed/models", help="where the tiny base is built")
+    t.add_argument("--output-dir", help="default: <run>/train/<mixture>__<base model>__<constraint>__s<seed>")
+    t.add_argument("--models-dir", default=str(MODELS_DIR), help="where the tiny base is built")
     t.add_argument("--eval-per-type", type=int, default=20,
                    help="held-out records per task type drawn from the pool (and removed from the mixture); 0: none")
     t.add_argument("--eval-seed", type=int, default=0)
-    _add_flags(t, finetune_params(), skip={"pool_path", "eval_path", "callbacks"})
+    _add_flags(t, finetune_params(), skip={"pool_path", "eval_path", "callbacks"}, types=finetune_types())
     t.set_defaults(func=cmd_train)
 
     b = sub.add_parser("build-tiny", help="build (or find) the offline tiny Bloom base from a curated pool",
                        description="Train a byte-level BPE tokenizer and pretrain a small BloomConfig model on "
                                    "the pool's text; cached under <models-dir>/tiny-<hash of inputs>/.")
     _run_flags(b, pool=True)
-    b.add_argument("--models-dir", default="data/processed/models")
+    b.add_argument("--models-dir", default=str(MODELS_DIR))
     b.add_argument("--eval-per-type", type=int, default=20, help="leave out this eval set (as the experiment does); 0: none")
     b.add_argument("--eval-seed", type=int, default=0)
     _add_flags(b, tiny_params())
@@ -218,6 +265,7 @@ def register(sub) -> None:
     _run_flags(e, pool=True)
     e.add_argument("--out-dir", help="default: <run>/experiment")
     _add_flags(e, experiment_params(), skip={"pool_path", "out_dir", "tiny"})
+    e.set_defaults(models_dir=str(MODELS_DIR))
     tg = e.add_argument_group("tiny base (when --base-model tiny)")
     _add_flags(tg, tiny_params(), prefix="tiny_")
     e.set_defaults(func=cmd_experiment)

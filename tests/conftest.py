@@ -8,6 +8,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR = Path(os.environ.get("TIGER_MIRROR", ROOT.parent / "shared" / "corpora"))
+# Mirror slices are folders of symlinks into the real mirror: the symlink policy (curate/paths.py)
+# follows links only into the mirror itself or a folder named here. Runs started by tests inherit it.
+os.environ.setdefault("TIGER_LINK_ROOTS", str(MIRROR))
 
 
 @pytest.fixture(scope="session")

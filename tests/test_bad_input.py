@@ -50,7 +50,7 @@ EXPECTED = {
                                            ("空字符\x00在这里", "", "NUL 写在了字符串里。"),
                                            ("转义的\x00空字符", "", "这是合法的 JSON 转义。"),
                                            ("响铃\x07和退格\x08", "", "其他控制字符。"), R3],
-                            [(4, "invalid_json")], ["control_character_in_string"] * 3),
+                            [], ["control_character_in_string"] * 3),  # the NUL run between rows is blank
     "wrong_types.json": ("json_array", [("42", "", "3.5"), ("布尔", "true", "真"), R2],
                          [(1, "wrong_type"), (2, "wrong_type"), (4, "not_an_object")], []),
     "missing_keys.jsonl": ("json_lines", [("只有指令没有输出", "", ""), ("", "", "只有输出没有指令"), R1],
@@ -121,14 +121,16 @@ def test_encodings_are_detected_and_positions_count_file_bytes():
     assert "\\xff" in json.loads(q["extra"])["raw"] and "not UTF-8" in q["detail"]
 
 
-def test_undecodable_file_is_rejected_clearly_and_quarantined_whole():
+def test_undecodable_file_is_rejected_clearly_and_its_rows_quarantined():
     with pytest.raises(UndecodableFile, match=r"bad/latin1\.json: not valid UTF-8 at byte 37, nor GB18030"):
         parse_file(BAD / UNDECODABLE, "bad", UNDECODABLE)
     res = parse_files([{"source": "bad", "file": UNDECODABLE, "path": str(BAD / UNDECODABLE)}])
     (d,) = res.dropped.to_dict("records")
     assert (d["reason"], d["file"], d["row"]) == ("undecodable_file", UNDECODABLE, 0)
-    assert d["detail"].startswith("bad/latin1.json row 0 (byte 37): not valid UTF-8")
-    assert "caf\\xe9" in json.loads(d["extra"])["raw"]
+    # one unit per row (the file holds one), located, with the advice
+    assert d["detail"].startswith("bad/latin1.json row 0 (item 0): not valid UTF-8 at byte 37")
+    assert "Latin-1" in d["detail"] and "convert it to UTF-8" in d["detail"]
+    assert "café" in json.loads(d["extra"])["raw"]  # the bytes shown as Latin-1 reads them
     assert res.stats["files"]["bad/latin1.json"]["format"] == "undecodable"
 
 
@@ -325,8 +327,10 @@ def test_a_bad_source_through_the_whole_flow(tmp_path, mirror, cli_env, big_row)
     assert [tuple(r) for r in gbk[["instruction", "input", "output"]].itertuples(index=False)] == [R0, R1, R2]
     pool = pd.read_parquet(run_dir / "05_diversity" / "kept.parquet")
     assert "“𠀀”和“㐀”是什么字？" in set(pool["instruction"])  # (the corpus repeats R0-R3: dedupe keeps one each)
-    big = pool[pool["file"] == "big_row.json"]
-    assert len(big) == 1 and len(big["input"].iloc[0]) > 3_000_000
+    assert not (pool["file"] == "big_row.json").any()  # parsed whole, then over text_length_filter's bound
+    fdrop = pd.read_parquet(run_dir / "03_filter" / "dropped.parquet")
+    big = fdrop[fdrop["file"] == "big_row.json"]
+    assert big["reason"].tolist() == ["field_too_long"] and len(big["input"].iloc[0]) > 3_000_000
     assert not pool["instruction"].str.contains("\x00").any()  # the normalizer removed the NUL
 
     # the quarantine is inspectable from the CLI, by stage and by reason

@@ -230,3 +230,15 @@ def test_normalize_text_is_idempotent_and_never_crashes(s, config):
 def test_normalize_text_any_unicode(s):
     once = normalize_text(s)
     assert normalize_text(once) == once
+
+
+def test_emoji_zwj_sequences_stay_whole_other_joiners_go():
+    """A zero-width joiner between pictographs is part of one emoji (family, rainbow flag, a runner
+    with a gender sign): kept. Anywhere else it is an invisible stray: removed."""
+    from curate.normalize import clean_unicode
+
+    for seq in ("👨\u200d👩\u200d👧", "🏳\ufe0f\u200d🌈", "🏃\u200d♀\ufe0f", "👩🏽\u200d💻", "❤\ufe0f\u200d🔥"):
+        assert clean_unicode(f"表情{seq}好") == f"表情{seq}好"
+    assert clean_unicode("中\u200d文") == "中文"
+    assert clean_unicode("👍\u200d") == "👍" and clean_unicode("\u200d👍") == "👍"
+    assert clean_unicode("👨\u200d👩\u200b好") == "👨\u200d👩好"  # the other zero-width character still goes

@@ -370,6 +370,7 @@ def test_parse_files_drop_frame_and_stats(tmp_path):
     assert (d["stage"], d["reason"], d["file"], d["row"]) == ("parse", "not_an_object", "a.json", 2)
     assert res.stats["files"]["syn/a.json"] == {
         "in": 3, "kept": 2, "quarantined": 1, "format": "json_array", "schema": "alpaca",
+        "bytes": (tmp_path / "a.json").stat().st_size, "encoding": "utf-8",
         "repairs": [{"kind": "trailing_comma", "line": 1, "col": len(",".join(rows(1, 2))) + 6,
                      "byte": len(("[" + ",".join(rows(1, 2)) + ',"x"').encode())}]}
     assert res.stats["files"]["syn/b.jsonl"]["format"] == "json_lines"

@@ -70,7 +70,7 @@ def snapshot_code(dst: Path) -> Path:
     Stage markers are keyed on the code of curate/ (a code change rightly invalidates them), so the
     runs of one test must all see the same code even if the working tree is edited meanwhile.
     """
-    for pkg in ("curate", "flows", "train"):
+    for pkg in ("curate", "flows", "train", "configs"):  # configs: the default recipe a partial one inherits
         if (ROOT / pkg).is_dir():
             shutil.copytree(ROOT / pkg, dst / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return dst

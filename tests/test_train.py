@@ -415,11 +415,20 @@ def test_cli_train_on_a_run_folder_keeps_eval_items_out(pool_path, tiny_dir, tmp
     write_alpaca_json(mix, run / "mixtures" / "random-60.json")
     p = argparse.ArgumentParser(prog="tiger")
     register(p.add_subparsers(dest="cmd"))
-    a = p.parse_args(["train", "--mixture", "random-60", "--run-dir", str(run), "--base-model", str(tiny_dir),
-                      "--eval-per-type", "2", "--max-steps", "4", "--save-steps", "2", "--micro-batch-size", "4",
-                      "--cutoff-len", "96", "--gen-max-new-tokens", "4", "--constraint", "kl"])
-    a.func(a)
-    out = run / "train" / "random-60__kl__s42"
+    args = ["train", "--mixture", "random-60", "--run-dir", str(run), "--eval-per-type", "2", "--max-steps", "4",
+            "--save-steps", "2", "--micro-batch-size", "4", "--cutoff-len", "96", "--gen-max-new-tokens", "4",
+            "--constraint", "kl", "--threads", "2", "--save-total-limit", "1", "--output-dir", str(run / "t")]
+    # a mistyped base model fails at once and leaves nothing behind that would refuse the corrected command
+    from train.checks import TrainInputError
+
+    a = p.parse_args(args + ["--base-model", str(tiny_dir) + "-typo"])
+    with pytest.raises(TrainInputError, match="no such folder"):
+        a.func(a)
+    assert not (run / "t").exists()
+    a = p.parse_args(args + ["--base-model", str(tiny_dir)])
+    a.func(a)  # --threads and --save-total-limit arrive as ints (they crashed torch / the Trainer as text)
+    out = run / "t"
+    assert sorted(c.name for c in out.glob("checkpoint-*")) == ["checkpoint-4"]  # save_total_limit 1
     text = capsys.readouterr().out
     printed = json.loads(text[text.index('{\n  "output_dir"'):])
     assert printed["steps"] == 4 and printed["output_dir"] == str(out)

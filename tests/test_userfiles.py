@@ -9,11 +9,15 @@ from curate.userfiles import InputError, read_alpaca
 from flows.cli import main
 
 
-def test_label_a_json_array(mirror, tmp_path, capsys):
-    src = tmp_path / "part.json"
+def test_label_a_json_array(mirror, tmp_path, capsys, monkeypatch):
+    (tmp_path / "in").mkdir()
+    src = tmp_path / "in" / "part.json"
     shutil.copy(mirror / "trans_chinese_alpaca/alpaca_chinese_part_2.json", src)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
     main(["label", str(src)])
-    out = tmp_path / "part.labelled.json"
+    out = tmp_path / "work" / "part.labelled.json"  # the current folder, not beside the input
+    assert not (tmp_path / "in" / "part.labelled.json").exists()
     rows = json.loads(out.read_text(encoding="utf-8"))
     original = json.loads(src.read_text(encoding="utf-8"))
     assert len(rows) == len(original)
@@ -70,3 +74,18 @@ def test_diversity_report_of_files_side_by_side(mirror, tmp_path, capsys):
     assert "drills" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="names"):
         main(["diversity", str(a), str(b), "--out", str(tmp_path / "x"), "--names", "only-one"])
+
+
+def test_label_and_diversity_never_write_into_a_mirror(mirror, tmp_path, monkeypatch):
+    """Run from inside a mirror folder, the default output would land beside the data, where the next
+    run reads it as data: refused with the fix. An explicit --out inside TIGER_MIRROR is refused too."""
+    src = mirror / "belle" / "dev1K.json"
+    monkeypatch.chdir(src.parent)
+    with pytest.raises(SystemExit, match="pass --out somewhere else"):
+        main(["label", str(src)])
+    with pytest.raises(SystemExit, match="pass --out somewhere else"):
+        main(["diversity", str(src)])
+    monkeypatch.setenv("TIGER_MIRROR", str(mirror))
+    with pytest.raises(SystemExit, match="inside the mirror"):
+        main(["label", str(src), "--out", str(mirror / "x.labelled.json")])
+    assert not list(mirror.rglob("*labelled*")) and not (mirror / "belle" / "diversity-report").exists()

@@ -23,6 +23,7 @@ from typing import Any
 
 from curate.io import read_json, sha256_file, write_json
 
+from .checks import TrainInputError, check_base_model, check_rows
 from .constraints import adapter_delta_norm, build_constraint
 from .evaluate import FIXED_PROMPTS, eval_loss_by_type, generate, pad_batch, repetition_metrics
 from .prompt import get_template, tokenize_example
@@ -30,6 +31,25 @@ from .prompt import get_template, tokenize_example
 DEFAULT_GPU_BASE = "bigscience/bloomz-560m"  # the original work used bloomz-3b
 # Arguments that change how a run is carried out or logged, not what it learns.
 _NOT_SETTINGS = {"output_dir", "resume", "log_every", "threads", "eval_batch_size"}
+
+
+def settings_conflicts(output_dir: str | os.PathLike, settings: dict[str, Any], partial: bool = False) -> list[str]:
+    """The settings in which ``settings`` differ from the run already in ``output_dir`` (``partial``:
+    only the keys given). None when the folder holds no run, or one that never trained (no
+    checkpoint, no summary): such a folder is free, so a corrected mistake is not refused."""
+    output_dir = Path(output_dir)
+    if not (output_dir / "run_config.json").is_file():
+        return []
+    if not any(output_dir.glob("checkpoint-*")) and not (output_dir / "summary.json").is_file():
+        return []
+    old = read_json(output_dir / "run_config.json")
+    keys = set(settings) & set(old) if partial else set(old) | set(settings)
+    return sorted(k for k in keys if k not in _NOT_SETTINGS and old.get(k) != settings.get(k))
+
+
+def conflict_error(output_dir: str | os.PathLike, diff: list[str]) -> TrainInputError:
+    return TrainInputError(f"{output_dir} holds a run with other settings ({', '.join(diff)}); pass another "
+                           f"--output-dir, or delete that folder to start over")
 
 
 def load_alpaca_json(path: str | os.PathLike) -> list[dict]:
@@ -81,7 +101,7 @@ def finetune(
     train_on_inputs: bool = False,
     # optimisation
     learning_rate: float = 3e-4,
-    max_steps: int = 150,  # > 0: this many optimizer steps; 0: num_epochs over the mixture
+    max_steps: int = 150,  # > 0: this many optimizer steps; 0: num_epochs passes over the mixture
     num_epochs: float = 1.0,
     micro_batch_size: int = 8,
     gradient_accumulation_steps: int = 1,
@@ -118,17 +138,17 @@ def finetune(
               if k in finetune.__code__.co_varnames[: finetune.__code__.co_argcount] and k != "callbacks"}
     config["mixture_sha256"] = sha256_file(mixture_path)
     config["eval_sha256"] = sha256_file(eval_path) if eval_path else None
+    # Inputs first: a mistake must not cost a model load (or a tiny build) to be found.
+    check_base_model(base_model)
+    check_rows(load_alpaca_json(mixture_path), str(mixture_path))
     # A folder is one run: resuming or reusing it under other settings would mix two experiments.
     if resume and (output_dir / "run_config.json").is_file():
-        old = read_json(output_dir / "run_config.json")
-        diff = sorted(k for k in set(old) | set(config) if k not in _NOT_SETTINGS and old.get(k) != config.get(k))
+        diff = settings_conflicts(output_dir, config)
         if diff:
-            raise ValueError(f"{output_dir} holds a run with other settings ({', '.join(diff)}); "
-                             f"use another output_dir or delete that one")
+            raise conflict_error(output_dir, diff)
         if (output_dir / "summary.json").is_file():
             return read_json(output_dir / "summary.json")  # finished earlier with these settings
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_json(output_dir / "run_config.json", config)
     if device == "cpu":
         torch.set_num_threads(threads or os.cpu_count() or 1)
     elif device == "cuda" and not torch.cuda.is_available():
@@ -144,6 +164,8 @@ def finetune(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    # only now: a folder whose model never loaded holds no settings that would refuse a corrected rerun
+    write_json(output_dir / "run_config.json", {k: v for k, v in config.items() if k != "base_model_path"})
     lora = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                       target_modules=list(target_modules), bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)

@@ -14,8 +14,11 @@ from .base import Tagger, register
 
 
 def _jieba_tokenizer(text: str) -> list[str]:
+    import logging
+
     import jieba
 
+    jieba.setLogLevel(logging.WARNING)  # its dictionary-loading lines would fill the run log
     return [w for w in jieba.lcut(text) if w.strip()]
 
 

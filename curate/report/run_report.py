@@ -49,7 +49,7 @@ SECTIONS = ["summary", "ledger", "parse", "normalize", "filter", "dedupe", "dive
 
 
 TITLES = {"summary": "Summary", "ledger": "Ledger: every record kept or dropped with a reason",
-          "parse": "Parse and quarantine", "normalize": "Normalization", "filter": "Language and empty-text filter",
+          "parse": "Parse and quarantine", "normalize": "Normalization", "filter": "Length, empty-text and language filter",
           "dedupe": "Deduplication", "diversity": "Task types, clusters and diversity", "mixtures": "Mixtures",
           "manifest": "Manifest"}
 
@@ -113,7 +113,9 @@ def _ledger(ledger: list[dict], md: list[str]) -> str:
 def _parse(run_dir: Path) -> str:
     pstats = load_stage_json(run_dir, "01_parse", "stats.json")
     files_tbl = [{"file": f, **v} for f, v in sorted((pstats.get("files") or {}).items())]
-    return html_table(files_tbl) + drops_html(run_dir, "01_parse")
+    # every column any file has (estimated_rows: rows lost with a file that could not be read)
+    fcols = list(dict.fromkeys(c for r in files_tbl for c in r))
+    return html_table(files_tbl, fcols) + drops_html(run_dir, "01_parse")
 
 
 def _normalize(run_dir: Path, md: list[str]) -> str:
