@@ -508,7 +508,8 @@ def dataset_info_entry(name: str, with_history: bool) -> dict[str, Any]:
     return {"file_name": f"{name}.json", "formatting": "alpaca", "columns": columns}
 
 
-def write_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str, out_dir: str | Path) -> dict[str, Any]:
+def write_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str, out_dir: str | Path,
+                  licenses: dict[str, str] | None = None) -> dict[str, Any]:
     """Write ``<name>.json`` (alpaca), the exports of ``curate.export`` (``<name>.sharegpt.json``,
     ``<name>.parquet``, the dataset folder ``<name>/`` with its card) and ``<name>.manifest.json``
     for the mixture ``df``, and add its entries to ``dataset_info.json`` in ``out_dir``. Returns the
@@ -532,7 +533,7 @@ def write_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str, out_dir: str
         "ids_sha256": hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest(),
         "composition": composition(df, n_clusters=selection.get("pool_clusters")),
     }
-    manifest.update(write_exports(df, spec.name, out_dir, manifest))
+    manifest.update(write_exports(df, spec.name, out_dir, manifest, licenses))
     manifest_path = out_dir / f"{spec.name}.manifest.json"
     io.write_json(manifest_path, manifest)
 

@@ -85,6 +85,7 @@ from tqdm import tqdm
 from .encodings import (ESCAPE, GZIP_MAGIC, PARQUET_MAGIC, container_kind, estimate_rows, gb_plausible,
                         legacy_guess, sniff_bom, sniff_utf16_32)
 from .records import RECORD_COLUMNS, StageResult, drop_frame, empty_drops, make_record, records_frame
+from .schemas import SCHEMA_OF_FORMAT, ChatError, chat_key, chat_turns, remap
 
 STAGE = "parse"
 TEXT_FIELDS = ("instruction", "input", "output")
@@ -241,8 +242,11 @@ def _fmt_loc(loc: dict) -> str:
 
 
 class _FileParser:
-    def __init__(self, path: Path, source: str, rel: str, encoding: str = "utf-8"):
+    def __init__(self, path: Path, source: str, rel: str, encoding: str = "utf-8",
+                 columns: dict[str, str] | None = None, expect: str | None = None):
         self.path, self.source, self.rel, self.encoding = path, source, rel, encoding
+        self.columns = columns  # a user source's column mapping (curate.schemas.remap)
+        self.expect = SCHEMA_OF_FORMAT.get(expect or "")  # a user source's declared row shape
         self.records: list[dict] = []
         self.quarantine: list[dict] = []
         self.schemas: Counter = Counter()
@@ -256,6 +260,9 @@ class _FileParser:
              history: list | None, extra: dict, raw: Any) -> None:
         if self.lost is not None:
             self.drop(*self.lost, raw, loc)
+            return
+        if self.expect and not schema.startswith(self.expect):
+            self.drop("wrong_format", f"a {schema} row in a source declared as {self.expect}", raw, loc)
             return
         if _depth_over(extra, MAX_DEPTH) or _depth_over(history, MAX_DEPTH):
             self.drop("too_deeply_nested", f"a field is nested more than {MAX_DEPTH} levels deep", raw, loc)
@@ -321,8 +328,11 @@ class _FileParser:
             self.drop("unreadable_row", f"reading the row failed ({type(e).__name__}: {str(e)[:120]})", v, loc)
 
     def value(self, v: Any, loc: dict) -> None:
+        v = remap(v, self.columns)
         if not isinstance(v, dict):
             self.drop("not_an_object", f"row is a JSON {_json_type(v)}, not an object", v, loc)
+        elif chat_key(v):
+            self.chat(v, loc)
         elif "instances" in v:
             self.seed_task(v, loc)
         elif isinstance(v.get("input"), list) and isinstance(v.get("output"), list):
@@ -350,6 +360,20 @@ class _FileParser:
                                      ("history", "history" in v), ("no_input", "input" not in v)) if on]
             schema = "+".join(["alpaca", *flags])
         self.keep(schema, loc, instruction, input, output, history, ex, v)
+
+    def chat(self, v: dict, loc: dict) -> None:
+        """A sharegpt / OpenAI-messages row: the last exchange, earlier ones as history (curate.schemas)."""
+        key = chat_key(v)
+        try:
+            system, history, q, a = chat_turns(v[key])
+        except ChatError as e:
+            self.drop("bad_chat", f"{key}: {e}", v, loc)
+            return
+        extra = {k: val for k, val in v.items() if k != key}
+        if system:
+            extra["system"] = system
+        extra["turns"] = len(history) + 1
+        self.keep(f"chat:{key}", loc, q, "", a, history, extra, v)
 
     def seed_task(self, v: dict, loc: dict) -> None:
         instances = v["instances"]
@@ -600,8 +624,10 @@ def _decode_unicode(data: bytes, codec: str) -> tuple[str, str]:
         return data.decode(codec, ESCAPE), codec + "+invalid"
 
 
-def parse_file(path: Path, source: str, rel: str) -> ParseResult:
-    """Parse one file of ``source`` (``rel``: its path inside the source's folder, the records' ``file``).
+def parse_file(path: Path, source: str, rel: str, columns: dict[str, str] | None = None,
+               expect: str | None = None) -> ParseResult:
+    """Parse one file of ``source`` (``rel``: its path inside the source's folder, the records' ``file``;
+    ``columns``: a user source's mapping of its column names to ours; ``expect``: its declared format).
 
     Told by content: gzip is decompressed first; Parquet (``PAR1``) and, by name, ``.csv``/``.tsv``
     are read as tables (``curate.tabular``); zip/xz/… raise :class:`UnsupportedFile`; anything else
@@ -628,7 +654,7 @@ def parse_file(path: Path, source: str, rel: str) -> ParseResult:
     if data.startswith(PARQUET_MAGIC):
         from .tabular import parquet_rows
 
-        p = _FileParser(path, source, rel, "parquet")
+        p = _FileParser(path, source, rel, "parquet", columns, expect)
         p.format = "parquet"
         for loc, row in parquet_rows(data):
             p.guarded(row, loc)
@@ -641,7 +667,7 @@ def parse_file(path: Path, source: str, rel: str) -> ParseResult:
     else:
         data = data[offset:]
         text, encoding, first_bad = decode_bytes(data, name, offset)
-    p = _FileParser(path, source, rel, encoding)
+    p = _FileParser(path, source, rel, encoding, columns, expect)
     for kind in notes:
         p.repair(kind, {"byte": 0})
     if encoding.startswith("gb18030"):
@@ -730,7 +756,7 @@ def parse_files(files: list[dict]) -> StageResult:
     n_in = 0
     for f in tqdm(files, desc="parse", unit="file", disable=None):
         try:
-            res = parse_file(Path(f["path"]), f["source"], f["file"])
+            res = parse_file(Path(f["path"]), f["source"], f["file"], f.get("columns"), f.get("format"))
         except UndecodableFile as e:
             res = _undecodable(f, e)
         except UnsupportedFile as e:

@@ -357,11 +357,13 @@ def run_stage(stage: Stage, in_path: str | Path, out_dir: str | Path, progress: 
 
 
 def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs: tuple[MixtureSpec, ...],
-                   progress: Progress = None) -> list[dict[str, Any]]:
+                   progress: Progress = None, licenses: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every mixture of ``specs`` from the pool at ``in_path``, written with its exports; ``licenses``:
+    each source's licence (default: the registry's), carried by every exported row."""
     from .mix import build_mixture, clear_embed_cache, sorted_by_id, write_mixture
 
     out_dir = Path(out_dir)
-    key = cache_key([in_path], {"mixtures": [s.to_dict() for s in specs]})
+    key = cache_key([in_path], {"mixtures": [s.to_dict() for s in specs], "licenses": licenses})
     if is_done(out_dir, key):
         return read_json(out_dir / "mixtures.json")
     fault_point("mixtures", "before")
@@ -373,7 +375,8 @@ def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs: tuple[Mixtur
                 progress(f"mixtures: {spec.name}")
             mix = build_mixture(pool, spec)
             # keep the manifest free of absolute paths so equal runs write equal bytes
-            results.append({k: v for k, v in write_mixture(mix, spec, out_dir).items() if k != "paths"})
+            written = write_mixture(mix, spec, out_dir, licenses=licenses)
+            results.append({k: v for k, v in written.items() if k != "paths"})
             fault_point("mixtures", "mid")
     finally:
         clear_embed_cache()  # it holds the pool: let it go before the report stage

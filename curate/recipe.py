@@ -21,6 +21,7 @@ import yaml
 
 from .mix import MixtureSpec, parse_mixture_specs
 from .ops import OPS, Operator
+from .usersources import UserSource, parse_user_source
 
 DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
 # Operator stages in run order: folder name → recipe key. ``01_parse`` reads the raw files.
@@ -90,13 +91,23 @@ class Stage:
 class Recipe:
     path: str
     seed: int
-    sources: tuple[str, ...]
+    sources: tuple[str, ...]  # names, in the recipe's order: registry sources and the user's
     stages: tuple[Stage, ...]
     mixtures: tuple[MixtureSpec, ...]
     data: dict[str, Any]  # the file's mapping (seed filled in): recorded in the manifest, hashed into the run id
+    user_sources: tuple[UserSource, ...] = ()
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
+
+    def user_source(self, name: str) -> UserSource | None:
+        return next((s for s in self.user_sources if s.name == name), None)
+
+    def licenses(self) -> dict[str, str]:
+        """Licence of each source: the registry's, and what the recipe says of the user's."""
+        from .export import source_licenses
+
+        return {**source_licenses(), **{s.name: s.license for s in self.user_sources}}
 
 
 def load_operator_file(path: str | Path) -> None:
@@ -203,15 +214,34 @@ def load_recipe(path: str | Path | None = None) -> Recipe:
     if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
         raise RecipeError(f"{where}:{lines.get('seed', '?')}: seed must be an integer, got {data['seed']!r}")
     sources = data.get("sources") or []
-    if not isinstance(sources, list) or not all(isinstance(x, str) for x in sources):
-        raise RecipeError(f"{where}:{lines.get('sources', '?')}: sources must be a list of source names")
+    if not isinstance(sources, list):
+        raise RecipeError(f"{where}:{lines.get('sources', '?')}: sources must be a list of source names or "
+                          f"mappings (name, path or hf, format, license)")
     from .download import load_registry
 
     registry = {s.name for s in load_registry()}
-    for i, name in enumerate(sources):
-        if name not in registry:
-            raise RecipeError(f"{where}:{lines.get(('sources', i), lines.get('sources', '?'))}: unknown source "
-                              f"{name!r}{_suggest(name, registry)}; known: {', '.join(sorted(registry))}")
+    names: list[str] = []
+    users: list[UserSource] = []
+    for i, item in enumerate(sources):
+        at = f"{where}:{lines.get(('sources', i), lines.get('sources', '?'))}"
+        if isinstance(item, dict):
+            try:
+                users.append(parse_user_source(item, path.parent, at))
+            except ValueError as e:
+                raise RecipeError(str(e)) from e
+            name = users[-1].name
+            if name in registry:
+                raise RecipeError(f"{at}: source {name!r} is a registry source's name; give yours another")
+        elif isinstance(item, str):
+            name = item
+            if name not in registry:
+                raise RecipeError(f"{at}: unknown source {name!r}{_suggest(name, registry)}; known: "
+                                  f"{', '.join(sorted(registry))}, or a mapping with a path or hf dataset")
+        else:
+            raise RecipeError(f"{at}: a source is a name or a mapping, got {item!r}")
+        if name in names:
+            raise RecipeError(f"{at}: source {name!r} is listed twice")
+        names.append(name)
     custom: dict[str, str] = {}
     for i, p in enumerate(data.get("custom_operator_paths") or []):
         file = (path.parent / p).resolve()
@@ -228,4 +258,4 @@ def load_recipe(path: str | Path | None = None) -> Recipe:
         mixtures = tuple(parse_mixture_specs(data.get("mixtures", []), default_seed=data["seed"]))
     except (TypeError, ValueError) as e:
         raise RecipeError(f"{where}:{lines.get('mixtures', '?')}: mixtures: {e}") from e
-    return Recipe(str(path), int(data["seed"]), tuple(sources), stages, mixtures, data)
+    return Recipe(str(path), int(data["seed"]), tuple(names), stages, mixtures, data, tuple(users))

@@ -55,6 +55,27 @@ def _run_folder(path: str) -> Path:
     return p
 
 
+def _input_recipe(inputs: list[str], recipe: str | None, data_dir: Path) -> str:
+    """``tiger run --input FILE…``: the recipe (default: configs/default.yaml) with one source, ``input``,
+    holding the given files, folders or globs; written under ``<data-dir>/recipes/`` and returned."""
+    import hashlib
+
+    import yaml
+
+    from curate.recipe import DEFAULT_RECIPE
+
+    base = Path(recipe or DEFAULT_RECIPE)
+    doc = yaml.safe_load(base.read_text(encoding="utf-8")) or {}
+    doc["sources"] = [{"name": "input", "path": [str(Path(p).expanduser().resolve()) if not any(c in p for c in "*?[")
+                                                 else str(Path.cwd() / p) for p in inputs]}]
+    text = yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+    out = data_dir / "recipes" / f"input-{hashlib.sha256(text.encode()).hexdigest()[:10]}.yaml"
+    from curate.io import write_text
+
+    write_text(out, text)
+    return str(out)
+
+
 def cmd_run(a: argparse.Namespace) -> None:
     from curate.paths import check_run_id
     from curate.recipe import load_recipe
@@ -65,6 +86,8 @@ def cmd_run(a: argparse.Namespace) -> None:
 
     if a.run_id:
         check_run_id(a.run_id)  # before any work: a run id is a folder name, never a path
+    if a.input:
+        a.recipe = _input_recipe(a.input, a.recipe, Path(a.data_dir or settings.PROJECT_ROOT / "data"))
     load_recipe(a.recipe)  # a bad recipe fails here, naming its line, before Prefect starts
     mirror = _mirror(a.mirror)
     _offline_without_mirror(a, mirror)
@@ -184,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
     r = sub.add_parser("run", help="run the whole curation flow (download → … → mixtures → report)")
     r.add_argument("--mirror", help="offline mirror folder (one subfolder per source); default $TIGER_MIRROR, else download")
     r.add_argument("--recipe", help="recipe YAML (default configs/default.yaml)")
+    r.add_argument("--input", nargs="+", metavar="FILE",
+                   help="curate these files, folders or globs (JSON, JSON lines, CSV/TSV, Parquet; alpaca, sharegpt "
+                        "or OpenAI messages rows) as one source 'input', with the recipe's stages and mixtures")
     r.add_argument("--data-dir", help=f"where raw/ and processed/ live (default {settings.PROJECT_ROOT / 'data'}, "
                                       f"the same for every command)")
     r.add_argument("--run-id", help="name of the run folder (default: a hash of recipe and inputs, so a rerun resumes)")

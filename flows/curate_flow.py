@@ -10,6 +10,7 @@ from curate import pipeline
 from curate.io import write_json
 from curate.mix import MixtureSpec
 from curate.recipe import Stage, load_recipe
+from curate.usersources import UserSource
 
 # Stages skip themselves through completion markers keyed on inputs + params + code (curate.pipeline).
 from .progress import TASK_OPTS
@@ -41,6 +42,14 @@ def download_task(source: str, raw_dir: str, mirror: str | None) -> dict:
     return {"files": files, "skipped": skipped}
 
 
+@task(name="user-source", **TASK_OPTS)
+def user_source_task(source: UserSource, raw_dir: str) -> dict:
+    """``{"files": [...], "skipped": []}`` of a source the recipe brings (local files or an HF dataset)."""
+    from curate.usersources import user_source_files
+
+    return {"files": user_source_files(source, raw_dir), "skipped": []}
+
+
 @task(name="parse", **TASK_OPTS)
 def parse_task(files: list[dict], out_dir: str, skipped: list[dict] | None = None) -> dict:
     return pipeline.parse_stage(files, out_dir, progress=_progress, skipped=skipped)
@@ -69,8 +78,8 @@ def run_stage(stage: Stage, in_path: str, out_dir: str, shard_rows: int) -> dict
 
 
 @task(name="mixtures", **TASK_OPTS)
-def mixtures_task(in_path: str, out_dir: str, specs: tuple[MixtureSpec, ...]) -> list[dict]:
-    return pipeline.mixtures_stage(in_path, out_dir, specs, progress=_progress)
+def mixtures_task(in_path: str, out_dir: str, specs: tuple[MixtureSpec, ...], licenses: dict[str, str]) -> list[dict]:
+    return pipeline.mixtures_stage(in_path, out_dir, specs, progress=_progress, licenses=licenses)
 
 
 @task(name="report", **TASK_OPTS)
@@ -97,7 +106,8 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     files: list[dict] = []
     skipped: list[dict] = []
     for source in recipe.sources:
-        got = download_task(source, str(data / "raw"), mirror)
+        user = recipe.user_source(source)
+        got = user_source_task(user, str(data / "raw")) if user else download_task(source, str(data / "raw"), mirror)
         skipped.extend(got["skipped"])
         if not got["files"] and source == "traditional":  # the optional extra source may be absent
             continue
@@ -111,7 +121,7 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
         ledgers.append(run_stage(stage, str(prev), str(run_dir / stage.name), shard_rows))
         prev = run_dir / stage.name / "kept.parquet"
     pipeline.check_chain(ledgers)  # fails loudly if any record went missing between stages
-    mixtures = mixtures_task(str(prev), str(run_dir / "mixtures"), recipe.mixtures)
+    mixtures = mixtures_task(str(prev), str(run_dir / "mixtures"), recipe.mixtures, recipe.licenses())
 
     write_json(run_dir / "manifest.json", {
         "run_id": run_dir.name,
