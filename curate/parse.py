@@ -96,8 +96,26 @@ BOM = "\ufeff"
 MAX_DEPTH = 100  # deeper structures in a row are quarantined: later stages must be able to read them back
 
 _WS = re.compile(r"[ \t\n\r\x00]*")  # NUL between rows (padding, a crash) is blank, not a row
-_DECODER = json.JSONDecoder()
-_LENIENT = json.JSONDecoder(strict=False)  # also takes raw control characters inside strings
+
+
+class _RepeatedKeys(dict):
+    """A JSON object that repeats a key. JSON readers keep the last value and drop the others
+    silently; ``repeated`` names the keys, so a row that would lose text that way is quarantined."""
+
+    repeated: list[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        d = _RepeatedKeys(d)
+        d.repeated = sorted({k for k, _ in pairs if k in seen or seen.add(k)})
+    return d
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object)
+_LENIENT = json.JSONDecoder(strict=False, object_pairs_hook=_object)  # also takes raw control characters inside strings
 _ESCAPED_BYTE = re.compile(r"[\udc00-\udcff]")  # a byte that did not decode (errors="tiger-escape")
 # Resync points. In an array: a `{"` after a separator or a line break. A literal `{"` cannot occur
 # inside a well-formed JSON string (the quote would be escaped), so this rarely lands mid-string.
@@ -254,6 +272,7 @@ class _FileParser:
         self.n = 0  # running unit index = the record's row
         self.format = ""
         self.lost: tuple[str, str] | None = None  # (reason, why): every unit is quarantined so (whole-file loss)
+        self.span: str | None = None  # the text of the value being read, where the reader knows it
 
     # ---- outcomes --------------------------------------------------------------------------------
     def keep(self, schema: str, loc: dict, instruction: str, input: str, output: str,
@@ -328,6 +347,14 @@ class _FileParser:
             self.drop("unreadable_row", f"reading the row failed ({type(e).__name__}: {str(e)[:120]})", v, loc)
 
     def value(self, v: Any, loc: dict) -> None:
+        if isinstance(v, _RepeatedKeys) and ROW_KEYS & set(v.repeated):
+            keys = ", ".join(repr(k) for k in v.repeated)
+            msg = f"the row repeats the key(s) {keys}: reading it would keep only the last value of each"
+            if self.span is not None:
+                self.drop("repeated_key", msg, self.span, loc, fragment=True)
+            else:
+                self.drop("repeated_key", msg, v, loc)
+            return
         v = remap(v, self.columns)
         if not isinstance(v, dict):
             self.drop("not_an_object", f"row is a JSON {_json_type(v)}, not an object", v, loc)
@@ -475,7 +502,9 @@ class _FileParser:
         if text[start] == "[":
             self.format = "json_array"
             try:
-                items = json.loads(text)
+                items = _DECODER.decode(text)
+                if any(isinstance(v, _RepeatedKeys) for v in items):  # read again, keeping each row's text
+                    raise ValueError("a row repeats a key")
             except (ValueError, RecursionError, MemoryError):  # read value by value, containing each
                 self.tolerant_array(text, start, _Locator(text, byte_offset, self.encoding))
                 return
@@ -534,7 +563,9 @@ class _FileParser:
                 if not m:
                     return
                 continue
+            self.span = text[pos:end]
             self.guarded(value, {"item": item, **where.at(pos)})
+            self.span = None
             item += 1
             pos = end
 
@@ -553,7 +584,7 @@ class _FileParser:
                 events.append(("fragment", (text[pos:stop].rstrip(), e), pos))
                 pos = stop
                 continue
-            events.append(("value", value, pos))
+            events.append(("value", (value, text[pos:end]) if isinstance(value, _RepeatedKeys) else value, pos))
             pos = end
         if len(events) == 1 and events[0][0] == "value" and isinstance(events[0][1], dict) \
                 and not ROW_KEYS & events[0][1].keys():
@@ -573,7 +604,10 @@ class _FileParser:
         for kind, payload, at in events:
             loc = where.at(at)
             if kind == "value":
+                if isinstance(payload, tuple):  # a row that repeats a key, with its text
+                    payload, self.span = payload
                 self.guarded(payload, loc)
+                self.span = None
             elif not isinstance(payload[1], json.JSONDecodeError):
                 self.drop(*_cannot_decode(payload[1]), payload[0], loc, fragment=True)
             else:

@@ -82,6 +82,7 @@ def test_quarantine_details_name_the_file_and_say_what_to_do(through_filter):
     assert "unzip it" in details["archive.zip:unsupported_format"]
     assert "\\x80" in details["gbk_stray_byte.jsonl:invalid_gbk"] and "第57题" in details["gbk_stray_byte.jsonl:invalid_gbk"]
     assert "estimated row 1 of 1" in details["corrupt.parquet:unreadable_file"]
+    assert "第一个问题" in details["repeated_key.jsonl:repeated_key"]  # both values shown, none lost
     huge = filt.dropped[filt.dropped["file"] == "huge_row.json"]
     assert re.fullmatch(r"input has [45],\d{3},\d{3} characters > max_field_chars 100,000", huge["detail"].iloc[0])
     # files that could not be read say how many bytes and rows they held
@@ -217,3 +218,16 @@ def test_label_and_diversity_on_a_deep_file_give_one_line_not_a_crash(tmp_path):
         with pytest.raises(SystemExit) as e:
             main(cmd)
         assert "too_deeply_nested" in str(e.value.code) and "deep_array.json" in str(e.value.code)
+
+
+def test_two_damaged_rows_that_merge_into_one_object_lose_no_text(tmp_path):
+    """Found by the no-row-lost property: one row lost its closing brace and the next its opening one,
+    so together they read as one valid object that repeats every key; JSON keeps the last values and
+    the first row's text vanished. Now the merged object is quarantined with its raw text."""
+    first = '{\n "instruction": "第一行",\n "input": "",\n "output": "答"\n'
+    second = '\n "instruction": "",\n "input": "",\n "output": ""\n}'
+    p = tmp_path / "merged.json"
+    p.write_text("[\n" + first + ",\n" + second + "\n]\n", encoding="utf-8")
+    res = parse_files([{"source": "s", "file": "merged.json", "path": str(p)}])
+    (d,) = res.dropped.to_dict("records")
+    assert d["reason"] == "repeated_key" and "第一行" in json.loads(d["extra"])["raw"]

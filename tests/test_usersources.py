@@ -157,3 +157,13 @@ def test_tiger_run_input_curates_a_file_with_the_default_recipe(user_files, tmp_
     assert [i["source"] for i in manifest["inputs"]] == ["input"]
     assert manifest["recipe"]["sources"][0]["path"] == [str(user_files / "mine.jsonl")]
     assert manifest["ledger"][0]["in"] == 300 and (run / "mixtures" / "random-5000.json").is_file()
+
+
+def test_the_readme_example_recipe_loads_and_parses(tmp_path):
+    """tests/data/own/recipe.yaml, the README's example: both sources read, the chats as chats."""
+    recipe = load_recipe(Path(__file__).resolve().parent / "data" / "own" / "recipe.yaml")
+    assert recipe.sources == ("mydata", "mychats") and recipe.licenses()["mychats"] == "CC0-1.0"
+    res = parse_files([f for s in recipe.user_sources for f in user_source_files(s, tmp_path)])
+    assert len(res.dropped) == 0 and res.kept["source"].value_counts().to_dict() == {"mydata": 10, "mychats": 2}
+    chat = res.kept[res.kept["source"] == "mychats"].iloc[0]
+    assert chat["instruction"] == "为什么推荐这本？" and len(json.loads(chat["history"])) == 1

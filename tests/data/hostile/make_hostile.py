@@ -58,6 +58,7 @@ EXPECTED: dict[str, tuple[str, int, dict[str, int], dict[str, int]]] = {
     "corrupt.parquet": ("unreadable", 0, {"unreadable_file": 1}, {}),
     "nul_between_rows.jsonl": ("json_lines", 3, {}, {}),
     "emoji_zwj.jsonl": ("json_lines", 1, {}, {}),
+    "repeated_key.jsonl": ("json_lines", 2, {"repeated_key": 1}, {}),
     "empty.jsonl": ("empty", 0, {}, {}),
     "only_nul.json": ("empty", 0, {}, {}),
 }
@@ -112,6 +113,9 @@ def files(big: bool = False) -> dict[str, bytes]:
     # NUL padding between rows (a crash-padded file) is blank, not a row; a file of NULs is empty
     out["nul_between_rows.jsonl"] = (lines(ROWS[:2]) + "\x00" * 64 + "\n" + line(ROWS[2]) + "\n" + "\x00" * 16)
     out["emoji_zwj.jsonl"] = line({"instruction": f"描述这个表情：{EMOJI}", "input": "", "output": "这是一家三口。"}) + "\n"
+    # a repeated text key would silently lose its first value; a repeated other key is harmless
+    out["repeated_key.jsonl"] = ('{"instruction": "第一个问题", "output": "第一个回答", "instruction": "第二个问题"}\n'
+                                 + line({**ROWS[0]})[:-1] + ', "tag": 1, "tag": 2}\n' + line(ROWS[1]) + "\n")
     out["empty.jsonl"] = ""
     out["only_nul.json"] = "\x00" * 32
     if big:
