@@ -5,10 +5,10 @@ BIN := $(VENV)/bin
 # The offline mirror is used when it exists; otherwise the run downloads from upstream.
 MIRROR ?= $(shell [ -d ../shared/corpora ] && echo ../shared/corpora)
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml constraints.txt
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 .PHONY: install run test bench clean

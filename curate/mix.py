@@ -337,11 +337,11 @@ def quality_scores(df: pd.DataFrame) -> np.ndarray:
     return 0.5 * ans + 0.3 * tsk + 0.2 * var
 
 
-def deita_select(x: np.ndarray | Callable[[np.ndarray], np.ndarray], scores: np.ndarray, k: int, threshold: float,
+def deita_select(x: np.ndarray | Callable[[np.ndarray], np.ndarray], scores: np.ndarray, k: int, min_distance: float,
                  block: int = 512) -> tuple[np.ndarray, int]:
     """Quality first, then diversity (DEITA's "score-first, diversity-aware" selection, Liu et al. 2024):
     go through the rows by descending ``scores`` and admit one only if its cosine distance to every
-    admitted row exceeds ``threshold``. Returns the admitted positions (at most ``k``) and how many
+    admitted row exceeds ``min_distance``. Returns the admitted positions (at most ``k``) and how many
     rows were examined. ``x``: the rows' unit embeddings, or a function giving those of some
     positions (then only the rows examined are embedded, a block at a time)."""
     from threadpoolctl import threadpool_limits
@@ -352,7 +352,7 @@ def deita_select(x: np.ndarray | Callable[[np.ndarray], np.ndarray], scores: np.
     chosen = np.empty(k, dtype=np.int64)
     cmat = None
     m = 0
-    max_sim = 1.0 - threshold
+    max_sim = 1.0 - min_distance
     examined = 0
     with threadpool_limits(limits=1):
         for a in range(0, len(order), block):

@@ -29,7 +29,7 @@ def _retriable(task, task_run, state) -> bool:
     return not isinstance(exc, BaseException) or is_retriable(exc)
 
 
-@task(name="download", retries=2, retry_delay_seconds=5, retry_condition_fn=_retriable, **TASK_OPTS)
+@task(name="download", task_run_name="download {source}", retries=2, retry_delay_seconds=5, retry_condition_fn=_retriable, **TASK_OPTS)
 def download_task(source: str, raw_dir: str, mirror: str | None) -> dict:
     """``{"files": [...], "skipped": [...]}`` of one source (skipped: mirror files not read, with why)."""
     from curate.download import fetch_source, load_registry
@@ -42,7 +42,7 @@ def download_task(source: str, raw_dir: str, mirror: str | None) -> dict:
     return {"files": files, "skipped": skipped}
 
 
-@task(name="user-source", **TASK_OPTS)
+@task(name="user-source", task_run_name="read {source.name}", **TASK_OPTS)
 def user_source_task(source: UserSource, raw_dir: str) -> dict:
     """``{"files": [...], "skipped": []}`` of a source the recipe brings (local files or an HF dataset)."""
     from curate.usersources import user_source_files
@@ -55,12 +55,12 @@ def parse_task(files: list[dict], out_dir: str, skipped: list[dict] | None = Non
     return pipeline.parse_stage(files, out_dir, progress=_progress, skipped=skipped)
 
 
-@task(name="shard", **TASK_OPTS)
+@task(name="shard", task_run_name="{plan.stage.name} rows {start}-{stop}", **TASK_OPTS)
 def shard_task(plan: pipeline.StagePlan, start: int, stop: int) -> str:
     return pipeline.run_shard(plan, start, stop, progress=_progress)
 
 
-@task(name="merge", **TASK_OPTS)
+@task(name="merge", task_run_name="{plan.stage.name}", **TASK_OPTS)
 def merge_task(plan: pipeline.StagePlan) -> dict:
     return pipeline.finish_stage(plan, progress=_progress)
 

@@ -245,7 +245,7 @@ def register(sub) -> None:
     t.add_argument("--eval-per-type", type=int, default=20,
                    help="held-out records per task type drawn from the pool (and removed from the mixture); 0: none")
     t.add_argument("--eval-seed", type=int, default=0)
-    _add_flags(t, finetune_params(), skip={"pool_path", "eval_path", "callbacks"}, types=finetune_types())
+    _add_flags(t, finetune_params(), skip={"eval_path", "callbacks"}, types=finetune_types())
     t.set_defaults(func=cmd_train)
 
     b = sub.add_parser("build-tiny", help="build (or find) the offline tiny Bloom base from a curated pool",

@@ -5,6 +5,11 @@ import pytest
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The tests' flow runs go to a Prefect home of their own, not into the user's run history.
+if "PREFECT_HOME" not in os.environ:
+    import tempfile
+
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="tiger-tests-prefect-")
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR = Path(os.environ.get("TIGER_MIRROR", ROOT.parent / "shared" / "corpora"))

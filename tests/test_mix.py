@@ -303,9 +303,9 @@ def test_deita_select_by_hand():
     x = np.array([[1, 0], [0.995, 0.0998], [0, 1], [0.6, 0.8]], dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     scores = np.array([0.9, 0.8, 0.7, 0.6])
-    chosen, examined = deita_select(x, scores, k=3, threshold=0.1)
+    chosen, examined = deita_select(x, scores, k=3, min_distance=0.1)
     assert chosen.tolist() == [0, 2, 3] and examined == 4  # row 1 is a near twin of row 0
-    chosen, _ = deita_select(x, scores, k=2, threshold=0.1)
+    chosen, _ = deita_select(x, scores, k=2, min_distance=0.1)
     assert chosen.tolist() == [0, 2]
 
 

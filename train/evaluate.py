@@ -60,7 +60,7 @@ def record_key_text(rec: dict) -> str:
     return "\n".join(str(rec.get(c, "") or "") for c in ("instruction", "input", "output"))
 
 
-def near_dup_mask(reference: Sequence[str], texts: Sequence[str], threshold: float = 0.7, ngram: int = 5,
+def near_dup_mask(reference: Sequence[str], texts: Sequence[str], jaccard: float = 0.7, ngram: int = 5,
                   num_perm: int = 128) -> np.ndarray:
     """For each of ``texts``, whether it is a near-duplicate of one of ``reference`` (the curation
     stage's ``curate.minhash.NearDupIndex``: one definition of "near-duplicate" for the project)."""
@@ -68,11 +68,11 @@ def near_dup_mask(reference: Sequence[str], texts: Sequence[str], threshold: flo
 
     if not len(texts):
         return np.zeros(0, dtype=bool)
-    index = NearDupIndex(list(reference), threshold=threshold, ngram=ngram, num_perm=num_perm)
+    index = NearDupIndex(list(reference), threshold=jaccard, ngram=ngram, num_perm=num_perm)
     return np.asarray(index.query(list(texts)), dtype=bool)
 
 
-def eval_overlap_mask(df: pd.DataFrame, eval_df: pd.DataFrame, threshold: float = 0.7) -> np.ndarray:
+def eval_overlap_mask(df: pd.DataFrame, eval_df: pd.DataFrame, jaccard: float = 0.7) -> np.ndarray:
     """Rows of ``df`` that are an eval item: same id, same text, or a near-duplicate."""
     ids = set(eval_df["id"])
     hashes = {content_hash(r["instruction"], r["input"], r["output"]) for r in eval_df.to_dict("records")}
@@ -81,19 +81,19 @@ def eval_overlap_mask(df: pd.DataFrame, eval_df: pd.DataFrame, threshold: float 
     by_hash = np.array([content_hash(r.get("instruction", ""), r.get("input", ""), r.get("output", "")) in hashes
                         for r in recs], dtype=bool)
     near = near_dup_mask([record_key_text(r) for r in eval_df.to_dict("records")],
-                         [record_key_text(r) for r in recs], threshold=threshold)
+                         [record_key_text(r) for r in recs], jaccard=jaccard)
     return by_id | by_hash | near
 
 
-def remove_eval_items(df: pd.DataFrame, eval_df: pd.DataFrame, threshold: float = 0.7) -> tuple[pd.DataFrame, pd.DataFrame]:
+def remove_eval_items(df: pd.DataFrame, eval_df: pd.DataFrame, jaccard: float = 0.7) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(kept, removed)``: the rows of ``df`` that are not / are eval items or their near-duplicates."""
-    mask = eval_overlap_mask(df, eval_df, threshold) if len(df) else np.zeros(0, dtype=bool)
+    mask = eval_overlap_mask(df, eval_df, jaccard) if len(df) else np.zeros(0, dtype=bool)
     return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)
 
 
 def assert_no_eval_items(mixture: pd.DataFrame, eval_df: pd.DataFrame, name: str = "mixture",
-                         threshold: float = 0.7) -> None:
-    mask = eval_overlap_mask(mixture, eval_df, threshold)
+                         jaccard: float = 0.7) -> None:
+    mask = eval_overlap_mask(mixture, eval_df, jaccard)
     if mask.any():
         bad = mixture[mask].head(3)
         raise AssertionError(f"{name}: {int(mask.sum())} eval items or near-duplicates, e.g. ids {list(bad['id'])}")

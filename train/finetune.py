@@ -28,7 +28,6 @@ from .constraints import adapter_delta_norm, build_constraint
 from .evaluate import FIXED_PROMPTS, eval_loss_by_type, generate, pad_batch, repetition_metrics
 from .prompt import get_template, tokenize_example
 
-DEFAULT_GPU_BASE = "bigscience/bloomz-560m"  # the original work used bloomz-3b
 # Arguments that change how a run is carried out or logged, not what it learns.
 _NOT_SETTINGS = {"output_dir", "resume", "log_every", "threads", "eval_batch_size"}
 
@@ -72,23 +71,10 @@ def load_alpaca_json(path: str | os.PathLike) -> list[dict]:
     return data
 
 
-def resolve_base_model(base_model: str, pool_path: str | os.PathLike | None = None,
-                       exclude_ids: tuple[str, ...] = ()) -> str:
-    """``tiny`` → the tiny base built from ``pool_path`` (built once, cached); anything else as given."""
-    if base_model != "tiny":
-        return base_model
-    if pool_path is None:
-        raise ValueError("base_model 'tiny' is built from a curated pool: pass pool_path (05_diversity/kept.parquet)")
-    from .tiny import build_tiny
-
-    return str(build_tiny(pool_path, exclude_ids=exclude_ids))
-
-
 def finetune(
     mixture_path: str | os.PathLike,
     output_dir: str | os.PathLike,
-    base_model: str = "tiny",  # "tiny" (built from pool_path) or any AutoModelForCausalLM name or path
-    pool_path: str | os.PathLike | None = None,  # only for base_model="tiny"
+    base_model: str = "tiny",  # any AutoModelForCausalLM name or folder; "tiny": build it first (train.tiny)
     eval_path: str | os.PathLike | None = None,  # alpaca JSON with task_type: per-type loss at checkpoints
     # LoRA
     lora_r: int = 8,
@@ -158,7 +144,10 @@ def finetune(
     t_start, cpu_start = time.time(), time.process_time()
 
     # ---- model and tokenizer ----
-    base_path = resolve_base_model(base_model, pool_path)
+    if base_model == "tiny":  # the CLI and the experiment build the tiny base and pass its folder
+        raise ValueError("base_model 'tiny' names the project's tiny base: build it with train.tiny.build_tiny "
+                         "(or `tiger build-tiny`) and pass its folder")
+    base_path = base_model
     config["base_model_path"] = base_path
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     if tokenizer.pad_token_id is None:
