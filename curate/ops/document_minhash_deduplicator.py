@@ -9,6 +9,7 @@ from ..duplicates import check_frame, dedupe_result, empty_stats, group_stats, p
 from ..minhash.cluster import CLUSTERINGS, cluster_pairs
 from ..minhash.config import DEFAULT_FIELDS, DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, MinHashConfig
 from ..minhash.lsh import near_duplicate_pairs, nonempty_rows, pair_jaccard
+from ..minhash.partitioned import PartitionedSignatures, partitioned_near_duplicate_pairs
 from ..minhash.signatures import config_signatures, row_texts
 from ..records import StageResult, drop_frame
 from .base import Deduplicator, register
@@ -39,7 +40,8 @@ class DocumentMinhashDeduplicator(Deduplicator):
                  fields: Sequence[str] = DEFAULT_FIELDS, seed: int = 1, scheme: str = "affine32",
                  bands: int | None = None, rows: int | None = None, window: int = 16,
                  source_priority: Sequence[str] = (), clustering: str = "leader",
-                 verify_fields: Sequence[str] = ("instruction", "output"), verify_threshold: float = 0.3):
+                 verify_fields: Sequence[str] = ("instruction", "output"), verify_threshold: float = 0.3,
+                 partitions: int = 0, partition_rows: int = 200_000):
         self.mh = MinHashConfig(ngram, num_perm, threshold, seed, scheme, bands, rows)  # checks them
         if not 0.0 <= verify_threshold <= 1.0:
             raise ValueError(f"verify_threshold must be in [0, 1], got {verify_threshold}")
@@ -51,18 +53,27 @@ class DocumentMinhashDeduplicator(Deduplicator):
         self.clustering, self.window = clustering, int(window)
         self.fields = tuple(fields)
         self.source_priority = tuple(source_priority)
+        if int(partitions) < 0 or int(partition_rows) < 1:
+            raise ValueError(f"need partitions ≥ 0 and partition_rows ≥ 1, got {partitions} and {partition_rows}")
+        # partitions > 0: the search of curate.minhash.partitioned over signatures held
+        # partition_rows rows at a time, keys grouped in that many hash partitions (same pairs)
+        self.partitions, self.partition_rows = int(partitions), int(partition_rows)
 
-    def signatures(self, df: pd.DataFrame, rows_per_part: int = 200_000,
-                   fields: Sequence[str] | None = None) -> np.ndarray:
+    def signatures(self, df: pd.DataFrame, fields: Sequence[str] | None = None) -> np.ndarray:
         """The rows' signatures over ``fields`` (default: the operator's), their texts built part
         by part (the whole list of joined texts would cost about as much memory as the frame)."""
         fields = self.fields if fields is None else tuple(fields)
-        sig_dtype = np.uint32 if self.mh.scheme == "affine32" else np.uint64
-        sig = np.empty((len(df), self.mh.num_perm), dtype=sig_dtype)
-        for s in range(0, len(df), rows_per_part):
-            part = df.iloc[s:s + rows_per_part]
+        sig = np.empty((len(df), self.mh.num_perm), dtype=np.uint32 if self.mh.scheme == "affine32" else np.uint64)
+        for s in range(0, len(df), self.partition_rows):  # one array, filled a part at a time (no copy)
+            part = df.iloc[s:s + self.partition_rows]
             sig[s:s + len(part)] = config_signatures(self.mh, row_texts(part, fields), progress=False)
         return sig
+
+    def signature_parts(self, df: pd.DataFrame, fields: Sequence[str] | None = None) -> list[np.ndarray]:
+        """The signatures a row partition (``partition_rows`` rows) at a time."""
+        fields = self.fields if fields is None else tuple(fields)
+        return [config_signatures(self.mh, row_texts(df.iloc[s:s + self.partition_rows], fields), progress=False)
+                for s in range(0, len(df), self.partition_rows)]
 
     def _verify(self, df: pd.DataFrame, i: np.ndarray, j: np.ndarray,
                 est: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -94,12 +105,18 @@ class DocumentMinhashDeduplicator(Deduplicator):
                   "fields": list(self.fields), "seed": mh.seed, "scheme": mh.scheme,
                   "bands": mh.bands, "rows": mh.rows, "window": self.window,
                   "source_priority": list(self.source_priority), "clustering": self.clustering,
-                  "verify_fields": list(self.verify_fields), "verify_threshold": self.verify_threshold}
+                  "verify_fields": list(self.verify_fields), "verify_threshold": self.verify_threshold,
+                  "partitions": self.partitions, "partition_rows": self.partition_rows}
         if n == 0:
             return StageResult(df, drop_frame(df, self.name, "near_duplicate", ""),
                                empty_stats() | {"params": params, "no_shingles": 0, "pairs": 0})
-        sig = self.signatures(df)
-        i, j, est_ij = near_duplicate_pairs(sig, mh.threshold, mh.bands, mh.rows, self.window)
+        if self.partitions:
+            sig = PartitionedSignatures(self.signature_parts(df))
+            i, j, est_ij = partitioned_near_duplicate_pairs(sig, mh.threshold, mh.bands, mh.rows, self.window,
+                                                            self.partitions)
+        else:
+            sig = self.signatures(df)
+            i, j, est_ij = near_duplicate_pairs(sig, mh.threshold, mh.bands, mh.rows, self.window)
         i, j, est_ij, rejected = self._verify(df, i, j, est_ij)
         rank = priority_rank(df, self.source_priority)
         labels = cluster_pairs(n, i, j, est_ij, rank, self.clustering)
@@ -107,8 +124,11 @@ class DocumentMinhashDeduplicator(Deduplicator):
         drop = surv != np.arange(n)
         est = np.ones(n)
         if drop.any():
-            est[drop] = pair_jaccard(sig, np.flatnonzero(drop), surv[drop])
-        no_shingles = n - len(nonempty_rows(sig))
+            d = np.flatnonzero(drop)
+            est[drop] = (pair_jaccard(sig, d, surv[drop]) if isinstance(sig, np.ndarray) else
+                         np.count_nonzero(sig.rows(d) == sig.rows(surv[drop]), axis=1) / mh.num_perm)
+        no_shingles = n - (len(nonempty_rows(sig)) if isinstance(sig, np.ndarray) else
+                           sum(len(nonempty_rows(p)) for p in sig.parts))
         del sig  # n × num_perm: let it go before the kept/dropped copies are made
         ids = df["id"].astype(str).to_numpy()
         details = np.array([f"{ids[s]} jaccard={e:.3f}" if d else ""
