@@ -26,7 +26,7 @@ from curate.recipe import STAGES
 from curate.records import RECORD_COLUMNS
 
 # the real-run helpers and the shared Prefect server (cli_env is a fixture)
-from test_resume import BIN, cli_env, run_dir_of, run_tiger, slice_mirror  # noqa: F401
+from test_resume import BIN, cli_env, run_dir_of, run_tiger, slice_mirror, small_recipe, tiger_cmd  # noqa: F401
 
 BAD = Path(__file__).resolve().parent / "data" / "bad"
 # the rows the corpus is made of (tests/data/bad/make_bad.py)
@@ -290,21 +290,14 @@ def test_property_no_row_is_lost_silently(scratch, rows, layout, data):
 def test_a_bad_source_through_the_whole_flow(tmp_path, mirror, cli_env, big_row):
     """A mirror whose optional source holds the whole bad corpus and the 10 MB row: the run completes,
     every stage balances per source, good rows go on, and `tiger dropped` shows the quarantine."""
-    import yaml
-
-    from curate.recipe import DEFAULT_RECIPE
-
     m = slice_mirror(tmp_path / "mirror", mirror, {"belle": ["dev1K.json"]})
     (m / "traditional").mkdir()
     for f in corpus_files():
         shutil.copy(f["path"], m / "traditional" / f["file"])
     (m / "traditional" / "big_row.json").write_text(json.dumps([big_row], ensure_ascii=False), encoding="utf-8")
-    recipe = yaml.safe_load(DEFAULT_RECIPE.read_text(encoding="utf-8"))
-    recipe.update(sources=["belle", "traditional"], mixtures=["random-200", "per_source-200"])
-    recipe["diversity"][1]["cluster_tagger"]["n_clusters"] = 5
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
-    r = run_tiger([str(BIN / "tiger"), "run", "--mirror", str(m), "--data-dir", str(tmp_path / "data"),
-                   "--recipe", str(tmp_path / "recipe.yaml")], cli_env, tmp_path)
+    recipe = small_recipe(tmp_path / "recipe.yaml", clusters=5, sources=["belle", "traditional"],
+                          mixtures=["random-200", "per_source-200"])
+    r = run_tiger(tiger_cmd(m, tmp_path / "data", recipe), cli_env, tmp_path)
     assert r.returncode == 0, r.stdout[-3000:]
     run_dir = run_dir_of(r)
 

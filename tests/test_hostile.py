@@ -29,7 +29,7 @@ sys.path.insert(0, str(HOSTILE))
 from make_hostile import EMOJI, EXPECTED, build, files
 
 # the real-run helpers and the shared Prefect server (cli_env is a fixture)
-from test_resume import BIN, cli_env, run_dir_of, run_tiger  # noqa: F401
+from test_resume import BIN, cli_env, run_dir_of, run_tiger, small_recipe, tiger_cmd  # noqa: F401
 
 
 def corpus(folder: Path, names) -> list[dict]:
@@ -170,18 +170,12 @@ def test_a_real_run_on_a_mirror_slice_plus_the_corpus_shows_the_lost_rows(tmp_pa
     ledger (and `tiger ledger`) shows the rows lost per reason, the empty files and the files lost whole."""
     import subprocess
 
-    import yaml
-
     from curate.pipeline import check_chain
 
     m = link_slice(tmp_path / "mirror", {"belle": ["dev1K.json"]})
     expected = build(m / "traditional", big=True)
-    recipe = yaml.safe_load(DEFAULT_RECIPE.read_text(encoding="utf-8"))
-    recipe.update(sources=["belle", "traditional"], mixtures=["random-100"])
-    recipe["diversity"][1]["cluster_tagger"]["n_clusters"] = 4
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
-    r = run_tiger([str(BIN / "tiger"), "run", "--mirror", str(m), "--data-dir", str(tmp_path / "data"),
-                   "--recipe", str(tmp_path / "recipe.yaml")], cli_env, tmp_path)
+    recipe = small_recipe(tmp_path / "recipe.yaml", clusters=4, sources=["belle", "traditional"], mixtures=["random-100"])
+    r = run_tiger(tiger_cmd(m, tmp_path / "data", recipe), cli_env, tmp_path)
     assert r.returncode == 0, r.stdout[-3000:]
     run_dir = run_dir_of(r)
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))

@@ -49,10 +49,13 @@ def slice_mirror(dst: Path, mirror: Path, files: dict[str, list[str]] = SLICE) -
     return _link_slice(mirror, dst, files)
 
 
-def small_recipe(path: Path, mixture_rows: int = 300, clusters: int = 8) -> Path:
+def small_recipe(path: Path, mixture_rows: int = 300, clusters: int = 8, sources: list[str] | None = None,
+                 mixtures: list[str] | None = None) -> Path:
     """The default recipe with small mixtures and few clusters (the slice is small)."""
     recipe = yaml.safe_load(DEFAULT_RECIPE.read_text(encoding="utf-8"))
-    recipe["mixtures"] = [f"{kind}-{mixture_rows}" for kind in ("random", "per_source", "diverse", "narrow")]
+    recipe["mixtures"] = mixtures or [f"{kind}-{mixture_rows}" for kind in ("random", "per_source", "diverse", "narrow")]
+    if sources:
+        recipe["sources"] = sources
     recipe["diversity"][1]["cluster_tagger"]["n_clusters"] = clusters
     path.write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
     return path
