@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean cluster cluster-stop
 install: $(BIN)/.installed
 
 run: $(BIN)/.installed
@@ -25,3 +25,15 @@ bench: $(BIN)/.installed
 
 clean:
 	rm -rf data/processed/* .prefect
+
+# A Dask scheduler and two single-threaded workers on 127.0.0.1, as separate processes (stopped by
+# PID with `make cluster-stop`); then: tiger run --runner dask://127.0.0.1:8786
+DASK_DIR := .dask
+cluster: $(BIN)/.installed
+	mkdir -p $(DASK_DIR)
+	$(BIN)/dask scheduler --host 127.0.0.1 --port 8786 --dashboard-address 127.0.0.1:8787 > $(DASK_DIR)/scheduler.log 2>&1 & echo $$! > $(DASK_DIR)/scheduler.pid
+	$(BIN)/dask worker tcp://127.0.0.1:8786 --nworkers 2 --nthreads 1 --memory-limit 2GiB --local-directory $(DASK_DIR) > $(DASK_DIR)/worker.log 2>&1 & echo $$! > $(DASK_DIR)/worker.pid
+	@echo "scheduler tcp://127.0.0.1:8786, dashboard http://127.0.0.1:8787/status; stop with: make cluster-stop"
+
+cluster-stop:
+	-for f in $(DASK_DIR)/worker.pid $(DASK_DIR)/scheduler.pid; do [ -f $$f ] && kill `cat $$f` && rm -f $$f; done

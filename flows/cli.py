@@ -92,6 +92,12 @@ def cmd_run(a: argparse.Namespace) -> None:
     mirror = _mirror(a.mirror)
     _offline_without_mirror(a, mirror)
 
+    if a.runner.startswith("dask://"):  # say where to watch it
+        from distributed import Client
+
+        with Client(f"tcp://{a.runner[len('dask://'):]}", timeout=30) as client:
+            print(f"dask: {len(client.scheduler_info()['workers'])} workers at {a.runner}; dashboard "
+                  f"{client.dashboard_link}", flush=True)
     flow = curate_flow.with_options(task_runner=make_task_runner(a.runner, a.workers))
     run_dir = flow(recipe_path=a.recipe, mirror=mirror, data_dir=a.data_dir, run_id=a.run_id,
                    shard_rows=a.shard_rows)

@@ -12,6 +12,8 @@ from curate.io import read_json, write_parquet
 from curate.recipe import Stage, load_recipe, parse_steps
 from curate.records import make_record, records_frame
 
+ROOT = Path(__file__).resolve().parent.parent
+
 # a small real slice: arithmetic and identity rows, BELLE (35 % school math), a translated chunk's
 # untranslated English rows (the language filter drops them), traditional chats (t2s converts them)
 SLICE = {
@@ -136,8 +138,42 @@ def test_task_runner_specs():
             make_task_runner(bad)
 
 
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A scheduler and two single-threaded worker processes on loopback, started as separate
+    processes (as `make cluster` does) and stopped by PID afterwards; yields the address."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", f"tcp://{address}", "--nworkers", "2",
+                                   "--nthreads", "1", "--no-dashboard", "--local-directory", str(tmp_path / "dask")],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        from distributed import Client
+
+        with Client(f"tcp://{address}", timeout=60) as c:
+            c.wait_for_workers(2, timeout=120)
+            time.sleep(0.1)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
+
+
 @pytest.mark.slow
-def test_flow_on_a_local_dask_cluster_matches_the_default_runner(tmp_path, link_slice):
+def test_flow_on_dask_clusters_matches_the_default_runner(tmp_path, link_slice, dask_cluster):
+    """The thread pool, a LocalCluster and a separately started scheduler + workers: same bytes."""
     from flows.curate_flow import curate_flow
     from flows.runners import make_task_runner
 
@@ -148,12 +184,13 @@ def test_flow_on_a_local_dask_cluster_matches_the_default_runner(tmp_path, link_
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
     runs = {}
     for name, runner in (("thread", make_task_runner("thread")),
-                         ("dask", make_task_runner("dask", workers=2, processes=False))):
+                         ("dask", make_task_runner("dask", workers=2, processes=False)),
+                         ("cluster", make_task_runner(f"dask://{dask_cluster}"))):
         flow = curate_flow.with_options(task_runner=runner)
         runs[name] = Path(flow(recipe_path=str(tmp_path / "recipe.yaml"), mirror=str(m),
                                data_dir=str(tmp_path / name), shard_rows=900))
-    assert runs["thread"].name == runs["dask"].name
-    assert _digest(runs["thread"]) == _digest(runs["dask"])
+    assert runs["thread"].name == runs["dask"].name == runs["cluster"].name
+    assert _digest(runs["thread"]) == _digest(runs["dask"]) == _digest(runs["cluster"])
     ledger = read_json(runs["dask"] / "manifest.json")["ledger"]
     pipeline.check_chain(ledger)
     assert ledger[0]["kept"] > 3000 and ledger[2]["reasons"].get("not_chinese", 0) > 50
