@@ -101,7 +101,7 @@ def cmd_run(a: argparse.Namespace) -> None:
     flow = curate_flow.with_options(task_runner=make_task_runner(a.runner, a.workers))
     run_dir = flow(recipe_path=a.recipe, mirror=mirror, data_dir=a.data_dir, run_id=a.run_id,
                    shard_rows=a.shard_rows)
-    print(f"done: {run_dir}\nreport: {Path(run_dir) / 'report' / 'report.html'}")
+    print(f"done: {run_dir}")  # the flow ended with the per-stage summary and the report's path
 
 
 def cmd_report(a: argparse.Namespace) -> None:

@@ -1,6 +1,7 @@
 """The curation flow: thin Prefect orchestration over curate/ (tasks pass paths and small values)."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from . import settings  # noqa: F401  (Prefect env defaults before prefect is imported)
@@ -115,10 +116,14 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     run_dir = pipeline.run_dir_for(data / "processed", recipe, files, run_id)
     _progress(f"run folder: {run_dir}")
 
+    t0 = time.perf_counter()
     ledgers = [parse_task(files, str(run_dir / "01_parse"), skipped)]
+    seconds = [time.perf_counter() - t0]
     prev = run_dir / "01_parse" / "kept.parquet"
     for stage in recipe.stages:
+        t0 = time.perf_counter()
         ledgers.append(run_stage(stage, str(prev), str(run_dir / stage.name), shard_rows))
+        seconds.append(time.perf_counter() - t0)
         prev = run_dir / stage.name / "kept.parquet"
     pipeline.check_chain(ledgers)  # fails loudly if any record went missing between stages
     mixtures = mixtures_task(str(prev), str(run_dir / "mixtures"), recipe.mixtures, recipe.licenses())
@@ -134,5 +139,16 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
         "mixtures": [{k: m[k] for k in ("name", "rows", "file")} for m in mixtures],
     })
     report = report_task(str(run_dir))
-    _progress(f"report: {report}")
+    _progress(summary(ledgers, seconds, mixtures, report))
     return str(run_dir)
+
+
+def summary(ledgers: list[dict], seconds: list[float], mixtures: list[dict], report: str) -> str:
+    """The lines that end a run: rows in / kept / dropped and seconds per stage (0 s: resumed from
+    its outputs), the mixtures, where the report is."""
+    lines = [f"{'stage':<14}{'in':>10}{'kept':>10}{'dropped':>10}{'seconds':>9}"]
+    for row, s in zip(ledgers, seconds):
+        lines.append(f"{row['stage']:<14}{row['in']:>10,}{row['kept']:>10,}{row['dropped']:>10,}{s:>9.1f}")
+    lines.append("mixtures: " + ", ".join(f"{m['name']} ({m['rows']:,})" for m in mixtures))
+    lines.append(f"report: {report}")
+    return "\n".join(lines)

@@ -57,3 +57,15 @@ def test_a_bad_recipe_stops_the_run_before_any_work(capsys, tmp_path):
     code, msg = _run(capsys, "run", "--recipe", str(recipe), "--mirror", str(tmp_path), "--data-dir", str(tmp_path / "d"))
     assert code != 0 and "r.yaml:2: unknown key 'filters' (did you mean 'filter'?)" in msg
     assert not (tmp_path / "d").exists()
+
+
+def test_the_run_summary_names_every_stage_with_its_rows_and_seconds():
+    from flows.curate_flow import summary
+
+    ledgers = [{"stage": "01_parse", "in": 1200, "kept": 1100, "dropped": 100},
+               {"stage": "02_normalize", "in": 1100, "kept": 1100, "dropped": 0}]
+    text = summary(ledgers, [1.25, 0.0], [{"name": "random-100", "rows": 100}], "/r/report/report.html")
+    lines = text.splitlines()
+    assert lines[1].split() == ["01_parse", "1,200", "1,100", "100", "1.2"]
+    assert lines[2].split() == ["02_normalize", "1,100", "1,100", "0", "0.0"]
+    assert lines[-2] == "mixtures: random-100 (100)" and lines[-1] == "report: /r/report/report.html"
