@@ -5,7 +5,9 @@ its id) plus its label; the text is read back from the offline mirror here, pars
 exactly as the pipeline does (so the labeller sees what it sees in production), and the id is
 checked so a changed mirror file fails loudly instead of silently scoring other rows.
 
-* ``load_devset``       the hand-labelled development set (``split`` = ``tune`` or ``test``).
+* ``load_devset``       the hand-labelled development set (``split`` = ``tune`` or ``test`` for mirror
+                        rows, ``authored_tune`` or ``authored_test`` for the rows written for it,
+                        whose text is in ``tasktype_authored.jsonl``).
 * ``load_seed_silver``  BELLE's 175 Chinese seed tasks, labelled from their task *names*
                         (``synonym_generation`` …) mapped by hand to the taxonomy: held-out silver labels.
 * ``load_drcd_silver``  DRCD reading-comprehension questions with their paragraph: closed qa by
@@ -29,6 +31,10 @@ from .tasktype import TASK_TYPES, label_task_type, match_rule
 DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "data"
 DEVSET_CSV = DATA_DIR / "tasktype_devset.csv"
 SEED_CSV = DATA_DIR / "seed_task_types.csv"
+# Rows written by hand for the labeller (not drawn from the mirror): single-field prompts with inline
+# passages, chat turns, short questions, Traditional script. See tests/data/README.md.
+AUTHORED_SOURCE = "authored"
+AUTHORED_JSONL = DATA_DIR / "tasktype_authored.jsonl"
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -49,6 +55,20 @@ def normalize_like_pipeline(df: pd.DataFrame, recipe: str | Path | None = None) 
     return run_steps(df, steps, "02_normalize").kept
 
 
+def load_authored(path: str | Path = AUTHORED_JSONL) -> list[dict]:
+    """The authored rows as records (``history`` kept; ``extra`` holds their ``kind``)."""
+    out = []
+    with Path(path).open(encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            rec = make_record(AUTHORED_SOURCE, Path(path).name, r["row"], r["instruction"], r["input"], "",
+                              history=r["history"], extra={"kind": r["kind"]})
+            if rec["id"] != r["id"]:
+                raise ValueError(f"{path}: row {r['row']} has id {r['id']}, its text hashes to {rec['id']}")
+            out.append(rec)
+    return out
+
+
 def load_devset(mirror: str | Path, csv_path: str | Path = DEVSET_CSV, normalize: bool = True) -> pd.DataFrame:
     """The hand-labelled rows with their text: record columns + ``split`` and ``label``."""
     from .parse import parse_file
@@ -60,8 +80,10 @@ def load_devset(mirror: str | Path, csv_path: str | Path = DEVSET_CSV, normalize
         by_file.setdefault((w["source"], w["file"]), {})[int(w["row"])] = w
     records, meta = [], []
     for (source, rel), rows in sorted(by_file.items()):
-        res = parse_file(mirror / source / rel, source, rel)
-        index = {int(r["row"]): r for r in res.records}
+        if source == AUTHORED_SOURCE:  # written for this set: the text lives next to the labels
+            index = {int(r["row"]): r for r in load_authored(Path(csv_path).parent / rel)}
+        else:
+            index = {int(r["row"]): r for r in parse_file(mirror / source / rel, source, rel).records}
         for row, w in sorted(rows.items()):
             rec = index.get(row)
             if rec is None:

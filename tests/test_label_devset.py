@@ -36,8 +36,10 @@ def test_devset_file_is_traceable_and_stratified():
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["id", "source", "file", "row", "split", "label"]
     assert len(rows) >= 400 and len({r["id"] for r in rows}) == len(rows)
-    assert {r["source"] for r in rows} == SOURCES  # every source of the mirror
-    assert {r["split"] for r in rows} == {"tune", "test"}
+    assert {r["source"] for r in rows} == SOURCES | {"authored"}  # every source of the mirror, and the authored rows
+    assert {"tune", "test", "authored_test"} <= {r["split"] for r in rows}
+    # mirror rows are in the mirror's splits, authored rows in their own
+    assert all((r["source"] == "authored") == r["split"].startswith("authored_") for r in rows)
     test_rows = [r for r in rows if r["split"] == "test"]
     assert len(test_rows) >= 400
     assert {r["source"] for r in test_rows} == SOURCES
@@ -56,12 +58,15 @@ def test_devset_rows_are_read_back_from_the_mirror(dev):
 
 
 def test_labeller_on_the_whole_devset(dev, dev_pred):
-    r = evaluate(dev["label"].tolist(), dev_pred)
-    print("\nwhole development set", r["rows"], r["accuracy"], r["macro_f1"])
+    """The mirror's rows (tune + test); the authored rows have their own tests."""
+    mirror_rows = (dev["source"] != "authored").tolist()
+    gold = [g for g, m in zip(dev["label"], mirror_rows) if m]
+    r = evaluate(gold, [p for p, m in zip(dev_pred, mirror_rows) if m])
+    print("\nwhole development set (mirror rows)", r["rows"], r["accuracy"], r["macro_f1"])
     print(confusion_markdown(r))
     assert r["accuracy"] >= 0.86  # measured 0.871
     assert r["macro_f1"] >= 0.82  # measured 0.840
-    assert sum(sum(row.values()) for row in r["confusion"].values()) == len(dev)
+    assert sum(sum(row.values()) for row in r["confusion"].values()) == sum(mirror_rows)
 
 
 def test_labeller_on_the_test_split(dev, dev_pred):
