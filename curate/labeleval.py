@@ -143,8 +143,10 @@ def load_drcd_silver(mirror: str | Path, exclude_ids: set[str] | None = None, n:
     return df
 
 
-def predict(df: pd.DataFrame, labeller: Callable[[str, str, str], str] = label_task_type) -> list[str]:
-    return [labeller(i, x, o) for i, x, o in zip(df["instruction"], df["input"], df["output"])]
+def predict(df: pd.DataFrame, labeller: Callable[..., str] = label_task_type) -> list[str]:
+    """One label per row: ``labeller(instruction, input, output, history)``."""
+    hist = df["history"] if "history" in df.columns else [None] * len(df)
+    return [labeller(i, x, o, h) for i, x, o, h in zip(df["instruction"], df["input"], df["output"], hist)]
 
 
 def evaluate(gold: list[str], pred: list[str], labels: list[str] | None = None) -> dict[str, Any]:
@@ -194,7 +196,7 @@ def misses(df: pd.DataFrame, pred: list[str], n: int = 50) -> list[dict[str, str
     out = []
     for (_, r), p in zip(df.iterrows(), pred):
         if r["label"] != p and len(out) < n:
-            out.append({"gold": r["label"], "pred": p, "rule": match_rule(r["instruction"], r["input"], r["output"])[1],
+            out.append({"gold": r["label"], "pred": p, "rule": match_rule(r["instruction"], r["input"], r["output"], r.get("history"))[1],
                         "file": f"{r['source']}/{r['file']}:{r['row']}",
                         "instruction": r["instruction"][:120], "input": r["input"][:60]})
     return out
