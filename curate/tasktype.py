@@ -182,14 +182,21 @@ _CODE_ALGORITHM = _rx(r"(设计|创建|编写|写|实现|开发|构建|生成|�
 # questions from the Scratch wiki ("Change Pen Color by ()块的作用是什么？").
 _CODE_BLOCKS = _rx(
     r"scratch|[a-z?]\s*\(\s*\)|\(\s*\)\s*(块|[a-z])|[a-z)?]\s*块|\bblocks?\b|(帽子|报告|布尔|堆叠|堆积|自定义|运动|外观|声音|事件|控制|侦测|运算|变量|列表|画笔|扩展|c|hat)块|"
-    r"积木|精灵|\bsprites?\b|(全局|局部|云|普通)变量|变量(块|名)|编辑器|造型(?!师|设计)|(?<!的)舞台(?!剧|表演|艺术|上|下)|画笔|克隆(?!羊|人|技术|动物)|"
-    r"costume|backdrop|\bpen\b|extension|raspberry|\blego\b|wedo|micro:?bit|\bev3\b|sense hat|sensing|turbowarp|矢量编辑|(?<!视频|广告|直播|剧本|拍摄)脚本(?!的写作)|"
-    # Scratch's sprites are "角色" in the wiki's translation; only their stage actions are code ("描述角色在故事中的变化" is not).
-    # Read off the pool's 代码问题.json rows the rules missed; none of these matches a row of another file.
-    r"paint editor|sound editor|(这|该|此|哪个|哪些|某个|这两)个?块|报告器|变量或列表|角色的?(位置|坐标|造型|方向|大小)|"
-    r"角色(移动|跟随|跳跃|旋转|隐藏|显示|滑行|转向|左右|上下)|(让|使)(一个|某个|多个)?角色(移动|跟随|跳|旋转|隐藏|显示|滑行|转向|左右|上下|说|碰到|面向|朝)|"
-    r"多个角色|触碰到|碰到.{0,6}(角色|边缘|颜色)|\btoggle\b|scroller|platformer|(项目|作品)(图标|id|页面|的用户名)"
+    r"\bsprites?\b|(全局|局部|云|普通)变量|变量(块|名)|编辑器|"
+    r"costume|backdrop|\bpen\b|extension|raspberry|\blego\b|wedo|micro:?bit|\bev3\b|sense hat|sensing|turbowarp|矢量编辑|"
+    r"paint editor|sound editor|(该|此|哪个|哪些|某个|这个|这两个)块|报告器|变量或列表|\btoggle\b|scroller|platformer|(项目|作品)(图标|id|页面|的用户名)"
 )
+# Everyday words that are Scratch terms in the Scratch wiki's translation (sprites are "角色"/"精灵", costumes
+# "造型", the stage "舞台", the pen "画笔"): read off the pool's 代码问题.json rows. Outside it they are a
+# fairy, a hairstyle, a theatre stage, a paintbrush, toy bricks, a video script; so they are code only
+# when the row also speaks of Scratch elsewhere (``_SCRATCH_CUE`` in its answer).
+_CODE_BLOCKS_WORDS = _rx(
+    r"积木|精灵|造型(?!师|设计)|(?<!的)舞台(?!剧|表演|艺术|上|下)|画笔|克隆(?!羊|人|技术|动物)|(?<!视频|广告|直播|剧本|拍摄)脚本(?!的写作)|"
+    r"角色的?(位置|坐标|造型|方向|大小)|角色(移动|跟随|跳跃|旋转|隐藏|显示|滑行|转向|左右|上下)|"
+    r"(让|使)(一个|某个|多个)?角色(移动|跟随|跳|旋转|隐藏|显示|滑行|转向|左右|上下|说|碰到|面向|朝)|"
+    r"多个角色|触碰到|碰到.{0,6}(角色|边缘|颜色)"
+)
+_SCRATCH_CUE = _rx(r"scratch|块|角色|积木|精灵|舞台|造型|脚本|变量|广播|绿旗|编辑器|位图|矢量|\bsprites?\b|\bblocks?\b|```")
 # Code in the answer: a fenced block or a line that starts like a program.
 _CODE_OUTPUT = re.compile(r"```|^\s*(def |class \w+[:(]|import \w+|from \w+ import|#include|public (static )?\w+|function \w+\(|"
                           r"SELECT .+ FROM|<html|<!DOCTYPE)", re.MULTILINE | re.IGNORECASE)
@@ -473,7 +480,8 @@ RULES: list[Rule] = [
     Rule("code", "code_words", lambda i, x, o: bool(_CODE.search(i))),
     Rule("code", "code_in_input", lambda i, x, o: bool(x) and bool(_CODE_INPUT.search(x))),
     Rule("code", "make_an_algorithm", lambda i, x, o: bool(_CODE_ALGORITHM.search(i))),
-    Rule("code", "visual_programming", lambda i, x, o: bool(_CODE_BLOCKS.search(i))),
+    Rule("code", "visual_programming", lambda i, x, o: bool(_CODE_BLOCKS.search(i))
+         or (bool(_CODE_BLOCKS_WORDS.search(i)) and bool(_SCRATCH_CUE.search(o[:300])))),
     # Numbers to order are in the instruction or a short input (a long context's figures are read, not sorted).
     Rule("math", "order_numbers", lambda i, x, o: bool(_ORDER.search(i)) and len(_NUMBERS.findall(i + " " + (x if len(x) < 60 else ""))) >= 3),
     Rule("math", "arithmetic_only", lambda i, x, o: bool(_ARITH_ONLY.match(i))),
@@ -514,7 +522,8 @@ RULES: list[Rule] = [
     # A question about a given text is answered from it (below), even when it says "说明" or "解释".
     Rule("open qa", "explain_a_concept", lambda i, x, o: bool(_EXPLAIN.search(i)) and not _GENERATE_NOUN.search(i)
          and not _asks_about_context(i, x)),
-    Rule("open qa", "how_to_steps", lambda i, x, o: (bool(_HOW_TO.search(i)) or (bool(_HOW_QUESTION.search(i)) and not x.strip()))
+    Rule("open qa", "how_to_steps", lambda i, x, o: (bool(_HOW_TO.search(i)) or (bool(_HOW_QUESTION.search(i)) and not x.strip()
+                                                                                  and not _CODE_OUTPUT.search(o or "")))
          and not _GENERATE_NOUN.search(i) and not _asks_about_context(i, x)),
     # A creative piece asked for ("生成一个以“友谊”为主题的创意故事") even when "创意" is in the request.
     Rule("generation", "creative_piece", lambda i, x, o: bool(_GENERATE_VERB.search(i)) and bool(_GENERATE_NOUN.search(i))
