@@ -5,6 +5,7 @@ confusion matrices). The floors sit a little under the measured values, so a rul
 the labeller worse fails here.
 """
 import csv
+import json
 from collections import Counter
 
 import pytest
@@ -64,8 +65,8 @@ def test_labeller_on_the_whole_devset(dev, dev_pred):
     r = evaluate(gold, [p for p, m in zip(dev_pred, mirror_rows) if m])
     print("\nwhole development set (mirror rows)", r["rows"], r["accuracy"], r["macro_f1"])
     print(confusion_markdown(r))
-    assert r["accuracy"] >= 0.86  # measured 0.871
-    assert r["macro_f1"] >= 0.82  # measured 0.840
+    assert r["accuracy"] >= 0.86  # measured 0.869 (0.871 before issue #14)
+    assert r["macro_f1"] >= 0.82  # measured 0.839 (0.840 before issue #14)
     assert sum(sum(row.values()) for row in r["confusion"].values()) == sum(mirror_rows)
 
 
@@ -75,8 +76,9 @@ def test_labeller_on_the_test_split(dev, dev_pred):
     r = evaluate(gold, pred)
     print("\ntest split", r["rows"], r["accuracy"], r["macro_f1"])
     print(confusion_markdown(r))
-    assert r["accuracy"] >= 0.80  # measured 0.814 (issue #5 asks for 0.80)
-    assert r["macro_f1"] >= 0.78  # measured 0.809 (issue #5 asks for 0.70)
+    # issue #14: no worse than before it (0.814 / 0.809); measured 0.817 / 0.812
+    assert r["accuracy"] >= 0.814
+    assert r["macro_f1"] >= 0.809
     # the big types are recognised well
     for t in ("math", "open qa", "generation"):
         assert r["per_type"][t]["f1"] >= 0.75, (t, r["per_type"][t])
@@ -124,3 +126,47 @@ def test_misses_name_the_rule_that_decided(dev, dev_pred):
     assert len(got) == wrong > 0
     assert all(m["gold"] != m["pred"] and m["rule"] for m in got)
     print("\ntune misses by rule", Counter(m["rule"] for m in got).most_common(8))
+
+
+def _authored(dev, pred, split):
+    mask = (dev["split"] == split).tolist()
+    rows = dev[mask]
+    return rows, [p for p, m in zip(pred, mask) if m]
+
+
+def test_authored_rows_are_unlike_the_mirror(dev):
+    """The authored rows (issue #14): single-field prompts, chat turns, short questions, Traditional script."""
+    rows = dev[dev["source"] == "authored"]
+    assert len(rows) >= 600
+    kinds = Counter(json.loads(e)["kind"] for e in rows["extra"])
+    assert set(kinds) == {"single", "chat", "short", "trad", "followup"} and kinds["trad"] >= 60 and kinds["chat"] >= 60
+    assert (rows["input"] == "").mean() > 0.95  # the text is inside the prompt, not in ``input``
+    for split in ("authored_tune", "authored_test"):
+        part = rows[rows["split"] == split]
+        assert len(part) >= 300 and set(part["label"]) == set(TASK_TYPES)
+
+
+def test_labeller_on_the_authored_test_split(dev, dev_pred):
+    """Written before any rule of issue #14 was changed and not read while tuning: the honest figure for
+    prompts unlike the mirror's alpaca shape (it was 0.645 / 0.600 before)."""
+    rows, pred = _authored(dev, dev_pred, "authored_test")
+    r = evaluate(rows["label"].tolist(), pred)
+    print("\nauthored test split", r["rows"], r["accuracy"], r["macro_f1"])
+    print(confusion_markdown(r))
+    assert r["accuracy"] >= 0.80  # measured 0.824
+    assert r["macro_f1"] >= 0.82  # measured 0.840
+    assert min(v["f1"] for v in r["per_type"].values()) >= 0.65, r["per_type"]  # measured 0.708 (brainstorming)
+    assert r["per_type"]["closed qa"]["f1"] >= 0.75  # measured 0.789 (0.056 before)
+    kinds = [json.loads(e)["kind"] for e in rows["extra"]]
+    for kind in ("single", "chat", "trad", "short"):  # every shape of prompt, not only the commonest
+        hits = [g == p for g, p, k in zip(rows["label"], pred, kinds) if k == kind]
+        assert sum(hits) / len(hits) >= 0.78, (kind, sum(hits), len(hits))  # measured 0.813 / 0.829 / 0.844 / 0.895
+
+
+def test_labeller_on_the_authored_tune_split(dev, dev_pred):
+    """The rules of issue #14 were tuned on these rows: a floor against regressions, not a fair figure."""
+    rows, pred = _authored(dev, dev_pred, "authored_tune")
+    r = evaluate(rows["label"].tolist(), pred)
+    print("\nauthored tune split", r["rows"], r["accuracy"], r["macro_f1"])
+    assert r["accuracy"] >= 0.93  # measured 0.955 (0.616 before)
+    assert r["macro_f1"] >= 0.93  # measured 0.959
