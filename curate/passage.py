@@ -45,7 +45,7 @@ _HEAD_CUE = re.compile(
     re.IGNORECASE,
 )
 # A prompt whose colon introduces a problem to solve, not a text to read ("题目：…", "计算：…").
-_PROBLEM_HEAD = re.compile(r"(题目|计算|解方程|求解|应用题|数学题|算式|口算|求)$")
+_PROBLEM_HEAD = re.compile(r"(题目|计算|解方程|求解|应用题|数学题|算式|口算|求|算一下|算算|算一算)$")
 # A line that asks: a question, or a request verb near its start.
 _ASKS = re.compile(
     r"[？?]\s*$|^(问题|问|请问|请|根据|依据|基于|阅读|读|参考|结合|回答|判断|指出|找出|说明|总结|概括|提取|翻译|"
@@ -112,6 +112,26 @@ def _split_line(line: str) -> tuple[str, str]:
     return line, ""
 
 
+_HEADING = re.compile(r"^(#{1,6}\s*([^#\s].{0,11})|【([^】]{1,8})】)\s*$")
+_BRACKET_LABEL = re.compile(r"^【([^】]{1,8})】\s*")
+
+
+def _join_headings(lines: list[str]) -> list[str]:
+    """``["### 任务", "对下面的文章…", "### 文章", "城市夜经济…"]`` → ``["任务：对下面的文章…", "文章：城市夜经济…"]``;
+    "【材料】…" → "材料：…": headings become the labels the rest of the splitter reads."""
+    out: list[str] = []
+    pending = ""
+    for ln in lines:
+        m = _HEADING.match(ln)
+        if m:
+            pending = (m.group(2) or m.group(3)).strip().rstrip("：:")
+            continue
+        ln = _BRACKET_LABEL.sub(lambda b: b.group(1) + "：", ln)
+        out.append(f"{pending}：{ln}" if pending else ln)
+        pending = ""
+    return out
+
+
 def split_inline_context(instruction: str) -> tuple[str, str]:
     """``(request, context)`` of a prompt that holds its own text; ``(instruction, "")`` when it holds none.
 
@@ -124,7 +144,7 @@ def split_inline_context(instruction: str) -> tuple[str, str]:
     text = (instruction or "").strip()
     if len(text) < MIN_CONTEXT + 4 or not _MARKS.search(text):
         return text, ""
-    lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
+    lines = _join_headings([ln.strip() for ln in text.split("\n") if ln.strip()])
     if len(lines) == 1:
         request, context = _split_line(lines[0])
         return (request, context) if context else (text, "")

@@ -171,7 +171,7 @@ _CODE = _rx(
     r"代码|编程|源码|条件语句|循环语句|字符串|数组|布尔值|数据类型|指针|面向对象|编程语言|程序(代码|设计|语言|实现)|(写|编写|编|实现|设计|生成).{0,8}(程序|(?<!视频)(?<!广告)(?<!直播)(?<!短剧)(?<!节目)(?<!拍摄)脚本)|计算机程序|"
     r"python|javascript|\bjava\b|\bjs\b|c\+\+|c#|c语言|\bsql\b|\bhtml|\bcss\b|\bphp\b|golang|go语言|"
     r"\bruby\b|\brust\b|\bswift\b|kotlin|matlab|\bbash\b|shell(脚本|命令)|linux命令|正则表达式|"
-    r"leetcode|\bapi\b|\bjson\b|```|\bdef\s|\bclass\s+\w+|linux|\bgit\b|\bvue\b|\breact\b|vlookup|excel.{0,12}(函数|公式)|"
+    r"leetcode|\bapi\b|\bjson\b|```|\bdef\s|\bclass\s+\w+|linux|\bgit\b|\bvue\b|\breact\b|vlookup|excel.{0,30}(函数|公式)|"
     r"(写|编写|实现|创建|定义|设计)(一个|一段)?.{0,20}函数|函数.{0,6}(实现|代码)|hello,? world|"
     r"\bcode\b|\bprogram\b|\bfunction\b|\bscript\b|编译|调试|debug"
 )
@@ -217,7 +217,7 @@ _MATH_STRONG = _rx(
     r"\bequation|solve for|arithmetic|\bmath\b|probability|\bfactorial|\bprime numbers?\b"
 )
 _MATH_WEAK = _rx(
-    r"算一算|多少|平分|平均分|几(个|只|天|元|岁|人|本|次|倍|块|颗|支|条|张|件|辆|碗|米|克|分钟|小时|公里|种)|"
+    r"算一算|算一下|帮我算|算算|多少|平分|平均分|几(个|只|天|元|岁|人|本|次|倍|块|颗|支|条|张|件|辆|碗|米|克|分钟|小时|公里|种)|"
     r"面积|周长|体积|平均|中位数|众数|最大值|最小值|最高值|最低值|最大的|最小的|百分比|乘以|除以|加上|减去|相加|相减|"
     r"相乘|相除|之和|之差|之积|之商|总和|总共|一共|剩下|还剩|剩余|速度|加在一起|加起来|合计|多远|多长时间|多久|"
     r"转换为.{0,4}(摄氏|华氏|公里|英里|千克|公斤|磅|厘米|英寸)|"
@@ -237,7 +237,7 @@ _REWRITE_STRONG = _rx(
 )
 # Edit verbs: rewrite only when they act on a given text ("修改以下句子", not "如何修改密码").
 _REWRITE_WEAK = _rx(
-    r"改成|改为|改得|改一下|拆成|更改|变位|排列成|合二为一|转换|转化|转变为|变成|换成|替换|修改|修正|纠正|更正|校对|改正|精简|简化|扩写|缩写(?!是)|"
+    r"改成|改为|改得|改一下|拆成|更改|变位|排列成|合二为一|转换|转化|转变为|变成|换成|替换|修改|修正|纠正|更正|校对|改正|精简|精炼|删掉|啰嗦|简化|扩写|缩写(?!是)|"
     r"同义句|换一种(说法|方式)|语气|口吻|时态|语态|正式|被动(语态|句)|格式|合并|拆分|删除|删去|添加|插入|附加|"
     r"标点|大写|小写|编辑|字母顺序|简洁|拼写|(纠正|修正|改正|更正|检查并|提高|改进|改善).{0,6}语法|对齐|分开|分隔|"
     r"\bedit\b|\bconvert\b|\bcorrect\b|\bchange\b|\bsimplify\b|\bshorten\b|\breformat|\breplace\b|\bremove\b|\bfix\b|passive voice|active voice"
@@ -254,7 +254,7 @@ _GIVEN_TEXT = _rx(
 _SUMMARY = _rx(r"总结|概括|摘要|归纳|概述|提炼|(?<!以下)(?<!根据)(?<!按照)(?<!这些)要点|主旨|中心思想|大意|summar|tl;?dr|\bgist\b")
 # Said of a given text, these ask for its gist ("这段话讲了什么？", "整理成简要纪要", "用一句话说明这段文字的重点").
 _GIST = _rx(r"(讲|说|写)了(什么|啥|些什么)|在(讲|说)(什么|啥)|想(要)?(说|表达)(什么|啥)|主要(内容|讲|说|在讲|意思)|重点|纪要|提要|梗概|"
-            r"主题句|一句话(说明|告诉|介绍|讲)|(精简|浓缩|压缩|缩写|缩短)(成|为|到)")
+            r"主题句|一句话(说明|告诉|介绍|讲|说出|写出)|(精简|浓缩|压缩|缩写|缩短)(成|为|到)")
 
 # ---- classification -----------------------------------------------------------------------------
 _CLASSIFY = _rx(
@@ -262,7 +262,8 @@ _CLASSIFY = _rx(
     r"情感(分析|倾向|极性|类别|色彩|态度)|积极.{0,8}消极|正面.{0,8}负面|褒义.{0,6}贬义|"
     r"是[”\"']?\s*(或|还是)\s*[“\"']?否|对还是错|真还是假|真假|对错|正确或错误|正确还是错误|正确、错误|"
     r"(判断|确定|告诉我|检测|识别|检查|鉴定|预测).{0,40}(是否|是不是|能否|有没有|还是|对不对|正确与否)|"
-    r"属于[^？?。]{1,30}还是|判断.{0,12}(文体|体裁|语气|态度|立场|类型|种类)|是否(存在|属于|符合|违反|构成|涉及|合理|合法|正确)|语法(功能|成分)|句子成分|词性|修辞|(识别|标记|标注|判定|归类)为|(评估|判断|检查|评价)[^纠修改更]{0,10}(语法|句法)(?![^。]*(纠正|修改|改正|更正|修正|改写))|"
+    r"属于[^？?。]{1,30}还是|(称赞|夸奖?|表扬|赞美|讽刺|批评|抱怨|支持|反对|肯定|否定|正面|负面|好评|差评)还是|判断.{0,40}哪.{0,4}更|"
+    r"(说法|观点|结论|推理|论断)(是否)?(对|正确|成立|合理|准确)(吗|不|与否)|判断.{0,12}(文体|体裁|语气|态度|立场|类型|种类)|是否(存在|属于|符合|违反|构成|涉及|合理|合法|正确)|语法(功能|成分)|句子成分|词性|修辞|(识别|标记|标注|判定|归类)为|(评估|判断|检查|评价)[^纠修改更]{0,10}(语法|句法)(?![^。]*(纠正|修改|改正|更正|修正|改写))|"
     r"[“\"][^”\"]{1,10}[”\"]\s*(或|还是)\s*[“\"]|评分|打分|评级|选择题|单选|多选|选择.{0,6}(正确|最佳|最合适|主题|类别|一个选项)|"
     r"输出.{0,16}(true|false|yes|no|是|否|[01])\b|"
     r"\bclassif|categori[sz]|sentiment|true or false|yes or no|\bis (it|this|the following) (a|an)\b"
@@ -273,7 +274,7 @@ _HOWTO_OR_LIST = _rx(r"^(如何|怎么|怎样|如果|为什么)|有哪些|哪些
 # "将以下颜色分为暖色和冷色": splitting given items into named groups.
 _SPLIT_INTO = _rx(r"(分为|分成|划分为|归入)")
 # "X是A还是B？" asked of short alternatives.
-_EITHER_OR = _rx(r"是.{1,12}还是.{1,12}[？?]?$")
+_EITHER_OR = _rx(r"(是|算).{1,12}还是.{1,12}[？?]?$")
 _ENDS_AS_QUESTION = re.compile(r"[？?]\s*$")
 _SENTIMENT_WITH_INPUT = _rx(r"情感|情绪|态度|语气")
 # "将以下句子的语气从正式改为非正式" changes the tone, it does not ask for it.
@@ -293,8 +294,8 @@ _EXTRACT_FROM = _rx(
 # Spans pulled out of a given text, also when asked as a question ("下面的句子中有哪些成语？", "把这段话中的
 # 动词全部找出来", "面试时间、地点…分别是什么"): extract, not closed qa.
 _EXTRACT_ITEMS = _rx(
-    r"(找出|找到|列出|挑出|摘出|标出|圈出|划出|撷取|整理出).{0,16}(所有|全部|都|原文)|(找|列|挑|摘|标|圈|划)出来|分别是(什么|哪些)|"
-    r"(有|出现了?|用了?|提到了?)哪些(成语|人名|地名|名词|动词|形容词|比喻|词)|的(主语|谓语|宾语)|情感词"
+    r"(找出|找到|列出|挑出|摘出|标出|圈出|划出|撷取|整理出).{0,16}(所有|全部|都|原文)|(找|列|挑|摘|标|圈|划|抄)出来|(摘抄|摘录|抄)下来|摘抄|摘录|"
+    r"分别是(什么|哪些)|逐(条|一|项)列出|(提到|出现|涉及)了?哪些|(有|用了?)哪些(成语|人名|地名|名词|动词|形容词|比喻|词)|的(主语|谓语|宾语)|情感词"
 )
 # "关键词" asks to pull keywords out of a text only when there is one in the input ("给我几个关键词"
 # for a paper to be written is brainstorming).
@@ -308,11 +309,13 @@ _CORRECT = _rx(r"更正|纠正|改正|修正|修改|改写|correct|fix")
 # question rule). So a list request is brainstorming only with an idea word or an idea noun.
 _IDEA_NOUN = (r"(方法|办法|方式(?!是)|途径|技巧|窍门|诀窍|建议|提示|策略|方案|措施|想法|主意|点子|理由|原因|因素|好处|"
               r"益处|优势|优点|缺点|劣势|弊端|积极影响|消极影响|负面影响|活动|问题|口号|关键词|习惯|原则|"
-              r"最佳实践|注意事项|事项|技能|目标|挑战|风险|例子|示例|实例|创意|礼物|游戏)")
+              r"最佳实践|注意事项|事项|技能|目标|挑战|风险|例子|示例|实例|创意|礼物|游戏|节目|选题)")
 _BRAINSTORM = _rx(
     r"想出(?!一(个|种|句|段|首))|想一些|想几个|提(出)?(几|一些|多)(个|条|点|种)?|头脑风暴|集思广益|建议|推荐(?!信|系统|算法|引擎)|点子|主意|创意|提议|想想|"
     r"例子|实例|举例|示例|(提供|输出|生成|创建|制作|给出|写出|编制|编写|列出).{0,20}(列表|清单)|清单|"
     rf"(列出|列举|例举|举出|说出|给出|提供|给我|写出|写下|提出|想|生成|输出|分享|添加).{{0,24}}{_IDEA_NOUN}|"
+    r"(几个|几种|几条|一些|多个|[\d两三四五六七八九十]+\s*(个|种|条))[^，。？?]{0,12}(方法|办法|技巧|建议|点子|主意|创意|游戏|节目|选题|活动|礼物)|"
+    r"列(几|一些|些|[\d两三四五六七八九十])|"
     r"起.{0,3}名|取.{0,2}名字|^name\b|"
     r"brainstorm|suggest|\bideas?\b|come up with|"
     r"give (me )?(some|a few|\d|two|three|four|five|several) (ways|tips|ideas|reasons|examples|suggestions)|\brecommend|examples? of"
@@ -331,7 +334,7 @@ _CONTINUE = _rx(r"^\s*(继续|接着(说|写|讲)?|请继续|continue)\s*[。.!�
 
 # ---- generation ---------------------------------------------------------------------------------
 _GENERATE_VERB = _rx(
-    r"(?<![缩改重简书填描拼抄大小听默])写(?!了|的|着|道)|配(一段|一句|上)?(文字|文案|诗|解说)|撰写|创作|生成|编写|编造|编一|起草|续写|仿写|造句|作一首|作首|作诗|"
+    r"(?<![缩改重简书填描拼抄大小听默])写(?!了|的|着|道|完|过)|配(一段|一句|上)?(文字|文案|诗|解说)|撰写|创作|生成|编写|编造|编一|起草|续写|仿写|造句|作一首|作首|作诗|"
     r"描写|描绘|描述(一次|一下你|你|一个场景|一个人物|一段经历)|想象|(?<![的和与及])设计|创建|(想出|想)一(个|种|句|段|首)|创造|构建|构造|构思|产生一|发表|"
     r"制作|制定|规划|策划|形容|比喻|比作|打个比方|类比|_{3,}|完成.{0,6}(句|话|段落|故事|类比|诗|对话)|填空|填入|补全|补充完整|完成(这个|以下|下面|下列|给定的?)?句子|"
     r"讲(一个|个).{0,10}(故事|笑话)|(描述|讲述|告诉我们?|分享|谈谈|说说)(一下)?(你|您).{0,20}(经历|体验|经验|时候|时间|时刻)|"
@@ -373,6 +376,7 @@ _REQUEST_ASK = _rx(r"帮我|帮忙|请你|你能|能帮|能否|能不能|可以�
 _READ_CUE = _rx(r"阅读|根据|文中|材料|短文|上文|下文|短信|通知|说明|新闻|报告|这段|这则|这条|以下是|下面是|上面")
 # … unless the request asks to compute with it.
 _COMPUTE = _rx(r"一共|总共|合计|总和|之和|平均|相差|还剩|剩下|剩余|计算|算")
+_PICK_ITEMS = _rx(r"挑出|选出|找出|(哪些|哪几个|哪几种)(是|属于)")
 # Multiple choice laid out as "A. … B. …" in the context.
 _MC_OPTIONS = re.compile(r"(?:^|\s|[)）])[A-Da-d]\s*[.．、:：)）]")
 # Advice to the asker ("怎样才能更快地适应新工作？", "孩子不爱吃蔬菜怎么办？", "送什么好？"): several open-ended
@@ -383,16 +387,17 @@ _ADVICE = _rx(
     r"(^想|我|我们|咱们|自己|孩子|宝宝|家里|家人|老人|男朋友|女朋友|老公|老婆|父母|室友|同事|朋友)[^？?。]{0,16}(如何|怎样|怎么)(?!回事|样的|会|是)|"
     r"(怎么办|该怎么做|如何是好)[？?]?$|(有什么|有哪些|有没有)[^？?。，]{0,6}(方法|办法|技巧|窍门|诀窍|建议|点子|主意|措施|妙招|秘诀|推荐)|"
     r"(可以|能|应该|该)(做|玩|组织|搞|举办|采取|准备|带|送|买|设置|尝试)(些|点)?(哪些|什么)|(送|带|买|准备)什么.{0,6}(好|合适)|"
-    r"哪些.{0,8}(值得|适合)|有哪些.{0,6}注意|(带来|造成)(哪些|什么)(后果|问题)"
+    r"哪些.{0,8}(值得|适合)|有哪些.{0,6}注意|(带来|造成)(哪些|什么)(后果|问题)|(干|做|玩|吃|买|送|带|去|看)(点|些)?(什么|啥|哪儿|哪里)(比较)?(好|合适)|"
+    r"(可以|能|应该|该)(讨论|看|读|学|参观)(些|点)?(哪些|什么)|(会|可能会|可能)问(哪些|什么)(问题)?"
 )
 # "如何制作一杯拿铁咖啡？", "如何办理居住证？": how-to, knowledge asked as steps.
 _HOW_QUESTION = _rx(r"^(请问)?(如何|怎样|怎么|怎么样)")
 # Chat turns that ask for nothing ("你好你好！", "谢谢，我没有其他问题了。", "哈哈，我刚才是开玩笑的"): ``other``.
 _SMALL_TALK = _rx(
-    r"^(你好|您好|嗨|哈喽)+[\s!！~～。.，,]*$|谢谢|多谢|感谢你|开玩笑|没有?(其他|别的)问题|随便(说|聊|讲)|聊聊天?|^在(吗|不在)|"
+    r"^(你好|您好|嗨|哈喽)+[\s!！~～。.，,]*$|谢谢|多谢|感谢你|开玩笑|没有?(其他|别的)问题|随便(说|聊|讲)|聊聊天?|^在(吗|不在|忙)|^(好的|好吧|行|ok|嗯嗯?)[，,]?(我)?(知道|明白|了解)了|^测试[一二三123]*$|"
     r"你(好|真|太)?(笨|傻|聪明|厉害|可爱|有意思|有趣)|哈哈|嘿嘿|呵呵|^嗯+|^哦+|耶[！!～~]*$"
 )
-_WANTS = _rx(r"写|翻译|解释|介绍|告诉我|帮我|帮忙|请|如何|怎么|为什么|哪|多少|列出|总结|给我|能不能|可以")
+_WANTS = _rx(r"你是|写|翻译|解释|介绍|告诉我|帮我|帮忙|请|如何|怎么|为什么|哪|多少|列出|总结|给我|能不能|可以")
 
 
 _ANSWER_CUE = _rx(r"回答|问题|阅读|\banswer\b")
@@ -427,6 +432,13 @@ _BASED_ON = _rx(r"^(请)?(根据|基于|依据|阅读|参考|利用|使用)(以�
 # "其中哪一个是欧洲最大的山脉？" with the candidates in the input: picking one of given options.
 _CHOOSE = _rx(r"哪一个|哪个|哪一种|哪种|哪一项|哪项|哪位|选出|选择|挑出|which (one|of)")
 _OPTION_SPLIT = re.compile(r"[、，,;；/\n]|或者|或|\bor\b")
+
+
+def _given_items(inp: str) -> bool:
+    """An enumeration of short items ("宫保鸡丁、麻婆豆腐、清炒时蔬…"), a closing full stop allowed."""
+    body = inp.strip().rstrip("。")
+    parts = [p.strip() for p in _OPTION_SPLIT.split(body) if p.strip()]
+    return "、" in body and "。" not in body and 2 <= len(parts) <= 20 and all(len(p) <= 12 for p in parts)
 
 
 def _given_options(inp: str) -> bool:
@@ -507,13 +519,17 @@ RULES: list[Rule] = [
          and not _EDIT_TONE.search(i)),
     Rule("classification", "either_or_question", lambda i, x, o: len(i) <= 40 and bool(_EITHER_OR.search(i))),
     # Extraction needs a text to extract from ("描述从油井中提取石油的过程" is a question) …
+    # Which items of a given list are X ("从下面这份菜单中挑出所有素菜：…", "里面有哪些是水果？").
+    Rule("classification", "pick_from_given_items", lambda i, x, o: bool(_PICK_ITEMS.search(i)) and (_given_options(x) or _given_items(x))),
     Rule("extract", "items_from_given_text", lambda i, x, o: bool(_EXTRACT_ITEMS.search(i)) and _has_context(x)),
     Rule("extract", "extract_words", lambda i, x, o: bool(_EXTRACT_STRONG.search(i)) and _given_text(i, x)),
     # … and a question about a given context is answered from it ("文中提到的小说的标题是什么？").
     Rule("extract", "find_in_given_text", lambda i, x, o: bool(_EXTRACT_FROM.search(i) or (x.strip() and _KEYWORDS.search(i)))
          and _given_text(i, x) and not (_ENDS_AS_QUESTION.search(i) and _has_context(x))),
     # …unless the instruction is a question about a given context ("哪一时期…由佛教改为儒教？").
+    # "请以你的口吻写一篇…文章" names the piece to write, not a text to edit.
     Rule("rewrite", "edit_given_text", lambda i, x, o: bool(_REWRITE_WEAK.search(i)) and _given_text(i, x)
+         and not (not x.strip() and _GENERATE_VERB.search(i) and _GENERATE_NOUN.search(i))
          and not (_ENDS_AS_QUESTION.search(i) and not _REQUEST_ASK.search(i))),
     Rule("generation", "continue", lambda i, x, o: bool(_CONTINUE.match(i))),
     Rule("generation", "sentence_or_figure", lambda i, x, o: bool(_GENERATE_SENTENCE.search(i))),
