@@ -52,15 +52,22 @@ def quality() -> "pd.DataFrame":
     import json
 
     from curate.labeleval import DEVSET_CSV, evaluate, load_devset, load_drcd_silver, load_seed_silver, predict
+    from curate.tasktype_model import MIN_CONFIDENCE, label_rows
 
     dev = load_devset(_mirror())
     pred = predict(dev)
-    print("split            rows  accuracy  macro-F1  lowest F1")
+    with_model, _, _ = label_rows(dev["instruction"], dev["input"], dev["output"], dev["history"], model=True)
+    _, _, conf = label_rows(dev["instruction"], dev["input"], dev["output"], dev["history"])
+    print(f"split            rows  accuracy  macro-F1  lowest F1            | with the model (acc / F1) | low-confidence rows (acc)")
     for name in ("tune", "test", "authored_tune", "authored_test"):
         mask = (dev["split"] == name).tolist()
-        r = evaluate([g for g, m in zip(dev["label"], mask) if m], [p for p, m in zip(pred, mask) if m])
+        gold = [g for g, m in zip(dev["label"], mask) if m]
+        r = evaluate(gold, [p for p, m in zip(pred, mask) if m])
+        rm = evaluate(gold, [p for p, m in zip(with_model, mask) if m])
         low = min(r["per_type"].items(), key=lambda kv: kv[1]["f1"])
-        print(f"{name:<15} {r['rows']:>5}  {r['accuracy']:.3f}     {r['macro_f1']:.3f}     {low[1]['f1']:.3f} ({low[0]})")
+        unsure = [g == p for g, p, c, m in zip(dev["label"], pred, conf, mask) if m and c < MIN_CONFIDENCE]
+        print(f"{name:<15} {r['rows']:>5}  {r['accuracy']:.3f}     {r['macro_f1']:.3f}     {low[1]['f1']:.3f} ({low[0]:<14}) "
+              f"| {rm['accuracy']:.3f} / {rm['macro_f1']:.3f}             | {len(unsure)} ({sum(unsure) / max(1, len(unsure)):.3f})")
     kinds = [json.loads(e).get("kind", "") for e in dev["extra"]]
     for name in ("authored_tune", "authored_test"):
         per = {}
@@ -81,11 +88,13 @@ def quality() -> "pd.DataFrame":
 
 def speed(df, where: str, repeat: int) -> None:
     from curate.tasktype import TaskTypeTagger, match_rule
+    from curate.tasktype_model import default_model
 
+    default_model()  # fitted once per process (about a second), not part of the per-row figure
     """Best of ``repeat``, as wall time and as this process's CPU time (one thread: on a shared machine
     the CPU figure is the one-core speed, the wall figure includes waiting for a core)."""
     n = len(df)
-    best = {"op": [float("inf")] * 2, "rules": [float("inf")] * 2}
+    best = {"op": [float("inf")] * 2, "model": [float("inf")] * 2, "rules": [float("inf")] * 2}
     hist = df["history"] if "history" in df.columns else [None] * n
 
     def clock(key, fn):
@@ -95,9 +104,10 @@ def speed(df, where: str, repeat: int) -> None:
 
     for _ in range(repeat):
         clock("op", lambda: TaskTypeTagger()(df))
+        clock("model", lambda: TaskTypeTagger(model=True)(df))
         clock("rules", lambda: [match_rule(i, x, o, h) for i, x, o, h in zip(df["instruction"], df["input"], df["output"], hist)])
     print(f"{where}: {n:,} rows (best of {repeat})")
-    for key, name in (("op", "task_type_tagger"), ("rules", "match_rule alone")):
+    for key, name in (("op", "task_type_tagger"), ("model", "  with model=True"), ("rules", "match_rule alone")):
         w, c = best[key]
         print(f"  {name}: {n / c:,.0f} rows/s CPU ({c:.2f} s), {n / w:,.0f} rows/s wall ({w:.2f} s)")
 

@@ -200,3 +200,32 @@ def misses(df: pd.DataFrame, pred: list[str], n: int = 50) -> list[dict[str, str
                         "file": f"{r['source']}/{r['file']}:{r['row']}",
                         "instruction": r["instruction"][:120], "input": r["input"][:60]})
     return out
+
+
+RULE_PRECISION_SPLITS = ("tune", "authored_tune")
+
+
+def rule_precision_table(dev: pd.DataFrame, splits: tuple[str, ...] = RULE_PRECISION_SPLITS) -> dict[str, Any]:
+    """How often each rule is right on the hand-labelled tuning rows: ``{"splits", "rules": {rule: {rows,
+    correct}}}`` — the rules' confidences (``curate.tasktype_model.rule_confidence``). Only tuning
+    splits: the test splits stay a check of the labels, confidences included."""
+    out: dict[str, dict[str, int]] = {}
+    part = dev[dev["split"].isin(splits)]
+    for ins, inp, o, h, gold in zip(part["instruction"], part["input"], part["output"], part["history"], part["label"]):
+        lab, rule = match_rule(ins, inp, o, h)
+        r = out.setdefault(rule, {"rows": 0, "correct": 0})
+        r["rows"] += 1
+        r["correct"] += int(lab == gold)
+    return {"splits": list(splits), "rules": dict(sorted(out.items()))}
+
+
+if __name__ == "__main__":  # python -m curate.labeleval MIRROR: rewrite curate/rule_precision.json
+    import sys
+
+    from .tasktype_model import RULE_PRECISION_JSON
+
+    table = rule_precision_table(load_devset(sys.argv[1] if len(sys.argv) > 1 else DATA_DIR.parent.parent.parent / "shared" / "corpora"))
+    lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in table["rules"].items()]
+    RULE_PRECISION_JSON.write_text('{"splits": ' + json.dumps(table["splits"]) + ', "rules": {\n' + ",\n".join(lines) + "\n}}\n",
+                                   encoding="utf-8")
+    print(f"{RULE_PRECISION_JSON}: {len(table['rules'])} rules")

@@ -581,14 +581,20 @@ def request_and_context(instruction: str, input: str = "", history: str | list |
 def match_rule(instruction: str, input: str = "", output: str = "", history: str | list | None = None) -> tuple[str, str]:
     """``(task_type, rule_name)`` of the first rule that fires; ``("other", "no_rule")`` if none.
     The rules read the request and its context (``request_and_context``), not the raw fields."""
+    return match_rule_and_context(instruction, input, output, history)[:2]
+
+
+def match_rule_and_context(instruction: str, input: str = "", output: str = "",
+                           history: str | list | None = None) -> tuple[str, str, str, str]:
+    """``(task_type, rule_name, request, context)``: ``match_rule`` and what its rules read."""
     if not (instruction or "").strip() and not (input or "").strip():
-        return "other", "empty"
-    ins, inp, _ = request_and_context(instruction, input, history)
-    ins = ins.lower()
+        return "other", "empty", "", ""
+    req, inp, _ = request_and_context(instruction, input, history)
+    ins = req.lower()
     for rule in RULES:
         if rule.test(ins, inp, output or ""):
-            return rule.label, rule.name
-    return "other", "no_rule"
+            return rule.label, rule.name, req, inp
+    return "other", "no_rule", req, inp
 
 
 def label_task_type(instruction: str, input: str = "", output: str = "", history: str | list | None = None) -> str:
@@ -607,27 +613,37 @@ def _sample_examples(df: pd.DataFrame, labels: list[str], per_label: int = 2) ->
 
 @register("task_type_tagger")
 class TaskTypeTagger:
-    """Adds ``task_type`` (one of ``TASK_TYPES``) with the ordered rules of ``label_task_type``.
+    """Adds ``task_type`` (one of ``TASK_TYPES``) with the ordered rules of ``label_task_type``, and
+    ``task_confidence`` (``curate.tasktype_model``: the deciding rule's measured precision, or the
+    model's probability). With ``model=True`` the learned model decides the rows only a generic rule
+    decided (off by default: it helps single-field prompts, not alpaca-shaped rows).
 
     Drops nothing. stats: ``counts`` per label (all 11, zeros included), ``rules`` (how often each
-    rule decided), ``examples`` (two rows per label).
+    rule decided; ``model`` for the model), ``low_confidence`` (rows under ``min_confidence``),
+    ``examples`` (two rows per label).
     """
 
     name = "task_type_tagger"
 
-    def __init__(self, column: str = "task_type"):
+    def __init__(self, column: str = "task_type", model: bool = False, confidence_column: str = "task_confidence",
+                 min_confidence: float | None = None):
+        from .tasktype_model import MIN_CONFIDENCE
+
         self.column = column
+        self.model = bool(model)
+        self.confidence_column = confidence_column
+        self.min_confidence = MIN_CONFIDENCE if min_confidence is None else float(min_confidence)
 
     def __call__(self, df: pd.DataFrame) -> StageResult:
-        labels, rules = [], []
-        hist = df["history"] if "history" in df.columns else [None] * len(df)
-        it = zip(df["instruction"], df["input"], df["output"], hist)
-        for ins, inp, out, h in tqdm(it, total=len(df), desc=self.name, disable=None, leave=False):
-            lab, rule = match_rule(ins, inp, out, h)
-            labels.append(lab)
-            rules.append(rule)
+        from .tasktype_model import label_rows
+
+        hist = df["history"] if "history" in df.columns else None
+        it = tqdm(df["instruction"], total=len(df), desc=self.name, disable=None, leave=False)
+        labels, decided, conf = label_rows(it, df["input"], df["output"], hist, model=self.model)
+        rules = [d.removeprefix("rule:") for d in decided]
         kept = df.copy()
         kept[self.column] = pd.Series(labels, index=df.index, dtype="str")
+        kept[self.confidence_column] = pd.Series(conf, index=df.index, dtype="float64")
         counts = {t: 0 for t in TASK_TYPES}
         for lab in labels:
             counts[lab] += 1
@@ -638,6 +654,8 @@ class TaskTypeTagger:
             "changed": 0,
             "counts": counts,
             "rules": dict(sorted(rule_counts.items())),
+            "low_confidence": int(sum(c < self.min_confidence for c in conf)),
+            "min_confidence": self.min_confidence,
             "examples": _sample_examples(df, labels),
         }
         return StageResult(kept, empty_drops(df, self.name), stats)
