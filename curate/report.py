@@ -206,10 +206,15 @@ def build_report(run_dir: Path) -> tuple[Path, str]:
         # the label columns only (a few MB at millions of rows); the texts of the rows a figure
         # samples or shows are read from the file when needed (_parquet_rows)
         have = pq.ParquetFile(pool_path).schema_arrow.names
-        pool = pd.read_parquet(pool_path, columns=[c for c in ("source", "task_type", "cluster", "novelty") if c in have])
+        pool = pd.read_parquet(pool_path, columns=[c for c in ("source", "task_type", "cluster", "novelty", "task_confidence") if c in have])
         ct = pd.crosstab(pool["source"], pool["task_type"]).reindex(columns=[t for t in TASK_TYPES_ORDER if t in set(pool["task_type"].unique())])
         dhtml += _stacked_share_plot(ct, "Task types per source") + _table(
             [{"source": s, **{k: int(v) for k, v in row.items()}} for s, row in ct.iterrows()])
+        if "task_confidence" in pool.columns:  # curate.tasktype_model: under MIN_CONFIDENCE is a guess
+            from .tasktype_model import MIN_CONFIDENCE
+            low = int((pool["task_confidence"] < MIN_CONFIDENCE).sum())
+            dhtml += (f"<p>Low-confidence task types (task_confidence &lt; {MIN_CONFIDENCE}): {low:,} of {len(pool):,} rows "
+                      f"({low / max(1, len(pool)):.1%}).</p>")
         dhtml += _cluster_plot(pool["cluster"].value_counts())
     seed = int(manifest.get("recipe", {}).get("seed", 0) or 0) if isinstance(manifest.get("recipe"), dict) else 0
     a: dict[str, Any] = {}
