@@ -42,21 +42,17 @@ user pasted in an earlier turn. A greeting that opens a chat turn is dropped. Th
 lower-cased, so English remnants match too. Known limits: keywords, not meaning — e.g. "如何修改密码" is rewrite-shaped but asks a
 question; rules use context conditions to avoid the commonest of these, not all.
 
-Figures (``tests/test_label_devset.py``, details and confusion matrices in ``tests/data/README.md``):
-held-out test split of the hand-labelled development set 0.814 accuracy / 0.809 macro-F1, BELLE's
-seed tasks (silver) 0.760 / 0.721, DRCD questions 0.942 closed qa.
+Figures (``tests/test_label_devset.py``, ``benchmarks/bench_labeller.py``; details and confusion
+matrices in ``tests/data/README.md``).
 
-Why rules and no model: a TF-IDF (character 1–3-grams of the instruction, 1–2-grams of the input's
-start) + linear SVM trained on the rules' labels of the pool plus the hand ``tune`` split did not
-beat the rules on held-out rows once the rules were fixed: put in charge of the rows only the
-generic question/fallback rules decide, it left test-split accuracy where the rules then had it
-(0.804) and lowered macro-F1 (0.778–0.796 by margin threshold, against 0.796), and left the figures
-on the seed tasks and DRCD as they were; it also cost ~110 s to fit on the pool and a stored artefact. The rules give the reason with every label.
+Why rules first: every label names its rule, and models trained on the rules' own labels did not beat
+them (``tests/data/README.md``). A model trained on hand labels may decide the rows only a generic
+rule decided (``curate.tasktype_model``, opt-in), and every label gets a confidence there.
 
 Speed: each rule pattern is split (``_SplitRx``) into the branches that can only match text holding a
 Latin letter and the rest; 87 % of instructions are all Chinese and skip the English alternatives,
 whose ASCII word-boundary look-arounds are tried at every position. Same answers (tested), about
-2× faster: ≥ 20k rows/s on one core on the curated pool (``benchmarks/bench_labeller.py``).
+2× faster (figures in ``tests/data/README.md``).
 
 Clusters
 --------
