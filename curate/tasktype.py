@@ -386,6 +386,14 @@ _ADVICE = _rx(
     r"哪些.{0,8}(值得|适合)|有哪些.{0,6}注意|(带来|造成)(哪些|什么)(后果|问题)|(干|做|玩|吃|买|送|带|去|看)(点|些)?(什么|啥|哪儿|哪里)(比较)?(好|合适)|"
     r"(可以|能|应该|该)(讨论|看|读|学|参观)(些|点)?(哪些|什么)|有什么(适合|值得|好玩)|(好去处|好地方)|(如何|怎样|怎么)(让|使|帮)(我|我们|自己|孩子)|(会|可能会|可能)问(哪些|什么)(问题)?"
 )
+# Every branch of ``_ADVICE`` holds one of these: a substring test first skips the regex for most rows.
+_ADVICE_HINTS = ("如何", "怎样", "怎么", "什么", "哪", "啥", "有没有", "好去处", "好地方")
+
+
+def _asks_advice(ins: str) -> bool:
+    return any(h in ins for h in _ADVICE_HINTS) and bool(_ADVICE.search(ins))
+
+
 # "如何制作一杯拿铁咖啡？", "如何办理居住证？": how-to, knowledge asked as steps.
 _HOW_QUESTION = _rx(r"^(请问)?(如何|怎样|怎么|怎么样)")
 # Chat turns that ask for nothing ("你好你好！", "谢谢，我没有其他问题了。", "哈哈，我刚才是开玩笑的"): ``other``.
@@ -533,7 +541,7 @@ RULES: list[Rule] = [
     Rule("generation", "continue", lambda i, x, o: bool(_CONTINUE.match(i))),
     Rule("generation", "sentence_or_figure", lambda i, x, o: bool(_GENERATE_SENTENCE.search(i))),
     Rule("open qa", "word_knowledge", lambda i, x, o: bool(_WORD_KNOWLEDGE.search(i))),
-    Rule("brainstorming", "advice_question", lambda i, x, o: bool(_ADVICE.search(i)) and not _has_context(x)),
+    Rule("brainstorming", "advice_question", lambda i, x, o: not _has_context(x) and _asks_advice(i)),
     # A question about a given text is answered from it (below), even when it says "说明" or "解释".
     Rule("open qa", "explain_a_concept", lambda i, x, o: bool(_EXPLAIN.search(i)) and not _GENERATE_NOUN.search(i)
          and not _asks_about_context(i, x)),
