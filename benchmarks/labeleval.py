@@ -5,7 +5,9 @@ its id) plus its label; the text is read back from the offline mirror here, pars
 exactly as the pipeline does (so the labeller sees what it sees in production), and the id is
 checked so a changed mirror file fails loudly instead of silently scoring other rows.
 
-* ``load_devset``       the hand-labelled development set (``split`` = ``tune`` or ``test``).
+* ``load_devset``       the hand-labelled development set (``split`` = ``tune`` or ``test`` for mirror
+                        rows, ``authored_tune`` or ``authored_test`` for the rows written for it,
+                        whose text is in ``tasktype_authored.jsonl``).
 * ``load_seed_silver``  BELLE's 175 Chinese seed tasks, labelled from their task *names*
                         (``synonym_generation`` …) mapped by hand to the taxonomy: held-out silver labels.
 * ``load_drcd_silver``  DRCD reading-comprehension questions with their paragraph: closed qa by
@@ -30,6 +32,10 @@ from curate.tasktype import TASK_TYPES, label_task_type, match_rule
 DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "data"  # the hand labels
 DEVSET_CSV = DATA_DIR / "tasktype_devset.csv"
 SEED_CSV = DATA_DIR / "seed_task_types.csv"
+# Rows written by hand for the labeller (not drawn from the mirror): single-field prompts with inline
+# passages, chat turns, short questions, Traditional script. See tests/data/README.md.
+AUTHORED_SOURCE = "authored"
+AUTHORED_JSONL = DATA_DIR / "tasktype_authored.jsonl"
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -39,6 +45,20 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
     if bad:
         raise ValueError(f"{path}: labels not in the taxonomy at lines {bad[:5]}")
     return rows
+
+
+def load_authored(path: str | Path = AUTHORED_JSONL) -> list[dict]:
+    """The authored rows as records (``history`` kept; ``extra`` holds their ``kind``)."""
+    out = []
+    with Path(path).open(encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            rec = make_record(AUTHORED_SOURCE, Path(path).name, r["row"], r["instruction"], r["input"], "",
+                              history=r["history"], extra={"kind": r["kind"]})
+            if rec["id"] != r["id"]:
+                raise ValueError(f"{path}: row {r['row']} has id {r['id']}, its text hashes to {rec['id']}")
+            out.append(rec)
+    return out
 
 
 def load_devset(mirror: str | Path, csv_path: str | Path = DEVSET_CSV, normalize: bool = True) -> pd.DataFrame:
@@ -52,8 +72,10 @@ def load_devset(mirror: str | Path, csv_path: str | Path = DEVSET_CSV, normalize
         by_file.setdefault((w["source"], w["file"]), {})[int(w["row"])] = w
     records, meta = [], []
     for (source, rel), rows in sorted(by_file.items()):
-        res = parse_file(mirror / source / rel, source, rel)
-        index = {int(r["row"]): r for r in res.records}
+        if source == AUTHORED_SOURCE:  # written for this set: the text lives next to the labels
+            index = {int(r["row"]): r for r in load_authored(Path(csv_path).parent / rel)}
+        else:
+            index = {int(r["row"]): r for r in parse_file(mirror / source / rel, source, rel).records}
         for row, w in sorted(rows.items()):
             rec = index.get(row)
             if rec is None:
@@ -113,8 +135,10 @@ def load_drcd_silver(mirror: str | Path, exclude_ids: set[str] | None = None, n:
     return df
 
 
-def predict(df: pd.DataFrame, labeller: Callable[[str, str, str], str] = label_task_type) -> list[str]:
-    return [labeller(i, x, o) for i, x, o in zip(df["instruction"], df["input"], df["output"])]
+def predict(df: pd.DataFrame, labeller: Callable[..., str] = label_task_type) -> list[str]:
+    """One label per row: ``labeller(instruction, input, output, history)``."""
+    hist = df["history"] if "history" in df.columns else [None] * len(df)
+    return [labeller(i, x, o, h) for i, x, o, h in zip(df["instruction"], df["input"], df["output"], hist)]
 
 
 def evaluate(gold: list[str], pred: list[str], labels: list[str] | None = None) -> dict[str, Any]:
@@ -164,7 +188,58 @@ def misses(df: pd.DataFrame, pred: list[str], n: int = 50) -> list[dict[str, str
     out = []
     for (_, r), p in zip(df.iterrows(), pred):
         if r["label"] != p and len(out) < n:
-            out.append({"gold": r["label"], "pred": p, "rule": match_rule(r["instruction"], r["input"], r["output"])[1],
+            out.append({"gold": r["label"], "pred": p, "rule": match_rule(r["instruction"], r["input"], r["output"], r.get("history"))[1],
                         "file": f"{r['source']}/{r['file']}:{r['row']}",
                         "instruction": r["instruction"][:120], "input": r["input"][:60]})
     return out
+
+
+RULE_PRECISION_SPLITS = ("tune", "authored_tune")
+
+
+def rule_precision_table(dev: pd.DataFrame, splits: tuple[str, ...] = RULE_PRECISION_SPLITS) -> dict[str, Any]:
+    """How often each rule is right on the hand-labelled tuning rows: ``{"splits", "rules": {rule: {rows,
+    correct}}}`` — the rules' confidences (``curate.tasktype_model.rule_confidence``). Only tuning
+    splits: the test splits stay a check of the labels, confidences included."""
+    out: dict[str, dict[str, int]] = {}
+    part = dev[dev["split"].isin(splits)]
+    for ins, inp, o, h, gold in zip(part["instruction"], part["input"], part["output"], part["history"], part["label"]):
+        lab, rule = match_rule(ins, inp, o, h)
+        r = out.setdefault(rule, {"rows": 0, "correct": 0})
+        r["rows"] += 1
+        r["correct"] += int(lab == gold)
+    return {"splits": list(splits), "rules": dict(sorted(out.items()))}
+
+
+def model_training_rows(splits: tuple[str, ...] = ("authored_tune",)) -> list[dict]:
+    """The hand-labelled rows the task-type model trains on, as ``curate/tasktype_train.jsonl`` holds them."""
+    with DEVSET_CSV.open(encoding="utf-8", newline="") as f:
+        labels = {r["id"]: r["label"] for r in csv.DictReader(f) if r["split"] in splits}
+    out = []
+    with AUTHORED_JSONL.open(encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            if r["id"] in labels:
+                out.append({"instruction": r["instruction"], "input": r["input"], "history": r["history"],
+                            "label": labels[r["id"]]})
+    return out
+
+
+def model_training_text() -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in model_training_rows())
+
+
+if __name__ == "__main__":  # python benchmarks/labeleval.py MIRROR: rewrite curate/rule_precision.json
+    import sys
+
+    from curate.tasktype_model import TRAIN_JSONL
+
+    TRAIN_JSONL.write_text(model_training_text(), encoding="utf-8")  # and the model's training rows
+
+    from curate.tasktype_model import RULE_PRECISION_JSON
+
+    table = rule_precision_table(load_devset(sys.argv[1] if len(sys.argv) > 1 else DATA_DIR.parent.parent.parent / "shared" / "corpora"))
+    lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in table["rules"].items()]
+    RULE_PRECISION_JSON.write_text('{"splits": ' + json.dumps(table["splits"]) + ', "rules": {\n' + ",\n".join(lines) + "\n}}\n",
+                                   encoding="utf-8")
+    print(f"{RULE_PRECISION_JSON}: {len(table['rules'])} rules")

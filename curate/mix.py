@@ -12,7 +12,8 @@ A mixture spec is ``{name, strategy, size, seed, **options}``; ``"diverse-2000"`
 - ``diverse``     balanced over task types, and inside each type over clusters (option ``levels``,
                   default ``["task_type", "cluster"]``): the same water-filling at every level, so
                   small strata are exhausted and their share goes to the others; rows are drawn at
-                  random inside a stratum.
+                  random inside a stratum. Option ``min_confidence`` (e.g. 0.75): only rows whose
+                  ``task_confidence`` reaches it are eligible, so the balance rests on confident labels.
 - ``narrow``      only a few task types (option ``task_types``; default the 2 most common in the
                   pool), sampled uniformly from them.
 - ``kcenter``     greedy farthest-first in the TF-IDF/SVD embedding (``curate.embed``), over the pool
@@ -202,8 +203,12 @@ def _per_source(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator)
 def _diverse(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
     levels = list(spec.options.get("levels", ["task_type", "cluster"]))
     _need(pool, spec, levels)
-    chosen = _stratified(pool, np.arange(len(pool)), levels, spec.size, rng)
-    return chosen, {"eligible_rows": int(len(pool)), "levels": levels}
+    eligible = np.arange(len(pool))
+    if spec.options.get("min_confidence") is not None:
+        _need(pool, spec, ["task_confidence"])
+        eligible = np.flatnonzero(pool["task_confidence"].to_numpy(dtype=float) >= float(spec.options["min_confidence"]))
+    chosen = _stratified(pool, eligible, levels, spec.size, rng)
+    return chosen, {"eligible_rows": int(len(eligible)), "levels": levels}
 
 
 @strategy("narrow")

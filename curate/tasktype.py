@@ -7,7 +7,7 @@ rule that fires gives the label, so a reader can see exactly why a row got its t
 
 Order matters, and is chosen so that the most specific signal wins:
 
-0. ``other``          chit-chat only ("我爱你", "晚安"), or an instruction that is itself an answer
+0. ``other``          chit-chat only ("我爱你", "晚安", "谢谢，我没有其他问题了"), or an instruction that is itself an answer
                       ("可以使用…块来获取机器人与目标的距离。": malformed rows of 代码问题.json).
 1. ``code``           programming words (代码, 编程, Python, SQL, 正则表达式, ```…) or code in the input;
                       Scratch/visual-programming wording (blocks, sprites as "角色" doing stage actions,
@@ -24,24 +24,33 @@ Order matters, and is chosen so that the most specific signal wins:
 7. ``extract``        提取/抽取/命名实体, or 找出/列出/识别…中的… (word classes, figures of speech,
                       typos) in a given text; never without one, nor a question about a context.
 8. ``rewrite``        weaker edit verbs (改成/转换/修改/纠正/合并/删除…) acting on a given text.
-9. ``brainstorming``  列出/列举/想出/建议/推荐/点子/例子/给出几个…/有哪些方法…
+9. ``brainstorming``  advice to the asker ("怎样才能…", "孩子不爱吃蔬菜怎么办？", "有什么办法…"); 列出/列举/想出/
+                      建议/推荐/点子/例子/给出几个…/有哪些方法…
 10. ``generation``    写/撰写/创作/生成/编写/续写/造句/设计/创建…, or a story/poem/letter asked for.
 11. ``closed qa``     a question whose input is a context (≥ ``CONTEXT_MIN_CHARS`` characters).
 12. ``open qa``       a question or knowledge request (？, 什么/为什么/如何/解释/介绍/提供/确定…,
                       what/why/how…) without such context; rows no rule decides ("other" is kept
                       for the two kinds of row of step 0).
 
-Rules read the instruction (lower-cased, so English remnants match too); some also look at the
-input. Known limits: keywords, not meaning — e.g. "如何修改密码" is rewrite-shaped but asks a
+Rules read the *request* and its *context* (``request_and_context``): the ``input`` when there is
+one; else a passage, list, dialogue or code written inside the instruction (``curate.passage``: after
+a colon, in quotes, on lines of its own), so "阅读下面这段话…\n<passage>\n问题：…？" is a question about
+a given text like its alpaca-shaped twin; else, for a short follow-up turn of a chat, the text the
+user pasted in an earlier turn. A greeting that opens a chat turn is dropped. The request is
+lower-cased, so English remnants match too. Known limits: keywords, not meaning — e.g. "如何修改密码" is rewrite-shaped but asks a
 question; rules use context conditions to avoid the commonest of these, not all.
 
-Why rules and no model: a character n-gram linear model trained on the hand labels did not beat
-the rules on held-out rows, and the rules give the reason with every label (figures, confusion
-matrices and the model tried: ``tests/data/README.md``, ``benchmarks/README.md``).
+Figures (``tests/test_label_devset.py``, ``benchmarks/bench_labeller.py``; details and confusion
+matrices in ``tests/data/README.md``).
 
-Speed: each rule pattern is split (``_SplitRx``) into the branches that can only match text holding
-a Latin letter and the rest; most instructions are all Chinese and skip the English alternatives,
-whose ASCII word-boundary look-arounds are tried at every position (same answers, tested).
+Why rules first: every label names its rule, and models trained on the rules' own labels did not beat
+them (``tests/data/README.md``). A model trained on hand labels may decide the rows only a generic
+rule decided (``curate.tasktype_model``, opt-in), and every label gets a confidence there.
+
+Speed: each rule pattern is split (``_SplitRx``) into the branches that can only match text holding a
+Latin letter and the rest; most instructions are all Chinese and skip the English alternatives,
+whose ASCII word-boundary look-arounds are tried at every position (same answers, tested; figures in
+``benchmarks/README.md``).
 """
 from __future__ import annotations
 
@@ -50,6 +59,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 
+from .passage import history_context, split_inline_context, strip_greeting
 
 TASK_TYPES = ["generation", "rewrite", "brainstorming", "open qa", "closed qa", "classification",
               "extract", "summarization", "math", "code", "other"]
@@ -140,10 +150,10 @@ def _rx(pattern: str) -> _SplitRx:
 
 # ---- code ---------------------------------------------------------------------------------------
 _CODE = _rx(
-    r"代码|编程|源码|条件语句|循环语句|字符串|数组|布尔值|数据类型|指针|面向对象|编程语言|程序(代码|设计|语言|实现)|(写|编写|编|实现|设计|生成).{0,8}(程序|脚本)|计算机程序|"
+    r"代码|编程|源码|条件语句|循环语句|字符串|数组|布尔值|数据类型|指针|面向对象|编程语言|程序(代码|设计|语言|实现)|(写|编写|编|实现|设计|生成).{0,8}(程序|(?<!视频)(?<!广告)(?<!直播)(?<!短剧)(?<!节目)(?<!拍摄)脚本)|计算机程序|"
     r"python|javascript|\bjava\b|\bjs\b|c\+\+|c#|c语言|\bsql\b|\bhtml|\bcss\b|\bphp\b|golang|go语言|"
     r"\bruby\b|\brust\b|\bswift\b|kotlin|matlab|\bbash\b|shell(脚本|命令)|linux命令|正则表达式|"
-    r"leetcode|\bapi\b|\bjson\b|```|\bdef\s|\bclass\s+\w+|"
+    r"leetcode|\bapi\b|\bjson\b|```|\bdef\s|\bclass\s+\w+|linux|mysql|postgresql|sqlite|mongodb|redis|\bgit\b|\bvue\b|\breact\b|vlookup|excel.{0,30}(函数|公式)|"
     r"(写|编写|实现|创建|定义|设计)(一个|一段)?.{0,20}函数|函数.{0,6}(实现|代码)|hello,? world|"
     r"\bcode\b|\bprogram\b|\bfunction\b|\bscript\b|编译|调试|debug"
 )
@@ -153,15 +163,22 @@ _CODE_ALGORITHM = _rx(r"(设计|创建|编写|写|实现|开发|构建|生成|�
 # Visual programming (Scratch and its relatives: blocks, sprites, scripts): a tenth of the mirror is
 # questions from the Scratch wiki ("Change Pen Color by ()块的作用是什么？").
 _CODE_BLOCKS = _rx(
-    r"scratch|\(\s*\)|[a-z)?]\s*块|\bblocks?\b|(帽子|报告|布尔|堆叠|堆积|自定义|运动|外观|声音|事件|控制|侦测|运算|变量|列表|画笔|扩展|c|hat)块|"
-    r"积木|精灵|\bsprites?\b|(全局|局部|云|普通)变量|变量(块|名)|编辑器|造型(?!师|设计)|(?<!的)舞台(?!剧|表演|艺术|上|下)|画笔|克隆(?!羊|人|技术|动物)|"
-    r"costume|backdrop|\bpen\b|extension|raspberry|\blego\b|wedo|micro:?bit|\bev3\b|sense hat|sensing|turbowarp|矢量编辑|(?<!视频|广告|直播|剧本|拍摄)脚本(?!的写作)|"
-    # Scratch's sprites are "角色" in the wiki's translation; only their stage actions are code ("描述角色在故事中的变化" is not).
-    # Read off the pool's 代码问题.json rows the rules missed; none of these matches a row of another file.
-    r"paint editor|sound editor|(这|该|此|哪个|哪些|某个|这两)个?块|报告器|变量或列表|角色的?(位置|坐标|造型|方向|大小)|"
-    r"角色(移动|跟随|跳跃|旋转|隐藏|显示|滑行|转向|左右|上下)|(让|使)(一个|某个|多个)?角色(移动|跟随|跳|旋转|隐藏|显示|滑行|转向|左右|上下|说|碰到|面向|朝)|"
-    r"多个角色|触碰到|碰到.{0,6}(角色|边缘|颜色)|\btoggle\b|scroller|platformer|(项目|作品)(图标|id|页面|的用户名)"
+    r"scratch|[a-z?]\s*\(\s*\)|\(\s*\)\s*(块|[a-z])|[a-z)?]\s*块|\bblocks?\b|(帽子|报告|布尔|堆叠|堆积|自定义|运动|外观|声音|事件|控制|侦测|运算|变量|列表|画笔|扩展|c|hat)块|"
+    r"\bsprites?\b|(全局|局部|云|普通)变量|变量(块|名)|编辑器|"
+    r"costume|backdrop|\bpen\b|extension|raspberry|\blego\b|wedo|micro:?bit|\bev3\b|sense hat|sensing|turbowarp|矢量编辑|"
+    r"paint editor|sound editor|(该|此|哪个|哪些|某个|这个|这两个)块|报告器|变量或列表|\btoggle\b|scroller|platformer|(项目|作品)(图标|id|页面|的用户名)"
 )
+# Everyday words that are Scratch terms in the Scratch wiki's translation (sprites are "角色"/"精灵", costumes
+# "造型", the stage "舞台", the pen "画笔"): read off the pool's 代码问题.json rows. Outside it they are a
+# fairy, a hairstyle, a theatre stage, a paintbrush, toy bricks, a video script; so they are code only
+# when the row also speaks of Scratch elsewhere (``_SCRATCH_CUE`` in its answer).
+_CODE_BLOCKS_WORDS = _rx(
+    r"积木|精灵|造型(?!师|设计)|(?<!的)舞台(?!剧|表演|艺术|上|下)|画笔|克隆(?!羊|人|技术|动物)|(?<!视频|广告|直播|剧本|拍摄)脚本(?!的写作)|"
+    r"角色的?(位置|坐标|造型|方向|大小)|角色(移动|跟随|跳跃|旋转|隐藏|显示|滑行|转向|左右|上下)|"
+    r"(让|使)(一个|某个|多个)?角色(移动|跟随|跳|旋转|隐藏|显示|滑行|转向|左右|上下|说|碰到|面向|朝)|"
+    r"多个角色|触碰到|碰到.{0,6}(角色|边缘|颜色)"
+)
+_SCRATCH_CUE = _rx(r"scratch|块|角色|积木|精灵|舞台|造型|脚本|变量|广播|绿旗|编辑器|位图|矢量|\bsprites?\b|\bblocks?\b|```")
 # Code in the answer: a fenced block or a line that starts like a program.
 _CODE_OUTPUT = re.compile(r"```|^\s*(def |class \w+[:(]|import \w+|from \w+ import|#include|public (static )?\w+|function \w+\(|"
                           r"SELECT .+ FROM|<html|<!DOCTYPE)", re.MULTILINE | re.IGNORECASE)
@@ -178,13 +195,13 @@ _ARITH_EXPR = _rx(r"\d\s*[+*×÷^]\s*\d|\d\s*[-/]\s*\d+\s*[=＝]")
 _MATH_STRONG = _rx(
     r"数学题|数学问题|应用题|算术|方程|算式|因式分解|化简|导数|积分(?!制|卡|兑)|微分|平方根|立方根|开方|"
     r"最大公约数|最小公倍数|公因数|公倍数|质数|素数|阶乘|等差数列|等比数列|数列|百分之几|概率|"
-    r"[xyz]的值|未知数|表达式|偶数|奇数(?!词|的词)|(?<![云子缘行能地])计算(?!机|能力|背景|科学|领域|资源|平台)|算出|单位.{0,4}(转换|换算)|度量单位|换算|"
+    r"[a-z](\s*和\s*[a-z])?\s*的值|[a-z]\s*[+\-]\s*[a-z]\s*=|填什么数|几分之几|未知数|表达式|偶数|奇数(?!词|的词)|(?<![云子缘行能地])计算(?!机|能力|背景|科学|领域|资源|平台)|算出|单位.{0,4}(转换|换算)|度量单位|换算|"
     r"\bequation|solve for|arithmetic|\bmath\b|probability|\bfactorial|\bprime numbers?\b"
 )
 _MATH_WEAK = _rx(
-    r"算一算|多少|平分|平均分|几(个|只|天|元|岁|人|本|次|倍|块|颗|支|条|张|件|辆|碗|米|克|分钟|小时|公里|种)|"
+    r"算一算|算一下|帮我算|算算|多少|平分|平均分|几(个|只|天|元|岁|人|本|次|倍|块|颗|支|条|张|件|辆|碗|米|克|分钟|小时|公里|种)|"
     r"面积|周长|体积|平均|中位数|众数|最大值|最小值|最高值|最低值|最大的|最小的|百分比|乘以|除以|加上|减去|相加|相减|"
-    r"相乘|相除|之和|之差|之积|之商|总和|总共|一共|剩下|还剩|剩余|速度|加在一起|加起来|合计|"
+    r"相乘|相除|之和|之差|之积|之商|总和|总共|一共|剩下|还剩|剩余|速度|加在一起|加起来|合计|多远|多长时间|多久|"
     r"转换为.{0,4}(摄氏|华氏|公里|英里|千克|公斤|磅|厘米|英寸)|"
     r"\bcalculate|\bcompute|how many|how much|\bsum\b|\baverage|percent|"
     r"\bconvert\b.{0,30}\b(celsius|fahrenheit|miles|kilometers|pounds|kg)\b"
@@ -193,7 +210,7 @@ _MATH_WEAK = _rx(
 _PROBLEM = re.compile(r"^\s*题目\s*[:：]")
 _NUMBER = re.compile(r"\d")
 _YEAR = re.compile(r"\d{4}\s*年")
-_CN_QUANTITY = re.compile(r"[一二两三四五六七八九十百千万半]+\s*(个|只|天|元|岁|人|本|次|倍|块|颗|支|条|张|件|辆|碗|米|克|千米|公里|分钟|小时)")
+_CN_QUANTITY = re.compile(r"(?<!第)[一二两三四五六七八九十百千万半]+\s*(个|只|天|元|岁|人|本|次|倍|块|颗|支|条|张|件|辆|碗|米|克|千米|公里|分钟|小时)")
 
 # ---- rewrite ------------------------------------------------------------------------------------
 _REWRITE_STRONG = _rx(
@@ -202,7 +219,7 @@ _REWRITE_STRONG = _rx(
 )
 # Edit verbs: rewrite only when they act on a given text ("修改以下句子", not "如何修改密码").
 _REWRITE_WEAK = _rx(
-    r"改成|改为|更改|变位|排列成|合二为一|转换|转化|转变为|变成|换成|替换|修改|修正|纠正|更正|校对|改正|精简|简化|扩写|缩写(?!是)|"
+    r"改成|改为|改得|改一下|拆成|更改|变位|排列成|合二为一|转换|转化|转变为|变成|换成|替换|修改|修正|纠正|更正|校对|改正|精简|精炼|删掉|啰嗦|语序|调整.{0,4}(顺序|结构)|(把|将)[^，。]{0,20}写成|简化|扩写|缩写(?!是)|"
     r"同义句|换一种(说法|方式)|语气|口吻|时态|语态|正式|被动(语态|句)|格式|合并|拆分|删除|删去|添加|插入|附加|"
     r"标点|大写|小写|编辑|字母顺序|简洁|拼写|(纠正|修正|改正|更正|检查并|提高|改进|改善).{0,6}语法|对齐|分开|分隔|"
     r"\bedit\b|\bconvert\b|\bcorrect\b|\bchange\b|\bsimplify\b|\bshorten\b|\breformat|\breplace\b|\bremove\b|\bfix\b|passive voice|active voice"
@@ -216,15 +233,19 @@ _GIVEN_TEXT = _rx(
 )
 
 # ---- summarization ------------------------------------------------------------------------------
-_SUMMARY = _rx(r"总结|概括|摘要|归纳|概述|提炼|要点|主旨|中心思想|大意|summar|tl;?dr|\bgist\b")
+_SUMMARY = _rx(r"总结|概括|摘要|归纳|概述|提炼|(?<!以下)(?<!根据)(?<!按照)(?<!这些)要点|主旨|中心思想|大意|summar|tl;?dr|\bgist\b")
+# Said of a given text, these ask for its gist ("这段话讲了什么？", "整理成简要纪要", "用一句话说明这段文字的重点").
+_GIST = _rx(r"(讲|说|写)了(什么|啥|些什么)|在(讲|说)(什么|啥)|想(要)?(说|表达)(什么|啥)|主要(内容|讲|说|在讲|意思)|重点|纪要|提要|梗概|"
+            r"主题句|一句话(说明|告诉|介绍|讲|说出|写出)|(精简|浓缩|压缩|缩写|缩短|缩)(成|为|到)")
 
 # ---- classification -----------------------------------------------------------------------------
 _CLASSIFY = _rx(
-    r"分类|归类|归为|类别|哪一类|哪类|哪个类|什么类型|哪种类型|哪一种类型|属于哪|是否属于|"
+    r"(?<!垃圾)分类|归类|归为|类别|不同类(?!型|别)|不属于同一类|哪一类|哪类|哪个类|什么类型|哪种类型|哪一种类型|属于哪|是否属于|"
     r"情感(分析|倾向|极性|类别|色彩|态度)|积极.{0,8}消极|正面.{0,8}负面|褒义.{0,6}贬义|"
     r"是[”\"']?\s*(或|还是)\s*[“\"']?否|对还是错|真还是假|真假|对错|正确或错误|正确还是错误|正确、错误|"
     r"(判断|确定|告诉我|检测|识别|检查|鉴定|预测).{0,40}(是否|是不是|能否|有没有|还是|对不对|正确与否)|"
-    r"语法(功能|成分)|句子成分|词性|修辞|(识别|标记|标注|判定|归类)为|(评估|判断|检查|评价)[^纠修改更]{0,10}(语法|句法)(?![^。]*(纠正|修改|改正|更正|修正|改写))|"
+    r"属于[^？?。]{1,30}还是|像不像|算不算|(称赞|夸奖?|表扬|赞美|讽刺|批评|抱怨|支持|反对|肯定|否定|正面|负面|好评|差评)还是|判断.{0,40}哪.{0,4}更|"
+    r"(说法|观点|结论|推理|论断)(是否)?(对|正确|成立|合理|准确)(吗|不|与否)|判断.{0,12}(文体|体裁|语气|态度|立场|类型|种类)|是否(存在|属于|符合|违反|构成|涉及|合理|合法|正确)|语法(功能|成分)|句子成分|词性|修辞|(识别|标记|标注|判定|归类)为|(评估|判断|检查|评价)[^纠修改更]{0,10}(语法|句法)(?![^。]*(纠正|修改|改正|更正|修正|改写))|"
     r"[“\"][^”\"]{1,10}[”\"]\s*(或|还是)\s*[“\"]|评分|打分|评级|选择题|单选|多选|选择.{0,6}(正确|最佳|最合适|主题|类别|一个选项)|"
     r"输出.{0,16}(true|false|yes|no|是|否|[01])\b|"
     r"\bclassif|categori[sz]|sentiment|true or false|yes or no|\bis (it|this|the following) (a|an)\b"
@@ -235,14 +256,14 @@ _HOWTO_OR_LIST = _rx(r"^(如何|怎么|怎样|如果|为什么)|有哪些|哪些
 # "将以下颜色分为暖色和冷色": splitting given items into named groups.
 _SPLIT_INTO = _rx(r"(分为|分成|划分为|归入)")
 # "X是A还是B？" asked of short alternatives.
-_EITHER_OR = _rx(r"是.{1,12}还是.{1,12}[？?]?$")
+_EITHER_OR = _rx(r"(是|算).{1,12}还是[^？?，,。]{1,12}([？?]|$)")
 _ENDS_AS_QUESTION = re.compile(r"[？?]\s*$")
 _SENTIMENT_WITH_INPUT = _rx(r"情感|情绪|态度|语气")
 # "将以下句子的语气从正式改为非正式" changes the tone, it does not ask for it.
 _EDIT_TONE = _rx(r"改|换|转换|变为|变成|重写|使.{0,6}(更|听起来)")
 
 # ---- extract ------------------------------------------------------------------------------------
-_EXTRACT_STRONG = _rx(r"提取(?!的)|抽取|命名实体|^\s*extract|\bextract (all|the|every|key)")
+_EXTRACT_STRONG = _rx(r"提取(?!的)|抽取|撷取|摘取|命名实体|^\s*extract|\bextract (all|the|every|key)")
 # "找出/列出…中的…": extraction only from a given text ("列出所有富含维生素C的蔬菜" is brainstorming).
 _EXTRACT_FROM = _rx(
     r"检测.{0,6}实体|实体|"
@@ -252,6 +273,12 @@ _EXTRACT_FROM = _rx(
     r"\bidentify (all|the)\b|\bfind (all|the) .{0,30}\bin the\b"
 )
 
+# Spans pulled out of a given text, also when asked as a question ("下面的句子中有哪些成语？", "把这段话中的
+# 动词全部找出来", "面试时间、地点…分别是什么"): extract, not closed qa.
+_EXTRACT_ITEMS = _rx(
+    r"(找出|找到|列出|挑出|摘出|标出|圈出|划出|撷取|整理出).{0,16}(所有|全部|都|原文)|(找|列|挑|摘|标|圈|划|抄)出来|(摘抄|摘录|抄)下来|摘抄|摘录|"
+    r"分别是(什么|哪些)|逐(条|一|项)列出|(提到|出现|涉及)了?(哪些|哪几(个|种|条|点))|把[^，。]{0,12}(词|词语|句子|短语)(写|抄)(下来|出来)|(有|用了?)哪些(成语|人名|地名|名词|动词|形容词|比喻|词)|的(主语|谓语|宾语)|情感词"
+)
 # "关键词" asks to pull keywords out of a text only when there is one in the input ("给我几个关键词"
 # for a paper to be written is brainstorming).
 _KEYWORDS = _rx(r"关键词|关键字|keywords?")
@@ -264,12 +291,14 @@ _CORRECT = _rx(r"更正|纠正|改正|修正|修改|改写|correct|fix")
 # question rule). So a list request is brainstorming only with an idea word or an idea noun.
 _IDEA_NOUN = (r"(方法|办法|方式(?!是)|途径|技巧|窍门|诀窍|建议|提示|策略|方案|措施|想法|主意|点子|理由|原因|因素|好处|"
               r"益处|优势|优点|缺点|劣势|弊端|积极影响|消极影响|负面影响|活动|问题|口号|关键词|习惯|原则|"
-              r"最佳实践|注意事项|事项|技能|目标|挑战|风险|例子|示例|实例|创意|礼物|游戏)")
+              r"最佳实践|注意事项|事项|技能|目标|挑战|风险|例子|示例|实例|创意|礼物|游戏|节目|选题)")
 _BRAINSTORM = _rx(
     r"想出(?!一(个|种|句|段|首))|想一些|想几个|提(出)?(几|一些|多)(个|条|点|种)?|头脑风暴|集思广益|建议|推荐(?!信|系统|算法|引擎)|点子|主意|创意|提议|想想|"
     r"例子|实例|举例|示例|(提供|输出|生成|创建|制作|给出|写出|编制|编写|列出).{0,20}(列表|清单)|清单|"
     rf"(列出|列举|例举|举出|说出|给出|提供|给我|写出|写下|提出|想|生成|输出|分享|添加).{{0,24}}{_IDEA_NOUN}|"
-    r"起.{0,3}名|取.{0,2}名字|^name\b|"
+    r"(几个|几种|几条|一些|多个|[\d两三四五六七八九十]+\s*(个|种|条))[^，。？?]{0,12}(方法|办法|技巧|建议|点子|主意|创意|游戏|节目|选题|活动|礼物)|"
+    r"列(几|一些|些|[\d两三四五六七八九十])|"
+    r"起.{0,3}名|(取|起).{0,12}名字|^name\b|"
     r"brainstorm|suggest|\bideas?\b|come up with|"
     r"give (me )?(some|a few|\d|two|three|four|five|several) (ways|tips|ideas|reasons|examples|suggestions)|\brecommend|examples? of"
 )
@@ -287,7 +316,7 @@ _CONTINUE = _rx(r"^\s*(继续|接着(说|写|讲)?|请继续|continue)\s*[。.!�
 
 # ---- generation ---------------------------------------------------------------------------------
 _GENERATE_VERB = _rx(
-    r"(?<![缩改重简书填描拼抄大小听默])写|撰写|创作|生成|编写|编造|编一|起草|续写|仿写|造句|作一首|作首|作诗|"
+    r"(?<![缩改重简书填描拼抄大小听默])写(?!了|的|着|道|完|过)|配(一段|一句|上)?(文字|文案|诗|解说)|撰写|创作|生成|编写|编造|编一|起草|续写|仿写|造句|作一首|作首|作诗|"
     r"描写|描绘|描述(一次|一下你|你|一个场景|一个人物|一段经历)|想象|(?<![的和与及])设计|创建|(想出|想)一(个|种|句|段|首)|创造|构建|构造|构思|产生一|发表|"
     r"制作|制定|规划|策划|形容|比喻|比作|打个比方|类比|_{3,}|完成.{0,6}(句|话|段落|故事|类比|诗|对话)|填空|填入|补全|补充完整|完成(这个|以下|下面|下列|给定的?)?句子|"
     r"讲(一个|个).{0,10}(故事|笑话)|(描述|讲述|告诉我们?|分享|谈谈|说说)(一下)?(你|您).{0,20}(经历|体验|经验|时候|时间|时刻)|"
@@ -296,7 +325,7 @@ _GENERATE_VERB = _rx(
 # Asked-for creative pieces (only when the instruction is not a question about one).
 _GENERATE_NOUN = _rx(
     r"故事|笑话|段子|诗|歌词|对联|口号|标语|广告语|广告词|文案|演讲稿|致辞|祝福语|贺词|申请书|推荐信|"
-    r"求职信|感谢信|建议书|倡议书|计划书|策划书|稿子|讲话稿|发言稿|一封|作文|剧本|台词|寓言|童话|散文|小说|短文|文章|评论|博客|帖子|推文|新闻稿|报道|演讲|"
+    r"求职信|感谢信|日记|周记|游记|随笔|独白|建议书|倡议书|计划书|策划书|稿子|讲话稿|发言稿|一封|作文|剧本|台词|寓言|童话|散文|小说|短文|文章|评论|博客|帖子|推文|新闻稿|报道|演讲|"
     r"\bstory\b|\bpoem\b|\bhaiku\b|\bslogan\b|\btweet\b|\bessay\b|\bletter\b"
 )
 
@@ -321,6 +350,53 @@ class Rule:
     label: str
     name: str
     test: Callable[[str, str, str], bool]  # (instruction lower-cased, input, output) -> fires?
+
+
+# A question phrased as a request ("能帮我改得活泼一点吗？"): it asks for the edit, not about the text.
+_REQUEST_ASK = _rx(r"帮我|帮忙|请你|你能|能帮|能否|能不能|可以帮|麻烦")
+# The request points at a text to read ("阅读短文…", "以下是一则通知…"): a figure asked for is read off it …
+_READ_CUE = _rx(r"阅读|根据|文中|材料|短文|上文|下文|短信|通知|说明|新闻|报告|这段|这则|这条|以下是|下面是|上面")
+# … unless the request asks to compute with it.
+_COMPUTE = _rx(r"一共|总共|合计|总和|之和|平均|相差|还剩|剩下|剩余|计算|算")
+_PICK_ITEMS = _rx(r"挑出|选出|找出|哪些|哪几个|哪几种")
+# Multiple choice laid out as "A. … B. …" in the context.
+_MC_OPTIONS = re.compile(r"(?:^|\s|[)）])[A-Da-d]\s*[.．、:：)）]")
+# Advice to the asker ("怎样才能更快地适应新工作？", "孩子不爱吃蔬菜怎么办？", "送什么好？"): several open-ended
+# suggestions, brainstorming under the guideline. An impersonal "how can X do Y" ("企业如何减少碳足迹？",
+# "如何建立自信") is explained, open qa, as is a procedure with one accepted way ("如何办理居住证？").
+_ADVICE = _rx(
+    r"(如何|怎样|怎么|怎么样)才(能|可以)|(如何|怎样|怎么).{0,10}?(更好|更快|更有效|能更|更加)|"
+    r"(^想|我|我们|咱们|自己|孩子|宝宝|家里|家人|老人|男朋友|女朋友|老公|老婆|父母|室友|同事|朋友)[^？?。]{0,16}(如何|怎样|怎么)(?!回事|样的|会|是)|"
+    r"(怎么办|该怎么做|如何是好)[？?]?$|(有什么|有哪些|有没有)[^？?。，]{0,6}(方法|办法|技巧|窍门|诀窍|建议|点子|主意|措施|妙招|秘诀|推荐)|"
+    r"(可以|能|应该|该)(做|玩|组织|搞|举办|采取|准备|带|送|买|设置|尝试)(些|点)?(哪些|什么)|(送|带|买|准备)什么.{0,6}(好|合适)|"
+    r"哪些.{0,8}(值得|适合)|有哪些.{0,6}注意|(带来|造成)(哪些|什么)(后果|问题)|(干|做|玩|吃|买|送|带|去|看)(点|些)?(什么|啥|哪儿|哪里)(比较)?(好|合适)|"
+    r"(可以|能|应该|该)(讨论|看|读|学|参观)(些|点)?(哪些|什么)|有什么(适合|值得|好玩)|(好去处|好地方)|(如何|怎样|怎么)(让|使|帮)(我|我们|自己|孩子)|(会|可能会|可能)问(哪些|什么)(问题)?"
+)
+# Every branch of ``_ADVICE`` holds one of these: a substring test first skips the regex for most rows.
+_ADVICE_HINTS = ("如何", "怎样", "怎么", "什么", "哪", "啥", "有没有", "好去处", "好地方")
+
+
+def _asks_advice(ins: str) -> bool:
+    return any(h in ins for h in _ADVICE_HINTS) and bool(_ADVICE.search(ins))
+
+
+# "如何制作一杯拿铁咖啡？", "如何办理居住证？": how-to, knowledge asked as steps.
+_HOW_QUESTION = _rx(r"^(请问)?(如何|怎样|怎么|怎么样)")
+# Chat turns that ask for nothing ("你好你好！", "谢谢，我没有其他问题了。", "哈哈，我刚才是开玩笑的"): ``other``.
+_SMALL_TALK = _rx(
+    r"^(你好|您好|嗨|哈喽)+[\s!！~～。.，,]*$|谢谢|多谢|感谢你|开玩笑|没有?(其他|别的)问题|随便(说|聊|讲)|聊聊天?|^在(吗|不在|忙)|^(好的|好吧|行|ok|嗯嗯?)[，,]?(我)?(知道|明白|了解)了|^测试[一二三123]*$|"
+    r"你(好|真|太)?(笨|傻|聪明|厉害|可爱|有意思|有趣)|哈哈|嘿嘿|呵呵|^嗯+|^哦+|耶[！!～~]*$"
+)
+_HOW_ARE_YOU = _rx(r"^你(今天|最近|这几天)?(过得(怎么样|好吗|如何)|还好吗|好吗|心情怎么样)[？?！!。~～]*$")
+_WANTS = _rx(r"你是|写|翻译|解释|介绍|告诉我|帮我|帮忙|请|如何|怎么|为什么|哪|多少|列出|总结|给我|能不能|可以")
+
+
+_ANSWER_CUE = _rx(r"回答|问题|阅读|\banswer\b")
+
+
+def _asks_about_context(ins: str, inp: str) -> bool:
+    """A question (or "回答…", "阅读…") put to a given text."""
+    return _has_context(inp) and bool(_ENDS_AS_QUESTION.search(ins) or _ANSWER_CUE.search(ins))
 
 
 def _has_numbers(ins: str, inp: str) -> bool:
@@ -349,7 +425,16 @@ _CHOOSE = _rx(r"哪一个|哪个|哪一种|哪种|哪一项|哪项|哪位|选出
 _OPTION_SPLIT = re.compile(r"[、，,;；/\n]|或者|或|\bor\b")
 
 
+def _given_items(inp: str) -> bool:
+    """An enumeration of short items ("宫保鸡丁、麻婆豆腐、清炒时蔬…"), a closing full stop allowed."""
+    body = inp.strip().rstrip("。")
+    parts = [p.strip() for p in _OPTION_SPLIT.split(body) if p.strip()]
+    return "、" in body and "。" not in body and 2 <= len(parts) <= 20 and all(len(p) <= 12 for p in parts)
+
+
 def _given_options(inp: str) -> bool:
+    if "。" in inp:  # sentences are a text, not a list of options
+        return False
     parts = [p.strip() for p in _OPTION_SPLIT.split(inp.strip()) if p.strip()]
     return 2 <= len(parts) <= 12 and all(len(p) <= 20 for p in parts)
 
@@ -393,11 +478,14 @@ _WORDY = re.compile(r"[\u4e00-\u9fffA-Za-z]{2,}")
 
 RULES: list[Rule] = [
     Rule("other", "chit_chat", lambda i, x, o: not x.strip() and bool(_CHIT_CHAT.match(i))),
+    Rule("other", "small_talk", lambda i, x, o: not x.strip() and len(i) <= 24 and bool(_SMALL_TALK.search(i)) and not _WANTS.search(i)),
+    Rule("other", "how_are_you", lambda i, x, o: not x.strip() and bool(_HOW_ARE_YOU.match(i))),
     Rule("other", "statement_not_a_request", lambda i, x, o: not x.strip() and bool(_STATEMENT.match(i)) and not _ASKING.search(i)),
     Rule("code", "code_words", lambda i, x, o: bool(_CODE.search(i))),
     Rule("code", "code_in_input", lambda i, x, o: bool(x) and bool(_CODE_INPUT.search(x))),
     Rule("code", "make_an_algorithm", lambda i, x, o: bool(_CODE_ALGORITHM.search(i))),
-    Rule("code", "visual_programming", lambda i, x, o: bool(_CODE_BLOCKS.search(i))),
+    Rule("code", "visual_programming", lambda i, x, o: bool(_CODE_BLOCKS.search(i))
+         or (bool(_CODE_BLOCKS_WORDS.search(i)) and bool(_SCRATCH_CUE.search(o[:300])))),
     # Numbers to order are in the instruction or a short input (a long context's figures are read, not sorted).
     Rule("math", "order_numbers", lambda i, x, o: bool(_ORDER.search(i)) and len(_NUMBERS.findall(i + " " + (x if len(x) < 60 else ""))) >= 3),
     Rule("math", "arithmetic_only", lambda i, x, o: bool(_ARITH_ONLY.match(i))),
@@ -406,33 +494,46 @@ RULES: list[Rule] = [
     Rule("math", "math_words", lambda i, x, o: bool(_MATH_STRONG.search(i))),
     # A quantity question over a long context ("森林覆盖率高达百分之多少?" + a paragraph) is reading
     # comprehension: the numbers must be in the question or in a short input.
+    # A figure asked of a text to read ("阅读短文…比例是多少？") is read off it, not computed.
     Rule("math", "quantity_question", lambda i, x, o: bool(_MATH_WEAK.search(i) or _PROBLEM.match(i))
-         and _has_numbers(i, x if len(x) < 60 else "")),
+         and _has_numbers(i, x if len(x) < 60 and (not _READ_CUE.search(i) or _COMPUTE.search(i)) else "")),
     Rule("closed qa", "reasoning_over_stated_facts", lambda i, x, o: not x.strip() and len(i) >= 25 and not _has_numbers(i, "")
          and bool(_INFER.search(i) or _PROBLEM.match(i))),
     Rule("rewrite", "rewrite_words", lambda i, x, o: bool(_REWRITE_STRONG.search(i))),
     Rule("rewrite", "find_and_correct_errors", lambda i, x, o: bool(_ERRORS.search(i)) and bool(_CORRECT.search(i)) and _given_text(i, x)),
     Rule("generation", "fill_the_blank", lambda i, x, o: bool(_BLANK.search(i + " " + x)) and bool(_FILL.search(i))),
     Rule("summarization", "summarise_given_text", lambda i, x, o: bool(_SUMMARY.search(i)) and _given_text(i, x)),
-    Rule("summarization", "title_of_given_text", lambda i, x, o: bool(_TITLE.search(i)) and _has_context(x) and not _MENTIONED.search(i)),
+    Rule("summarization", "gist_of_given_text", lambda i, x, o: bool(_GIST.search(i)) and _has_context(x)),
+    Rule("summarization", "title_of_given_text", lambda i, x, o: bool(_TITLE.search(i)) and _has_context(x) and not _MENTIONED.search(i)
+         and not _CLASSIFY.search(i)),
     Rule("classification", "classify_words", lambda i, x, o: bool(_CLASSIFY.search(i)) and not _HOWTO_OR_LIST.search(i)),
     Rule("classification", "split_given_items", lambda i, x, o: bool(_SPLIT_INTO.search(i)) and _given_text(i, x)),
     Rule("classification", "sentiment_of_input", lambda i, x, o: bool(x.strip()) and bool(_SENTIMENT_WITH_INPUT.search(i))
          and not _EDIT_TONE.search(i)),
     Rule("classification", "either_or_question", lambda i, x, o: len(i) <= 40 and bool(_EITHER_OR.search(i))),
     # Extraction needs a text to extract from ("描述从油井中提取石油的过程" is a question) …
+    # Which items of a given list are X ("从下面这份菜单中挑出所有素菜：…", "里面有哪些是水果？").
+    Rule("classification", "pick_from_given_items", lambda i, x, o: bool(_PICK_ITEMS.search(i)) and (_given_options(x) or _given_items(x))),
+    Rule("extract", "items_from_given_text", lambda i, x, o: bool(_EXTRACT_ITEMS.search(i)) and _has_context(x)),
     Rule("extract", "extract_words", lambda i, x, o: bool(_EXTRACT_STRONG.search(i)) and _given_text(i, x)),
     # … and a question about a given context is answered from it ("文中提到的小说的标题是什么？").
     Rule("extract", "find_in_given_text", lambda i, x, o: bool(_EXTRACT_FROM.search(i) or (x.strip() and _KEYWORDS.search(i)))
          and _given_text(i, x) and not (_ENDS_AS_QUESTION.search(i) and _has_context(x))),
     # …unless the instruction is a question about a given context ("哪一时期…由佛教改为儒教？").
+    # "请以你的口吻写一篇…文章" names the piece to write, not a text to edit.
     Rule("rewrite", "edit_given_text", lambda i, x, o: bool(_REWRITE_WEAK.search(i)) and _given_text(i, x)
-         and not _ENDS_AS_QUESTION.search(i)),
+         and not (not x.strip() and _GENERATE_VERB.search(i) and _GENERATE_NOUN.search(i))
+         and not (_ENDS_AS_QUESTION.search(i) and not _REQUEST_ASK.search(i))),
     Rule("generation", "continue", lambda i, x, o: bool(_CONTINUE.match(i))),
     Rule("generation", "sentence_or_figure", lambda i, x, o: bool(_GENERATE_SENTENCE.search(i))),
     Rule("open qa", "word_knowledge", lambda i, x, o: bool(_WORD_KNOWLEDGE.search(i))),
-    Rule("open qa", "explain_a_concept", lambda i, x, o: bool(_EXPLAIN.search(i)) and not _GENERATE_NOUN.search(i)),
-    Rule("open qa", "how_to_steps", lambda i, x, o: bool(_HOW_TO.search(i)) and not _GENERATE_NOUN.search(i)),
+    Rule("brainstorming", "advice_question", lambda i, x, o: not _has_context(x) and _asks_advice(i)),
+    # A question about a given text is answered from it (below), even when it says "说明" or "解释".
+    Rule("open qa", "explain_a_concept", lambda i, x, o: bool(_EXPLAIN.search(i)) and not _GENERATE_NOUN.search(i)
+         and not _asks_about_context(i, x)),
+    Rule("open qa", "how_to_steps", lambda i, x, o: (bool(_HOW_TO.search(i)) or (bool(_HOW_QUESTION.search(i)) and not x.strip()
+                                                                                  and not _CODE_OUTPUT.search(o or "")))
+         and not _GENERATE_NOUN.search(i) and not _asks_about_context(i, x)),
     # A creative piece asked for ("生成一个以“友谊”为主题的创意故事") even when "创意" is in the request.
     Rule("generation", "creative_piece", lambda i, x, o: bool(_GENERATE_VERB.search(i)) and bool(_GENERATE_NOUN.search(i))
          and not _ASKS_ABOUT.search(i) and not _PLURAL_IDEAS.search(i)),
@@ -441,7 +542,7 @@ RULES: list[Rule] = [
     Rule("generation", "write_verb", lambda i, x, o: bool(_GENERATE_VERB.search(i))),
     Rule("generation", "creative_noun", lambda i, x, o: bool(_GENERATE_NOUN.search(i)) and not _ASKS_ABOUT.search(i)),
     Rule("code", "code_in_output", lambda i, x, o: bool(_CODE_OUTPUT.search(o or ""))),
-    Rule("classification", "choose_from_given_options", lambda i, x, o: bool(_CHOOSE.search(i)) and _given_options(x)),
+    Rule("classification", "choose_from_given_options", lambda i, x, o: bool(_CHOOSE.search(i)) and (_given_options(x) or len(_MC_OPTIONS.findall(x)) >= 2)),
     Rule("closed qa", "question_with_context", lambda i, x, o: _has_context(x) and bool(_QUESTION.search(i) or _QUESTION.search(x[:200]))),
     Rule("closed qa", "task_on_given_text", lambda i, x, o: _has_context(x) and bool(_BASED_ON.search(i))),
     Rule("open qa", "question", lambda i, x, o: bool(_QUESTION.search(i)) or (bool(x.strip()) and not _has_context(x) and bool(_QUESTION.search(x)))),
@@ -452,20 +553,43 @@ RULES: list[Rule] = [
 ]
 
 
-def match_rule(instruction: str, input: str = "", output: str = "") -> tuple[str, str]:
-    """``(task_type, rule_name)`` of the first rule that fires; ``("other", "no_rule")`` if none."""
-    ins = (instruction or "").strip().lower()
+def request_and_context(instruction: str, input: str = "", history: str | list | None = None) -> tuple[str, str, str]:
+    """``(request, context, where)``: what the rules read. The context is the ``input``; without one, a
+    text written inside the instruction (``curate.passage.split_inline_context``), else one a user
+    pasted in an earlier chat turn; ``where`` is ``"input"``, ``"inline"``, ``"history"`` or ``""``."""
+    ins = (instruction or "").strip()
     inp = (input or "").strip()
-    if not ins and not inp:
-        return "other", "empty"
     if not ins:  # all of the task sits in the input: read it as the instruction
-        ins, inp = inp.lower(), ""
+        ins, inp = inp, ""
+    ins = strip_greeting(ins)
+    if inp:
+        return ins, inp, "input"
+    req, ctx = split_inline_context(ins)
+    if ctx:
+        return req, ctx, "inline"
+    ctx = history_context(history, ins)
+    return ins, ctx, "history" if ctx else ""
+
+
+def match_rule(instruction: str, input: str = "", output: str = "", history: str | list | None = None) -> tuple[str, str]:
+    """``(task_type, rule_name)`` of the first rule that fires; ``("other", "no_rule")`` if none.
+    The rules read the request and its context (``request_and_context``), not the raw fields."""
+    return match_rule_and_context(instruction, input, output, history)[:2]
+
+
+def match_rule_and_context(instruction: str, input: str = "", output: str = "",
+                           history: str | list | None = None) -> tuple[str, str, str, str]:
+    """``(task_type, rule_name, request, context)``: ``match_rule`` and what its rules read."""
+    if not (instruction or "").strip() and not (input or "").strip():
+        return "other", "empty", "", ""
+    req, inp, _ = request_and_context(instruction, input, history)
+    ins = req.lower()
     for rule in RULES:
         if rule.test(ins, inp, output or ""):
-            return rule.label, rule.name
-    return "other", "no_rule"
+            return rule.label, rule.name, req, inp
+    return "other", "no_rule", req, inp
 
 
-def label_task_type(instruction: str, input: str = "", output: str = "") -> str:
+def label_task_type(instruction: str, input: str = "", output: str = "", history: str | list | None = None) -> str:
     """One of ``TASK_TYPES`` for a record (see the module docstring for the ordered rules)."""
-    return match_rule(instruction, input, output)[0]
+    return match_rule(instruction, input, output, history)[0]

@@ -57,7 +57,8 @@ def label_frame(df: pd.DataFrame, normalize: bool = True) -> pd.DataFrame:
     from .pipeline import normalize_frame
 
     seen = normalize_frame(df) if normalize and len(df) else df
-    got = [match_rule(i, x, o) for i, x, o in zip(seen["instruction"], seen["input"], seen["output"])]
+    hist = seen["history"] if "history" in seen.columns else [None] * len(seen)
+    got = [match_rule(i, x, o, h) for i, x, o, h in zip(seen["instruction"], seen["input"], seen["output"], hist)]
     out = df.copy()
     out["task_type"] = pd.Series([g[0] for g in got], index=df.index, dtype="str")
     out["task_rule"] = pd.Series([g[1] for g in got], index=df.index, dtype="str")

@@ -400,3 +400,13 @@ def test_a_sorted_pool_is_not_sorted_again_and_the_embedder_is_fitted_once(pool)
     assert pool_embedder(ordered.copy()) is first  # equal ids: the content key finds it
     clear_embed_cache()
     assert pool_embedder(ordered) is not first
+
+
+def test_diverse_can_balance_on_confident_labels_only(pool):
+    from curate.tasktype_model import MIN_CONFIDENCE
+
+    m = build_mixture(pool, {"strategy": "diverse", "size": 300, "min_confidence": MIN_CONFIDENCE})
+    assert len(m) == 300 and (m["task_confidence"] >= MIN_CONFIDENCE).all()
+    assert m.attrs["mixture"]["eligible_rows"] == int((pool["task_confidence"] >= MIN_CONFIDENCE).sum()) < len(pool)
+    with pytest.raises(KeyError, match="task_confidence"):
+        build_mixture(pool.drop(columns=["task_confidence"]), {"strategy": "diverse", "size": 10, "min_confidence": 0.5})
