@@ -154,6 +154,9 @@ def main(argv: list[str] | None = None) -> None:
         train_cli = None
     if train_cli is not None and hasattr(train_cli, "register"):
         train_cli.register(sub)
+        from train.probe import cli as probe_cli
+
+        probe_cli.register(sub)
 
     a = p.parse_args(argv)
     a.func(a)

@@ -228,3 +228,122 @@ def test_score_item():
     assert score_item(nr, "人地天") == {"correct": None, "made_up": True, "rule_applied": True}
     assert score_item(nr, "不知道") == {"correct": None, "made_up": True, "rule_applied": False}
     assert score_item(nr, "  ") == {"correct": None, "made_up": False, "rule_applied": False}
+
+
+# ---- the experiment's pieces ----------------------------------------------------------------------
+
+
+def test_arms_and_grid(tmp_path):
+    from train.probe.experiment import ProbeConfig, arm_kwargs, grid, parse_arm
+
+    assert parse_arm("none") == ("none", None)
+    assert arm_kwargs("gravity-0.3") == {"constraint": "gravity", "gravity_weights": (0.7, 0.3)}
+    assert arm_kwargs("kl-0.5") == {"constraint": "kl", "kl_coef": 0.5}
+    for bad in ("gravity", "gravity-1.5", "none-1", "l2-0.1"):
+        with pytest.raises(ValueError):
+            parse_arm(bad)
+    cfg = ProbeConfig(out_dir=str(tmp_path), n_rules=(2, 0), phrasings=(3, 1), arms=("none", "kl-1"),
+                      one_phrasing_arms=("none",), seeds=(0, 1))
+    runs = grid(cfg)
+    assert len(runs) == 2 * 2 * (2 + 1)  # seeds × rule counts × (two arms on 3 phrasings + none on 1)
+    assert {r["n_rules"] for r in runs} == {2, 19}
+    assert len({r["output_dir"] for r in runs}) == len(runs)
+
+
+def test_bootstrap_interval():
+    import numpy as np
+
+    from train.probe.experiment import bootstrap
+
+    a = {0: np.array([1.0] * 30 + [0.0] * 10), 1: np.array([1.0] * 28 + [0.0] * 12)}
+    e = bootstrap(a, reps=500)
+    assert e["mean"] == pytest.approx((0.75 + 0.70) / 2)
+    assert e["low"] < e["mean"] < e["high"] and e["high"] - e["low"] < 0.4
+    same = bootstrap(a, a, paired_items=True, reps=200)
+    assert same["mean"] == 0 and same["low"] == 0 and same["high"] == 0  # paired draws cancel exactly
+    b = {0: np.zeros(40), 1: np.zeros(40)}
+    d = bootstrap(a, b, reps=500)
+    assert d["low"] > 0.5  # a clear difference is seen
+
+
+def _fake_items(seen_acc: float, n_items: int = 40):
+    """A made-up item table: arms none/gravity-0.3 at 2 and 19 rules, seen accuracy ``seen_acc``."""
+    import pandas as pd
+
+    rows = []
+    for seed in (0, 1):
+        for n in (2, 19):
+            for arm in ("none", "gravity-0.3"):
+                for i in range(n_items):
+                    for split in ("seen", "heldout_phrasing", "heldout_rule", "no_rule"):
+                        ok = i < seen_acc * n_items if split == "seen" else False
+                        rows.append({"run": f"{n}-{arm}-{seed}", "n_rules": n, "phrasings": 3, "arm": arm, "seed": seed,
+                                     "item": hash((split, i)) % 10**6, "split": split, "rule": "r", "family": "f",
+                                     "in_mixture": True, "correct": ok if split != "no_rule" else None,
+                                     "made_up": split == "no_rule", "rule_applied": False,
+                                     "base_correct": False, "copy_correct": False, "majority_correct": i < 2})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("seen_acc,passes", [(0.05, False), (0.6, True)])
+def test_verdict_gated_by_positive_control(tmp_path, seen_acc, passes):
+    from train.probe.experiment import ProbeConfig, config_table, verdict
+
+    cfg = ProbeConfig(out_dir=str(tmp_path), n_rules=(2, 0), phrasings=(3,), arms=("none", "gravity-0.3"),
+                      seeds=(0, 1), bootstrap=300)
+    items = _fake_items(seen_acc)
+    table = config_table(items, 300)
+    text, effects = verdict(cfg, items, table, {"accuracy": {}})
+    assert effects["control_passed"] is passes
+    if passes:
+        assert "The control passes" in text and "cannot support a finding" not in text
+        assert effects["gravity-0.3_seen"]["mean"] == 0
+    else:
+        assert "FAILS" in text and "cannot support a finding" in text
+
+
+def test_cli_help():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "probe", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for flag in ("--evaluate", "--n-rules", "--arms", "--seeds", "--base-pretrain-steps", "--one-phrasing-arms"):
+        assert flag in out
+
+
+# ---- a short real training run ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_short_training_run_learns_seen_rules(tmp_path, mirror):
+    """A small character base (pretrained briefly on real mirror text) and a short LoRA run on two seen
+    rules reach exact-match accuracy on their held-out items well above every no-skill floor."""
+    import pandas as pd
+
+    from train.finetune import finetune
+    from train.probe.base import CharBaseSpec, build_char_base
+    from train.probe.evaluate import baseline_correct, load_suite, score_model
+    from train.probe.experiment import LORA_ALL
+    from train.probe.suite import eval_inputs, mixture_records
+
+    spec = SuiteSpec(seed=0, seen_items=16, heldout_phrasing_items=2, heldout_rule_items=1, no_rule_items=2)
+    write_suite(tmp_path / "suite", spec)
+    rules = ["get_field", "last_item"]
+    recs = mixture_records(spec, rules, 3, 200 * 16, 0, eval_inputs(eval_splits(spec)))
+    (tmp_path / "mix.json").write_text(json.dumps(recs, ensure_ascii=False), encoding="utf-8")
+    base = build_char_base(mirror / "trans_chinese_alpaca", tmp_path / "models",
+                           CharBaseSpec(pretrain_steps=150, warmup_steps=20, max_texts=3000), threads=1)
+    finetune(tmp_path / "mix.json", tmp_path / "run", base_model=str(base), template="probe_zh", lora_r=16,
+             lora_alpha=32, target_modules=LORA_ALL, learning_rate=3e-3, max_steps=200, micro_batch_size=16,
+             save_steps=200, gen_max_new_tokens=4, threads=1, seed=0)
+    score_model(str(tmp_path / "run" / "adapter"), tmp_path / "suite", tmp_path / "score", "probe_zh", threads=1)
+    score_model(str(base), tmp_path / "suite", tmp_path / "base_score", "probe_zh", threads=1)
+    items = load_suite(tmp_path / "suite")
+    df = pd.read_parquet(tmp_path / "score" / "predictions.parquet").merge(baseline_correct(items), on="item")
+    base_df = pd.read_parquet(tmp_path / "base_score" / "predictions.parquet")
+    own = (df["split"] == "seen") & df["rule"].isin(rules)
+    acc = df.loc[own, "correct"].astype(float).mean()
+    floor = max(df.loc[own, "copy_correct"].mean(), df.loc[own, "majority_correct"].mean(),
+                base_df.loc[own.to_numpy(), "correct"].astype(float).mean())
+    assert acc >= floor + 0.3, (acc, floor)

@@ -35,10 +35,10 @@ class CharBaseSpec:
     n_layer: int = 4
     n_head: int = 4
     seq_len: int = 128
-    pretrain_steps: int = 300
+    pretrain_steps: int = 1500
     batch_size: int = 16
     learning_rate: float = 3e-3
-    warmup_steps: int = 30
+    warmup_steps: int = 100
     max_texts: int = 20000  # seeded sample of the text source; 0: all of it
     seed: int = 0
 
@@ -111,10 +111,13 @@ def base_key(texts: list[str], spec: CharBaseSpec) -> str:
 
 
 def build_char_base(source: str | os.PathLike | None = None, out_root: str | os.PathLike = "data/processed/models",
-                    spec: CharBaseSpec = CharBaseSpec(), log=print) -> Path:
-    """Build (or find) the character-level base; returns its directory."""
+                    spec: CharBaseSpec = CharBaseSpec(), log=print, threads: int | None = None) -> Path:
+    """Build (or find) the character-level base; returns its directory (``threads``: torch CPU threads)."""
     import torch
     from transformers import BloomConfig, BloomForCausalLM
+
+    if threads:
+        torch.set_num_threads(threads)
 
     source = source or default_text_source()
     if source is None:

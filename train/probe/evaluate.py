@@ -3,13 +3,12 @@
 ``load_model`` takes a LoRA adapter folder (``adapter_config.json``: its base is loaded first), a
 local model folder or a hub name; ``score_model`` writes one row per item (prediction and scores)
 and returns the accuracy per split and per family. ``baselines`` gives the accuracy that needs no
-model (copy the input; the most frequent answer of each rule), the floor a trained model must clear.
+model (copy the input; each rule's most frequent answer), the floor a trained model must clear.
 """
 from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pandas as pd
 
 from curate.io import read_json, write_json, write_parquet
 
+from . import template as _template  # noqa: F401  (registers probe_zh)
 from .suite import SPLITS, normalize_answer, score_item
 
 
@@ -110,25 +110,41 @@ def score_model(model_path: str, suite_dir: str | os.PathLike, out_dir: str | os
     return summary
 
 
-def baselines(items: list[dict]) -> dict[str, dict[str, float]]:
-    """Accuracy per split of answers that need no model: a copy of the input, and each rule's most
-    frequent gold answer on these items (what a model that learnt only the answer format might hit)."""
-    out: dict[str, dict[str, float]] = {"copy_input": {}, "majority_answer": {}}
-    by_rule: dict[str, Counter] = {}
-    for it in items:
-        if it["split"] != "no_rule":
-            by_rule.setdefault(it["rule"], Counter())[normalize_answer(it["output"])] += 1
-    # ties broken by the answer text, so the baseline is deterministic
-    majority = {r: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for r, c in by_rule.items()}
-    for split in SPLITS:
-        its = [it for it in items if it["split"] == split]
-        if split == "no_rule" or not its:
-            continue
-        out["copy_input"][split] = sum(normalize_answer(it["input"]) == normalize_answer(it["output"])
-                                       for it in its) / len(its)
-        out["majority_answer"][split] = sum(majority[it["rule"]] == normalize_answer(it["output"])
-                                            for it in its) / len(its)
+def rule_majority_answers(samples: int = 500, seed: int = 0) -> dict[str, str]:
+    """Each rule's most frequent answer over ``samples`` fresh draws of its generator: the best
+    constant guess a model could learn from the answer distribution alone, without reading the input."""
+    
+    from collections import Counter
+
+    from .rules import RULES
+    from .suite import _rng, make_item
+
+    out = {}
+    for r in RULES:
+        rng = _rng(seed, "majority", r.name)
+        c = Counter(normalize_answer(make_item(r, 0, rng, "majority")["output"]) for _ in range(samples))
+        out[r.name] = min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0]  # ties by text: deterministic
     return out
+
+
+def baseline_correct(items: list[dict]) -> pd.DataFrame:
+    """Per item, whether a no-skill answer is right: a copy of the input, or the rule's most frequent answer."""
+    majority = rule_majority_answers()
+    rows = []
+    for it in items:
+        rule_item = it["split"] != "no_rule"
+        gold = normalize_answer(it["output"])
+        rows.append({"item": it["item"], "copy_correct": rule_item and normalize_answer(it["input"]) == gold,
+                     "majority_correct": rule_item and majority[it["rule"]] == gold})
+    return pd.DataFrame(rows)
+
+
+def baselines(items: list[dict]) -> dict[str, dict[str, float]]:
+    """Accuracy per split of the no-skill answers of ``baseline_correct``."""
+    df = baseline_correct(items)
+    df["split"] = [it["split"] for it in items]
+    df = df[df["split"] != "no_rule"]
+    return {c: {s: float(g[c].mean()) for s, g in df.groupby("split")} for c in ("copy_correct", "majority_correct")}
 
 
 def dumps(summary: dict) -> str:
