@@ -276,7 +276,8 @@ def _fake_items(seen_acc: float, n_items: int = 40):
             for arm in ("none", "gravity-0.3"):
                 for i in range(n_items):
                     for split in ("seen", "heldout_phrasing", "heldout_rule", "no_rule"):
-                        ok = i < seen_acc * n_items if split == "seen" else False
+                        acc = seen_acc[n] if isinstance(seen_acc, dict) else seen_acc
+                        ok = i < acc * n_items if split == "seen" else False
                         rows.append({"run": f"{n}-{arm}-{seed}", "n_rules": n, "phrasings": 3, "arm": arm, "seed": seed,
                                      "item": hash((split, i)) % 10**6, "split": split, "rule": "r", "family": "f",
                                      "in_mixture": True, "correct": ok if split != "no_rule" else None,
@@ -299,7 +300,19 @@ def test_verdict_gated_by_positive_control(tmp_path, seen_acc, passes):
         assert "The control passes" in text and "cannot support a finding" not in text
         assert effects["gravity-0.3_seen"]["mean"] == 0
     else:
-        assert "FAILS" in text and "cannot support a finding" in text
+        assert "FAILS" in text and "cannot support a finding" in text and "did not learn" in text
+
+
+def test_verdict_partial_control(tmp_path):
+    """Control passes with all rules but fails with 2: diversity is declared untestable, not absent."""
+    from train.probe.experiment import ProbeConfig, config_table, verdict
+
+    cfg = ProbeConfig(out_dir=str(tmp_path), n_rules=(2, 0), phrasings=(3,), arms=("none", "gravity-0.3"),
+                      seeds=(0, 1), bootstrap=300)
+    items = _fake_items({2: 0.0, 19: 0.6})
+    text, effects = verdict(cfg, items, config_table(items, 300), {"accuracy": {}})
+    assert effects["control"] == {2: False, 19: True}
+    assert "could not be tested" in text and "cannot be read as evidence" in text
 
 
 def test_cli_help():

@@ -35,7 +35,11 @@ def cmd_probe(a: argparse.Namespace) -> None:
         print(dumps(s))
         print(f"predictions: {Path(out) / 'predictions.parquet'}")
         return
-    if a.no_prefect:
+    if a.report_only:
+        from .experiment import grid, report
+
+        res = report(cfg, grid(cfg))
+    elif a.no_prefect:
         from .experiment import run_probe
 
         res = run_probe(cfg)
@@ -74,6 +78,8 @@ def register(sub) -> None:
                    help="task runner for the runs: process (default), thread, dask or dask://HOST:PORT")
     p.add_argument("--workers", type=int, help="runs trained at once (default: cores)")
     p.add_argument("--no-prefect", action="store_true", help="run the same steps one by one without Prefect")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the report from the runs of this grid that have finished")
     _add_flags(p, _fields(ProbeConfig), skip={"base"})
     g = p.add_argument_group("character-level base (when --base-model char)")
     _add_flags(g, _fields(CharBaseSpec), prefix="base_")

@@ -50,7 +50,8 @@ class ProbeConfig:
     # the grid
     n_rules: tuple[int, ...] = (2, 4, 8, 0)  # training rules per mixture; 0: every seen rule
     phrasings: tuple[int, ...] = (3, 1)  # trainable phrasings per rule: 3 (all) or 1
-    arms: tuple[str, ...] = ("none", "gravity-0.3", "gravity-0.03", "kl-1")  # constraint-weight
+    # constraint-weight; gravity-0.3 is the original's 0.7·CE + 0.3·norm (add it, or others, by flag)
+    arms: tuple[str, ...] = ("none", "gravity-0.03", "kl-1")
     one_phrasing_arms: tuple[str, ...] = ("none",)  # arms also trained on the 1-phrasing mixtures
     seeds: tuple[int, ...] = (0, 1)
     size: int = 4800  # examples per mixture: the fixed training budget (one epoch of max_steps x micro_batch_size)
@@ -385,8 +386,16 @@ def verdict(cfg: ProbeConfig, items: pd.DataFrame, table: pd.DataFrame, base_sco
                                      "The control does not pass everywhere: where it fails the grid cannot tell "
                                      "learning from its absence, and no effect below should be read as evidence."), ""]
     effects: dict[str, Any] = {"control": control, "control_passed": passed}
+    # A comparison is read only between configurations whose own control passed.
+    ok_ks = [k for k in ks if control.get(int(k))]
     lines += ["## Diversity (no constraint)", ""]
-    lo_k, hi_k = ks[0], ks[-1]
+    lo_k, hi_k = (ok_ks[0], ok_ks[-1]) if len(ok_ks) >= 2 else (ks[0], ks[-1])
+    if len(ok_ks) < 2:
+        lines.append(f"- Fewer than two rule counts pass the control, so the diversity comparison below "
+                     f"({hi_k} vs {lo_k} rules) is reported but cannot be read as evidence.")
+    elif lo_k != ks[0]:
+        lines.append(f"- Mixtures of {', '.join(str(k) for k in ks if k not in ok_ks)} rules fail the control, so "
+                     f"diversity is compared between {lo_k} and {hi_k} rules.")
     for metric, label in (("heldout_rule", "held-out rules"), ("heldout_phrasing", "held-out phrasings of trained rules")):
         e = _effect(items, metric, {"arm": "none", "n_rules": hi_k, "phrasings": p_all},
                     {"arm": "none", "n_rules": lo_k, "phrasings": p_all}, reps)
@@ -401,7 +410,9 @@ def verdict(cfg: ProbeConfig, items: pd.DataFrame, table: pd.DataFrame, base_sco
         effects["phrasing_diversity"] = e
         lines.append(_sentence(f"{p_all} − {p_lo} phrasings per rule ({hi_k} rules), held-out phrasings", e,
                                "more phrasings help rephrased instructions"))
-    lines += ["", "## Constraints (against `none`, at every seen rule and phrasing)", ""]
+    lines += ["", f"## Constraints (against `none`, at {hi_k} rules and {p_all} phrasings)", ""]
+    if not control.get(int(hi_k)):
+        lines.append(f"- The control fails at {hi_k} rules: these differences cannot be read as evidence.")
     for arm in cfg.arms:
         if arm == "none":
             continue
@@ -419,21 +430,25 @@ def verdict(cfg: ProbeConfig, items: pd.DataFrame, table: pd.DataFrame, base_sco
                      f"{b['mean']:.2f} are a seen rule's answer or a copy of the input (the instruction ignored).")
     lines += ["", "## Finding", ""]
     d_rule = effects["diversity_heldout_rule"]
-    if not passed:
-        lines.append("The positive control failed for some arm, so this grid cannot support a finding.")
+    if not ok_ks:
+        lines.append("The positive control failed everywhere, so this grid cannot support a finding: the model "
+                     "did not learn the rules it was shown well enough for exact match to see anything.")
     else:
         parts = []
-        if d_rule.get("low") is not None and d_rule["low"] > 0:
+        if len(ok_ks) < 2:
+            parts.append("the effect of rule diversity could not be tested (only one rule count passes the control)")
+        elif d_rule.get("low") is not None and d_rule["low"] > 0:
             parts.append(f"training on {hi_k} rules instead of {lo_k} raised held-out-rule accuracy by {d_rule['mean']:.3f}")
         else:
             parts.append(f"going from {lo_k} to {hi_k} training rules did not measurably change held-out-rule "
                          f"accuracy ({_fmt(d_rule)})")
-        helps = [a for a in cfg.arms if a != "none" and (effects.get(f"{a}_heldout_rule", {}).get("low") or -1) > 0]
-        hurts = [a for a in cfg.arms if a != "none" and (effects.get(f"{a}_seen", {}).get("high") or 1) < 0]
-        parts.append("no constraint raised held-out-rule accuracy" if not helps else
-                     f"{', '.join(helps)} raised held-out-rule accuracy")
-        if hurts:
-            parts.append(f"{', '.join(hurts)} lowered seen-rule accuracy")
+        if control.get(int(hi_k)):
+            helps = [a for a in cfg.arms if a != "none" and (effects.get(f"{a}_heldout_rule", {}).get("low") or -1) > 0]
+            hurts = [a for a in cfg.arms if a != "none" and (effects.get(f"{a}_seen", {}).get("high") or 1) < 0]
+            parts.append("no constraint raised held-out-rule accuracy" if not helps else
+                         f"{', '.join(helps)} raised held-out-rule accuracy")
+            if hurts:
+                parts.append(f"{', '.join(hurts)} lowered seen-rule accuracy")
         lines.append("At this scale (a " + _base_words(cfg) + f", {cfg.size} examples, {cfg.max_steps} steps, seeds "
                      f"{', '.join(map(str, cfg.seeds))}): " + "; ".join(parts) + ". Intervals come from a bootstrap "
                      "over seeds and items; with few seeds they are wide, and only what is listed above was measured.")
