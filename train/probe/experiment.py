@@ -357,7 +357,7 @@ def _sentence(label: str, e: dict, what: str) -> str:
     if e["low"] > 0:
         verdict = f"higher: measured, {what}"
     elif e["high"] < 0:
-        verdict = f"lower: measured, {what} the other way"
+        verdict = f"lower: measured, the opposite of \"{what}\""
     else:
         half = (e["high"] - e["low"]) / 2
         verdict = f"not shown: the interval includes 0; a difference smaller than about ±{half:.2f} could not be seen"
