@@ -257,9 +257,11 @@ def main(argv: list[str] | None = None) -> None:
     so = sub.add_parser("sources", help="list the source registry")
     so.set_defaults(func=cmd_sources)
 
+    from .probe_cli import register as register_probe
     from .train_cli import register
 
     register(sub)
+    register_probe(sub)
 
     for sp in sub.choices.values():  # `tiger CMD ... --debug` as well as `tiger --debug CMD ...`
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
