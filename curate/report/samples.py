@@ -1,0 +1,188 @@
+"""Per-sample figures the report shows (Data-Juicer's analyser, tracer): lengths and character classes of
+every row, near-duplicate clusters with their survivor, and a seeded sample of dropped rows. Reads stage
+outputs a column and a row group at a time (bounded memory at millions of rows); writes nothing."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+FIELDS = ["instruction", "input", "output"]
+# histogram edges in characters (roughly doubling: cutoff_len choices sit on edges)
+LENGTH_EDGES = np.array([0, 1, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, np.inf])
+CUTOFFS = [256, 512, 1024, 2048]
+CLASSES = {"han": r"\p{Han}", "latin": r"[A-Za-z]", "digit": r"[0-9]"}
+
+
+def length_labels(edges: np.ndarray = LENGTH_EDGES) -> list[str]:
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        out.append("0" if (lo, hi) == (0, 1) else (f"≥ {int(lo):,}" if not np.isfinite(hi) else f"{int(lo):,}–{int(hi) - 1:,}"))
+    return out
+
+
+def text_stats_table(table: pa.Table) -> pd.DataFrame:
+    """Per row: characters of each field and Han / Latin / digit characters over all fields."""
+    out: dict[str, np.ndarray] = {}
+    total = None
+    for f in FIELDS:
+        arr = table.column(f) if f in table.column_names else pa.array([""] * table.num_rows)
+        arr = pc.fill_null(arr.cast(pa.string()), "")
+        n = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
+        out[f"{f}_chars"] = n
+        for k, pat in CLASSES.items():
+            c = pc.count_substring_regex(arr, pat).to_numpy(zero_copy_only=False).astype(np.int64)
+            out[k] = out.get(k, 0) + c
+        total = n if total is None else total + n
+    out["total_chars"] = total if total is not None else np.zeros(table.num_rows, np.int64)
+    return pd.DataFrame(out)
+
+
+def parquet_text_stats(path: Path, batch_size: int = 65536) -> pd.DataFrame:
+    """``text_stats_table`` of every row of a Parquet file, one batch of the text columns at a time."""
+    pf = pq.ParquetFile(path)
+    cols = [c for c in FIELDS if c in pf.schema_arrow.names]
+    parts = [text_stats_table(pa.Table.from_batches([b])) for b in pf.iter_batches(batch_size=batch_size, columns=cols)]
+    return pd.concat(parts, ignore_index=True) if parts else text_stats_table(pa.table({c: pa.array([], pa.string()) for c in FIELDS}))
+
+
+def frame_text_stats(df: pd.DataFrame) -> pd.DataFrame:
+    return text_stats_table(pa.table({f: pa.array(df[f].astype(str).tolist(), pa.string()) for f in FIELDS if f in df.columns}))
+
+
+def length_summary(stats: dict[str, pd.DataFrame]) -> list[dict]:
+    """Per group: rows, median / p90 / p99 characters of each field, share of rows whose instruction + input +
+    output exceed each of ``CUTOFFS`` characters, and the Han / Latin / digit shares of all characters."""
+    rows = []
+    for g, s in stats.items():
+        r: dict[str, Any] = {"group": g, "rows": int(len(s))}
+        for f in FIELDS:
+            v = s[f"{f}_chars"].to_numpy()
+            q = np.quantile(v, [0.5, 0.9, 0.99]) if len(v) else [0, 0, 0]
+            r[f"{f} p50"], r[f"{f} p90"], r[f"{f} p99"] = (int(round(x)) for x in q)
+        tot = s["total_chars"].to_numpy()
+        for c in CUTOFFS:
+            r[f"> {c} chars"] = round(float((tot > c).mean()) if len(tot) else 0.0, 4)
+        chars = max(1, int(tot.sum()))
+        for k in CLASSES:
+            r[f"{k} share"] = round(int(s[k].sum()) / chars, 4)
+        rows.append(r)
+    return rows
+
+
+def length_hist(stats: dict[str, pd.DataFrame], field: str, edges: np.ndarray = LENGTH_EDGES) -> list[dict]:
+    """Histogram rows (group, bin, count, share) of one field's (or ``total``'s) characters."""
+    from .charts import binned
+
+    return binned({g: s[f"{field}_chars"].to_numpy() for g, s in stats.items()}, edges)
+
+
+# ---- near duplicates -------------------------------------------------------------------------------
+
+_DETAIL = re.compile(r"^(\S+)(?:\s+jaccard=([0-9.]+))?")
+
+
+def parse_detail(detail: pd.Series) -> pd.DataFrame:
+    """``survivor`` id and ``jaccard`` (NaN for exact duplicates) from the dedupe stage's ``detail``."""
+    m = detail.astype(str).str.extract(_DETAIL)
+    return pd.DataFrame({"survivor": m[0], "jaccard": pd.to_numeric(m[1], errors="coerce")})
+
+
+def rows_by_id(path: Path, ids: list[str], columns: list[str]) -> pd.DataFrame:
+    """The rows of a Parquet file whose ``id`` is one of ``ids`` (only those rows are materialised)."""
+    if not ids or not path.exists():
+        return pd.DataFrame(columns=columns)
+    have = pq.ParquetFile(path).schema_arrow.names
+    t = pq.read_table(path, columns=[c for c in columns if c in have], filters=[("id", "in", sorted(set(ids)))])
+    return t.to_pandas().drop_duplicates("id")
+
+
+def row_text(r: dict | pd.Series) -> str:
+    parts = [str(r.get("instruction", "") or "")]
+    if str(r.get("input", "") or ""):
+        parts.append(str(r["input"]))
+    parts.append("→ " + str(r.get("output", "") or ""))
+    return "\n".join(parts)
+
+
+TEXT_COLS = ["id", "source", "file", "row", "instruction", "input", "output"]
+
+
+def near_duplicate_clusters(run_dir: Path, per_kind: int = 4, max_dropped: int = 5, stage: str = "04_dedupe") -> list[dict]:
+    """A sample of near-duplicate clusters: the ``per_kind`` largest, most cross-source and nearest the
+    threshold (lowest Jaccard), each with its survivor and ≤ ``max_dropped`` dropped rows (lowest Jaccard
+    first). Only the shown rows' texts are read."""
+    p = run_dir / stage / "dropped.parquet"
+    if not p.exists():
+        return []
+    t = pq.read_table(p, columns=["id", "source", "reason", "detail"], filters=[("reason", "==", "near_duplicate")])
+    if not t.num_rows:
+        return []
+    d = t.to_pandas()
+    d = pd.concat([d.reset_index(drop=True), parse_detail(d["detail"])], axis=1)
+    surv = rows_by_id(run_dir / stage / "kept.parquet", d["survivor"].unique().tolist(), ["id", "source"]) \
+        if d["survivor"].nunique() <= 200_000 else pd.DataFrame(columns=["id", "source"])
+    src_of = dict(zip(surv["id"], surv["source"]))
+    g = d.groupby("survivor", sort=True)
+    by = pd.DataFrame({"size": g.size() + 1, "min_jaccard": g["jaccard"].min()})
+    by["sources"] = [len(set(d.loc[g.groups[k], "source"]) | ({src_of[k]} if k in src_of else set())) for k in by.index]
+    picks: list[tuple[str, str]] = []
+    for why, order in (("largest", by.sort_values(["size", "min_jaccard"], ascending=[False, True], kind="mergesort")),
+                       ("most cross-source", by.sort_values(["sources", "size"], ascending=[False, False], kind="mergesort")),
+                       ("nearest the threshold", by.sort_values(["min_jaccard"], kind="mergesort"))):
+        n = 0
+        for k in order.index:
+            if n >= per_kind:
+                break
+            if k not in {x for _, x in picks}:
+                picks.append((why, k))
+                n += 1
+    shown = {k: d.loc[g.groups[k]].sort_values(["jaccard", "id"], kind="mergesort").head(max_dropped) for _, k in picks}
+    ids = [k for _, k in picks] + [i for part in shown.values() for i in part["id"]]
+    texts = pd.concat([rows_by_id(p, ids, TEXT_COLS), rows_by_id(run_dir / stage / "kept.parquet", ids, TEXT_COLS)],
+                      ignore_index=True).drop_duplicates("id").set_index("id")
+    out = []
+    for why, k in picks:
+        s = texts.loc[k].to_dict() if k in texts.index else {"source": src_of.get(k, "?")}
+        out.append({"why": why, "survivor_id": k, "size": int(by.at[k, "size"]), "sources": int(by.at[k, "sources"]),
+                    "survivor": {"id": k, **{c: s.get(c, "") for c in TEXT_COLS[1:]}},
+                    "dropped": [{"id": r["id"], "jaccard": float(r["jaccard"]),
+                                 **{c: texts.loc[r["id"]].get(c, "") for c in TEXT_COLS[1:] if r["id"] in texts.index}}
+                                for r in shown[k].to_dict("records")]})
+    return out
+
+
+def dropped_sample(run_dir: Path, stages: list[str], per_reason: int = 50, seed: int = 0,
+                   text_chars: int = 300) -> tuple[list[dict], dict[tuple[str, str], int]]:
+    """A seeded sample of ≤ ``per_reason`` dropped rows of each (stage, reason), texts cut to ``text_chars``;
+    and the number of rows of each (stage, reason)."""
+    from .analysis import parquet_rows, sample_positions
+
+    rows: list[dict] = []
+    totals: dict[tuple[str, str], int] = {}
+    for st in stages:
+        p = run_dir / st / "dropped.parquet"
+        if not p.exists():
+            continue
+        have = pq.ParquetFile(p).schema_arrow.names
+        lab = pd.read_parquet(p, columns=[c for c in ("stage", "reason", "source", "file", "row", "detail") if c in have])
+        if not len(lab):
+            continue
+        pos_all = []
+        for (stage, reason), part in lab.groupby(["stage", "reason"], sort=True):
+            totals[(str(stage), str(reason))] = int(len(part))
+            idx = part.index.to_numpy()
+            pos_all.append(np.sort(idx[sample_positions(len(idx), per_reason, seed)]))
+        pos = np.concatenate(pos_all)
+        txt = parquet_rows(p, ["instruction", "input", "output"])(pos)
+        for i, (j, r) in enumerate(zip(pos, lab.iloc[pos].to_dict("records"))):
+            rows.append({"stage": str(r.get("stage", st)), "reason": str(r.get("reason", "")), "source": str(r.get("source", "")),
+                         "file": str(r.get("file", "")), "row": int(r.get("row", -1)), "detail": str(r.get("detail", ""))[:200],
+                         **{f: str(txt[f].iat[i])[:text_chars] if f in txt.columns else "" for f in FIELDS}})
+    return rows, totals
