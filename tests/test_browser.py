@@ -326,3 +326,20 @@ def test_report_is_deterministic(run_dir):
     first = page.read_bytes()
     build_report(run_dir)
     assert page.read_bytes() == first
+
+
+def test_dropped_show_survivor_prints_both_texts(run_dir, capsys):
+    """`tiger dropped --stage 04_dedupe --show-survivor`: each dropped row with the kept row's text and the Jaccard."""
+    from flows.cli import main
+
+    main(["dropped", str(run_dir), "--stage", "04_dedupe", "--reason", "near_duplicate", "--show-survivor", "-n", "3"])
+    out = capsys.readouterr().out
+    dropped = pd.read_parquet(run_dir / "04_dedupe" / "dropped.parquet")
+    near = dropped[dropped["reason"] == "near_duplicate"].head(3)
+    kept = pd.read_parquet(run_dir / "04_dedupe" / "kept.parquet").set_index("id")
+    assert len(near)
+    for rec in near.to_dict("records"):
+        survivor, jac = rec["detail"].split(" jaccard=")
+        assert f"Jaccard {float(jac):.3f}: dropped {rec['id']}" in out and f"kept {survivor}" in out
+        plain = re.sub(r"\[-|-\]|\{\+|\+\}", "", out)  # the diff marks removed: both texts as stored
+        assert kept.at[survivor, "instruction"] in plain and rec["instruction"] in plain

@@ -114,6 +114,36 @@ def row_text(r: dict | pd.Series) -> str:
 TEXT_COLS = ["id", "source", "file", "row", "instruction", "input", "output"]
 
 
+def char_diff(a: str, b: str) -> tuple[str, str]:
+    """``a`` and ``b`` with the characters only one has marked, for a terminal: ``[-…-]`` in ``a``, ``{+…+}`` in ``b``."""
+    import difflib
+
+    out_a, out_b = [], []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out_a.append(a[i1:i2])
+            out_b.append(b[j1:j2])
+            continue
+        if i2 > i1:
+            out_a.append(f"[-{a[i1:i2]}-]")
+        if j2 > j1:
+            out_b.append(f"{{+{b[j1:j2]}+}}")
+    return "".join(out_a), "".join(out_b)
+
+
+def survivors_of(run_dir: Path, dropped: pd.DataFrame, stage: str = "04_dedupe") -> pd.DataFrame:
+    """For dedupe-dropped rows: ``survivor``, ``jaccard`` (NaN if exact) and the survivor's texts (``s_*``),
+    looked up in the stage's kept rows (or its dropped rows, when a later step dropped the survivor too)."""
+    info = parse_detail(dropped["detail"]).set_index(dropped.index)
+    ids = info["survivor"].dropna().unique().tolist()
+    found = pd.concat([rows_by_id(run_dir / stage / "kept.parquet", ids, TEXT_COLS),
+                       rows_by_id(run_dir / stage / "dropped.parquet", ids, TEXT_COLS)], ignore_index=True)
+    found = found.drop_duplicates("id").set_index("id")
+    for c in TEXT_COLS[1:]:
+        info[f"s_{c}"] = [found.at[i, c] if i in found.index else None for i in info["survivor"]]
+    return info
+
+
 def near_duplicate_clusters(run_dir: Path, per_kind: int = 4, max_dropped: int = 5, stage: str = "04_dedupe") -> list[dict]:
     """A sample of near-duplicate clusters: the ``per_kind`` largest, most cross-source and nearest the
     threshold (lowest Jaccard), each with its survivor and ≤ ``max_dropped`` dropped rows (lowest Jaccard
