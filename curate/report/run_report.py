@@ -45,6 +45,7 @@ from .html import (
     verb_noun_html,
 )
 from .samples import (
+    CLASS_SAMPLE,
     CUTOFFS,
     FIELDS,
     dropped_sample,
@@ -292,7 +293,8 @@ def _lengths(run_dir: Path, pool: pd.DataFrame, md: list[str]) -> str:
            "<code>cutoff_len</code> counts tokens of the prompt template plus instruction, input and output, so read "
            f"the character shares below as an upper bound for a tokenizer of ≥ 1 character per token. "
            f"<code>&gt; N chars</code>: share of rows whose instruction + input + output exceed N characters "
-           f"(N = {', '.join(map(str, CUTOFFS))}). Han / Latin / digit: share of all characters.</p>",
+           f"(N = {', '.join(map(str, CUTOFFS))}). Han / Latin / digit: share of all characters (of a seeded sample "
+           f"of ≤ {CLASS_SAMPLE:,} pool rows; every row of a mixture).</p>",
            html_table(summary, name="lengths")]
     labels = length_labels()
     for f in FIELDS + ["total"]:

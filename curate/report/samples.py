@@ -27,28 +27,49 @@ def length_labels(edges: np.ndarray = LENGTH_EDGES) -> list[str]:
     return out
 
 
-def text_stats_table(table: pa.Table) -> pd.DataFrame:
-    """Per row: characters of each field and Han / Latin / digit characters over all fields."""
+CLASS_SAMPLE = 100_000  # rows of a pool whose characters are classed (seeded sample; lengths use every row)
+
+
+def text_stats_table(table: pa.Table, classify: np.ndarray | None = None) -> pd.DataFrame:
+    """Per row: characters of each field, and Han / Latin / digit characters over all fields of the rows
+    ``classify`` marks (all rows by default; -1 for the others)."""
     out: dict[str, np.ndarray] = {}
     total = None
+    mask = np.ones(table.num_rows, bool) if classify is None else classify
+    take = pa.array(np.flatnonzero(mask))
     for f in FIELDS:
         arr = table.column(f) if f in table.column_names else pa.array([""] * table.num_rows)
         arr = pc.fill_null(arr.cast(pa.string()), "")
         n = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
         out[f"{f}_chars"] = n
+        part = arr.take(take)
         for k, pat in CLASSES.items():
-            c = pc.count_substring_regex(arr, pat).to_numpy(zero_copy_only=False).astype(np.int64)
+            c = np.full(table.num_rows, 0, np.int64)
+            c[mask] = pc.count_substring_regex(part, pat).to_numpy(zero_copy_only=False)
             out[k] = out.get(k, 0) + c
         total = n if total is None else total + n
-    out["total_chars"] = total if total is not None else np.zeros(table.num_rows, np.int64)
+    for k in CLASSES:
+        out[k] = np.where(mask, out[k], -1).astype(np.int32)
+    for f in FIELDS:
+        out[f"{f}_chars"] = out[f"{f}_chars"].astype(np.int32)
+    out["total_chars"] = total if total is not None else np.zeros(table.num_rows, np.int64)  # int64: sums
     return pd.DataFrame(out)
 
 
-def parquet_text_stats(path: Path, batch_size: int = 65536) -> pd.DataFrame:
-    """``text_stats_table`` of every row of a Parquet file, one batch of the text columns at a time."""
+def parquet_text_stats(path: Path, batch_size: int = 65536, class_sample: int = CLASS_SAMPLE, seed: int = 0) -> pd.DataFrame:
+    """``text_stats_table`` of every row of a Parquet file, one batch of the text columns at a time;
+    character classes on a seeded sample of ``class_sample`` rows (the regex count is the costly part)."""
+    from .analysis import sample_positions
+
     pf = pq.ParquetFile(path)
+    n = pf.metadata.num_rows
+    marked = np.zeros(n, bool)
+    marked[sample_positions(n, class_sample, seed)] = True
     cols = [c for c in FIELDS if c in pf.schema_arrow.names]
-    parts = [text_stats_table(pa.Table.from_batches([b])) for b in pf.iter_batches(batch_size=batch_size, columns=cols)]
+    parts, at = [], 0
+    for b in pf.iter_batches(batch_size=batch_size, columns=cols):
+        parts.append(text_stats_table(pa.Table.from_batches([b]), marked[at:at + b.num_rows]))
+        at += b.num_rows
     return pd.concat(parts, ignore_index=True) if parts else text_stats_table(pa.table({c: pa.array([], pa.string()) for c in FIELDS}))
 
 
@@ -69,9 +90,10 @@ def length_summary(stats: dict[str, pd.DataFrame]) -> list[dict]:
         tot = s["total_chars"].to_numpy()
         for c in CUTOFFS:
             r[f"> {c} chars"] = round(float((tot > c).mean()) if len(tot) else 0.0, 4)
-        chars = max(1, int(tot.sum()))
+        classed = s["han"].to_numpy() >= 0  # the rows whose characters were classed (a sample of a large pool)
+        chars = max(1, int(tot[classed].sum()))
         for k in CLASSES:
-            r[f"{k} share"] = round(int(s[k].sum()) / chars, 4)
+            r[f"{k} share"] = round(int(s[k].to_numpy()[classed].sum()) / chars, 4)
         rows.append(r)
     return rows
 
@@ -156,12 +178,13 @@ def near_duplicate_clusters(run_dir: Path, per_kind: int = 4, max_dropped: int =
         return []
     d = t.to_pandas()
     d = pd.concat([d.reset_index(drop=True), parse_detail(d["detail"])], axis=1)
-    surv = rows_by_id(run_dir / stage / "kept.parquet", d["survivor"].unique().tolist(), ["id", "source"]) \
-        if d["survivor"].nunique() <= 200_000 else pd.DataFrame(columns=["id", "source"])
+    # survivors' sources (ids only read; their rows materialised), then sources per cluster, vectorised
+    surv = rows_by_id(run_dir / stage / "kept.parquet", d["survivor"].unique().tolist(), ["id", "source"])
     src_of = dict(zip(surv["id"], surv["source"]))
     g = d.groupby("survivor", sort=True)
     by = pd.DataFrame({"size": g.size() + 1, "min_jaccard": g["jaccard"].min()})
-    by["sources"] = [len(set(d.loc[g.groups[k], "source"]) | ({src_of[k]} if k in src_of else set())) for k in by.index]
+    pairs = pd.concat([d[["survivor", "source"]], surv.rename(columns={"id": "survivor"})[["survivor", "source"]]])
+    by["sources"] = pairs.drop_duplicates().groupby("survivor").size().reindex(by.index).fillna(1).astype(int)
     picks: list[tuple[str, str]] = []
     for why, order in (("largest", by.sort_values(["size", "min_jaccard"], ascending=[False, True], kind="mergesort")),
                        ("most cross-source", by.sort_values(["sources", "size"], ascending=[False, False], kind="mergesort")),
@@ -173,7 +196,9 @@ def near_duplicate_clusters(run_dir: Path, per_kind: int = 4, max_dropped: int =
             if k not in {x for _, x in picks}:
                 picks.append((why, k))
                 n += 1
-    shown = {k: d.loc[g.groups[k]].sort_values(["jaccard", "id"], kind="mergesort").head(max_dropped) for _, k in picks}
+    picked = d[d["survivor"].isin({k for _, k in picks})]
+    shown = {k: part.sort_values(["jaccard", "id"], kind="mergesort").head(max_dropped)
+             for k, part in picked.groupby("survivor", sort=False)}
     ids = [k for _, k in picks] + [i for part in shown.values() for i in part["id"]]
     texts = pd.concat([rows_by_id(p, ids, TEXT_COLS), rows_by_id(run_dir / stage / "kept.parquet", ids, TEXT_COLS)],
                       ignore_index=True).drop_duplicates("id").set_index("id")
