@@ -128,8 +128,9 @@ def metrics_chart(rows: list[dict], title: str) -> str:
 
 
 def verb_noun_chart(table: dict[str, Any], title: str) -> str:
-    """Self-Instruct's verb–noun figure as labelled stacked bars (readable where a sunburst's small wedges
-    are not): one bar per root verb, split into its top nouns (labelled inside) and the rest."""
+    """Self-Instruct's verb–noun figure as labelled bars (readable where a sunburst's small wedges are not):
+    one bar per root verb, its top nouns as the first segments, and the nouns with their counts written
+    beside the bar."""
     verbs = table["verbs"]
     if not verbs:
         return "<p><em>no verbs found</em></p>"
@@ -137,30 +138,30 @@ def verb_noun_chart(table: dict[str, Any], title: str) -> str:
     rows = []
     for v in verbs:
         rest = v["count"]
+        nouns = " · ".join(f"{n['noun']} {n['count']}" for n in v["nouns"])
         for j, n in enumerate(v["nouns"]):
             rows.append({"verb": v["verb"], "noun": n["noun"], "rank": j, "count": n["count"], "verb count": v["count"],
-                         "label": n["noun"] if n["count"] >= top * 0.04 else ""})
+                         "nouns": nouns if j == 0 else ""})
             rest -= n["count"]
-        if rest > 0:
+        if rest > 0 or not v["nouns"]:
             rows.append({"verb": v["verb"], "noun": "(other objects)", "rank": 9, "count": rest, "verb count": v["count"],
-                         "label": ""})
-    enc = {"y": {"field": "verb", "type": "nominal", "sort": [v["verb"] for v in verbs], "title": "root verb",
-                 "axis": {"labelFontSize": 13}},
-           "x": {"field": "count", "type": "quantitative", "stack": "zero", "title": "instructions"},
-           "order": {"field": "rank", "type": "quantitative"},
-           "tooltip": _tip(("verb", "nominal"), ("noun", "nominal"), ("count", "quantitative", ","),
-                           ("verb count", "quantitative", ","))}
+                         "nouns": nouns if not v["nouns"] else ""})
+    y = {"field": "verb", "type": "nominal", "sort": [v["verb"] for v in verbs], "title": "root verb",
+         "axis": {"labelFontSize": 13}}
+    tip = _tip(("verb", "nominal"), ("noun", "nominal"), ("count", "quantitative", ","), ("verb count", "quantitative", ","))
     sub = f"{table['parsed']:,} of {table.get('sampled', table['rows']):,} sampled instructions with a root verb"
     return chart(title, {"title": {"text": title, "subtitle": sub}, "data": {"values": rows}, "height": {"step": 22},
-                         "encoding": enc,
                          "layer": [{"mark": {"type": "bar", "stroke": "white"},
-                                    "encoding": {"color": {"field": "rank", "type": "ordinal", "legend": None,
+                                    "encoding": {"y": y, "x": {"field": "count", "type": "quantitative", "stack": "zero",
+                                                               "title": "instructions", "scale": {"domain": [0, top * 2.2]}},
+                                                 "order": {"field": "rank", "type": "quantitative"}, "tooltip": tip,
+                                                 "color": {"field": "rank", "type": "ordinal", "legend": None,
                                                            "scale": {"domain": [0, 1, 2, 3, 9],
                                                                      "range": ["#3366aa", "#5b8bd0", "#8fb3e6", "#c0d5f2", "#e6e6e6"]}}}},
-                                   {"mark": {"type": "text", "align": "right", "dx": -3, "fontSize": 11},
-                                    "encoding": {"text": {"field": "label"},
-                                                 "color": {"condition": {"test": "datum.rank < 2", "value": "white"},
-                                                           "value": "black"}}}]})
+                                   {"transform": [{"filter": "datum.nouns != ''"}],
+                                    "mark": {"type": "text", "align": "left", "dx": 4, "fontSize": 12},
+                                    "encoding": {"y": y, "x": {"field": "verb count", "type": "quantitative"},
+                                                 "text": {"field": "nouns"}, "tooltip": tip}}]})
 
 
 def binned(values: dict[str, np.ndarray], edges: np.ndarray, name: str = "value") -> list[dict]:

@@ -227,7 +227,7 @@ embedding's rank). <b>Mean cosine distance</b>: mean over pairs of that sample.<
 twins.</li>
 <li><b>Verb–noun</b> (as in Self-Instruct): root verb = first content verb of the instruction's first real clause,
 object = first noun after it, from jieba's part-of-speech tags (an approximation of a dependency parse), on a seeded
-sample of ≤ 5,000 rows per group. Inner ring: the top 20 verbs; outer ring: each verb's top 4 nouns.</li>
+sample of ≤ 5,000 rows per group. Chart: the top 20 verbs, each bar split into its top 4 nouns (written beside it) and the rest.</li>
 </ul>"""
 
 
