@@ -343,3 +343,42 @@ def test_dropped_show_survivor_prints_both_texts(run_dir, capsys):
         assert f"Jaccard {float(jac):.3f}: dropped {rec['id']}" in out and f"kept {survivor}" in out
         plain = re.sub(r"\[-|-\]|\{\+|\+\}", "", out)  # the diff marks removed: both texts as stored
         assert kept.at[survivor, "instruction"] in plain and rec["instruction"] in plain
+
+
+def test_token_counts_with_the_runs_tiny_tokenizer(chromium, run_dir, tmp_path):
+    """With a tiny base's tokenizer beside the run (found by the pool's sha256), the lengths section counts
+    tokens; a mixture's drawn token histogram equals counts made here with transformers' tokenizer."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from curate.io import sha256_file, write_json
+    from curate.report import build_report
+    from curate.report.samples import TOKEN_EDGES, length_labels
+    from train.tiny import train_tokenizer
+
+    pool = pd.read_parquet(run_dir / "05_diversity" / "kept.parquet")
+    models = run_dir.parent / "models"
+    tiny = models / "tiny-test"
+    train_tokenizer((pool["instruction"] + "\n" + pool["output"]).tolist(), 2000).save_pretrained(tiny)
+    write_json(tiny / "build.json", {"pool_sha256": sha256_file(run_dir / "05_diversity" / "kept.parquet")})
+    try:
+        page, _ = build_report(run_dir)
+        dom, console = render(page, tmp_path)
+        assert console == [] and REQUESTS == []
+        assert "no local tokenizer was found" not in dom and 'data-table="tokens"' in dom
+        fig = figure_dom(dom, "Tokens of instruction + input + output")
+        drawn = {}
+        for label in re.findall(r'aria-label="([^"]*)"', fig):
+            d = dict(x.split(": ", 1) for x in html.unescape(label).split("; ") if ": " in x)
+            if d.get("group") == "random-400":
+                drawn[d["range"]] = int(d["count"].replace(",", ""))
+        tok = AutoTokenizer.from_pretrained(tiny)
+        rows = json.loads((run_dir / "mixtures" / "random-400.json").read_text(encoding="utf-8"))
+        texts = ["\n".join(x for x in (r["instruction"], r.get("input", ""), r["output"]) if x) for r in rows]
+        n = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        counts = np.histogram(n, bins=TOKEN_EDGES)[0]
+        assert drawn == dict(zip(length_labels(TOKEN_EDGES), counts.tolist())) and sum(drawn.values()) == len(rows)
+    finally:
+        shutil.rmtree(models)
+        build_report(run_dir)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -21,6 +22,7 @@ from .analysis import (
     parquet_rows,
 )
 from .charts import (
+    binned,
     cluster_chart,
     comparison_chart,
     histogram_chart,
@@ -48,6 +50,12 @@ from .samples import (
     CLASS_SAMPLE,
     CUTOFFS,
     FIELDS,
+    TOKEN_CUTOFFS,
+    TOKEN_EDGES,
+    TOKEN_SAMPLE,
+    find_tokenizer,
+    plain_text,
+    token_counts,
     dropped_sample,
     frame_text_stats,
     length_hist,
@@ -70,8 +78,10 @@ TITLES = {"summary": "Summary", "ledger": "Ledger: every record kept or dropped 
           "mixtures": "Mixtures", "rows": "Row browser: dropped rows", "manifest": "Manifest"}
 
 
-def build_report(run_dir: Path) -> tuple[Path, str]:
-    """Write ``report/report.html`` and ``report/summary.md`` of a run; returns the HTML path and the Markdown."""
+def build_report(run_dir: Path, tokenizer: str | Path | None = None) -> tuple[Path, str]:
+    """Write ``report/report.html`` and ``report/summary.md`` of a run; returns the HTML path and the Markdown.
+    ``tokenizer``: a local ``tokenizer.json`` (or its folder) for token counts; default: the run's tiny base
+    when one was built (``samples.find_tokenizer``), else token counts are left out and the page says so."""
     run_dir = Path(run_dir)
     manifest = read_json(run_dir / "manifest.json")
     seed = int(manifest.get("recipe", {}).get("seed", 0) or 0) if isinstance(manifest.get("recipe"), dict) else 0
@@ -86,7 +96,7 @@ def build_report(run_dir: Path) -> tuple[Path, str]:
     parts["dedupe"] = steps_html(dstats, cluster_examples=True) + drops_html(run_dir, "04_dedupe")
     parts["duplicates"] = _duplicates(run_dir, dstats)
     parts["diversity"], pool, analysis = _diversity(run_dir, seed, md)
-    parts["lengths"] = _lengths(run_dir, pool, md)
+    parts["lengths"] = _lengths(run_dir, pool, md, find_tokenizer(run_dir, tokenizer), seed)
     parts["mixtures"] = _mixtures(run_dir, pool, analysis, seed, md)
     parts["rows"] = _rows(run_dir, seed)
     parts["manifest"] = _manifest(manifest)
@@ -272,7 +282,7 @@ def _duplicates(run_dir: Path, dstats: dict) -> str:
     return "".join(out)
 
 
-def _lengths(run_dir: Path, pool: pd.DataFrame, md: list[str]) -> str:
+def _lengths(run_dir: Path, pool: pd.DataFrame, md: list[str], tok: Path | None = None, seed: int = 0) -> str:
     """Length distributions per source and per mixture, the share a cutoff would truncate, character classes."""
     pool_path = run_dir / "05_diversity" / "kept.parquet"
     if not pool_path.exists() or not len(pool):
@@ -288,10 +298,12 @@ def _lengths(run_dir: Path, pool: pd.DataFrame, md: list[str]) -> str:
         if path.exists():
             by_mix[m["name"]] = frame_text_stats(read_mixture_rows(path))
     summary = length_summary({**by_source, **by_mix})
-    out = ["<p>Characters of every row of the pool and of each mixture (not a sample). <b>Tokens</b>: not shown — "
-           "the report has no tokenizer at hand (the tiny base's is built by training); LLaMA-Factory's "
-           "<code>cutoff_len</code> counts tokens of the prompt template plus instruction, input and output, so read "
-           f"the character shares below as an upper bound for a tokenizer of ≥ 1 character per token. "
+    tok_note = ("<b>Tokens</b>: not shown — no local tokenizer was found (the run's tiny base, "
+                "<code>models/tiny-*/</code> beside the run, is built when training on it; or pass "
+                "<code>build_report(run, tokenizer=PATH)</code>); nothing is downloaded. ") if tok is None else ""
+    out = ["<p>Characters of every row of the pool and of each mixture (not a sample). " + tok_note +
+           "LLaMA-Factory's <code>cutoff_len</code> counts tokens of the prompt template plus instruction, input and "
+           "output, so read the character shares below as an upper bound for a tokenizer of ≥ 1 character per token. "
            f"<code>&gt; N chars</code>: share of rows whose instruction + input + output exceed N characters "
            f"(N = {', '.join(map(str, CUTOFFS))}). Han / Latin / digit: share of all characters (of a seeded sample "
            f"of ≤ {CLASS_SAMPLE:,} pool rows; every row of a mixture).</p>",
@@ -306,7 +318,41 @@ def _lengths(run_dir: Path, pool: pd.DataFrame, md: list[str]) -> str:
                                        "characters", labels))
     cols = ["group", "rows", "output p50", "output p90", "output p99"] + [f"> {c} chars" for c in CUTOFFS] + ["han share"]
     md += ["## Lengths (characters)", "", md_table(summary, cols), ""]
+    if tok is not None:
+        out.append(_tokens(run_dir, pool, by_mix_paths(run_dir), tok, seed))
     return "".join(out)
+
+
+def by_mix_paths(run_dir: Path) -> dict[str, Path]:
+    mx = load_stage_json(run_dir, "mixtures", "mixtures.json") or []
+    return {m["name"]: run_dir / "mixtures" / m["file"] for m in mx if (run_dir / "mixtures" / m["file"]).exists()}
+
+
+def _tokens(run_dir: Path, pool: pd.DataFrame, mixes: dict[str, Path], tok: Path, seed: int) -> str:
+    """Token counts of instruction + input + output (a seeded sample per group) and the share a cutoff_len cuts."""
+    from .analysis import read_mixture_rows, sample_positions
+
+    src = pool["source"].astype(str).to_numpy()
+    groups = {g: np.flatnonzero(src == g) for g in sorted(set(src))}
+    plan = {g: pos[sample_positions(len(pos), TOKEN_SAMPLE, seed)] for g, pos in groups.items()}
+    need = np.unique(np.concatenate(list(plan.values())))
+    rows = parquet_rows(run_dir / "05_diversity" / "kept.parquet", FIELDS)(need)
+    texts = np.array(plain_text(rows), dtype=object)
+    counts = {g: token_counts(tok, texts[np.searchsorted(need, pos)].tolist()) for g, pos in plan.items()}
+    for name, path in mixes.items():
+        df = read_mixture_rows(path)
+        counts[name] = token_counts(tok, plain_text(df.iloc[sample_positions(len(df), TOKEN_SAMPLE, seed)]))
+    trows = [{"group": g, "rows counted": int(len(v)), "tokens p50": int(np.median(v)) if len(v) else 0,
+              "tokens p90": int(np.quantile(v, 0.9)) if len(v) else 0,
+              **{f"> {c} tokens": round(float((v > c).mean()) if len(v) else 0.0, 4) for c in TOKEN_CUTOFFS}}
+             for g, v in counts.items()]
+    labels = length_labels(TOKEN_EDGES)
+    return (f"<h3>Tokens ({esc(tok.parent.name)})</h3><p>Tokens of instruction, input and output joined by newlines "
+            f"(no prompt template, no special tokens) with <code>{esc(tok)}</code>, on a seeded sample of ≤ {TOKEN_SAMPLE:,} "
+            "rows per source and per mixture. <code>&gt; N tokens</code>: the share a <code>cutoff_len</code> of N would "
+            "truncate (before the template's own tokens; train.finetune's default is 256).</p>"
+            + html_table(trows, name="tokens")
+            + histogram_chart(binned(counts, TOKEN_EDGES), "Tokens of instruction + input + output", "tokens", labels))
 
 
 def _rows(run_dir: Path, seed: int) -> str:

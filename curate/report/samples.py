@@ -105,6 +105,49 @@ def length_hist(stats: dict[str, pd.DataFrame], field: str, edges: np.ndarray = 
     return binned({g: s[f"{field}_chars"].to_numpy() for g, s in stats.items()}, edges)
 
 
+TOKEN_SAMPLE = 5000  # rows per group whose tokens are counted (seeded sample)
+TOKEN_CUTOFFS = [256, 512, 1024]  # cutoff_len in tokens (train.finetune's default is 256)
+TOKEN_EDGES = np.array([0, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, np.inf])
+
+
+def find_tokenizer(run_dir: Path, given: str | Path | None = None) -> Path | None:
+    """A local tokenizer for token counts: ``given`` (a ``tokenizer.json`` or a folder holding one), else the
+    tiny base built from this run's pool (``<run's parent>/models/tiny-*/``, its ``build.json`` naming the
+    pool's sha256). None when there is none: nothing is downloaded."""
+    if given:
+        g = Path(given)
+        g = g / "tokenizer.json" if g.is_dir() else g
+        if not g.is_file():
+            raise FileNotFoundError(f"no tokenizer.json at {given}")
+        return g
+    pool = run_dir / "05_diversity" / "kept.parquet"
+    cands = sorted((run_dir.parent / "models").glob("tiny-*/build.json")) if pool.exists() else []
+    if not cands:
+        return None
+    from ..io import read_json, sha256_file
+
+    sha = sha256_file(pool)
+    for b in cands:
+        if read_json(b).get("pool_sha256") == sha and (b.parent / "tokenizer.json").is_file():
+            return b.parent / "tokenizer.json"
+    return None
+
+
+def token_counts(tokenizer_json: Path, texts: list[str]) -> np.ndarray:
+    """Tokens of each text (no special tokens) with the ``tokenizers`` library: the training's count
+    less the prompt template's few tokens."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    return np.array([len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)], dtype=np.int64)
+
+
+def plain_text(df: pd.DataFrame) -> list[str]:
+    """instruction, input, output joined by newlines (what a prompt template wraps)."""
+    cols = [df[f].fillna("").astype(str) if f in df.columns else pd.Series([""] * len(df)) for f in FIELDS]
+    return [("\n".join(x for x in t if x)) for t in zip(*cols)]
+
+
 # ---- near duplicates -------------------------------------------------------------------------------
 
 _DETAIL = re.compile(r"^(\S+)(?:\s+jaccard=([0-9.]+))?")
