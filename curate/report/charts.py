@@ -5,24 +5,12 @@ so the same figures give the same bytes."""
 from __future__ import annotations
 
 import json
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .html import esc
-
-VENDOR = Path(__file__).parent / "vendor"
-VENDOR_FILES = ["vega.min.js", "vega-lite.min.js", "vega-embed.min.js"]
-
-
-@lru_cache(maxsize=1)
-def vendor_js() -> str:
-    """Vega, Vega-Lite and Vega-Embed (BSD-3-Clause, licences beside them), to inline in a page."""
-    return "\n".join((VENDOR / f).read_text(encoding="utf-8").replace("</script", "<\\/script") for f in VENDOR_FILES)
-
 
 def _clean(v: Any) -> Any:
     if isinstance(v, dict):

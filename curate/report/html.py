@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,16 @@ import pyarrow.parquet as pq
 
 TASK_TYPES_ORDER = ["generation", "rewrite", "brainstorming", "open qa", "closed qa", "classification",
                     "extract", "summarization", "math", "code", "other"]
+
+
+VENDOR = Path(__file__).parent / "vendor"
+VENDOR_FILES = ["vega.min.js", "vega-lite.min.js", "vega-embed.min.js"]
+
+
+@lru_cache(maxsize=1)
+def vendor_js() -> str:
+    """Vega, Vega-Lite and Vega-Embed (BSD-3-Clause, licences beside them), to inline in a page."""
+    return "\n".join((VENDOR / f).read_text(encoding="utf-8").replace("</script", "<\\/script") for f in VENDOR_FILES)
 
 
 def esc(x: Any) -> str:
@@ -233,8 +244,6 @@ sample of ≤ 5,000 rows per group. Chart: the top 20 verbs, each bar split into
 
 def page_html(title: str, subtitle: str, sections: list[str], titles: dict[str, str], parts: dict[str, str]) -> str:
     """One self-contained page: the sections, the vendored charting library and the page's script inlined."""
-    from .charts import vendor_js
-
     vendor = vendor_js()
     nav = " · ".join(f"<a href='#{s}'>{esc(titles[s])}</a>" for s in sections)
     body = "".join(f"<section id='{s}'><h2>{esc(titles[s])}</h2>{parts.get(s, '')}</section>" for s in sections)
