@@ -365,5 +365,7 @@ def _rows(run_dir: Path, seed: int) -> str:
     return (f"<p>A seeded sample of at most {DROPPED_PER_REASON} dropped rows of each stage and reason "
             f"({len(rows):,} rows shown of {sum(totals.values()):,} dropped; texts cut to 300 characters). Type in the box "
             "to search every column (a stage, a reason, a source, any text); click a header to sort. "
-            "<code>tiger dropped RUN --stage S --reason R</code> lists them all.</p>"
+            "<code>tiger dropped RUN --stage S --reason R</code> lists them all. What the text rules changed, before and "
+            "after, is under <a href='#normalize'>Normalization</a>; near duplicates next to the row kept, under "
+            "<a href='#duplicates'>Near duplicates side by side</a>.</p>"
             + html_table(tot, name="dropped counts") + html_table(rows, name="dropped rows"))
