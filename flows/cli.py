@@ -149,9 +149,34 @@ def cmd_dropped(a: argparse.Namespace) -> None:
         print("no dropped rows match")
         return
     print(df.groupby(["stage", "reason"]).size().to_string())
+    if getattr(a, "show_survivor", False):
+        _print_with_survivors(run, df.head(a.n))
+        return
     for rec in df.head(a.n).to_dict("records"):
         print(json.dumps({k: rec[k] for k in ("stage", "reason", "detail", "source", "file", "row", "instruction")},
                          ensure_ascii=False)[:400])
+
+
+def _print_with_survivors(run: Path, df) -> None:
+    """Each dedupe-dropped row under the row that was kept in its place, differing characters marked."""
+    from curate.report.samples import char_diff, row_text, survivors_of
+
+    dup = df[df["stage"].astype(str).str.startswith("04_dedupe")]
+    if len(dup) < len(df):
+        print(f"({len(df) - len(dup)} shown row(s) are not from 04_dedupe: they have no survivor)")
+    if not len(dup):
+        return
+    surv = survivors_of(run, dup)
+    for (i, rec), (_, s) in zip(dup.iterrows(), surv.iterrows()):
+        jac = "" if s["jaccard"] != s["jaccard"] else f", Jaccard {s['jaccard']:.3f}"
+        print(f"\n{rec['reason']}{jac}: dropped {rec['id']} ({rec['source']} {rec['file']} row {rec['row']}), "
+              f"kept {s['survivor']} ({s['s_source']} {s['s_file']} row {s['s_row']})")
+        if s["s_instruction"] is None:
+            print("  kept row not found in 04_dedupe")
+            continue
+        kept, dropped = char_diff(row_text({k[2:]: s[k] for k in s.index if k.startswith("s_")})[:600], row_text(rec)[:600])
+        print("  kept:    " + kept.replace("\n", "\n           "))
+        print("  dropped: " + dropped.replace("\n", "\n           "))
 
 
 def cmd_label(a: argparse.Namespace) -> None:
@@ -239,6 +264,9 @@ def main(argv: list[str] | None = None) -> None:
     dr.add_argument("--stage", help="e.g. 01_parse (the quarantine), 03_filter, 04_dedupe")
     dr.add_argument("--reason", help="e.g. invalid_json, not_chinese, near_duplicate")
     dr.add_argument("-n", type=int, default=10, help="rows to show")
+    dr.add_argument("--show-survivor", action="store_true",
+                    help="with --stage 04_dedupe: each dropped row under the row kept in its place, "
+                         "differing characters marked [-kept only-] {+dropped only+}, with the Jaccard")
     dr.set_defaults(func=cmd_dropped)
 
     la = sub.add_parser("label", help="label the task type of every row of an alpaca-format JSON/JSONL file")

@@ -99,7 +99,11 @@ def test_mixtures_and_report(slice_run):
     page = (run_dir / "report" / "report.html").read_text(encoding="utf-8")
     for section in ["summary", "ledger", "parse", "normalize", "filter", "dedupe", "diversity", "mixtures", "manifest"]:
         assert f"id='{section}'" in page
-    assert page.count("data:image/png;base64") >= 4
+    assert page.count("<figure class='chart'") >= 4  # charts the browser draws (tests/test_browser.py)
+    from curate.tasktype_model import MIN_CONFIDENCE
+
+    low = int((pool["task_confidence"] < MIN_CONFIDENCE).sum())  # the labels that are guesses, counted
+    assert f"Low-confidence task types (task_confidence &lt; {MIN_CONFIDENCE}): {low:,} of {len(pool):,} rows" in page
     assert (run_dir / "report" / "summary.md").read_text(encoding="utf-8").startswith("# tiger curation report")
     assert len(pool) > 1000
 

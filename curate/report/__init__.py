@@ -1,4 +1,4 @@
-"""The reports: ``analysis`` computes what no stage stored, ``plots`` and ``html`` render, and
+"""The reports: ``analysis`` computes what no stage stored, ``samples`` the per-sample figures, ``charts`` (Vega-Lite, drawn by the browser) and ``html`` render, and
 ``run_report`` / ``diversity_report`` put a page together."""
 from .analysis import analyse_frame, analyse_groups
 from .diversity_report import DIVERSITY_SECTIONS, build_diversity_report

@@ -9,7 +9,7 @@ import pandas as pd
 from ..io import write_text
 from .analysis import analyse_groups
 from .html import METHOD_HTML, TASK_TYPES_ORDER, esc, html_table, metrics_rows, page_html, verb_noun_html
-from .plots import cluster_spread_plot, metrics_plot, novelty_plot, setup_fonts, stacked_share_plot, verb_noun_plot
+from .charts import cluster_spread_chart, metrics_chart, novelty_chart, share_chart, verb_noun_chart
 
 DIVERSITY_SECTIONS = ["summary", "metrics", "task_types", "clusters", "verb_noun", "novelty", "method"]
 
@@ -26,7 +26,6 @@ def build_diversity_report(inputs: list[str | Path], out_dir: str | Path, names:
     from ..io import write_json
     from ..userfiles import read_alpaca
 
-    setup_fonts()
     paths = [Path(p) for p in inputs]
     if not paths:
         raise ValueError("build_diversity_report: no input files")
@@ -47,17 +46,17 @@ def build_diversity_report(inputs: list[str | Path], out_dir: str | Path, names:
     parts["summary"] = ("<p>" + f"{len(paths)} file(s), {total:,} records: " + ", ".join(
         f"<b>{esc(n)}</b> ({analysis['metrics'][n]['rows']:,} rows, Vendi {analysis['metrics'][n].get('vendi', 0):.1f})" for n in names)
         + ".</p>" + html_table([{"name": n, "file": str(p)} for n, p in zip(names, paths)]))
-    parts["metrics"] = html_table(rows) + metrics_plot(rows, "Diversity figures per file")
+    parts["metrics"] = html_table(rows) + metrics_chart(rows, "Diversity figures per file")
     tt = pd.DataFrame(analysis["task_types"]).T.reindex(columns=TASK_TYPES_ORDER).fillna(0)
-    parts["task_types"] = stacked_share_plot(tt, "Task types per file") + html_table(
+    parts["task_types"] = share_chart(tt, "Task types per file", "file") + html_table(
         [{"file": n, **{k: int(v) for k, v in tt.loc[n].items()}} for n in names])
     parts["clusters"] = (f"<p>One clustering (k = {analysis['n_clusters']}) of all rows together; a file spread over many "
                          f"clusters covers more kinds of wording.</p>"
-                         + cluster_spread_plot(analysis["clusters"], analysis["n_clusters"], "Share of each file per cluster"))
+                         + cluster_spread_chart(analysis["clusters"], analysis["n_clusters"], "Share of each file per cluster"))
     parts["verb_noun"] = "".join(
-        f"<h3>{esc(n)}</h3>" + verb_noun_plot(analysis["verb_noun"][n], f"Root verbs and their objects: {n}")
+        f"<h3>{esc(n)}</h3>" + verb_noun_chart(analysis["verb_noun"][n], f"Root verbs and their objects: {n}")
         + verb_noun_html(analysis["verb_noun"][n]) for n in names)
-    parts["novelty"] = novelty_plot(analysis["novelty"], "Novelty per file") + "".join(
+    parts["novelty"] = novelty_chart(analysis["novelty"], "Novelty per file") + "".join(
         f"<h3>Most novel records of {esc(n)}</h3>" + html_table(analysis["examples"][n]) for n in names)
     parts["method"] = METHOD_HTML
     page = page_html("tiger diversity report", ", ".join(names), DIVERSITY_SECTIONS, DIVERSITY_TITLES, parts)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +14,71 @@ TASK_TYPES_ORDER = ["generation", "rewrite", "brainstorming", "open qa", "closed
                     "extract", "summarization", "math", "code", "other"]
 
 
+VENDOR = Path(__file__).parent / "vendor"
+VENDOR_FILES = ["vega.min.js", "vega-lite.min.js", "vega-embed.min.js"]
+
+
+@lru_cache(maxsize=1)
+def vendor_js() -> str:
+    """Vega, Vega-Lite and Vega-Embed (BSD-3-Clause, licences beside them), to inline in a page."""
+    return "\n".join((VENDOR / f).read_text(encoding="utf-8").replace("</script", "<\\/script") for f in VENDOR_FILES)
+
+
 def esc(x: Any) -> str:
     return html.escape(str(x))
 
 
-def html_table(rows: list[dict], cols: list[str] | None = None) -> str:
+def html_table(rows: list[dict], cols: list[str] | None = None, name: str = "", raw: set[str] | None = None) -> str:
+    """A table the page's script makes sortable (click a header) and filterable (a search box above it);
+    numbers carry their value in ``data-v`` so they sort as numbers. ``raw``: columns holding HTML."""
     if not rows:
         return "<p><em>none</em></p>"
     cols = cols or list(rows[0].keys())
+    raw = raw or set()
     head = "".join(f"<th>{esc(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{esc(fmt_value(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def cell(v: Any, c: str) -> str:
+        if c in raw:
+            return f"<td>{v}</td>"
+        num = isinstance(v, (int, float)) and not isinstance(v, bool)
+        return f"<td data-v='{v!r}'>{esc(fmt_value(v))}</td>" if num else f"<td>{esc(fmt_value(v))}</td>"
+    body = "".join("<tr>" + "".join(cell(r.get(c, ""), c) for c in cols) + "</tr>" for r in rows)
+    attr = f" data-table='{esc(name)}'" if name else ""
+    return f"<div class='tbl'><table class='data'{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+
+
+def diff_pair_html(a: str, b: str) -> tuple[str, str]:
+    """``a`` and ``b`` as HTML with the characters only one of them has highlighted (difflib, per character):
+    ``<del>`` in ``a``, ``<ins>`` in ``b``."""
+    import difflib
+
+    sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    out_a, out_b = [], []
+    for op, i1, i2, j1, j2 in sm.get_opcodes():
+        if op == "equal":
+            out_a.append(esc(a[i1:i2]))
+            out_b.append(esc(b[j1:j2]))
+            continue
+        if i2 > i1:
+            out_a.append(f"<del>{esc(a[i1:i2])}</del>")
+        if j2 > j1:
+            out_b.append(f"<ins>{esc(b[j1:j2])}</ins>")
+    return "".join(out_a), "".join(out_b)
+
+
+def before_after_html(examples: list[dict]) -> str:
+    """Normalisation examples: each field before and after, the changed characters highlighted."""
+    if not examples:
+        return ""
+    out = []
+    for ex in examples:
+        if "before" not in ex or "after" not in ex:
+            out.append(examples_html([ex]))
+            continue
+        a, b = diff_pair_html(str(ex["before"]), str(ex["after"]))
+        out.append(f"<div class='pair'><div><small>before · {esc(ex.get('field', ''))} · {esc(ex.get('id', ''))}</small>"
+                   f"<pre>{a}</pre></div><div><small>after</small><pre>{b}</pre></div></div>")
+    return "".join(out)
 
 
 def fmt_value(v: Any) -> str:
@@ -88,10 +143,17 @@ def drops_html(run_dir: Path, stage: str, per_reason: int = 3) -> str:
     return "".join(out)
 
 
-CSS = """body{font-family:system-ui,'Noto Sans CJK SC',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0;font-size:.85em;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;vertical-align:top}
-th{background:#f3f3f3}section{border-top:2px solid #ddd;margin-top:1.5em}img.plot{max-width:100%;display:block;margin:.5em 0}
-ul.ex code{white-space:pre-wrap;font-size:.8em}nav{font-size:.9em}small{color:#777}"""
+CSS = """body{font-family:system-ui,'Noto Sans CJK SC',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+div.tbl{max-width:100%;overflow-x:auto;max-height:36em;overflow-y:auto;margin:.5em 0}
+table{border-collapse:collapse;font-size:.82em}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:left;vertical-align:top;max-width:32em;overflow-wrap:anywhere}
+th{background:#f3f3f3;position:sticky;top:0;cursor:pointer;white-space:nowrap}th[data-sort=asc]::after{content:' ▲'}th[data-sort=desc]::after{content:' ▼'}
+td[data-v]{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td:first-child{white-space:nowrap}input.tfilter{margin:.4em 0 0;padding:.2em .4em;width:18em}
+span.tcount{color:#777;font-size:.8em;margin-left:.6em}section{border-top:2px solid #ddd;margin-top:1.5em}
+figure.chart{margin:.8em 0;max-width:100%;overflow-x:auto}figure.chart .vega{width:100%}
+ul.ex code{white-space:pre-wrap;font-size:.8em}nav{font-size:.9em}small{color:#777}
+div.pair{display:grid;grid-template-columns:1fr 1fr;gap:.6em;margin:.4em 0}div.pair pre{white-space:pre-wrap;margin:.2em 0;
+padding:.4em;background:#fafafa;border:1px solid #ddd;font-size:.82em;max-height:16em;overflow:auto}
+del{background:#fbb;text-decoration:none}ins{background:#bfb;text-decoration:none}div.dup{border-left:3px solid #ccc;padding-left:.6em;margin:1em 0}"""
 
 
 METRIC_COLUMNS = ["group", "rows", "task_type_entropy", "task_type_entropy_norm", "task_type_coverage", "cluster_entropy",
@@ -99,13 +161,50 @@ METRIC_COLUMNS = ["group", "rows", "task_type_entropy", "task_type_entropy_norm"
                   "mean_novelty", "verb_entropy", "distinct_verbs", "mean_instruction_chars"]
 
 
-SCRIPT = """window.addEventListener('load', function () {
-  var imgs = document.querySelectorAll('img.plot'), ok = 0;
-  imgs.forEach(function (im) { if (im.complete && im.naturalWidth > 0) { ok++; } });
-  document.body.setAttribute('data-plots-total', String(imgs.length));
-  document.body.setAttribute('data-plots-ok', String(ok));
-  document.body.setAttribute('data-ready', '1');
-});"""
+SCRIPT = """(function () {
+  function cellValue(td) { var v = td.getAttribute('data-v'); return v === null ? td.textContent : parseFloat(v); }
+  function setupTable(table) {
+    var rows = Array.prototype.slice.call(table.tBodies[0].rows), heads = table.tHead.rows[0].cells;
+    var box = document.createElement('input'), count = document.createElement('span');
+    box.className = 'tfilter'; box.type = 'search'; box.placeholder = 'filter rows…'; count.className = 'tcount';
+    function show() {
+      var q = box.value.toLowerCase(), n = 0;
+      rows.forEach(function (tr) { var hit = !q || tr.textContent.toLowerCase().indexOf(q) >= 0; tr.style.display = hit ? '' : 'none'; if (hit) n++; });
+      count.textContent = n + ' of ' + rows.length + ' rows';
+    }
+    box.addEventListener('input', show);
+    var wrap = table.parentNode; wrap.parentNode.insertBefore(box, wrap); wrap.parentNode.insertBefore(count, wrap);
+    Array.prototype.forEach.call(heads, function (th, i) {
+      th.addEventListener('click', function () {
+        var dir = th.getAttribute('data-sort') === 'asc' ? 'desc' : 'asc';
+        Array.prototype.forEach.call(heads, function (h) { h.removeAttribute('data-sort'); });
+        th.setAttribute('data-sort', dir);
+        var sorted = rows.slice().sort(function (a, b) {
+          var x = cellValue(a.cells[i]), y = cellValue(b.cells[i]), c;
+          if (typeof x === 'number' && typeof y === 'number') { c = x - y; } else { c = String(x).localeCompare(String(y), 'zh'); }
+          return dir === 'asc' ? c : -c;
+        });
+        sorted.forEach(function (tr) { table.tBodies[0].appendChild(tr); });
+      });
+    });
+    show();
+  }
+  window.tigerViews = {};
+  window.addEventListener('load', function () {
+    document.querySelectorAll('table.data').forEach(setupTable);
+    var figs = document.querySelectorAll('figure.chart'), ok = 0, done = 0;
+    document.body.setAttribute('data-plots-total', String(figs.length));
+    function finish() { if (done === figs.length) { document.body.setAttribute('data-plots-ok', String(ok)); document.body.setAttribute('data-ready', '1'); } }
+    finish();
+    figs.forEach(function (fig) {
+      var spec = JSON.parse(fig.querySelector('script.spec').textContent);
+      vegaEmbed(fig.querySelector('.vega'), spec, {renderer: 'svg', actions: false, logLevel: vega.Error})
+        .then(function (res) { window.tigerViews[fig.getAttribute('data-plot')] = res.view; fig.setAttribute('data-drawn', '1'); ok++; })
+        .catch(function (err) { fig.setAttribute('data-error', String(err)); })
+        .then(function () { done++; finish(); });
+    });
+  });
+})();"""
 
 
 def metrics_rows(analysis: dict[str, Any]) -> list[dict]:
@@ -139,13 +238,15 @@ embedding's rank). <b>Mean cosine distance</b>: mean over pairs of that sample.<
 twins.</li>
 <li><b>Verb–noun</b> (as in Self-Instruct): root verb = first content verb of the instruction's first real clause,
 object = first noun after it, from jieba's part-of-speech tags (an approximation of a dependency parse), on a seeded
-sample of ≤ 5,000 rows per group. Inner ring: the top 20 verbs; outer ring: each verb's top 4 nouns.</li>
+sample of ≤ 5,000 rows per group. Chart: the top 20 verbs, each bar split into its top 4 nouns (written beside it) and the rest.</li>
 </ul>"""
 
 
 def page_html(title: str, subtitle: str, sections: list[str], titles: dict[str, str], parts: dict[str, str]) -> str:
+    """One self-contained page: the sections, the vendored charting library and the page's script inlined."""
+    vendor = vendor_js()
     nav = " · ".join(f"<a href='#{s}'>{esc(titles[s])}</a>" for s in sections)
     body = "".join(f"<section id='{s}'><h2>{esc(titles[s])}</h2>{parts.get(s, '')}</section>" for s in sections)
     return (f"<!doctype html><html lang='zh'><head><meta charset='utf-8'><title>{esc(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{esc(title)} <small>{esc(subtitle)}</small></h1>"
-            f"<nav>{nav}</nav>{body}<script>{SCRIPT}</script></body></html>")
+            f"<nav>{nav}</nav>{body}<script>{vendor}</script><script>{SCRIPT}</script></body></html>")

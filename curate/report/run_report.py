@@ -1,5 +1,5 @@
-"""The run report: one self-contained HTML page of a run (plots embedded as PNG), plus a Markdown
-summary. Everything shown is read back from the run folder (manifest, ledgers, stats, dropped rows,
+"""The run report: one self-contained HTML page of a run (charts drawn by the browser from data in the
+page, the charting library inlined; works offline), plus a Markdown summary. Everything shown is read back from the run folder (manifest, ledgers, stats, dropped rows,
 mixture manifests), so it can be rebuilt at any time with ``tiger report RUN_DIR``."""
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -20,43 +21,67 @@ from .analysis import (
     pairs_against_random,
     parquet_rows,
 )
+from .charts import (
+    binned,
+    cluster_chart,
+    comparison_chart,
+    histogram_chart,
+    ledger_chart,
+    metrics_chart,
+    novelty_chart,
+    share_chart,
+    verb_noun_chart,
+)
 from .html import (
-    CSS,
     METHOD_HTML,
-    SCRIPT,
     TASK_TYPES_ORDER,
+    before_after_html,
+    diff_pair_html,
     drops_html,
     esc,
-    examples_html,
     html_table,
     md_table,
     metrics_rows,
+    page_html,
     steps_html,
     verb_noun_html,
 )
-from .plots import (
-    cluster_plot,
-    comparison_plot,
-    ledger_plot,
-    metrics_plot,
-    novelty_plot,
-    setup_fonts,
-    stacked_share_plot,
-    verb_noun_plot,
+from .samples import (
+    CLASS_SAMPLE,
+    CUTOFFS,
+    FIELDS,
+    TOKEN_CUTOFFS,
+    TOKEN_EDGES,
+    TOKEN_SAMPLE,
+    find_tokenizer,
+    plain_text,
+    token_counts,
+    dropped_sample,
+    frame_text_stats,
+    length_hist,
+    length_labels,
+    length_summary,
+    near_duplicate_clusters,
+    parquet_text_stats,
+    row_text,
 )
 
-SECTIONS = ["summary", "ledger", "parse", "normalize", "filter", "dedupe", "diversity", "mixtures", "manifest"]
+SECTIONS = ["summary", "ledger", "parse", "normalize", "filter", "dedupe", "duplicates", "diversity", "lengths", "mixtures",
+            "rows", "manifest"]
+DROPPED_PER_REASON = 50  # dropped rows per (stage, reason) in the row browser (seeded sample)
 
 
 TITLES = {"summary": "Summary", "ledger": "Ledger: every record kept or dropped with a reason",
           "parse": "Parse and quarantine", "normalize": "Normalization", "filter": "Length, empty-text and language filter",
-          "dedupe": "Deduplication", "diversity": "Task types, clusters and diversity", "mixtures": "Mixtures",
-          "manifest": "Manifest"}
+          "dedupe": "Deduplication", "duplicates": "Near duplicates side by side",
+          "diversity": "Task types, clusters and diversity", "lengths": "Lengths and characters per sample",
+          "mixtures": "Mixtures", "rows": "Row browser: dropped rows", "manifest": "Manifest"}
 
 
-def build_report(run_dir: Path) -> tuple[Path, str]:
-    """Write ``report/report.html`` and ``report/summary.md`` of a run; returns the HTML path and the Markdown."""
-    setup_fonts()
+def build_report(run_dir: Path, tokenizer: str | Path | None = None) -> tuple[Path, str]:
+    """Write ``report/report.html`` and ``report/summary.md`` of a run; returns the HTML path and the Markdown.
+    ``tokenizer``: a local ``tokenizer.json`` (or its folder) for token counts; default: the run's tiny base
+    when one was built (``samples.find_tokenizer``), else token counts are left out and the page says so."""
     run_dir = Path(run_dir)
     manifest = read_json(run_dir / "manifest.json")
     seed = int(manifest.get("recipe", {}).get("seed", 0) or 0) if isinstance(manifest.get("recipe"), dict) else 0
@@ -69,15 +94,14 @@ def build_report(run_dir: Path) -> tuple[Path, str]:
     parts["filter"] = steps_html(load_stage_json(run_dir, "03_filter", "stats.json")) + drops_html(run_dir, "03_filter")
     dstats = load_stage_json(run_dir, "04_dedupe", "stats.json")
     parts["dedupe"] = steps_html(dstats, cluster_examples=True) + drops_html(run_dir, "04_dedupe")
+    parts["duplicates"] = _duplicates(run_dir, dstats)
     parts["diversity"], pool, analysis = _diversity(run_dir, seed, md)
+    parts["lengths"] = _lengths(run_dir, pool, md, find_tokenizer(run_dir, tokenizer), seed)
     parts["mixtures"] = _mixtures(run_dir, pool, analysis, seed, md)
+    parts["rows"] = _rows(run_dir, seed)
     parts["manifest"] = _manifest(manifest)
 
-    nav = " · ".join(f"<a href='#{s}'>{TITLES[s]}</a>" for s in SECTIONS)
-    body = "".join(f"<section id='{s}'><h2>{TITLES[s]}</h2>{parts.get(s, '')}</section>" for s in SECTIONS)
-    page = (f"<!doctype html><html lang='zh'><head><meta charset='utf-8'><title>tiger report {esc(manifest['run_id'])}</title>"
-            f"<style>{CSS}</style></head><body><h1>tiger curation report <small>{esc(manifest['run_id'])}</small></h1>"
-            f"<nav>{nav}</nav>{body}<script>{SCRIPT}</script></body></html>")
+    page = page_html("tiger curation report", manifest["run_id"], SECTIONS, TITLES, parts)
     out = run_dir / "report" / "report.html"
     write_text(out, page)
     markdown = "\n".join(md)
@@ -106,7 +130,7 @@ def _ledger(ledger: list[dict], md: list[str]) -> str:
     lrows = [{"stage": r["stage"], "in": r["in"], "kept": r["kept"], "dropped": r["dropped"],
               "balanced": "yes" if r["balanced"] else "NO", "reasons": r["reasons"]} for r in ledger]
     md += ["## Ledger", "", md_table(lrows, ["stage", "in", "kept", "dropped", "balanced", "reasons"]), ""]
-    return (html_table(lrows) + ledger_plot(ledger) + "<h3>By source</h3>" + html_table(
+    return (html_table(lrows, name="ledger") + ledger_chart(ledger) + "<h3>By source</h3>" + html_table(
         [{"stage": r["stage"], "source": s, **c} for r in ledger for s, c in r["by_source"].items()]))
 
 
@@ -123,7 +147,7 @@ def _normalize(run_dir: Path, md: list[str]) -> str:
     nrows, nhtml = [], []
     for step in nstats.get("steps", []):
         nrows.append({"rule": step["op"], "rows changed": step.get("changed", 0), "by field": step.get("by_field", "")})
-        nhtml.append(f"<h3>{esc(step['op'])}</h3>" + examples_html(step.get("examples", [])))
+        nhtml.append(f"<h3>{esc(step['op'])}</h3>" + before_after_html(step.get("examples", [])))
     md += ["## Normalization", "", md_table(nrows, ["rule", "rows changed"]), ""]
     return html_table(nrows) + "".join(nhtml)
 
@@ -140,11 +164,18 @@ def _diversity(run_dir: Path, seed: int, md: list[str]) -> tuple[str, pd.DataFra
         # the label columns only (a few MB at millions of rows); the texts of the rows a figure
         # samples or shows are read from the file when needed (parquet_rows)
         have = pq.ParquetFile(pool_path).schema_arrow.names
-        pool = pd.read_parquet(pool_path, columns=[c for c in ("source", "task_type", "cluster", "novelty") if c in have])
+        pool = pd.read_parquet(pool_path, columns=[c for c in ("source", "task_type", "cluster", "novelty",
+                                                                 "task_confidence") if c in have])
         ct = pd.crosstab(pool["source"], pool["task_type"]).reindex(columns=[t for t in TASK_TYPES_ORDER if t in set(pool["task_type"].unique())])
-        dhtml += stacked_share_plot(ct, "Task types per source") + html_table(
+        dhtml += share_chart(ct, "Task types per source", "source") + html_table(
             [{"source": s, **{k: int(v) for k, v in row.items()}} for s, row in ct.iterrows()])
-        dhtml += cluster_plot(pool["cluster"].value_counts())
+        if "task_confidence" in pool.columns:  # curate.tasktype_model: a label under MIN_CONFIDENCE is a guess
+            from ..tasktype_model import MIN_CONFIDENCE
+
+            low = int((pool["task_confidence"] < MIN_CONFIDENCE).sum())
+            dhtml += (f"<p>Low-confidence task types (task_confidence &lt; {MIN_CONFIDENCE}): {low:,} of "
+                      f"{len(pool):,} rows ({low / max(1, len(pool)):.1%}).</p>")
+        dhtml += cluster_chart(pool["cluster"].value_counts(), _cluster_terms(vstats))
     analysis: dict[str, Any] = {}
     if len(pool):
         pool["_group"] = pool["source"].astype(str)
@@ -158,16 +189,16 @@ def _diversity(run_dir: Path, seed: int, md: list[str]) -> tuple[str, pd.DataFra
         dhtml += ("<h3>Richer figures per source</h3><p>Vendi and mean cosine distance on a seeded sample of ≤ 2,000 rows "
                   f"per group ({vendi_rows:,} of the pool's {len(pool):,}), in one TF-IDF/SVD embedding fitted on a "
                   "seeded sample of the pool; verb figures on a seeded sample of ≤ 5,000 rows per group; distinct-n and "
-                  "entropies on all rows (see the method note below).</p>" + html_table(rich)
-                  + metrics_plot(rich, "Diversity figures per source"))
+                  "entropies on all rows (see the method note below).</p>" + html_table(rich, name="metrics per source")
+                  + metrics_chart(rich, "Diversity figures per source"))
         dhtml += ("<h3>Verb–noun structure of the pool</h3>"
                   f"<p>On a seeded sample of {verb_rows:,} rows of the pool's {len(pool):,}.</p>"
-                  + verb_noun_plot(analysis["verb_noun"]["all"], "Root verbs and their objects: all")
+                  + verb_noun_chart(analysis["verb_noun"]["all"], "Root verbs and their objects: all")
                   + verb_noun_html(analysis["verb_noun"]["all"]))
         src_nov = {k: v for k, v in analysis["novelty"].items() if k != "all"}
         note = ("the <code>novelty</code> column of the records" if "novelty" in pool.columns
                 else "computed for this report (the recipe has no <code>novelty_tagger</code>)")
-        dhtml += (f"<h3>Novelty of records</h3><p>Novelty is {note}.</p>" + novelty_plot(src_nov, "Novelty per source")
+        dhtml += (f"<h3>Novelty of records</h3><p>Novelty is {note}.</p>" + novelty_chart(src_nov, "Novelty per source")
                   + "<h4>Most novel records of the pool</h4>" + html_table(analysis["examples"]["all"]))
         dhtml += "<h3>How the figures are computed</h3>" + METHOD_HTML
         md += ["## Diversity per source (richer figures)", "",
@@ -191,23 +222,23 @@ def _mixtures(run_dir: Path, pool: pd.DataFrame, analysis: dict[str, Any], seed:
         mrows.append({"mixture": m["name"], "rows": m["rows"], **{k: v for k, v in comp.get("diversity", {}).items()
                                                                    if isinstance(v, (int, float))}})
         tt[m["name"]] = comp.get("by_task_type", {})
-    mhtml = html_table(mrows)
+    mhtml = html_table(mrows, name="mixtures")
     if tt:
         t = pd.DataFrame(tt).T.fillna(0)
         t = t.reindex(columns=[c for c in TASK_TYPES_ORDER if c in t.columns])
-        mhtml += stacked_share_plot(t, "Task types per mixture")
+        mhtml += share_chart(t, "Task types per mixture", "mixture")
         src = pd.DataFrame({m["name"]: m.get("composition", {}).get("by_source", {}) for m in mx}).T.fillna(0)
-        mhtml += stacked_share_plot(src, "Sources per mixture")
+        mhtml += share_chart(src, "Sources per mixture", "mixture", "source")
     comp = (mixture_comparison(run_dir, pool, seed=seed, embedder=analysis["_embedder"], pool_sample_x=analysis["_coverage_x"])
             if mx and len(pool) else [])
     if comp:
         mhtml += ("<h3>Diversity-aware selection against random</h3><p>Every mixture embedded with one TF-IDF/SVD "
                   "embedding fitted on the pool. Vendi and mean cosine distance on ≤ 2,000 rows of each mixture; "
                   "coverage: cosine distance from ≤ 5,000 pool rows to their nearest mixture row (lower is better; "
-                  "k-center minimises its maximum).</p>" + html_table(comp) + comparison_plot(comp))
+                  "k-center minimises its maximum).</p>" + html_table(comp, name="mixtures against random") + comparison_chart(comp))
         pairs = pairs_against_random(comp)
         if pairs:
-            mhtml += "<h4>Each strategy next to random at the same size</h4>" + html_table(pairs)
+            mhtml += "<h4>Each strategy next to random at the same size</h4>" + html_table(pairs, name="pairs")
         md += ["## Mixtures against random (one embedding)", "",
                md_table(comp, ["mixture", "rows", "vendi", "mean_cosine_distance", "coverage_mean", "coverage_max",
                                 "task_type_entropy", "distinct_2"]), ""]
@@ -221,3 +252,127 @@ def _manifest(manifest: dict) -> str:
                          + f"<p>code version {esc(manifest['code_version'])}</p><h3>Recipe</h3><pre>"
                          + esc(json.dumps(manifest["recipe"], ensure_ascii=False, indent=2)) + "</pre><h3>Inputs</h3>"
                          + html_table(manifest["inputs"], ["source", "file", "bytes", "sha256", "url"]))
+
+
+def _cluster_terms(vstats: dict) -> dict[int, str]:
+    for step in vstats.get("steps", []):
+        cl = step.get("clusters")
+        if isinstance(cl, list):
+            return {int(c["cluster"]): str(c.get("terms", "")) for c in cl if isinstance(c, dict) and "cluster" in c}
+        if isinstance(cl, dict):
+            return {int(k): str(v) for k, v in cl.items() if str(k).lstrip("-").isdigit()}
+    return {}
+
+
+def _duplicates(run_dir: Path, dstats: dict) -> str:
+    """Near-duplicate clusters: survivor and dropped rows side by side, differing characters highlighted."""
+    clusters = near_duplicate_clusters(run_dir)
+    if not clusters:
+        return "<p>No near duplicates were dropped.</p>"
+    thr = next((s.get("params", {}).get("threshold") for s in dstats.get("steps", []) if "minhash" in s.get("op", "")), None)
+    out = [f"<p>{len(clusters)} near-duplicate clusters: the largest, the most cross-source and those nearest the "
+           f"threshold{f' (Jaccard {thr})' if thr is not None else ''} (lowest Jaccard). Each shows the row the "
+           "deduplicator kept (left) and up to 5 rows it dropped (right); characters only one side has are "
+           "highlighted (<del>kept only</del>, <ins>dropped only</ins>). Texts are instruction, input and "
+           "→ output, cut to 600 characters.</p>"]
+    for c in clusters:
+        s = c["survivor"]
+        out.append(f"<div class='dup' data-survivor='{esc(c['survivor_id'])}'><h4>{esc(c['why'])}: {c['size']} rows, "
+                   f"{c['sources']} source(s) — survivor {esc(s['id'])} ({esc(s.get('source', ''))})</h4>")
+        for r in c["dropped"]:
+            a, b = diff_pair_html(row_text(s)[:600], row_text(r)[:600])
+            out.append(f"<div class='pair'><div><small>kept · {esc(s.get('source', ''))} · {esc(s.get('file', ''))} "
+                       f"row {esc(s.get('row', ''))}</small><pre>{a}</pre></div><div><small>dropped · {esc(r['id'])} · "
+                       f"{esc(r.get('source', ''))} · {esc(r.get('file', ''))} row {esc(r.get('row', ''))} · "
+                       f"<b>Jaccard {r['jaccard']:.3f}</b></small><pre>{b}</pre></div></div>")
+        out.append("</div>")
+    return "".join(out)
+
+
+def _lengths(run_dir: Path, pool: pd.DataFrame, md: list[str], tok: Path | None = None, seed: int = 0) -> str:
+    """Length distributions per source and per mixture, the share a cutoff would truncate, character classes."""
+    pool_path = run_dir / "05_diversity" / "kept.parquet"
+    if not pool_path.exists() or not len(pool):
+        return "<p><em>no pool</em></p>"
+    ps = parquet_text_stats(pool_path)
+    src = pool["source"].astype(str).to_numpy()
+    by_source = {"all": ps, **{g: ps[src == g].reset_index(drop=True) for g in sorted(set(src))}}
+    by_mix: dict[str, pd.DataFrame] = {}
+    from .analysis import read_mixture_rows
+
+    for m in load_stage_json(run_dir, "mixtures", "mixtures.json") or []:
+        path = run_dir / "mixtures" / m["file"]
+        if path.exists():
+            by_mix[m["name"]] = frame_text_stats(read_mixture_rows(path))
+    summary = length_summary({**by_source, **by_mix})
+    tok_note = ("<b>Tokens</b>: not shown — no local tokenizer was found (the run's tiny base, "
+                "<code>models/tiny-*/</code> beside the run, is built when training on it; or pass "
+                "<code>build_report(run, tokenizer=PATH)</code>); nothing is downloaded. ") if tok is None else ""
+    out = ["<p>Characters of every row of the pool and of each mixture (not a sample). " + tok_note +
+           "LLaMA-Factory's <code>cutoff_len</code> counts tokens of the prompt template plus instruction, input and "
+           "output, so read the character shares below as an upper bound for a tokenizer of ≥ 1 character per token. "
+           f"<code>&gt; N chars</code>: share of rows whose instruction + input + output exceed N characters "
+           f"(N = {', '.join(map(str, CUTOFFS))}). Han / Latin / digit: share of all characters (of a seeded sample "
+           f"of ≤ {CLASS_SAMPLE:,} pool rows; every row of a mixture).</p>",
+           html_table(summary, name="lengths")]
+    labels = length_labels()
+    for f in FIELDS + ["total"]:
+        name = f if f != "total" else "instruction + input + output"
+        out.append(histogram_chart(length_hist(by_source, f), f"Length of {name} (characters) per source",
+                                   "characters", labels))
+        if by_mix:
+            out.append(histogram_chart(length_hist(by_mix, f), f"Length of {name} (characters) per mixture",
+                                       "characters", labels))
+    cols = ["group", "rows", "output p50", "output p90", "output p99"] + [f"> {c} chars" for c in CUTOFFS] + ["han share"]
+    md += ["## Lengths (characters)", "", md_table(summary, cols), ""]
+    if tok is not None:
+        out.append(_tokens(run_dir, pool, by_mix_paths(run_dir), tok, seed))
+    return "".join(out)
+
+
+def by_mix_paths(run_dir: Path) -> dict[str, Path]:
+    mx = load_stage_json(run_dir, "mixtures", "mixtures.json") or []
+    return {m["name"]: run_dir / "mixtures" / m["file"] for m in mx if (run_dir / "mixtures" / m["file"]).exists()}
+
+
+def _tokens(run_dir: Path, pool: pd.DataFrame, mixes: dict[str, Path], tok: Path, seed: int) -> str:
+    """Token counts of instruction + input + output (a seeded sample per group) and the share a cutoff_len cuts."""
+    from .analysis import read_mixture_rows, sample_positions
+
+    src = pool["source"].astype(str).to_numpy()
+    groups = {g: np.flatnonzero(src == g) for g in sorted(set(src))}
+    plan = {g: pos[sample_positions(len(pos), TOKEN_SAMPLE, seed)] for g, pos in groups.items()}
+    need = np.unique(np.concatenate(list(plan.values())))
+    rows = parquet_rows(run_dir / "05_diversity" / "kept.parquet", FIELDS)(need)
+    texts = np.array(plain_text(rows), dtype=object)
+    counts = {g: token_counts(tok, texts[np.searchsorted(need, pos)].tolist()) for g, pos in plan.items()}
+    for name, path in mixes.items():
+        df = read_mixture_rows(path)
+        counts[name] = token_counts(tok, plain_text(df.iloc[sample_positions(len(df), TOKEN_SAMPLE, seed)]))
+    trows = [{"group": g, "rows counted": int(len(v)), "tokens p50": int(np.median(v)) if len(v) else 0,
+              "tokens p90": int(np.quantile(v, 0.9)) if len(v) else 0,
+              **{f"> {c} tokens": round(float((v > c).mean()) if len(v) else 0.0, 4) for c in TOKEN_CUTOFFS}}
+             for g, v in counts.items()]
+    labels = length_labels(TOKEN_EDGES)
+    return (f"<h3>Tokens ({esc(tok.parent.name)})</h3><p>Tokens of instruction, input and output joined by newlines "
+            f"(no prompt template, no special tokens) with <code>{esc(tok)}</code>, on a seeded sample of ≤ {TOKEN_SAMPLE:,} "
+            "rows per source and per mixture. <code>&gt; N tokens</code>: the share a <code>cutoff_len</code> of N would "
+            "truncate (before the template's own tokens; train.finetune's default is 256).</p>"
+            + html_table(trows, name="tokens")
+            + histogram_chart(binned(counts, TOKEN_EDGES), "Tokens of instruction + input + output", "tokens", labels))
+
+
+def _rows(run_dir: Path, seed: int) -> str:
+    """A searchable sample of dropped rows of every stage, and how many each (stage, reason) has."""
+    stages = sorted(p.name for p in run_dir.iterdir() if p.is_dir() and (p / "dropped.parquet").exists())
+    rows, totals = dropped_sample(run_dir, stages, per_reason=DROPPED_PER_REASON, seed=seed)
+    if not rows:
+        return "<p>Nothing was dropped.</p>"
+    tot = [{"stage": k[0], "reason": k[1], "dropped": v, "shown": min(v, DROPPED_PER_REASON)} for k, v in sorted(totals.items())]
+    return (f"<p>A seeded sample of at most {DROPPED_PER_REASON} dropped rows of each stage and reason "
+            f"({len(rows):,} rows shown of {sum(totals.values()):,} dropped; texts cut to 300 characters). Type in the box "
+            "to search every column (a stage, a reason, a source, any text); click a header to sort. "
+            "<code>tiger dropped RUN --stage S --reason R</code> lists them all. What the text rules changed, before and "
+            "after, is under <a href='#normalize'>Normalization</a>; near duplicates next to the row kept, under "
+            "<a href='#duplicates'>Near duplicates side by side</a>.</p>"
+            + html_table(tot, name="dropped counts") + html_table(rows, name="dropped rows"))
