@@ -125,6 +125,32 @@ def build_tiny(pool_path: str | os.PathLike, out_root: str | os.PathLike = "data
     n_params = sum(p.numel() for p in model.parameters())
     log(f"tiny: pretraining {n_params / 1e6:.1f}M parameters on {len(stream):,} tokens, "
         f"{spec.pretrain_steps} steps x {spec.batch_size} x {spec.seq_len}")
+    losses = pretrain(model, stream, spec, log, "tiny")
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)  # safetensors
+    tokenizer.save_pretrained(tmp)
+    write_json(tmp / "build.json", {
+        "key": key, "version": TINY_VERSION, "pool": str(pool_path), "pool_sha256": sha256_file(pool_path),
+        "excluded_ids": len(exclude_ids), "records": len(texts), "tokens": len(stream),
+        "parameters": n_params, "spec": asdict(spec), "seconds": round(time.time() - t0, 1), "cpu_seconds": round(time.process_time() - cpu0, 1),
+        "loss_first50": round(sum(losses[:50]) / len(losses[:50]), 4),
+        "loss_last50": round(sum(losses[-50:]) / len(losses[-50:]), 4),
+        "loss_every50": [round(sum(losses[i:i + 50]) / len(losses[i:i + 50]), 4) for i in range(0, len(losses), 50)],
+    })
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
+def pretrain(model, stream, spec, log, name: str) -> list[float]:
+    """Causal-LM pretraining of ``model`` on seeded random ``spec.seq_len``-token windows of ``stream``:
+    AdamW, linear warm-up then cosine decay to 10 %, gradients clipped at 1; returns the losses.
+    ``spec`` has learning_rate, warmup_steps, pretrain_steps, batch_size, seq_len and seed."""
+    import torch
+
     opt = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01)
 
     def lr_at(step: int) -> float:  # linear warm-up, cosine decay to 10%
@@ -148,21 +174,5 @@ def build_tiny(pool_path: str | os.PathLike, out_root: str | os.PathLike = "data
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if (step + 1) % 50 == 0 or step + 1 == spec.pretrain_steps:
-            log(f"tiny: step {step + 1}/{spec.pretrain_steps} loss {sum(losses[-50:]) / len(losses[-50:]):.3f}")
-
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)  # safetensors
-    tokenizer.save_pretrained(tmp)
-    write_json(tmp / "build.json", {
-        "key": key, "version": TINY_VERSION, "pool": str(pool_path), "pool_sha256": sha256_file(pool_path),
-        "excluded_ids": len(exclude_ids), "records": len(texts), "tokens": len(stream),
-        "parameters": n_params, "spec": asdict(spec), "seconds": round(time.time() - t0, 1), "cpu_seconds": round(time.process_time() - cpu0, 1),
-        "loss_first50": round(sum(losses[:50]) / len(losses[:50]), 4),
-        "loss_last50": round(sum(losses[-50:]) / len(losses[-50:]), 4),
-        "loss_every50": [round(sum(losses[i:i + 50]) / len(losses[i:i + 50]), 4) for i in range(0, len(losses), 50)],
-    })
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return out
+            log(f"{name}: step {step + 1}/{spec.pretrain_steps} loss {sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    return losses

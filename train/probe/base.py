@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import shutil
@@ -146,30 +145,9 @@ def build_char_base(source: str | os.PathLike | None = None, out_root: str | os.
     n_params = sum(p.numel() for p in model.parameters())
     log(f"probe base: pretraining {n_params / 1e6:.2f}M parameters ({len(tokenizer)} characters) on "
         f"{len(stream):,} tokens, {spec.pretrain_steps} steps x {spec.batch_size} x {spec.seq_len}")
-    opt = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01)
+    from ..tiny import pretrain
 
-    def lr_at(step: int) -> float:  # linear warm-up, cosine decay to 10% (as train/tiny.py)
-        if step < spec.warmup_steps:
-            return (step + 1) / spec.warmup_steps
-        p = (step - spec.warmup_steps) / max(1, spec.pretrain_steps - spec.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    gen = torch.Generator().manual_seed(spec.seed)
-    model.train()
-    losses = []
-    for step in range(spec.pretrain_steps):
-        starts = torch.randint(0, len(stream) - spec.seq_len, (spec.batch_size,), generator=gen)
-        batch = torch.stack([stream[s: s + spec.seq_len] for s in starts.tolist()])
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if (step + 1) % 50 == 0 or step + 1 == spec.pretrain_steps:
-            log(f"probe base: step {step + 1}/{spec.pretrain_steps} loss {sum(losses[-50:]) / len(losses[-50:]):.3f}")
+    losses = pretrain(model, stream, spec, log, "probe base")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
