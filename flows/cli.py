@@ -107,7 +107,7 @@ def cmd_run(a: argparse.Namespace) -> None:
 def cmd_report(a: argparse.Namespace) -> None:
     from curate.report import build_report
 
-    html, _ = build_report(_run_folder(a.run_dir))
+    html, _ = build_report(_run_folder(a.run_dir), tokenizer=a.tokenizer)
     print(html)
 
 
@@ -253,6 +253,8 @@ def main(argv: list[str] | None = None) -> None:
 
     rp = sub.add_parser("report", help="rebuild the HTML/Markdown report of a run folder")
     rp.add_argument("run_dir")
+    rp.add_argument("--tokenizer", help="a local tokenizer.json (or its folder) for the token-length figures; "
+                                        "default: the run's tiny base when one was built")
     rp.set_defaults(func=cmd_report)
 
     lg = sub.add_parser("ledger", help="print a run's ledger: in / kept / dropped per stage")

@@ -69,3 +69,9 @@ def test_the_run_summary_names_every_stage_with_its_rows_and_seconds():
     assert lines[1].split() == ["01_parse", "1,200", "1,100", "100", "1.2"]
     assert lines[2].split() == ["02_normalize", "1,100", "1,100", "0", "0.0"]
     assert lines[-2] == "mixtures: random-100 (100)" and lines[-1] == "report: /r/report/report.html"
+
+
+def test_report_takes_a_tokenizer_and_names_a_missing_one(capsys, tmp_path):
+    write_json(tmp_path / "run" / "manifest.json", {"run_id": "run", "ledger": []})
+    code, msg = _run(capsys, "report", str(tmp_path / "run"), "--tokenizer", str(tmp_path / "nope"))
+    assert code != 0 and f"no tokenizer.json at {tmp_path / 'nope'}" in msg

@@ -83,6 +83,7 @@ def build_report(run_dir: Path, tokenizer: str | Path | None = None) -> tuple[Pa
     ``tokenizer``: a local ``tokenizer.json`` (or its folder) for token counts; default: the run's tiny base
     when one was built (``samples.find_tokenizer``), else token counts are left out and the page says so."""
     run_dir = Path(run_dir)
+    tok = find_tokenizer(run_dir, tokenizer)  # first: a tokenizer that is not there fails before any work
     manifest = read_json(run_dir / "manifest.json")
     seed = int(manifest.get("recipe", {}).get("seed", 0) or 0) if isinstance(manifest.get("recipe"), dict) else 0
     md: list[str] = [f"# tiger curation report — {manifest['run_id']}", ""]
@@ -96,7 +97,7 @@ def build_report(run_dir: Path, tokenizer: str | Path | None = None) -> tuple[Pa
     parts["dedupe"] = steps_html(dstats, cluster_examples=True) + drops_html(run_dir, "04_dedupe")
     parts["duplicates"] = _duplicates(run_dir, dstats)
     parts["diversity"], pool, analysis = _diversity(run_dir, seed, md)
-    parts["lengths"] = _lengths(run_dir, pool, md, find_tokenizer(run_dir, tokenizer), seed)
+    parts["lengths"] = _lengths(run_dir, pool, md, tok, seed)
     parts["mixtures"] = _mixtures(run_dir, pool, analysis, seed, md)
     parts["rows"] = _rows(run_dir, seed)
     parts["manifest"] = _manifest(manifest)
@@ -307,7 +308,7 @@ def _lengths(run_dir: Path, pool: pd.DataFrame, md: list[str], tok: Path | None 
     summary = length_summary({**by_source, **by_mix})
     tok_note = ("<b>Tokens</b>: not shown — no local tokenizer was found (the run's tiny base, "
                 "<code>models/tiny-*/</code> beside the run, is built when training on it; or pass "
-                "<code>build_report(run, tokenizer=PATH)</code>); nothing is downloaded. ") if tok is None else ""
+                "<code>tiger report RUN --tokenizer PATH</code>); nothing is downloaded. ") if tok is None else ""
     out = ["<p>Characters of every row of the pool and of each mixture (not a sample). " + tok_note +
            "LLaMA-Factory's <code>cutoff_len</code> counts tokens of the prompt template plus instruction, input and "
            "output, so read the character shares below as an upper bound for a tokenizer of ≥ 1 character per token. "
