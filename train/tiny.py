@@ -92,9 +92,6 @@ def train_tokenizer(texts: list[str], vocab_size: int):
 def build_tiny(pool_path: str | os.PathLike, out_root: str | os.PathLike = "data/processed/models",
                spec: TinySpec = TinySpec(), exclude_ids: Iterable[str] = (), log=print) -> Path:
     """Build (or find) the tiny base for ``pool_path``; returns its directory."""
-    import torch
-    from transformers import BloomConfig, BloomForCausalLM
-
     exclude_ids = sorted(set(exclude_ids))
     key = tiny_key(pool_path, spec, exclude_ids)
     out = Path(out_root) / f"tiny-{key}"
@@ -107,21 +104,11 @@ def build_tiny(pool_path: str | os.PathLike, out_root: str | os.PathLike = "data
     log(f"tiny: training a {spec.vocab_size}-token byte-level BPE on {len(texts):,} records")
     tokenizer = train_tokenizer(texts, spec.vocab_size)
 
-    # One stream of token ids, records separated by EOS; windows are drawn from it at random.
-    ids: list[int] = []
-    for row in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        ids.extend(row)
-        ids.append(tokenizer.eos_token_id)
-    stream = torch.tensor(ids, dtype=torch.long)
+    stream = token_stream(tokenizer, texts)
     if len(stream) <= spec.seq_len + 1:
         raise ValueError(f"{pool_path}: only {len(stream)} tokens, fewer than one {spec.seq_len}-token window")
 
-    torch.manual_seed(spec.seed)
-    config = BloomConfig(vocab_size=len(tokenizer), hidden_size=spec.hidden_size, n_layer=spec.n_layer,
-                         n_head=spec.n_head, hidden_dropout=0.0, attention_dropout=0.0,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    model = BloomForCausalLM(config)
+    model = new_bloom(tokenizer, spec)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"tiny: pretraining {n_params / 1e6:.1f}M parameters on {len(stream):,} tokens, "
         f"{spec.pretrain_steps} steps x {spec.batch_size} x {spec.seq_len}")
@@ -143,6 +130,30 @@ def build_tiny(pool_path: str | os.PathLike, out_root: str | os.PathLike = "data
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out
+
+
+def token_stream(tokenizer, texts: list[str]):
+    """One stream of token ids, records separated by EOS; pretraining draws windows from it at random."""
+    import torch
+
+    ids: list[int] = []
+    for row in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        ids.extend(row)
+        ids.append(tokenizer.eos_token_id)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def new_bloom(tokenizer, spec):
+    """A freshly initialised (seeded) small Bloom for ``tokenizer``: ``spec`` gives its size and seed."""
+    import torch
+    from transformers import BloomConfig, BloomForCausalLM
+
+    torch.manual_seed(spec.seed)
+    config = BloomConfig(vocab_size=len(tokenizer), hidden_size=spec.hidden_size, n_layer=spec.n_layer,
+                         n_head=spec.n_head, hidden_dropout=0.0, attention_dropout=0.0,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    return BloomForCausalLM(config)
 
 
 def pretrain(model, stream, spec, log, name: str) -> list[float]:

@@ -113,7 +113,6 @@ def build_char_base(source: str | os.PathLike | None = None, out_root: str | os.
                     spec: CharBaseSpec = CharBaseSpec(), log=print, threads: int | None = None) -> Path:
     """Build (or find) the character-level base; returns its directory (``threads``: torch CPU threads)."""
     import torch
-    from transformers import BloomConfig, BloomForCausalLM
 
     if threads:
         torch.set_num_threads(threads)
@@ -131,22 +130,13 @@ def build_char_base(source: str | os.PathLike | None = None, out_root: str | os.
         return out
     t0, cpu0 = time.time(), time.process_time()
     tokenizer = build_char_tokenizer(texts, spec.vocab_size)
-    ids: list[int] = []
-    for row in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        ids.extend(row)
-        ids.append(tokenizer.eos_token_id)
-    stream = torch.tensor(ids, dtype=torch.long)
-    torch.manual_seed(spec.seed)
-    config = BloomConfig(vocab_size=len(tokenizer), hidden_size=spec.hidden_size, n_layer=spec.n_layer,
-                         n_head=spec.n_head, hidden_dropout=0.0, attention_dropout=0.0,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    model = BloomForCausalLM(config)
+    from ..tiny import new_bloom, pretrain, token_stream
+
+    stream = token_stream(tokenizer, texts)
+    model = new_bloom(tokenizer, spec)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"probe base: pretraining {n_params / 1e6:.2f}M parameters ({len(tokenizer)} characters) on "
         f"{len(stream):,} tokens, {spec.pretrain_steps} steps x {spec.batch_size} x {spec.seq_len}")
-    from ..tiny import pretrain
-
     losses = pretrain(model, stream, spec, log, "probe base")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
