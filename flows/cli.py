@@ -159,7 +159,8 @@ def cmd_dropped(a: argparse.Namespace) -> None:
 
 def _print_with_survivors(run: Path, df) -> None:
     """Each dedupe-dropped row under the row that was kept in its place, differing characters marked."""
-    from curate.report.samples import char_diff, row_text, survivors_of
+    from curate.report.html import char_diff
+    from curate.report.samples import row_text, survivors_of
 
     dup = df[df["stage"].astype(str).str.startswith("04_dedupe")]
     if len(dup) < len(df):

@@ -47,23 +47,29 @@ def html_table(rows: list[dict], cols: list[str] | None = None, name: str = "", 
     return f"<div class='tbl'><table class='data'{attr}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
-def diff_pair_html(a: str, b: str) -> tuple[str, str]:
-    """``a`` and ``b`` as HTML with the characters only one of them has highlighted (difflib, per character):
-    ``<del>`` in ``a``, ``<ins>`` in ``b``."""
+def char_diff(a: str, b: str, text=str, removed: str = "[-{}-]", added: str = "{{+{}+}}") -> tuple[str, str]:
+    """``a`` and ``b`` with the characters only one has marked (difflib, per character): ``removed`` in
+    ``a``, ``added`` in ``b`` (format strings); every piece of text goes through ``text`` (e.g. escaping).
+    The defaults suit a terminal."""
     import difflib
 
-    sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
     out_a, out_b = [], []
-    for op, i1, i2, j1, j2 in sm.get_opcodes():
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if op == "equal":
-            out_a.append(esc(a[i1:i2]))
-            out_b.append(esc(b[j1:j2]))
+            out_a.append(text(a[i1:i2]))
+            out_b.append(text(b[j1:j2]))
             continue
         if i2 > i1:
-            out_a.append(f"<del>{esc(a[i1:i2])}</del>")
+            out_a.append(removed.format(text(a[i1:i2])))
         if j2 > j1:
-            out_b.append(f"<ins>{esc(b[j1:j2])}</ins>")
+            out_b.append(added.format(text(b[j1:j2])))
     return "".join(out_a), "".join(out_b)
+
+
+def diff_pair_html(a: str, b: str) -> tuple[str, str]:
+    """``a`` and ``b`` as HTML with the characters only one of them has highlighted: ``<del>`` in ``a``,
+    ``<ins>`` in ``b`` (``char_diff``)."""
+    return char_diff(a, b, esc, "<del>{}</del>", "<ins>{}</ins>")
 
 
 def before_after_html(examples: list[dict]) -> str:

@@ -179,23 +179,6 @@ def row_text(r: dict | pd.Series) -> str:
 TEXT_COLS = ["id", "source", "file", "row", "instruction", "input", "output"]
 
 
-def char_diff(a: str, b: str) -> tuple[str, str]:
-    """``a`` and ``b`` with the characters only one has marked, for a terminal: ``[-…-]`` in ``a``, ``{+…+}`` in ``b``."""
-    import difflib
-
-    out_a, out_b = [], []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if op == "equal":
-            out_a.append(a[i1:i2])
-            out_b.append(b[j1:j2])
-            continue
-        if i2 > i1:
-            out_a.append(f"[-{a[i1:i2]}-]")
-        if j2 > j1:
-            out_b.append(f"{{+{b[j1:j2]}+}}")
-    return "".join(out_a), "".join(out_b)
-
-
 def survivors_of(run_dir: Path, dropped: pd.DataFrame, stage: str = "04_dedupe") -> pd.DataFrame:
     """For dedupe-dropped rows: ``survivor``, ``jaccard`` (NaN if exact) and the survivor's texts (``s_*``),
     looked up in the stage's kept rows (or its dropped rows, when a later step dropped the survivor too)."""
