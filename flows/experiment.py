@@ -4,6 +4,8 @@
 (pool bytes, excluded ids, spec, code version) and the folder it lives in; the flow refreshes the
 record when that folder is gone, so a deleted model is rebuilt rather than served from the cache. Every other task is skipped by
 the files it leaves (a finished fine-tune has summary.json), so Prefect's result cache is off there.
+Runs are independent and are submitted to the task runner together (``--runner process --workers 2``
+trains two at once, one torch thread each).
 """
 from __future__ import annotations
 
@@ -44,10 +46,11 @@ def prepare_task(cfg: dict) -> dict:
 
 
 @task(name="base-eval", **TASK_OPTS)
-def base_eval_task(base: str, eval_path: str, out_path: str, template: str, cutoff_len: int, device: str) -> dict:
+def base_eval_task(base: str, eval_path: str, out_path: str, template: str, cutoff_len: int, device: str,
+                   gen_max_new_tokens: int = 48) -> dict:
     from train.experiment import evaluate_base
 
-    row = evaluate_base(base, eval_path, out_path, template, cutoff_len, device=device)
+    row = evaluate_base(base, eval_path, out_path, template, cutoff_len, gen_max_new_tokens, device=device)
     return {k: v for k, v in row.items() if k != "generations"}
 
 
@@ -58,7 +61,7 @@ def train_task(mixture_path: str, output_dir: str, params: dict) -> str:
 
     s = finetune(mixture_path, output_dir, **params)
     _log(f"train: {Path(output_dir).name}: {s['steps']} steps, eval loss {s['final'].get('eval_loss', float('nan')):.4f}, "
-         f"{s['tokens_per_second']} tokens/s")
+         f"{s.get('response_tokens_seen')} trained-on tokens, {s['tokens_per_second']} tokens/s")
     return output_dir
 
 
@@ -78,7 +81,15 @@ def _config(cfg: dict):
     return ExperimentConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
 
 
-@flow(name="tiger-experiment")
+def _one_at_a_time():
+    from .runners import make_task_runner
+
+    return make_task_runner("thread", 1)
+
+
+# One run at a time unless the caller passes a runner (the CLI: processes, one per core): runs in
+# threads of one process would share torch's global seed and thread settings.
+@flow(name="tiger-experiment", task_runner=_one_at_a_time())
 def experiment_flow(cfg: dict) -> dict:
     """mixtures × constraints × seeds → results table, plots and verdict (see train/experiment/)."""
     import time
@@ -91,21 +102,26 @@ def experiment_flow(cfg: dict) -> dict:
     c = _config(cfg)
     prepared = prepare_task(c.to_dict())
     if c.base_model == "tiny":
-        args = (c.pool_path, c.models_dir, c.to_dict()["tiny"], prepared["eval_ids"])
+        # pretrained without the eval items and their twins (prepared["pretrain_exclude_ids"])
+        args = (c.pool_path, c.models_dir, c.to_dict()["tiny"], prepared["pretrain_exclude_ids"])
         # A cache record is only as good as the folder it names: refresh it when the folder is gone.
         built = (_tiny_dir(*args) / "build.json").is_file()
         base = build_tiny_task.with_options(refresh_cache=not built)(*args)
     else:
         base = c.base_model
     base_row = base_eval_task(base, prepared["eval_path"], str(base_eval_path(c, prepared)), c.template,
-                              c.cutoff_len, c.device)
+                              c.cutoff_len, c.device, c.gen_max_new_tokens)
     runs = grid(c, prepared)
-    for i, r in enumerate(runs):
-        _log(f"experiment: run {i + 1}/{len(runs)} {r['arm']}")
-        params = {"base_model": base, "eval_path": prepared["eval_path"], "constraint": r["constraint"],
-                  "seed": r["seed"], **c.finetune_kwargs()}
-        params["gravity_weights"] = list(params["gravity_weights"])
-        train_task.with_options(name=f"train {r['arm']}")(r["mixture_path"], r["output_dir"], params)
+    _log(f"experiment: {len(runs)} runs ({sum(r['part'] == 'main' for r in runs)} main grid, "
+         f"{sum(r['part'] == 'sweep' for r in runs)} constraint sweep, {sum(r['part'] == 'degeneration' for r in runs)} long)")
+    futures = []
+    for r in runs:
+        params = {"base_model": base, "eval_path": prepared["eval_path"], "seed": r["seed"], "eval_generate": True,
+                  **c.finetune_kwargs(), **r["params"]}
+        params["target_modules"] = list(params["target_modules"])
+        futures.append(train_task.with_options(name=f"train {r['arm']}").submit(r["mixture_path"], r["output_dir"], params))
+    for f in futures:
+        f.result()
     res = report_task(c.to_dict(), runs, prepared, base_row, round(time.time() - t0, 1))
     try:
         create_markdown_artifact(key="tiger-experiment-verdict", markdown=Path(res["verdict"]).read_text(encoding="utf-8"),

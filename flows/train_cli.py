@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,22 +67,24 @@ FLAG_NOTES = {
 
 
 def _add_flags(parser, params: dict[str, Any], skip: set[str] = frozenset(), prefix: str = "",
-               types: dict[str, type] | None = None) -> None:
+               types: dict[str, type] | None = None, omit_unset: bool = False) -> None:
     """One ``--flag`` per parameter: bools as --x/--no-x, tuples as several values. A flag's type is
-    its default's; a parameter whose default is None takes its type from ``types`` (its annotation)."""
+    its default's; a parameter whose default is None takes its type from ``types`` (its annotation).
+    ``omit_unset``: a flag not given is left out of the namespace (so a preset can fill it)."""
     for name, default in params.items():
         if name in skip:
             continue
         flag = "--" + (prefix + name).replace("_", "-")
         helptext = f"default: {default}" + (f"; {FLAG_NOTES[name]}" if name in FLAG_NOTES else "")
+        value = argparse.SUPPRESS if omit_unset else default
         if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=helptext)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=helptext)
         elif isinstance(default, tuple):
             kind = type(default[0]) if default else str
-            parser.add_argument(flag, nargs="+", type=kind, default=default, help=helptext)
+            parser.add_argument(flag, nargs="*" if omit_unset else "+", type=kind, default=value, help=helptext)
         elif default is None or isinstance(default, (int, float, str)):
             kind = type(default) if default is not None else (types or {}).get(name, str)
-            parser.add_argument(flag, type=kind, default=default, help=helptext)
+            parser.add_argument(flag, type=kind, default=value, help=helptext)
 
 
 def finetune_params() -> dict[str, Any]:
@@ -215,11 +218,16 @@ def cmd_experiment(a: argparse.Namespace) -> None:
     run_dir = None if pool else find_run_dir(a.run_dir, a.run_id, a.data_dir)
     pool = pool or run_dir / POOL
     out = a.out_dir or str((run_dir or pool.parent) / "experiment")
-    cfg = ExperimentConfig(pool_path=str(pool), out_dir=out, tiny=TinySpec(**_pick(a, tiny_params(), prefix="tiny_")),
-                           **_pick(a, set(experiment_params()) - {"tiny"}))
-    from .experiment import experiment_flow
+    from train.experiment import preset_values
 
-    res = experiment_flow(cfg.to_dict())
+    # the preset first, then every flag the user gave (flags not given are absent from the namespace)
+    settings = {**preset_values(a.preset), **_pick(a, set(experiment_params()) - {"tiny"})}
+    cfg = ExperimentConfig(pool_path=str(pool), out_dir=out, tiny=TinySpec(**_pick(a, tiny_params(), prefix="tiny_")),
+                           **settings)
+    from .experiment import experiment_flow
+    from .runners import make_task_runner
+
+    res = experiment_flow.with_options(task_runner=make_task_runner(a.runner, a.workers))(cfg.to_dict())
     print(f"verdict: {res['verdict']}\nresults: {res['results']}\nplots: {', '.join(res['plots'])}")
 
 
@@ -258,13 +266,23 @@ def register(sub) -> None:
     _add_flags(b, tiny_params())
     b.set_defaults(func=cmd_build_tiny)
 
+    from train.experiment import PRESETS
+
     e = sub.add_parser("experiment", help="mixtures × constraints × seeds → results table, plots, verdict",
-                       description="The diverse-data-vs-constraints experiment as a Prefect flow. Default sizes "
-                                   "fit a 2-core CPU with the tiny base; scale with --base-model, --device, "
-                                   "--size, --max-steps.")
+                       description="The diverse-data-vs-constraints experiment as a Prefect flow: a positive "
+                                   "control, matched token budgets, a constraint sweep and longer runs for "
+                                   "degeneration. The defaults (preset cpu) fit a 2-core CPU with the tiny base; "
+                                   "--preset gpu runs bloomz-560m on one GPU; --preset original uses "
+                                   "Chinese-Tiger-LoRA's training settings. Flags override the preset.")
     _run_flags(e, pool=True)
     e.add_argument("--out-dir", help="default: <run>/experiment")
-    _add_flags(e, experiment_params(), skip={"pool_path", "out_dir", "tiny"})
+    e.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                   help="; ".join(f"{k}: {', '.join(f'{n}={v}' for n, v in PRESETS[k].items()) or 'the defaults below'}"
+                                  for k in PRESETS))
+    e.add_argument("--runner", default=os.environ.get("TIGER_RUNNER", "process"),
+                   help="task runner for the fine-tunes: process (default), thread, dask or dask://HOST:PORT")
+    e.add_argument("--workers", type=int, help="fine-tunes trained at once (default: cores; one torch thread each)")
+    _add_flags(e, experiment_params(), skip={"pool_path", "out_dir", "tiny"}, omit_unset=True)
     e.set_defaults(models_dir=str(MODELS_DIR))
     tg = e.add_argument_group("tiny base (when --base-model tiny)")
     _add_flags(tg, tiny_params(), prefix="tiny_")

@@ -19,7 +19,7 @@ from curate.io import write_parquet
 from curate.records import make_record, records_frame
 from curate.tasktype import label_task_type
 from train.constraints import Gravity, KLToBase, build_constraint, gravity_term, kl_to_base, lora_matrices
-from train.evaluate import (assert_no_eval_items, eval_overlap_mask, near_dup_mask, remove_eval_items,
+from train.evaluate import (ContaminationError, check_decontaminated, eval_overlap_mask, near_dup_mask, remove_eval_items,
                             repetition_metrics, select_eval_set)
 from train.prompt import IGNORE_INDEX, get_template, tokenize_example
 from train.tiny import TinySpec, build_tiny
@@ -342,12 +342,12 @@ def test_eval_set_is_balanced_and_kept_out_of_every_mixture(pool_path):
             assert not {content_hash(r["instruction"], r["input"], r["output"]) for r in mix.to_dict("records")} & eval_hashes
             assert not near_dup_mask([f"{a}\n{b}\n{c}" for a, b, c in eval_df[["instruction", "input", "output"]].to_numpy()],
                                      [f"{a}\n{b}\n{c}" for a, b, c in mix[["instruction", "input", "output"]].to_numpy()]).any()
-            assert_no_eval_items(mix, eval_df)
+            check_decontaminated(mix, eval_df)
     # a mixture built from the raw pool does hold eval items, and the check says so
     raw = build_mixture(pool, {"name": "random-1500", "strategy": "random", "size": 1500, "seed": 0})
     if eval_overlap_mask(raw, eval_df).any():
-        with pytest.raises(AssertionError, match="eval items"):
-            assert_no_eval_items(raw, eval_df)
+        with pytest.raises(ContaminationError, match="eval items"):
+            check_decontaminated(raw, eval_df)
 
 
 def test_near_duplicate_of_an_eval_item_is_caught(pool_path):

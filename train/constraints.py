@@ -11,6 +11,8 @@ Each arm maps ``(model, inputs, ce)`` to ``(loss, parts)``; ``parts`` are detach
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +40,8 @@ def adapter_delta_norm(model) -> float:
         if hasattr(module, "lora_A") and hasattr(module, "lora_B") and hasattr(module, "scaling"):
             for name in module.lora_A:
                 a, b = module.lora_A[name].weight.float(), module.lora_B[name].weight.float()
-                norms.append(float((module.scaling[name] * (b @ a)).norm(p="fro")))
+                with torch.no_grad():
+                    norms.append(float((module.scaling[name] * (b @ a)).norm(p="fro")))
     if not norms:
         raise ValueError("model has no LoRA modules; wrap it with peft first")
     return sum(norms) / len(norms)
@@ -109,3 +112,24 @@ def build_constraint(name: str, gravity_weights: tuple[float, float] = (0.7, 0.3
     if name == "kl":
         return KLToBase(kl_coef)
     raise KeyError(f"unknown constraint {name!r}; known: {', '.join(CONSTRAINTS)}")
+
+
+def parse_arm(arm: str) -> tuple[str, float | None]:
+    """``none`` → (none, None); ``gravity-0.03`` → (gravity, 0.03); ``kl-1`` → (kl, 1.0)."""
+    name, _, w = arm.partition("-")
+    if name not in ("none", "gravity", "kl") or (name == "none") != (w == ""):
+        raise ValueError(f"arm {arm!r}: expected none, gravity-<weight> or kl-<coefficient>")
+    weight = float(w) if w else None
+    if name == "gravity" and not 0 < weight < 1:
+        raise ValueError(f"arm {arm!r}: the gravity weight is the penalty's share of the loss, in (0, 1)")
+    return name, weight
+
+
+def arm_kwargs(arm: str) -> dict[str, Any]:
+    name, w = parse_arm(arm)
+    kw: dict[str, Any] = {"constraint": name}
+    if name == "gravity":
+        kw["gravity_weights"] = (1.0 - w, w)  # (cross-entropy, mean LoRA Frobenius norm), as 0.7 / 0.3
+    if name == "kl":
+        kw["kl_coef"] = w
+    return kw

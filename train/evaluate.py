@@ -3,7 +3,8 @@ repetition figures of greedy generations for a fixed prompt set.
 
 The eval set is drawn from the curated pool. Before any mixture is built, the eval items and their
 near-duplicates (same id, same text, or MinHash Jaccard over character 5-grams above a threshold)
-are taken out of the pool, and every mixture is checked again (``assert_no_eval_items``).
+are taken out of the pool (and their prompt twins: ``remove_eval_items``), and every mixture is checked
+again by an independent exact method (``check_decontaminated``).
 """
 from __future__ import annotations
 
@@ -72,31 +73,104 @@ def near_dup_mask(reference: Sequence[str], texts: Sequence[str], jaccard: float
     return np.asarray(index.query(list(texts)), dtype=bool)
 
 
-def eval_overlap_mask(df: pd.DataFrame, eval_df: pd.DataFrame, jaccard: float = 0.7) -> np.ndarray:
-    """Rows of ``df`` that are an eval item: same id, same text, or a near-duplicate."""
+def prompt_text(rec: dict) -> str:
+    """What the model is asked: the instruction and its input (earlier turns aside), without the answer."""
+    return "\n".join(str(rec.get(c, "") or "") for c in ("instruction", "input")).strip()
+
+
+# Decontamination, in two independent parts. Removal uses the project's MinHash detector twice: on
+# whole records (Jaccard >= ``jaccard`` over character 5-grams) and on prompts alone (>= ``prompt_jaccard``
+# over 3-grams), which catches same-prompt twins with another answer. The after-check computes exact
+# 3-gram Jaccard on prompts with another tokeniser (scikit-learn's), and fails at CHECK_JACCARD: set
+# well above the removal threshold, so only a removal that failed can leave such a pair behind.
+PROMPT_JACCARD = 0.4
+PROMPT_NGRAM = 3
+CHECK_JACCARD = 0.6
+
+
+class ContaminationError(AssertionError):
+    """A training set holds an eval item's twin (found by the independent after-check)."""
+
+
+def eval_overlap_reasons(df: pd.DataFrame, eval_df: pd.DataFrame, jaccard: float = 0.7,
+                         prompt_jaccard: float = PROMPT_JACCARD) -> np.ndarray:
+    """Per row of ``df``: why it is an eval item or a twin of one ("" when it is not), the first
+    that applies of ``eval_id``, ``same_text``, ``near_dup_record``, ``near_dup_prompt``."""
     ids = set(eval_df["id"])
     hashes = {content_hash(r["instruction"], r["input"], r["output"]) for r in eval_df.to_dict("records")}
     recs = df.to_dict("records")
-    by_id = np.array([r.get("id") in ids for r in recs], dtype=bool)
-    by_hash = np.array([content_hash(r.get("instruction", ""), r.get("input", ""), r.get("output", "")) in hashes
-                        for r in recs], dtype=bool)
-    near = near_dup_mask([record_key_text(r) for r in eval_df.to_dict("records")],
-                         [record_key_text(r) for r in recs], jaccard=jaccard)
-    return by_id | by_hash | near
+    ev = eval_df.to_dict("records")
+    reasons = np.full(len(recs), "", dtype=object)
+    checks = [
+        ("eval_id", lambda: np.array([r.get("id") in ids for r in recs], dtype=bool)),
+        ("same_text", lambda: np.array([content_hash(r.get("instruction", ""), r.get("input", ""), r.get("output", ""))
+                                        in hashes for r in recs], dtype=bool)),
+        ("near_dup_record", lambda: near_dup_mask([record_key_text(r) for r in ev], [record_key_text(r) for r in recs],
+                                                  jaccard=jaccard)),
+        ("near_dup_prompt", lambda: near_dup_mask([prompt_text(r) for r in ev], [prompt_text(r) for r in recs],
+                                                  jaccard=prompt_jaccard, ngram=PROMPT_NGRAM)),
+    ]
+    for name, mask in checks:
+        if len(recs):
+            reasons[(reasons == "") & mask()] = name
+    return reasons
 
 
-def remove_eval_items(df: pd.DataFrame, eval_df: pd.DataFrame, jaccard: float = 0.7) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(kept, removed)``: the rows of ``df`` that are not / are eval items or their near-duplicates."""
-    mask = eval_overlap_mask(df, eval_df, jaccard) if len(df) else np.zeros(0, dtype=bool)
-    return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)
+def eval_overlap_mask(df: pd.DataFrame, eval_df: pd.DataFrame, jaccard: float = 0.7,
+                      prompt_jaccard: float = PROMPT_JACCARD) -> np.ndarray:
+    """Rows of ``df`` that are an eval item: same id, same text, or a near-duplicate (record or prompt)."""
+    return eval_overlap_reasons(df, eval_df, jaccard, prompt_jaccard) != ""
 
 
-def assert_no_eval_items(mixture: pd.DataFrame, eval_df: pd.DataFrame, name: str = "mixture",
-                         jaccard: float = 0.7) -> None:
-    mask = eval_overlap_mask(mixture, eval_df, jaccard)
-    if mask.any():
-        bad = mixture[mask].head(3)
-        raise AssertionError(f"{name}: {int(mask.sum())} eval items or near-duplicates, e.g. ids {list(bad['id'])}")
+def remove_eval_items(df: pd.DataFrame, eval_df: pd.DataFrame, jaccard: float = 0.7,
+                      prompt_jaccard: float = PROMPT_JACCARD) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(kept, removed)``: the rows of ``df`` that are not / are eval items or their twins; ``removed``
+    has a ``removed_because`` column (see ``eval_overlap_reasons``)."""
+    reasons = eval_overlap_reasons(df, eval_df, jaccard, prompt_jaccard) if len(df) else np.zeros(0, dtype=object)
+    mask = reasons != ""
+    removed = df[mask].reset_index(drop=True).assign(removed_because=reasons[mask].astype(str))
+    return df[~mask].reset_index(drop=True), removed
+
+
+def prompt_jaccard_pairs(texts: Sequence[str], eval_texts: Sequence[str], threshold: float = CHECK_JACCARD,
+                         ngram: int = PROMPT_NGRAM) -> list[tuple[int, int, float]]:
+    """Every ``(row, eval item, Jaccard)`` with exact character ``ngram`` Jaccard >= ``threshold``.
+
+    Exact, not estimated: binary n-gram count vectors (scikit-learn) multiplied as sparse matrices give
+    each pair's intersection, and the union follows from the set sizes. Whitespace is removed; a text
+    shorter than ``ngram`` is one shingle, itself."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    def grams(t: str) -> list[str]:
+        t = re.sub(r"\s+", "", t)
+        return [t[i:i + ngram] for i in range(len(t) - ngram + 1)] if len(t) >= ngram else ([t] if t else [])
+
+    if not len(texts) or not len(eval_texts):
+        return []
+    vec = CountVectorizer(analyzer=grams, binary=True)
+    vec.fit(list(texts) + list(eval_texts))
+    a, b = vec.transform(texts), vec.transform(eval_texts)
+    inter = (a @ b.T).tocoo()
+    size_a = np.asarray(a.sum(1)).ravel()
+    size_b = np.asarray(b.sum(1)).ravel()
+    jac = inter.data / (size_a[inter.row] + size_b[inter.col] - inter.data)
+    ok = jac >= threshold
+    return sorted(zip(inter.row[ok].tolist(), inter.col[ok].tolist(), jac[ok].round(4).tolist()))
+
+
+def check_decontaminated(mixture: pd.DataFrame, eval_df: pd.DataFrame, name: str = "mixture",
+                         threshold: float = CHECK_JACCARD) -> None:
+    """The after-check: raise ``ContaminationError`` when ``mixture`` holds an eval item's id, its text,
+    or a prompt whose exact 3-gram Jaccard with an eval prompt is >= ``threshold``."""
+    recs, ev = mixture.to_dict("records"), eval_df.to_dict("records")
+    ids = set(eval_df["id"])
+    bad = [f"row {i} has eval id {r['id']}" for i, r in enumerate(recs) if r.get("id") in ids]
+    pairs = prompt_jaccard_pairs([prompt_text(r) for r in recs], [prompt_text(r) for r in ev], threshold)
+    bad += [f"row {i} ~ eval {ev[j]['id']} (prompt 3-gram Jaccard {jac:.2f}: {prompt_text(recs[i])[:40]!r} vs "
+            f"{prompt_text(ev[j])[:40]!r})" for i, j, jac in pairs]
+    if bad:
+        raise ContaminationError(f"{name}: {len(bad)} eval items or twins left after decontamination: "
+                                 + "; ".join(bad[:5]))
 
 
 # ---- loss and perplexity per task type ---------------------------------------------------------
@@ -117,23 +191,16 @@ def pad_batch(features: list[dict], pad_id: int, side: str = "right") -> dict:
     return {k: torch.tensor(v, dtype=torch.long) for k, v in out.items() if v}
 
 
-def eval_loss_by_type(model, tokenizer, template: Template, records: list[dict], cutoff_len: int = 256,
-                      batch_size: int = 16) -> dict:
-    """Response-token cross-entropy per task type (token-weighted) and its perplexity.
-
-    Returns ``{"by_type": {type: {"loss", "ppl", "tokens", "n"}}, "loss": macro mean over types,
-    "ppl": exp(macro loss), "loss_micro": over all tokens}``. The macro mean weighs each task type
-    equally, as the balanced eval set intends.
-    """
+def item_losses(model, tokenizer, template: Template, records: list[dict], cutoff_len: int = 256,
+                batch_size: int = 16) -> list[tuple[float, int]]:
+    """Per record: ``(sum of response-token cross-entropy, response tokens)``, prompt tokens masked."""
     import torch
     import torch.nn.functional as F
 
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    sums: Counter = Counter()
-    counts: Counter = Counter()
-    items: Counter = Counter()
+    out: list[tuple[float, int]] = []
     feats = [tokenize_example(tokenizer, template, r, cutoff_len, train_on_inputs=False) for r in records]
     with torch.no_grad():
         for i in range(0, len(feats), batch_size):
@@ -143,13 +210,29 @@ def eval_loss_by_type(model, tokenizer, template: Template, records: list[dict],
             labels = batch["labels"][:, 1:]
             nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
             mask = labels != IGNORE_INDEX
-            for j, rec in enumerate(records[i: i + batch_size]):
-                t = rec.get("task_type", "all")
-                sums[t] += float(nll[j][mask[j]].sum())
-                counts[t] += int(mask[j].sum())
-                items[t] += 1
+            for j in range(len(batch["input_ids"])):
+                out.append((float(nll[j][mask[j]].sum()), int(mask[j].sum())))
     if was_training:
         model.train()
+    return out
+
+
+def eval_loss_by_type(model, tokenizer, template: Template, records: list[dict], cutoff_len: int = 256,
+                      batch_size: int = 16) -> dict:
+    """Response-token cross-entropy per task type (token-weighted) and its perplexity.
+
+    Returns ``{"by_type": {type: {"loss", "ppl", "tokens", "n"}}, "loss": macro mean over types,
+    "ppl": exp(macro loss), "loss_micro": over all tokens}``. The macro mean weighs each task type
+    equally, as the balanced eval set intends.
+    """
+    sums: Counter = Counter()
+    counts: Counter = Counter()
+    items: Counter = Counter()
+    for rec, (nll, n) in zip(records, item_losses(model, tokenizer, template, records, cutoff_len, batch_size)):
+        t = rec.get("task_type", "all")
+        sums[t] += nll
+        counts[t] += n
+        items[t] += 1
     by_type = {}
     for t in sorted(items):
         loss = sums[t] / max(counts[t], 1)
@@ -157,6 +240,44 @@ def eval_loss_by_type(model, tokenizer, template: Template, records: list[dict],
     macro = float(np.mean([v["loss"] for v in by_type.values()])) if by_type else float("nan")
     micro = sum(sums.values()) / max(sum(counts.values()), 1)
     return {"by_type": by_type, "loss": macro, "ppl": math.exp(min(macro, 50.0)), "loss_micro": micro}
+
+
+# ---- answers scored against the reference -----------------------------------------------------------
+
+# Task types whose answer can be checked by exact match (a label, a number, a span); the rest are
+# scored by character overlap only.
+CHECKABLE_TYPES = ("math", "classification", "closed qa", "extract")
+_EDGE_PUNCT = "。．.！!？?，,；;：:、\"'“”‘’「」『』《》（）()【】[] "
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def normalize_answer(text: str) -> str:
+    """Exact-match normalisation: NFKC (full-width letters and digits to ASCII), whitespace removed,
+    punctuation stripped from both ends, Latin letters lower-cased."""
+    import unicodedata
+
+    t = re.sub(r"\s+", "", unicodedata.normalize("NFKC", text or ""))
+    return t.strip(_EDGE_PUNCT).lower()
+
+
+def exact_match(prediction: str, reference: str, task_type: str = "") -> bool:
+    """Normalised strings equal; for ``math``, also the last number of each equal (answers that
+    show their working end in the result)."""
+    p, r = normalize_answer(prediction), normalize_answer(reference)
+    if p and p == r:
+        return True
+    if task_type == "math":
+        pn, rn = _NUMBER.findall(p), _NUMBER.findall(r)
+        return bool(pn and rn) and float(pn[-1]) == float(rn[-1])
+    return False
+
+
+def chrf(prediction: str, reference: str) -> float:
+    """Character n-gram F-score (chrF, n ≤ 6, β = 2; sacrebleu), 0–100; whitespace ignored, so it
+    suits Chinese, which has none between words."""
+    from sacrebleu.metrics import CHRF
+
+    return float(CHRF().sentence_score(prediction or "", [reference or ""]).score)
 
 
 # ---- generations and their repetition ------------------------------------------------------------

@@ -88,6 +88,7 @@ def finetune(
     # optimisation
     learning_rate: float = 3e-4,
     max_steps: int = 150,  # > 0: this many optimizer steps; 0: num_epochs passes over the mixture
+    response_token_budget: int = 0,  # > 0: steps follow from it (matched budgets), overriding max_steps
     num_epochs: float = 1.0,
     micro_batch_size: int = 8,
     gradient_accumulation_steps: int = 1,
@@ -102,6 +103,7 @@ def finetune(
     save_total_limit: int | None = None,
     gen_max_new_tokens: int = 48,
     eval_batch_size: int = 16,
+    eval_generate: bool = False,  # at the end: greedy answers to every eval item, exact match and chrF
     # run
     seed: int = 42,
     device: str = "cpu",  # or "cuda" (bf16 when the card supports it)
@@ -166,6 +168,8 @@ def finetune(
     records = load_alpaca_json(mixture_path)
     train_data = [tokenize_example(tokenizer, tmpl, r, cutoff_len, train_on_inputs) for r in records]
     eval_records = load_alpaca_json(eval_path) if eval_path else []
+    if response_token_budget > 0:  # every arm sees the same number of response tokens, in expectation
+        max_steps = steps_for_budget(train_data, response_token_budget, micro_batch_size * gradient_accumulation_steps)
 
     # ---- evaluation at every checkpoint ----
     def evaluate_now(step: int) -> dict:
@@ -204,6 +208,7 @@ def finetune(
         def __init__(self, *a, **kw):
             super().__init__(*a, **kw)
             self.tokens_seen = 0
+            self.response_tokens_seen = 0
             self._parts: dict[str, list[float]] = {}
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -211,6 +216,7 @@ def finetune(
             loss, parts = arm(self.accelerator.unwrap_model(model), inputs, outputs, outputs.loss)
             if model.training:
                 self.tokens_seen += int(inputs["attention_mask"].sum())
+                self.response_tokens_seen += int((inputs["labels"][:, 1:] != -100).sum())
                 for k, v in parts.items():
                     self._parts.setdefault(k, []).append(v)
             return (loss, outputs) if return_outputs else loss
@@ -261,6 +267,11 @@ def finetune(
     model.save_pretrained(output_dir / "adapter")  # adapter_model.safetensors + adapter_config.json
     metrics = read_metrics(output_dir)
     final = metrics[-1] if metrics else evaluate_now(trainer.state.global_step)
+    if eval_generate and eval_records:
+        from curate.io import write_parquet
+
+        write_parquet(output_dir / "eval_items.parquet",
+                      score_items(model, tokenizer, tmpl, eval_records, cutoff_len, gen_max_new_tokens, eval_batch_size))
     train_losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
     peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -276,6 +287,8 @@ def finetune(
         # how far the adapters move the base at the end (0: the adapted model is the base)
         "adapter_delta_norm": adapter_delta_norm(model),
         "tokens_seen": trainer.tokens_seen,
+        "response_tokens_seen": trainer.response_tokens_seen,
+        "max_steps": max_steps,
         "train_seconds": round(train_seconds, 2),
         "tokens_per_second": round(trainer.tokens_seen / train_seconds, 1) if train_seconds > 0 else None,
         "peak_memory_mb": round(peak_mb, 1),
@@ -285,6 +298,34 @@ def finetune(
     }
     write_json(output_dir / "summary.json", summary)
     return summary
+
+
+def steps_for_budget(train_data: list[dict], budget: int, batch: int) -> int:
+    """Optimizer steps whose expected response tokens (a random batch of ``batch`` examples) reach ``budget``."""
+    per_example = sum(sum(1 for x in f["labels"][1:] if x != -100) for f in train_data) / max(len(train_data), 1)
+    if per_example <= 0:
+        raise TrainInputError("no response tokens in the mixture: nothing to train on")
+    return max(1, math.ceil(budget / (per_example * batch)))
+
+
+def score_items(model, tokenizer, tmpl, records: list[dict], cutoff_len: int, max_new_tokens: int,
+                batch_size: int):
+    """One row per eval item: its loss and response tokens, the greedy answer, exact match (checkable
+    task types only) and chrF."""
+    import pandas as pd
+
+    from .evaluate import CHECKABLE_TYPES, chrf, exact_match, item_losses
+
+    losses = item_losses(model, tokenizer, tmpl, records, cutoff_len, batch_size)
+    gens = generate(model, tokenizer, tmpl, records, max_new_tokens, cutoff_len, batch_size)
+    rows = []
+    for i, (r, (nll, n), g) in enumerate(zip(records, losses, gens)):
+        t = r.get("task_type", "all")
+        rows.append({"item": i, "id": r.get("id", str(i)), "task_type": t, "nll": nll, "tokens": n,
+                     "loss": nll / n if n else float("nan"), "generation": g,
+                     "exact": float(exact_match(g, r["output"], t)) if t in CHECKABLE_TYPES else float("nan"),
+                     "chrf": chrf(g, r["output"])})
+    return pd.DataFrame(rows)
 
 
 def _length_grouping(training_args_cls) -> dict:

@@ -9,8 +9,10 @@ import pandas as pd
 
 
 def plot(results: pd.DataFrame, steps: pd.DataFrame, out_dir: str | os.PathLike,
-         base_row: dict | None = None) -> list[str]:
-    """``eval_loss_by_task_type.png`` and ``metrics_vs_steps.png``; returns their paths.
+         base_row: dict | None = None, cfg=None, effects: dict | None = None) -> list[str]:
+    """``eval_loss_by_task_type.png`` and ``metrics_vs_steps.png`` (main grid), ``constraint_sweep.png``
+    (eval loss and adapter norm against the weight) and ``degeneration.png`` (eval loss and repetition
+    against steps in the long runs); returns their paths.
 
     With ``base_row`` the bars are the change from the base's loss on that task type (the arms
     differ by far less than the task types do, so absolute bars would hide the differences).
@@ -23,6 +25,11 @@ def plot(results: pd.DataFrame, steps: pd.DataFrame, out_dir: str | os.PathLike,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
+    all_steps = steps
+    if "part" in results:
+        results = results[results["part"] == "main"]
+    if "part" in steps:
+        steps = steps[steps["part"] == "main"]
     type_cols = sorted(c for c in results.columns if c.startswith("loss["))
     constraints = list(dict.fromkeys(results["constraint"]))
     mixtures = list(dict.fromkeys(results["mixture"]))
@@ -72,6 +79,50 @@ def plot(results: pd.DataFrame, steps: pd.DataFrame, out_dir: str | os.PathLike,
         fig.suptitle("Metrics against steps (mean over seeds; step 0 = the base)")
         fig.tight_layout()
         p = out_dir / "metrics_vs_steps.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(str(p))
+    sweep = pd.DataFrame((effects or {}).get("sweep") or [])
+    if len(sweep) > 1:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        none = sweep[sweep["kind"] == "none"]
+        for kind, marker in (("gravity", "o-"), ("kl", "s--")):
+            part = sweep[sweep["kind"] == kind].sort_values("weight")
+            if part.empty:
+                continue
+            axes[0].plot(part["weight"], part["eval_loss"], marker, label=kind)
+            axes[1].plot(part["weight"], part["adapter_delta_norm"], marker, label=kind)
+        for ax, col in zip(axes, ("eval_loss", "adapter_delta_norm")):
+            if len(none):
+                ax.axhline(float(none[col].iloc[0]), color="gray", linewidth=0.8, label="none")
+            if base_row and col == "eval_loss":
+                ax.axhline(base_row["eval_loss"], color="black", linestyle=":", linewidth=0.8, label="base")
+            ax.set_xscale("log")
+            ax.set_xlabel("weight (gravity: penalty share; kl: coefficient)")
+            ax.set_title(col)
+            ax.legend(fontsize=8)
+        axes[1].set_yscale("symlog", linthresh=1e-4)
+        fig.suptitle("Constraint weight sweep (final checkpoint)")
+        fig.tight_layout()
+        p = out_dir / "constraint_sweep.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(str(p))
+    deg = all_steps[all_steps["part"] == "degeneration"] if "part" in all_steps else all_steps.iloc[0:0]
+    if len(deg):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        for arm, part in deg.groupby("arm", sort=False):
+            part = part.sort_values("step")
+            axes[0].plot(part["step"], part["eval_loss"], "-o", markersize=3, label=str(part["mixture"].iloc[0]))
+            axes[1].plot(part["step"], part["rep_rate"], "-o", markersize=3, label=str(part["mixture"].iloc[0]))
+        axes[0].set_title("eval loss")
+        axes[1].set_title("repeated 4-gram rate (fixed prompts)")
+        for ax in axes:
+            ax.set_xlabel("step")
+            ax.legend(fontsize=8)
+        fig.suptitle("Degeneration over longer training (no constraint; step 0 = the base)")
+        fig.tight_layout()
+        p = out_dir / "degeneration.png"
         fig.savefig(p, dpi=110)
         plt.close(fig)
         paths.append(str(p))

@@ -23,6 +23,8 @@ import pandas as pd
 from curate.io import read_json, write_json, write_parquet, write_text
 
 from . import template as _template  # noqa: F401  (registers probe_zh)
+from ..bootstrap import bootstrap  # noqa: F401  (shared with tiger experiment)
+from ..constraints import arm_kwargs, parse_arm  # noqa: F401  (re-exported: tests and callers use them here)
 from .base import CharBaseSpec
 from .evaluate import baseline_correct, load_suite, score_model
 from .suite import SuiteSpec, mixture_name, seen_rules, write_mixture, write_suite
@@ -82,27 +84,6 @@ class ProbeConfig:
         d = dict(d)
         d["base"] = CharBaseSpec(**d.get("base", {}))
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
-
-
-def parse_arm(arm: str) -> tuple[str, float | None]:
-    """``none`` → (none, None); ``gravity-0.03`` → (gravity, 0.03); ``kl-1`` → (kl, 1.0)."""
-    name, _, w = arm.partition("-")
-    if name not in ("none", "gravity", "kl") or (name == "none") != (w == ""):
-        raise ValueError(f"arm {arm!r}: expected none, gravity-<weight> or kl-<coefficient>")
-    weight = float(w) if w else None
-    if name == "gravity" and not 0 < weight < 1:
-        raise ValueError(f"arm {arm!r}: the gravity weight is the penalty's share of the loss, in (0, 1)")
-    return name, weight
-
-
-def arm_kwargs(arm: str) -> dict[str, Any]:
-    name, w = parse_arm(arm)
-    kw: dict[str, Any] = {"constraint": name}
-    if name == "gravity":
-        kw["gravity_weights"] = (1.0 - w, w)  # (cross-entropy, mean LoRA Frobenius norm), as 0.7 / 0.3
-    if name == "kl":
-        kw["kl_coef"] = w
-    return kw
 
 
 def all_rules() -> int:
@@ -238,34 +219,6 @@ def per_seed(df: pd.DataFrame, metric: str, col: str | None = None) -> dict[int,
     sub, c = select(df, metric)
     c = col or c
     return {int(s): g.sort_values("item")[c].astype(float).to_numpy() for s, g in sub.groupby("seed") if len(g)}
-
-
-def bootstrap(a: dict[int, np.ndarray], b: dict[int, np.ndarray] | None = None, paired_items: bool = False,
-              reps: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Mean over seeds of mean(a) [− mean(b)] and a 95% percentile interval from resampling seeds and,
-    within each seed, items (the same item draws for a and b when ``paired_items``)."""
-    seeds = sorted(set(a) & set(b)) if b is not None else sorted(a)
-    seeds = [s for s in seeds if len(a[s]) and (b is None or len(b[s]))]
-    if not seeds:
-        return {"mean": None, "low": None, "high": None, "seeds": 0, "items": 0}
-    rng = np.random.default_rng(seed)
-    per_rep = []
-    for s in seeds:
-        x = a[s]
-        ix = rng.integers(0, len(x), (reps, len(x)))
-        v = x[ix].mean(1)
-        if b is not None:
-            y = b[s]
-            iy = ix if paired_items and len(y) == len(x) else rng.integers(0, len(y), (reps, len(y)))
-            v = v - y[iy].mean(1)
-        per_rep.append(v)
-    m = np.stack(per_rep)  # seeds × reps
-    pick = rng.integers(0, len(seeds), (reps, len(seeds)))
-    stats = m[pick, np.arange(reps)[:, None]].mean(1)
-    point = float(np.mean([a[s].mean() - (b[s].mean() if b is not None else 0.0) for s in seeds]))
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return {"mean": point, "low": float(lo), "high": float(hi), "seeds": len(seeds),
-            "items": int(np.mean([len(a[s]) for s in seeds]))}
 
 
 def config_table(items: pd.DataFrame, reps: int) -> pd.DataFrame:
