@@ -57,13 +57,13 @@ def main() -> None:
 
     from curate.io import read_parquet
     from flows.train_cli import POOL, find_run_dir
-    from train.evaluate import select_eval_set
+    from train.evaluate import pretrain_exclusions
     from train.tiny import build_tiny
 
     run_dir = find_run_dir(a.run_dir, None, "data")
     pool = read_parquet(run_dir / POOL)
     t0 = time.time()
-    exclude = sorted(select_eval_set(pool, 20, 0)["id"])  # the experiment's default eval set
+    exclude = pretrain_exclusions(pool, 20, 0)  # the experiment's default eval set and its twins
     base = build_tiny(run_dir / POOL, "data/processed/models", exclude_ids=exclude)
     build_s = time.time() - t0
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))

@@ -140,7 +140,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     from curate.io import read_parquet
 
     from train.checks import check_base_model, check_rows, model_tag
-    from train.evaluate import remove_eval_items, select_eval_set
+    from train.evaluate import pretrain_exclusions, remove_eval_items, select_eval_set
     from train.experiment import eval_records
     from train.finetune import conflict_error, finetune, load_alpaca_json, settings_conflicts
 
@@ -174,7 +174,7 @@ def cmd_train(a: argparse.Namespace) -> None:
 
         pool = read_parquet(run_dir / POOL)
         eval_df = select_eval_set(pool, a.eval_per_type, a.eval_seed)
-        exclude = sorted(eval_df["id"])
+        exclude = pretrain_exclusions(pool, a.eval_per_type, a.eval_seed)
         recs = load_alpaca_json(mixture)
         mix_df = pd.DataFrame([{"id": f"mix-{i}", "instruction": r["instruction"], "input": r.get("input", ""),
                                 "output": r["output"], "_i": i} for i, r in enumerate(recs)])
@@ -199,13 +199,13 @@ def cmd_train(a: argparse.Namespace) -> None:
 def cmd_build_tiny(a: argparse.Namespace) -> None:
     from curate.io import read_parquet
 
-    from train.evaluate import select_eval_set
+    from train.evaluate import pretrain_exclusions
     from train.tiny import TinySpec, build_tiny
 
     pool = Path(a.pool) if a.pool else find_run_dir(a.run_dir, a.run_id, a.data_dir) / POOL
     exclude: list[str] = []
     if a.eval_per_type > 0:  # leave out the eval set the experiment will use (same defaults: same model)
-        exclude = sorted(select_eval_set(read_parquet(pool), a.eval_per_type, a.eval_seed)["id"])
+        exclude = pretrain_exclusions(read_parquet(pool), a.eval_per_type, a.eval_seed)
     spec = TinySpec(**_pick(a, tiny_params()))
     print(build_tiny(pool, a.models_dir, spec, exclude_ids=exclude))
 
@@ -261,7 +261,7 @@ def register(sub) -> None:
                                    "the pool's text; cached under <models-dir>/tiny-<hash of inputs>/.")
     _run_flags(b, pool=True)
     b.add_argument("--models-dir", default=str(MODELS_DIR))
-    b.add_argument("--eval-per-type", type=int, default=20, help="leave out this eval set (as the experiment does); 0: none")
+    b.add_argument("--eval-per-type", type=int, default=20, help="leave out this eval set and its twins (as the experiment does); 0: none")
     b.add_argument("--eval-seed", type=int, default=0)
     _add_flags(b, tiny_params())
     b.set_defaults(func=cmd_build_tiny)

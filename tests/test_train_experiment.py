@@ -232,6 +232,23 @@ def test_cli_preset_then_flags():
         ExperimentConfig(pool_path="-", out_dir="-", constraints=("none", "gravity=0.3"))
 
 
+def test_original_preset_trains_a_few_steps(tiny_dir, pool_path, tmp_path):
+    """The `original` preset's training settings (train_on_inputs, its learning rate and warm-up) run."""
+    from curate.io import write_json
+    from train.experiment import preset_values
+    from train.finetune import finetune
+
+    cfg = ExperimentConfig(pool_path="-", out_dir="-", **{**preset_values("original"), "max_steps": 3,
+                                                          "response_token_budget": 0, "micro_batch_size": 4,
+                                                          "save_steps": 3, "cutoff_len": 96, "gen_max_new_tokens": 4})
+    rows = pd.read_parquet(pool_path).head(16)[["instruction", "input", "output"]].to_dict("records")
+    s = finetune(write_json(tmp_path / "m.json", rows), tmp_path / "run", base_model=str(tiny_dir),
+                 constraint="gravity", gravity_weights=(0.7, 0.3), **cfg.finetune_kwargs())
+    assert s["steps"] == 3 and s["config"]["train_on_inputs"] is True and s["config"]["learning_rate"] == 5e-5
+    # trained on prompts too: more tokens carry a label than the responses alone
+    assert s["response_tokens_seen"] > 0.9 * s["tokens_seen"]
+
+
 def test_experiment_flow_end_to_end(mirror, tmp_path):
     from flows.experiment import experiment_flow
     from train.finetune import load_alpaca_json
@@ -256,6 +273,10 @@ def test_experiment_flow_end_to_end(mirror, tmp_path):
     assert results["eval_loss"].notna().all() and results["chrf"].notna().all()
     assert (main["response_tokens_seen"] > 0).all()
     items = pd.read_parquet(out / "items.parquet")
+    # generation metrics per task type: chrF for every type, exact match for the checkable ones only
+    assert {c[5:-1] for c in results if c.startswith("chrf[")} == set(items["task_type"])
+    exact_types = {c[6:-1] for c in results if c.startswith("exact[")}
+    assert exact_types == set(items["task_type"]) & {"math", "classification", "closed qa", "extract"}
     assert len(items) == len(results) * len(load_alpaca_json(json.loads((out / "prepared.json").read_text())["eval_path"]))
     steps = pd.read_parquet(out / "steps.parquet")
     assert sorted(steps[steps["part"] == "degeneration"]["step"].unique()) == [0, 3, 6]

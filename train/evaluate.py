@@ -132,6 +132,14 @@ def remove_eval_items(df: pd.DataFrame, eval_df: pd.DataFrame, jaccard: float = 
     return df[~mask].reset_index(drop=True), removed
 
 
+def pretrain_exclusions(pool: pd.DataFrame, per_type: int = 20, seed: int = 0, jaccard: float = 0.7) -> list[str]:
+    """Ids the tiny base must not pretrain on: the eval set of ``select_eval_set(pool, per_type, seed)``
+    and every pool row ``remove_eval_items`` takes out with it (the experiment's own exclusion)."""
+    eval_df = select_eval_set(pool, per_type, seed)
+    _, removed = remove_eval_items(pool, eval_df, jaccard)
+    return sorted(set(eval_df["id"]) | set(removed["id"]))
+
+
 def prompt_jaccard_pairs(texts: Sequence[str], eval_texts: Sequence[str], threshold: float = CHECK_JACCARD,
                          ngram: int = PROMPT_NGRAM) -> list[tuple[int, int, float]]:
     """Every ``(row, eval item, Jaccard)`` with exact character ``ngram`` Jaccard >= ``threshold``.

@@ -101,7 +101,11 @@ def plot(results: pd.DataFrame, steps: pd.DataFrame, out_dir: str | os.PathLike,
             ax.set_xlabel("weight (gravity: penalty share; kl: coefficient)")
             ax.set_title(col)
             ax.legend(fontsize=8)
-        axes[1].set_yscale("symlog", linthresh=1e-4)
+        norms = sweep["adapter_delta_norm"].dropna()
+        if len(norms) and (norms > 0).all():
+            axes[1].set_yscale("log")  # a collapsed arm sits orders of magnitude below the others
+        else:
+            axes[1].set_yscale("symlog", linthresh=1e-6)
         fig.suptitle("Constraint weight sweep (final checkpoint)")
         fig.tight_layout()
         p = out_dir / "constraint_sweep.png"

@@ -43,6 +43,10 @@ def collect(runs: list[dict], base_row: dict | None = None) -> tuple[pd.DataFram
             item_parts.append(it.assign(**ident))
             row["exact"] = float(it["exact"].mean())  # NaN-skipping: checkable task types only
             row["chrf"] = float(it["chrf"].mean())
+            for t, g in it.groupby("task_type", sort=True):  # the generation metrics per task type
+                row[f"chrf[{t}]"] = float(g["chrf"].mean())
+                if g["exact"].notna().any():
+                    row[f"exact[{t}]"] = float(g["exact"].mean())
         row.update({"steps": s["steps"], "train_loss_first": s["train_loss_first"], "train_loss_last": s["train_loss_last"],
                     "tokens_seen": s["tokens_seen"], "response_tokens_seen": s.get("response_tokens_seen"),
                     "tokens_per_second": s["tokens_per_second"], "train_seconds": s["train_seconds"],

@@ -83,7 +83,8 @@ def collapsed_arms(results: pd.DataFrame, base_row: dict | None = None) -> list[
 def sweep_table(results: pd.DataFrame, cfg: ExperimentConfig) -> pd.DataFrame:
     """Per constraint arm on the sweep mixture: its weight, mean eval loss and adapter norm."""
     mix = f"{cfg.sweep_strategy}-{cfg.size}"
-    df = results[(results["mixture"] == mix) & results["seed"].isin(list(cfg.sweep_seeds))]
+    df = results[results["part"].isin(["main", "sweep"])] if "part" in results else results
+    df = df[(df["mixture"] == mix) & df["seed"].isin(list(cfg.sweep_seeds))]
     rows = []
     for arm, g in df.groupby("constraint", sort=False):
         kind, w = parse_arm(str(arm))
@@ -167,7 +168,7 @@ def verdict(results: pd.DataFrame, cfg: ExperimentConfig, base_row: dict | None 
         lines.append("")
 
     # 3. constraints, on each mixture
-    if len(main_items):
+    if len(main_items) and len(cfg.constraints) > 1:
         lines.append("### Effect of each constraint (arm minus `none`, per mixture; loss: negative = the constraint helps)")
         lines.append("")
         for arm in [c for c in cfg.constraints if c != "none"]:
@@ -231,13 +232,16 @@ def verdict(results: pd.DataFrame, cfg: ExperimentConfig, base_row: dict | None 
             lines.append("- Diversity: contradicted — without constraints, a less diverse mixture has a lower eval loss "
                          "than the diverse one, with an interval above zero.")
         else:
-            lines.append("- Diversity: not shown — an interval includes zero (see the detectable effect above).")
+            lines.append("- Diversity: not shown against every mixture — " + "; ".join(
+                f"against {e['b']}: {'better' if e['high'] < 0 else 'no difference shown'} ({_fmt(e['mean'])}, "
+                f"95% CI {_fmt(e['low'])} to {_fmt(e['high'])}, detectable ≈ {abs(e['mde'] or 0):.4f})"
+                for e in div if e["n"] and e["high"] is not None) + ".")
         if con_helps:
             lines.append(f"- Constraints: contradicted for {', '.join(con_helps)} — it lowers eval loss on at least one "
                          f"mixture, with an interval below zero.")
         elif con_hurts:
-            lines.append(f"- Constraints: consistent with the finding — none helps; {', '.join(con_hurts)} raises eval "
-                         f"loss (interval above zero) on at least one mixture.")
+            lines.append(f"- Constraints: consistent with the finding — none helps; eval loss is higher (interval above "
+                         f"zero) with {', '.join(con_hurts)} on at least one mixture.")
         else:
             lines.append("- Constraints: consistent with the finding — no constraint shows a benefit.")
     if collapsed:
