@@ -57,13 +57,9 @@ def plot(results: pd.DataFrame, steps: pd.DataFrame, out_dir: str | os.PathLike,
                 ax.set_ylim(max(0.0, lo - 0.1 * (hi - lo + 1e-9)), hi + 0.1 * (hi - lo + 1e-9))
         axes[-1, 0].set_xticks(x + width * (len(mixtures) - 1) / 2)
         axes[-1, 0].set_xticklabels([c[5:-1] for c in type_cols], rotation=30)
-        fig.suptitle("Eval loss per task type" + (", change from the base" if base_row else "")
-                     + " (mean over seeds, error bar = sd; lower is better)")
-        fig.tight_layout()
-        p = out_dir / "eval_loss_by_task_type.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(str(p))
+        title = ("Eval loss per task type" + (", change from the base" if base_row else "")
+                 + " (mean over seeds, error bar = sd; lower is better)")
+        paths.append(_save(fig, out_dir / "eval_loss_by_task_type.png", title))
     if not steps.empty:
         metrics = [m for m in ("eval_loss", "rep_rate", "distinct_2", "mean_len") if m in steps.columns]
         fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
@@ -76,12 +72,7 @@ def plot(results: pd.DataFrame, steps: pd.DataFrame, out_dir: str | os.PathLike,
             ax.set_xlabel("step")
             ax.set_title(metric)
         axes[0][0].legend(fontsize=7)
-        fig.suptitle("Metrics against steps (mean over seeds; step 0 = the base)")
-        fig.tight_layout()
-        p = out_dir / "metrics_vs_steps.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(str(p))
+        paths.append(_save(fig, out_dir / "metrics_vs_steps.png", "Metrics against steps (mean over seeds; step 0 = the base)"))
     sweep = pd.DataFrame((effects or {}).get("sweep") or [])
     if len(sweep) > 1:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -106,12 +97,7 @@ def plot(results: pd.DataFrame, steps: pd.DataFrame, out_dir: str | os.PathLike,
             axes[1].set_yscale("log")  # a collapsed arm sits orders of magnitude below the others
         else:
             axes[1].set_yscale("symlog", linthresh=1e-6)
-        fig.suptitle("Constraint weight sweep (final checkpoint)")
-        fig.tight_layout()
-        p = out_dir / "constraint_sweep.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(str(p))
+        paths.append(_save(fig, out_dir / "constraint_sweep.png", "Constraint weight sweep (final checkpoint)"))
     deg = all_steps[all_steps["part"] == "degeneration"] if "part" in all_steps else all_steps.iloc[0:0]
     if len(deg):
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -124,10 +110,17 @@ def plot(results: pd.DataFrame, steps: pd.DataFrame, out_dir: str | os.PathLike,
         for ax in axes:
             ax.set_xlabel("step")
             ax.legend(fontsize=8)
-        fig.suptitle("Degeneration over longer training (no constraint; step 0 = the base)")
-        fig.tight_layout()
-        p = out_dir / "degeneration.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(str(p))
+        paths.append(_save(fig, out_dir / "degeneration.png",
+                           "Degeneration over longer training (no constraint; step 0 = the base)"))
     return paths
+
+
+def _save(fig, path: Path, title: str) -> str:
+    """Title, lay out, write at the project's plot resolution, and free the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
