@@ -182,10 +182,10 @@ def test_collapse_is_claimed_only_where_the_adapter_norm_was_measured():
 
     r = pd.DataFrame({"constraint": ["none", "gravity-0.3", "gravity-0.3"], "eval_loss": [5.3, 5.4, 5.4],
                       "adapter_delta_norm": [0.5, 1e-7, 2e-6]})
-    assert collapsed_arms(r, {"eval_loss": 5.4}) == ["gravity-0.3"]
+    assert collapsed_arms(r) == ["gravity-0.3"]
     r.loc[2, "adapter_delta_norm"] = 0.01  # one run kept its adapter
-    assert collapsed_arms(r, {"eval_loss": 5.4}) == []
-    assert collapsed_arms(r.drop(columns="adapter_delta_norm"), {"eval_loss": 5.4}) == []
+    assert collapsed_arms(r) == []
+    assert collapsed_arms(r.drop(columns="adapter_delta_norm")) == []
 
 
 # ---- budgets, presets, and the grid end to end ---------------------------------------------------------

@@ -23,9 +23,9 @@ from .grid import base_eval_path, evaluate_base, grid, runs_key
 from .prepare import eval_records, mixture_specs, prepare
 from .report import report
 from .stats import collect, item_effect, paired_effect, t_interval
-from .verdict import ADAPTER_ZERO_NORM, BASE_LOSS_TOL, collapsed_arms, positive_control, verdict
+from .verdict import ADAPTER_ZERO_NORM, collapsed_arms, positive_control, verdict
 
-__all__ = ["ADAPTER_ZERO_NORM", "BASE_LOSS_TOL", "EVAL_COLUMNS", "PRESETS", "ExperimentConfig", "arm_name",
+__all__ = ["ADAPTER_ZERO_NORM", "EVAL_COLUMNS", "PRESETS", "ExperimentConfig", "arm_name",
            "base_eval_path", "collapsed_arms", "collect", "eval_records", "evaluate_base", "grid", "item_effect",
            "mixture_specs", "paired_effect", "positive_control", "prepare", "preset_values", "report", "runs_key",
            "t_interval", "verdict"]

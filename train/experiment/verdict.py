@@ -17,7 +17,6 @@ from .config import ExperimentConfig
 from .stats import item_effect, paired_effect
 
 ADAPTER_ZERO_NORM = 1e-4  # adapters that move the weights by less than this leave the base as it was
-BASE_LOSS_TOL = 1e-3  # kept for callers: the eval-loss distance below which arms look like the base
 
 
 def _fmt(x, digits: int = 4) -> str:
@@ -67,7 +66,7 @@ def positive_control(items: pd.DataFrame, cfg: ExperimentConfig, prepared: dict,
             "excluded": exc, "own": own_e}
 
 
-def collapsed_arms(results: pd.DataFrame, base_row: dict | None = None) -> list[str]:
+def collapsed_arms(results: pd.DataFrame) -> list[str]:
     """Constraint arms whose every run ended at the base: adapters measured to move the weights by
     less than ``ADAPTER_ZERO_NORM`` (no claim where the norm was not recorded)."""
     out = []
@@ -197,7 +196,7 @@ def verdict(results: pd.DataFrame, cfg: ExperimentConfig, base_row: dict | None 
         for r in sw.to_dict("records"):
             lines.append(f"| {r['constraint']} | {r['weight']:g} | {r['eval_loss']:.4f} | {r['adapter_delta_norm']:.2e} |")
         lines.append("")
-    collapsed = collapsed_arms(results, base_row)
+    collapsed = collapsed_arms(results)
     effects["collapsed_to_base"] = collapsed
     if collapsed:
         lines.append(f"**Arms that ended at the base model:** {', '.join(collapsed)} — on every run the adapters were "
