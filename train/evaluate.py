@@ -233,10 +233,15 @@ def eval_loss_by_type(model, tokenizer, template: Template, records: list[dict],
     "ppl": exp(macro loss), "loss_micro": over all tokens}``. The macro mean weighs each task type
     equally, as the balanced eval set intends.
     """
+    return loss_by_type(records, item_losses(model, tokenizer, template, records, cutoff_len, batch_size))
+
+
+def loss_by_type(records: list[dict], losses: Sequence[tuple[float, int]]) -> dict:
+    """``eval_loss_by_type``'s figures from per-record ``(nll sum, tokens)`` already computed."""
     sums: Counter = Counter()
     counts: Counter = Counter()
     items: Counter = Counter()
-    for rec, (nll, n) in zip(records, item_losses(model, tokenizer, template, records, cutoff_len, batch_size)):
+    for rec, (nll, n) in zip(records, losses):
         t = rec.get("task_type", "all")
         sums[t] += nll
         counts[t] += n

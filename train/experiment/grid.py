@@ -69,7 +69,7 @@ def evaluate_base(base_path: str, eval_path: str, out_path: str | os.PathLike, t
 
     from curate.io import write_parquet
 
-    from ..evaluate import FIXED_PROMPTS, eval_loss_by_type, generate, repetition_metrics
+    from ..evaluate import FIXED_PROMPTS, generate, loss_by_type, repetition_metrics
     from ..finetune import load_alpaca_json, score_items
     from ..prompt import get_template
 
@@ -81,9 +81,9 @@ def evaluate_base(base_path: str, eval_path: str, out_path: str | os.PathLike, t
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32).to(device)
     tmpl = get_template(template)
     records = load_alpaca_json(eval_path)
-    ev = eval_loss_by_type(model, tok, tmpl, records, cutoff_len)
-    gens = generate(model, tok, tmpl, FIXED_PROMPTS, gen_max_new_tokens, cutoff_len)
     items = score_items(model, tok, tmpl, records, cutoff_len, gen_max_new_tokens, 16)
+    ev = loss_by_type(records, list(zip(items["nll"].tolist(), items["tokens"].tolist())))  # no second pass
+    gens = generate(model, tok, tmpl, FIXED_PROMPTS, gen_max_new_tokens, cutoff_len)
     write_parquet(Path(out_path).with_name("base_items.parquet"), items)
     row = {"step": 0, "eval_loss": ev["loss"], "eval_ppl": ev["ppl"], "eval_loss_micro": ev["loss_micro"],
            "by_type": ev["by_type"], **repetition_metrics(gens), "generations": gens,
