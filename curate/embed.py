@@ -15,6 +15,12 @@ and therefore bytes are reproducible.
 """
 from __future__ import annotations
 
+import contextvars
+import hashlib
+import json
+import pickle
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -129,6 +135,38 @@ def tfidf_transform(vec: Any, texts: list[str]) -> Any:
     return vec._tfidf.transform(counts, copy=False)
 
 
+FIT_STORE = "_cache"  # <run_dir>/_cache: the run's fitted embeddings (``fit_store``)
+
+# Where ``Embedder.fit`` keeps and finds its fits (see ``fit_store``); a context variable, so
+# stages running in threads of one process do not see each other's store.
+_FIT_STORE: contextvars.ContextVar[tuple[Path, bool] | None] = contextvars.ContextVar("tiger_fit_store", default=None)
+
+
+@contextmanager
+def fit_store(directory: str | Path | None, write: bool = True) -> Iterator[None]:
+    """Within the block, ``Embedder.fit`` looks in ``directory`` for the very fit it is asked for
+    (vocabulary, idf and SVD) and, with ``write``, keeps each new one there. The diversity stage's
+    novelty tagger and the run's report fit the same pool embedding on the same seeded sample: the
+    report loads it instead of fitting again. The key hashes the parameters, the numerical
+    libraries' versions and every text of the fit sample, so a hit is the fit it replaces."""
+    token = _FIT_STORE.set((Path(directory), write) if directory else None)
+    try:
+        yield
+    finally:
+        _FIT_STORE.reset(token)
+
+
+def _fit_key(params: dict[str, Any], sample: list[str]) -> str:
+    import scipy
+    import sklearn
+
+    h = hashlib.sha256(json.dumps({**params, "versions": [sklearn.__version__, np.__version__, scipy.__version__]},
+                                  sort_keys=True).encode())
+    for t in sample:
+        h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()[:32]
+
+
 class Embedder:
     """TF-IDF over character n-grams → TruncatedSVD → L2 normalisation (see the module docstring)."""
 
@@ -166,6 +204,14 @@ class Embedder:
             raise ValueError("Embedder.fit: no texts")
         idx = np.arange(len(texts)) if sampled else self.fit_positions(len(texts))
         sample = [texts[i] or " " for i in idx]
+        store = _FIT_STORE.get()
+        path = store[0] / f"embedder-{_fit_key({**self.params(), 'n_threads': self.n_threads}, sample)}.pkl" if store else None
+        if path is not None and path.is_file():
+            try:
+                self._vec, self._svd = pickle.loads(path.read_bytes())
+                return self
+            except Exception:  # an unreadable file is fitted again (and rewritten)
+                pass
         self._vec = TfidfVectorizer(analyzer="char_wb", ngram_range=self.ngram_range, lowercase=True, sublinear_tf=True,
                                     min_df=2 if len(sample) >= 50 else 1, max_features=self.max_features, dtype=np.float32)
         try:
@@ -178,6 +224,15 @@ class Embedder:
         if k >= 2:
             with threadpool_limits(limits=self.n_threads):
                 self._svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=5, random_state=self.seed).fit(x)
+        if path is not None and store[1]:
+            from .io import atomic_path
+
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(path) as tmp:
+                    tmp.write_bytes(pickle.dumps((self._vec, self._svd), protocol=5))
+            except OSError:  # a store that cannot be written (read-only run folder) only costs a refit
+                pass
         return self
 
     def transform(self, texts: list[str], chunk: int = 50_000) -> np.ndarray:

@@ -7,6 +7,7 @@ Every stage reads the previous stage's ``kept.parquet`` and writes into its own 
     <run_dir>/<stage>/stats.json       what each operator did, with examples
     <run_dir>/<stage>/ledger.json      in / kept / dropped, by source and reason
     <run_dir>/<stage>/_SUCCESS.json    completion marker holding the stage's cache key
+    <run_dir>/_cache/                  fitted embeddings the report reuses (curate.embed.fit_store)
 
 The cache key hashes the stage's input files, its parameters and the code of ``curate/``; a stage
 whose marker matches is skipped, so a killed run resumes where it stopped and a changed recipe or
@@ -321,6 +322,19 @@ def finish_stage(plan: StagePlan, progress: Progress = None) -> dict[str, Any]:
     if plan.done or is_done(out_dir, plan.key):
         shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # left by a run killed after the marker
         return read_json(out_dir / "ledger.json")
+    from .embed import FIT_STORE, fit_store
+
+    with fit_store(out_dir.parent / FIT_STORE):  # what the report can reuse (the pool's embedding)
+        res, n_in = _stage_result(plan, progress)
+    _summary(stage, res)
+    ledger = _finish(out_dir, plan.key, stage.name, n_in, res)
+    shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # intermediate: the stage's outputs hold it all
+    return ledger
+
+
+def _stage_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResult, int]:
+    """The stage's result: its shards' outputs merged in order (if any), then its other operators."""
+    stage = plan.stage
     if not plan.shards:
         import pyarrow.parquet as pq
 
@@ -345,10 +359,7 @@ def finish_stage(plan: StagePlan, progress: Progress = None) -> dict[str, Any]:
             # as run_steps would: only operators that dropped rows add to the drops
             both = pd.concat([dropped, rest.dropped], ignore_index=True) if len(rest.dropped) else dropped
             res = StageResult(rest.kept, both, {"steps": stats["steps"] + rest.stats["steps"]})
-    _summary(stage, res)
-    ledger = _finish(out_dir, plan.key, stage.name, n_in, res)
-    shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # intermediate: the stage's outputs hold it all
-    return ledger
+    return res, n_in
 
 
 def run_stage(stage: Stage, in_path: str | Path, out_dir: str | Path, progress: Progress = None) -> dict[str, Any]:

@@ -312,3 +312,32 @@ def test_report_analysis_of_a_frame_equals_the_per_group_one(mirror, monkeypatch
     monkeypatch.setattr(dv, "distinct_ns", lambda texts, ns=(1, 2, 3): calls.append(1) or {n: 0.0 for n in ns})
     again = analyse_frame(labels, sorted(groups), seed=7, n_clusters=8, overall="all", fetch=fetch, known=known)
     assert calls == [] and again["metrics"] == got["metrics"]
+
+
+def test_fit_store_gives_back_the_same_fit_and_only_that_one(mirror, tmp_path):
+    """Embedder.fit under fit_store writes its fit once and loads it for the same texts and parameters
+    (same vectors, bit for bit); other texts, other parameters or a damaged file fit anew."""
+    from curate.embed import fit_store
+
+    texts = instruction_texts(_alpaca_frame(mirror, "trans_chinese_alpaca/alpaca_chinese_part_6.json", "s"))
+    plain = Embedder(fit_sample=1500, seed=2).fit(texts).transform(texts[:300])
+    with fit_store(tmp_path):
+        first = Embedder(fit_sample=1500, seed=2).fit(texts)
+        files = sorted(tmp_path.glob("embedder-*.pkl"))
+        assert len(files) == 1
+        mtime = files[0].stat().st_mtime_ns
+        again = Embedder(fit_sample=1500, seed=2).fit(texts)
+        assert files[0].stat().st_mtime_ns == mtime  # loaded, not rewritten
+        Embedder(fit_sample=1500, seed=3).fit(texts)  # another sample
+        Embedder(fit_sample=1500, seed=2, dims=32).fit(texts)  # other parameters
+        assert len(list(tmp_path.glob("embedder-*.pkl"))) == 3
+    for e in (first, again):
+        assert np.array_equal(e.transform(texts[:300]), plain)
+    files[0].write_bytes(b"not a pickle")
+    with fit_store(tmp_path):
+        mended = Embedder(fit_sample=1500, seed=2).fit(texts)
+    assert np.array_equal(mended.transform(texts[:300]), plain)
+    assert files[0].read_bytes() != b"not a pickle"
+    with fit_store(tmp_path / "ro", write=False):
+        Embedder(fit_sample=1500, seed=2).fit(texts)
+    assert not (tmp_path / "ro").exists()

@@ -122,3 +122,64 @@ def test_rerun_resumes_and_is_byte_identical(slice_run, tmp_path):
     assert again == run_dir
     assert (run_dir / "01_parse" / "kept.parquet").stat().st_mtime_ns == parse_mtime  # finished stages not redone
     assert _digest(run_dir) == before
+
+
+def test_report_reuses_the_diversity_stages_embedding_and_writes_the_same_bytes(slice_run, tmp_path):
+    """The diversity stage keeps its fitted embedding in <run>/_cache; the report loads that file
+    instead of fitting the same embedding again (another fit under its name changes the page), and
+    its page is the same bytes as a report that fits its own."""
+    import pickle
+    import shutil
+
+    from curate.embed import Embedder, instruction_texts
+    from curate.report.run_report import build_report
+
+    _, _, run_dir = slice_run
+    stored = sorted((run_dir / "_cache").glob("embedder-*.pkl"))
+    assert len(stored) == 1
+    copy = tmp_path / run_dir.name
+    shutil.copytree(run_dir, copy)
+    page = (copy / "report" / "report.html").read_bytes()
+    build_report(copy)
+    assert (copy / "report" / "report.html").read_bytes() == page
+    # the report reads the stored fit: put another fit under its name and the figures move
+    real = (copy / "_cache" / stored[0].name).read_bytes()
+    pool = pd.read_parquet(copy / "05_diversity" / "kept.parquet", columns=["instruction", "input"])
+    other = Embedder(seed=12345).fit(instruction_texts(pool))
+    (copy / "_cache" / stored[0].name).write_bytes(pickle.dumps((other._vec, other._svd)))
+    build_report(copy)
+    assert (copy / "report" / "report.html").read_bytes() != page
+    (copy / "_cache" / stored[0].name).write_bytes(real)
+    shutil.rmtree(copy / "_cache")  # no store: the report fits the embedding itself (and writes no store)
+    build_report(copy)
+    assert (copy / "report" / "report.html").read_bytes() == page
+    assert not (copy / "_cache").exists()
+
+
+def test_rows_are_read_a_row_group_at_a_time_in_the_order_asked(slice_run, tmp_path):
+    """parquet_rows / rows_by_id (the report's reads of a few rows of a large file) give exactly what
+    pandas gives from the whole frame, across row-group boundaries and in any order."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from curate.report.analysis import parquet_rows
+    from curate.report.samples import rows_by_id
+
+    _, _, run_dir = slice_run
+    df = pd.read_parquet(run_dir / "05_diversity" / "kept.parquet", columns=["id", "source", "instruction", "output"])
+    path = tmp_path / "groups.parquet"
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path, row_group_size=97)
+    assert pq.ParquetFile(path).num_row_groups > 10
+    pos = np.random.default_rng(0).choice(len(df), size=150, replace=False)
+    pos = np.concatenate([pos, [0, 96, 97, len(df) - 1, 96]])  # edges of row groups, a repeat
+    got = parquet_rows(path, ["instruction", "id", "missing"])(pos)
+    assert list(got.columns) == ["instruction", "id"]
+    assert got.equals(df[["instruction", "id"]].iloc[pos].reset_index(drop=True))
+    assert parquet_rows(path, ["id"])(np.empty(0, np.int64)).empty
+    with pytest.raises(IndexError, match="groups.parquet"):
+        parquet_rows(path, ["id"])(np.array([len(df)]))
+    ids = df["id"].iloc[[400, 3, 250]].tolist() + ["not-an-id"]
+    found = rows_by_id(path, ids, ["id", "output"])
+    assert found["id"].tolist() == df["id"].iloc[[3, 250, 400]].tolist()  # file order
+    assert found["output"].tolist() == df["output"].iloc[[3, 250, 400]].tolist()

@@ -20,13 +20,30 @@ def load_stage_json(run_dir: Path, stage: str, name: str) -> Any:
 
 
 def parquet_rows(path: Path, columns: list[str]) -> Callable[[np.ndarray], pd.DataFrame]:
-    """``fetch(positions)``: those rows of a Parquet file, ``columns`` only, read one column at a time
-    (a text column of millions of rows is held once, as Arrow, and only until its rows are taken)."""
+    """``fetch(positions)``: those rows of a Parquet file (in the order asked), ``columns`` only, read a
+    column of a row group at a time and only the row groups that hold a position (a text column of
+    millions of rows is never held whole)."""
     def fetch(positions: np.ndarray) -> pd.DataFrame:
-        idx = pa.array(np.asarray(positions, dtype=np.int64))
-        have = pq.ParquetFile(path).schema_arrow.names
-        cols = {c: pq.read_table(path, columns=[c]).column(c).take(idx) for c in columns if c in have}
-        return pa.table(cols).to_pandas() if cols else pd.DataFrame(index=range(len(idx)))
+        pos = np.asarray(positions, dtype=np.int64)
+        pf = pq.ParquetFile(path)
+        cols = [c for c in columns if c in pf.schema_arrow.names]
+        if not cols:
+            return pd.DataFrame(index=range(len(pos)))
+        starts = np.cumsum([0] + [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)])
+        if len(pos) and (pos.min() < 0 or pos.max() >= starts[-1]):
+            raise IndexError(f"{path}: row positions outside 0..{starts[-1] - 1}")
+        order = np.argsort(pos, kind="stable")
+        sp = pos[order]
+        group = np.searchsorted(starts, sp, side="right") - 1
+        parts = []
+        for g in np.unique(group):
+            local = pa.array(sp[group == g] - starts[g])
+            # a column at a time: one decoded text column chunk is held, not the row group's
+            parts.append(pa.table({c: pf.read_row_group(int(g), columns=[c]).column(0).take(local) for c in cols}))
+        t = pa.concat_tables(parts) if parts else pf.schema_arrow.empty_table().select(cols)
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        return t.take(pa.array(back)).to_pandas()
     return fetch
 
 
@@ -109,7 +126,7 @@ def analyse_frame(allrows: pd.DataFrame, names: list[str], seed: int = 0, n_clus
             raise ValueError(f"analyse_groups: overall name {overall!r} is also a group")
         groups = {overall: np.arange(n), **groups}
         names = list(groups)
-    fitted = embedder is not None
+    fitted = getattr(emb, "_vec", None) is not None  # an unfitted embedder given: its parameters, fitted here
     if not with_novelty:
         # every row is embedded here (files given to `tiger diversity`, not a run's pool), with the
         # novelty tagger's defaults

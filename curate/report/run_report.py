@@ -82,8 +82,15 @@ def build_report(run_dir: Path, tokenizer: str | Path | None = None) -> tuple[Pa
     """Write ``report/report.html`` and ``report/summary.md`` of a run; returns the HTML path and the Markdown.
     ``tokenizer``: a local ``tokenizer.json`` (or its folder) for token counts; default: the run's tiny base
     when one was built (``samples.find_tokenizer``), else token counts are left out and the page says so."""
+    from ..embed import FIT_STORE, fit_store
+
     run_dir = Path(run_dir)
     tok = find_tokenizer(run_dir, tokenizer)  # first: a tokenizer that is not there fails before any work
+    with fit_store(run_dir / FIT_STORE, write=False):  # the pool's embedding as the diversity stage fitted it
+        return _build(run_dir, tok)
+
+
+def _build(run_dir: Path, tok: Path | None) -> tuple[Path, str]:
     manifest = read_json(run_dir / "manifest.json")
     seed = int(manifest.get("recipe", {}).get("seed", 0) or 0) if isinstance(manifest.get("recipe"), dict) else 0
     md: list[str] = [f"# tiger curation report — {manifest['run_id']}", ""]
@@ -95,11 +102,23 @@ def build_report(run_dir: Path, tokenizer: str | Path | None = None) -> tuple[Pa
     parts["filter"] = steps_html(load_stage_json(run_dir, "03_filter", "stats.json")) + drops_html(run_dir, "03_filter")
     dstats = load_stage_json(run_dir, "04_dedupe", "stats.json")
     parts["dedupe"] = steps_html(dstats, cluster_examples=True) + drops_html(run_dir, "04_dedupe")
-    parts["duplicates"] = _duplicates(run_dir, dstats)
-    parts["diversity"], pool, analysis = _diversity(run_dir, seed, md)
-    parts["lengths"] = _lengths(run_dir, pool, md, tok, seed)
-    parts["mixtures"] = _mixtures(run_dir, pool, analysis, seed, md)
-    parts["rows"] = _rows(run_dir, seed)
+    # The sections that read texts (Arrow: decoding and counting run without the GIL) go on a second
+    # thread while the diversity figures (Python: jieba, the embedding) run on this one. Each is a pure
+    # function of the stage outputs, so the page does not depend on which finishes first.
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool_path = run_dir / "05_diversity" / "kept.parquet"
+    with ThreadPoolExecutor(max_workers=1) as side:
+        dropped_rows = side.submit(_released, _rows, run_dir, seed)
+        dup = side.submit(_released, _duplicates, run_dir, dstats)
+        lens = side.submit(_released, parquet_text_stats, pool_path) if pool_path.exists() else None
+        parts["diversity"], pool, analysis = _released(_diversity, run_dir, seed, md, _run_embedder(manifest, seed))
+        mix_md: list[str] = []
+        parts["mixtures"] = _mixtures(run_dir, pool, analysis, seed, mix_md)
+        parts["duplicates"] = dup.result()
+        parts["lengths"] = _lengths(run_dir, pool, md, tok, seed, lens.result() if lens else None)
+        md += mix_md
+        parts["rows"] = dropped_rows.result()
     parts["manifest"] = _manifest(manifest)
 
     page = page_html("tiger curation report", manifest["run_id"], SECTIONS, TITLES, parts)
@@ -108,6 +127,17 @@ def build_report(run_dir: Path, tokenizer: str | Path | None = None) -> tuple[Pa
     markdown = "\n".join(md)
     write_text(run_dir / "report" / "summary.md", markdown)
     return out, markdown
+
+
+def _released(f: Any, *args: Any) -> Any:
+    """``f(*args)``, then Arrow's freed memory handed back to the system (its allocator keeps it
+    otherwise, and the two threads' leftovers add up in the peak)."""
+    import pyarrow as pa
+
+    try:
+        return f(*args)
+    finally:
+        pa.default_memory_pool().release_unused()
 
 
 def _summary(manifest: dict, md: list[str]) -> str:
@@ -153,7 +183,25 @@ def _normalize(run_dir: Path, md: list[str]) -> str:
     return html_table(nrows) + "".join(nhtml)
 
 
-def _diversity(run_dir: Path, seed: int, md: list[str]) -> tuple[str, pd.DataFrame, dict[str, Any]]:
+def _run_embedder(manifest: dict, seed: int) -> Any:
+    """An unfitted ``Embedder`` with the parameters of the run's novelty tagger: the embedding the pool's
+    ``novelty`` column was computed in, whose fit the diversity stage kept in the run's fit store.
+    Without a novelty tagger in the recipe, one seeded with the recipe's seed."""
+    from ..embed import Embedder
+    from ..ops.novelty_tagger import NoveltyTagger
+
+    recipe = manifest.get("recipe") if isinstance(manifest.get("recipe"), dict) else {}
+    for step in recipe.get("diversity") or []:
+        if isinstance(step, dict) and "novelty_tagger" in step:
+            try:
+                op = NoveltyTagger(**(step["novelty_tagger"] or {}))
+            except (TypeError, ValueError):
+                break
+            return Embedder(dims=op.dims, fit_sample=op.fit_sample, seed=op.seed)
+    return Embedder(seed=seed)
+
+
+def _diversity(run_dir: Path, seed: int, md: list[str], emb: Any = None) -> tuple[str, pd.DataFrame, dict[str, Any]]:
     """The diversity section; also the pool's label columns and the analysis the mixtures section reuses."""
     pool_path = run_dir / "05_diversity" / "kept.parquet"
     vstats = load_stage_json(run_dir, "05_diversity", "stats.json")
@@ -183,7 +231,8 @@ def _diversity(run_dir: Path, seed: int, md: list[str]) -> tuple[str, pd.DataFra
         n_k = int(pool["cluster"].nunique()) if "cluster" in pool.columns else None
         known = {"all": div.get("all"), **div.get("by_source", {})} if div else None
         analysis = analyse_frame(pool, sorted(pool["_group"].unique()), seed=seed, n_clusters=n_k, overall="all", known=known,
-                          fetch=parquet_rows(pool_path, ["instruction", "input"]), coverage_sample=COVERAGE_SAMPLE)
+                                 embedder=emb, fetch=parquet_rows(pool_path, ["instruction", "input"]),
+                                 coverage_sample=COVERAGE_SAMPLE)
         rich = metrics_rows(analysis)
         vendi_rows = analysis["metrics"]["all"].get("vendi_rows", 0)
         verb_rows = analysis["verb_noun"]["all"]["sampled"]
@@ -290,14 +339,15 @@ def _duplicates(run_dir: Path, dstats: dict) -> str:
     return "".join(out)
 
 
-def _lengths(run_dir: Path, pool: pd.DataFrame, md: list[str], tok: Path | None = None, seed: int = 0) -> str:
-    """Length distributions per source and per mixture, the share a cutoff would truncate, character classes."""
+def _lengths(run_dir: Path, pool: pd.DataFrame, md: list[str], tok: Path | None = None, seed: int = 0,
+             ps: pd.DataFrame | None = None) -> str:
+    """Length distributions per source and per mixture, the share a cutoff would truncate, character classes.
+    ``ps``: the pool's ``parquet_text_stats`` when already computed."""
     pool_path = run_dir / "05_diversity" / "kept.parquet"
     if not pool_path.exists() or not len(pool):
         return "<p><em>no pool</em></p>"
-    ps = parquet_text_stats(pool_path)
-    src = pool["source"].astype(str).to_numpy()
-    by_source = {"all": ps, **{g: ps[src == g].reset_index(drop=True) for g in sorted(set(src))}}
+    ps = parquet_text_stats(pool_path) if ps is None else ps
+    by_source = {"all": ps, **{g: ps.iloc[pos].reset_index(drop=True) for g, pos in source_positions(pool).items()}}
     by_mix: dict[str, pd.DataFrame] = {}
     from .analysis import read_mixture_rows
 
@@ -331,6 +381,16 @@ def _lengths(run_dir: Path, pool: pd.DataFrame, md: list[str], tok: Path | None 
     return "".join(out)
 
 
+def source_positions(pool: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The pool's row positions of each source (ascending), sources in name order; without an object
+    array of millions of names."""
+    codes, names = pd.factorize(pool["source"].astype(str))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.cumsum(np.bincount(codes, minlength=len(names)))
+    split = dict(zip((str(n) for n in names), np.split(order, bounds[:-1])))
+    return {g: split[g] for g in sorted(split)}
+
+
 def by_mix_paths(run_dir: Path) -> dict[str, Path]:
     mx = load_stage_json(run_dir, "mixtures", "mixtures.json") or []
     return {m["name"]: run_dir / "mixtures" / m["file"] for m in mx if (run_dir / "mixtures" / m["file"]).exists()}
@@ -340,8 +400,7 @@ def _tokens(run_dir: Path, pool: pd.DataFrame, mixes: dict[str, Path], tok: Path
     """Token counts of instruction + input + output (a seeded sample per group) and the share a cutoff_len cuts."""
     from .analysis import read_mixture_rows, sample_positions
 
-    src = pool["source"].astype(str).to_numpy()
-    groups = {g: np.flatnonzero(src == g) for g in sorted(set(src))}
+    groups = source_positions(pool)
     plan = {g: pos[sample_positions(len(pos), TOKEN_SAMPLE, seed)] for g, pos in groups.items()}
     need = np.unique(np.concatenate(list(plan.values())))
     rows = parquet_rows(run_dir / "05_diversity" / "kept.parquet", FIELDS)(need)

@@ -30,46 +30,57 @@ def length_labels(edges: np.ndarray = LENGTH_EDGES) -> list[str]:
 CLASS_SAMPLE = 100_000  # rows of a pool whose characters are classed (seeded sample; lengths use every row)
 
 
-def text_stats_table(table: pa.Table, classify: np.ndarray | None = None) -> pd.DataFrame:
-    """Per row: characters of each field, and Han / Latin / digit characters over all fields of the rows
-    ``classify`` marks (all rows by default; -1 for the others)."""
-    out: dict[str, np.ndarray] = {}
-    total = None
-    mask = np.ones(table.num_rows, bool) if classify is None else classify
-    take = pa.array(np.flatnonzero(mask))
-    for f in FIELDS:
-        arr = table.column(f) if f in table.column_names else pa.array([""] * table.num_rows)
-        arr = pc.fill_null(arr.cast(pa.string()), "")
-        n = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
-        out[f"{f}_chars"] = n
-        part = arr.take(take)
-        for k, pat in CLASSES.items():
-            c = np.full(table.num_rows, 0, np.int64)
-            c[mask] = pc.count_substring_regex(part, pat).to_numpy(zero_copy_only=False)
-            out[k] = out.get(k, 0) + c
-        total = n if total is None else total + n
+def _field_stats(arr: pa.Array | pa.ChunkedArray, mask: np.ndarray, take: pa.Array) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Characters of each row of one text column, and its Han / Latin / digit characters on the rows
+    ``mask`` marks (``take``: their positions; 0 elsewhere)."""
+    arr = pc.fill_null(arr.cast(pa.string()), "")
+    n = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
+    part = arr.take(take)
+    classes = {}
+    for k, pat in CLASSES.items():
+        c = np.zeros(len(n), np.int64)
+        c[mask] = pc.count_substring_regex(part, pat).to_numpy(zero_copy_only=False)
+        classes[k] = c
+    return n, classes
+
+
+def _stats_frame(fields: list[tuple[np.ndarray, dict[str, np.ndarray]]], mask: np.ndarray) -> pd.DataFrame:
+    """The per-row table of ``text_stats_table`` from the ``_field_stats`` of instruction, input, output."""
+    out: dict[str, np.ndarray] = {f"{f}_chars": n.astype(np.int32) for f, (n, _) in zip(FIELDS, fields)}
     for k in CLASSES:
-        out[k] = np.where(mask, out[k], -1).astype(np.int32)
-    for f in FIELDS:
-        out[f"{f}_chars"] = out[f"{f}_chars"].astype(np.int32)
-    out["total_chars"] = total if total is not None else np.zeros(table.num_rows, np.int64)  # int64: sums
+        out[k] = np.where(mask, sum(c[k] for _, c in fields), -1).astype(np.int32)
+    out["total_chars"] = sum(n for n, _ in fields)  # int64: sums
     return pd.DataFrame(out)
 
 
-def parquet_text_stats(path: Path, batch_size: int = 65536, class_sample: int = CLASS_SAMPLE, seed: int = 0) -> pd.DataFrame:
-    """``text_stats_table`` of every row of a Parquet file, one batch of the text columns at a time;
-    character classes on a seeded sample of ``class_sample`` rows (the regex count is the costly part)."""
+def text_stats_table(table: pa.Table, classify: np.ndarray | None = None) -> pd.DataFrame:
+    """Per row: characters of each field, and Han / Latin / digit characters over all fields of the rows
+    ``classify`` marks (all rows by default; -1 for the others)."""
+    mask = np.ones(table.num_rows, bool) if classify is None else classify
+    take = pa.array(np.flatnonzero(mask))
+    return _stats_frame([_field_stats(table.column(f) if f in table.column_names else pa.array([""] * table.num_rows),
+                                      mask, take) for f in FIELDS], mask)
+
+
+def parquet_text_stats(path: Path, class_sample: int = CLASS_SAMPLE, seed: int = 0) -> pd.DataFrame:
+    """``text_stats_table`` of every row of a Parquet file, one column of one row group at a time (the
+    least memory, and the fastest read); character classes on a seeded sample of ``class_sample`` rows
+    (the regex count is the costly part)."""
     from .analysis import sample_positions
 
     pf = pq.ParquetFile(path)
     n = pf.metadata.num_rows
     marked = np.zeros(n, bool)
     marked[sample_positions(n, class_sample, seed)] = True
-    cols = [c for c in FIELDS if c in pf.schema_arrow.names]
+    have = set(pf.schema_arrow.names)
     parts, at = [], 0
-    for b in pf.iter_batches(batch_size=batch_size, columns=cols):
-        parts.append(text_stats_table(pa.Table.from_batches([b]), marked[at:at + b.num_rows]))
-        at += b.num_rows
+    for g in range(pf.num_row_groups):
+        rows = pf.metadata.row_group(g).num_rows
+        mask = marked[at:at + rows]
+        take = pa.array(np.flatnonzero(mask))
+        parts.append(_stats_frame([_field_stats(pf.read_row_group(g, columns=[f]).column(0) if f in have
+                                                else pa.array([""] * rows), mask, take) for f in FIELDS], mask))
+        at += rows
     return pd.concat(parts, ignore_index=True) if parts else text_stats_table(pa.table({c: pa.array([], pa.string()) for c in FIELDS}))
 
 
@@ -160,12 +171,16 @@ def parse_detail(detail: pd.Series) -> pd.DataFrame:
 
 
 def rows_by_id(path: Path, ids: list[str], columns: list[str]) -> pd.DataFrame:
-    """The rows of a Parquet file whose ``id`` is one of ``ids`` (only those rows are materialised)."""
+    """The rows of a Parquet file whose ``id`` is one of ``ids``, in file order: the ``id`` column is
+    read to find them, then only their row groups' ``columns``."""
     if not ids or not path.exists():
         return pd.DataFrame(columns=columns)
+    from .analysis import parquet_rows
+
     have = pq.ParquetFile(path).schema_arrow.names
-    t = pq.read_table(path, columns=[c for c in columns if c in have], filters=[("id", "in", sorted(set(ids)))])
-    return t.to_pandas().drop_duplicates("id")
+    col = pq.read_table(path, columns=["id"]).column("id")
+    pos = np.flatnonzero(pc.is_in(col, value_set=pa.array(sorted(set(ids)), pa.string())).to_numpy(zero_copy_only=False))
+    return parquet_rows(path, [c for c in columns if c in have])(pos).drop_duplicates("id")
 
 
 def row_text(r: dict | pd.Series) -> str:
