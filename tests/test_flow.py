@@ -100,6 +100,11 @@ def test_mixtures_and_report(slice_run):
     for section in ["summary", "ledger", "parse", "normalize", "filter", "dedupe", "diversity", "mixtures", "manifest"]:
         assert f"id='{section}'" in page
     assert page.count("<figure class='chart'") >= 4  # charts the browser draws (tests/test_browser.py)
+    # drop examples are sortable tables with a column per field, not JSON lines
+    assert "<ul class='ex'>" not in page and "data-table='examples'" in page
+    dd = pd.read_parquet(run_dir / "04_dedupe" / "dropped.parquet")
+    first = dd[dd["reason"] == "near_duplicate"].iloc[0]
+    assert f"<td>{first['detail']}</td>" in page
     from curate.tasktype_model import MIN_CONFIDENCE
 
     low = int((pool["task_confidence"] < MIN_CONFIDENCE).sum())  # the labels that are guesses, counted

@@ -104,12 +104,16 @@ def md_table(rows: list[dict], cols: list[str]) -> str:
 
 
 def examples_html(examples: list[dict]) -> str:
+    """Example rows as a sortable table, one column per field (in the order they first appear); texts
+    cut to 300 characters, a nested value shown as JSON."""
     if not examples:
         return ""
-    items = []
+    examples = [ex if isinstance(ex, dict) else {"example": ex} for ex in examples]
+    cols: list[str] = []
     for ex in examples:
-        items.append("<li><code>" + esc(json.dumps(ex, ensure_ascii=False)[:600]) + "</code></li>")
-    return "<ul class='ex'>" + "".join(items) + "</ul>"
+        cols += [k for k in ex if k not in cols]
+    cut = [{k: (v[:300] if isinstance(v, str) else v) for k, v in ex.items()} for ex in examples]
+    return html_table(cut, cols, name="examples")
 
 
 def steps_html(stats: dict, cluster_examples: bool = False) -> str:
@@ -156,7 +160,7 @@ th{background:#f3f3f3;position:sticky;top:0;cursor:pointer;white-space:nowrap}th
 td[data-v]{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td:first-child{white-space:nowrap}input.tfilter{margin:.4em 0 0;padding:.2em .4em;width:18em}
 span.tcount{color:#777;font-size:.8em;margin-left:.6em}section{border-top:2px solid #ddd;margin-top:1.5em}
 figure.chart{margin:.8em 0;max-width:100%;overflow-x:auto}figure.chart .vega{width:100%}
-ul.ex code{white-space:pre-wrap;font-size:.8em}nav{font-size:.9em}small{color:#777}
+nav{font-size:.9em}small{color:#777}
 div.pair{display:grid;grid-template-columns:1fr 1fr;gap:.6em;margin:.4em 0}div.pair pre{white-space:pre-wrap;margin:.2em 0;
 padding:.4em;background:#fafafa;border:1px solid #ddd;font-size:.82em;max-height:16em;overflow:auto}
 del{background:#fbb;text-decoration:none}ins{background:#bfb;text-decoration:none}div.dup{border-left:3px solid #ccc;padding-left:.6em;margin:1em 0}"""
