@@ -29,7 +29,10 @@ def source_licenses() -> dict[str, str]:
 
 
 def _history(value: Any) -> list[list[str]]:
-    hist = json.loads(value) if isinstance(value, str) and value else (value or [])
+    if isinstance(value, str):
+        hist = json.loads(value) if value else []
+    else:  # None, or a list column as pandas reads Parquet (an array of arrays)
+        hist = [] if value is None else value
     return [[str(q), str(a)] for q, a in hist]
 
 

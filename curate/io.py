@@ -70,21 +70,60 @@ def _default(o: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(o)}")
 
 
+# In memory a record's ``history`` is the JSON text ``records.make_record`` gives it (what every
+# operator reads); on disk it is an Arrow list of [query, response] string pairs, so the Parquet files
+# hold lists that pandas, datasets and DuckDB read as lists.
+
+
+def _history_lists(col: pd.Series, where: str) -> Any:
+    import pyarrow as pa
+
+    vals = []
+    for i, v in enumerate(col.tolist()):
+        if v in ("[]", "", None):
+            vals.append([])
+            continue
+        h = json.loads(v) if isinstance(v, str) else v
+        if not (isinstance(h, list) and all(isinstance(p, list) and all(isinstance(x, str) for x in p) for p in h)):
+            raise ValueError(f"{where}: row {i}: history must be a list of [query, response] string pairs, got {str(v)[:120]!r}")
+        vals.append(h)
+    return pa.array(vals, type=pa.list_(pa.list_(pa.string())))
+
+
+def history_strings(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with an Arrow-list ``history`` column turned back into the JSON text of ``make_record``
+    (``[]`` → ``"[]"``): how every stage reads what ``write_parquet`` wrote."""
+    if "history" not in df.columns or (len(df) and isinstance(df["history"].iloc[0], str)):
+        return df
+    out = ["[]" if h is None or len(h) == 0 else json.dumps([[str(x) for x in p] for p in h], ensure_ascii=False)
+           for h in df["history"].tolist()]
+    return df.assign(history=pd.Series(out, index=df.index, dtype="str"))
+
+
 def write_parquet(path: str | os.PathLike, df: pd.DataFrame) -> Path:
-    """Write ``df`` as Parquet through HF datasets (so ``datasets.load_dataset('parquet', …)`` reads it).
+    """Write ``df`` as Parquet through HF datasets (so ``datasets.load_dataset('parquet', …)`` reads it),
+    ``history`` (JSON text in memory) as an Arrow list of string pairs.
 
     The index is dropped and the row order kept, so equal frames give equal bytes.
     """
+    import pyarrow as pa
     from datasets import Dataset
 
-    ds = Dataset.from_pandas(df.reset_index(drop=True), preserve_index=False)
+    df = df.reset_index(drop=True)
+    if "history" in df.columns:
+        table = pa.Table.from_pandas(df.drop(columns=["history"]), preserve_index=False)
+        hist = _history_lists(df["history"], str(path))
+        table = table.add_column(list(df.columns).index("history"), "history", hist)
+        ds = Dataset(table)
+    else:
+        ds = Dataset.from_pandas(df, preserve_index=False)
     with atomic_path(path) as tmp:
         ds.to_parquet(str(tmp))
     return Path(path)
 
 
 def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
-    return pd.read_parquet(path)
+    return history_strings(pd.read_parquet(path))
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

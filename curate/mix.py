@@ -460,7 +460,10 @@ def build_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str) -> pd.DataFr
 
 
 def _history(value: Any, where: str) -> list[list[str]]:
-    hist = json.loads(value) if isinstance(value, str) and value else (value or [])
+    if isinstance(value, str):
+        hist = json.loads(value) if value else []
+    else:  # None, or a list column as pandas reads Parquet (an array of arrays)
+        hist = [] if value is None else [list(p) if hasattr(p, "__len__") and not isinstance(p, str) else p for p in value]
     if not isinstance(hist, list) or not all(
             isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in hist):
         raise ValueError(f"{where}: history must be a JSON list of [query, response] string pairs, got {str(value)[:120]!r}")
@@ -523,7 +526,8 @@ def write_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str, out_dir: str
     out_dir = Path(out_dir)
     data_path = out_dir / f"{spec.name}.json"
     write_alpaca_json(df, data_path)
-    with_history = any(h not in ("", "[]") for h in df["history"].astype(str)) if len(df) else False
+    with_history = any((h not in ("", "[]")) if isinstance(h, str) else (h is not None and len(h) > 0)
+                       for h in df["history"]) if len(df) else False
     selection = dict(df.attrs.get("mixture") or {})
     ids = df["id"].astype(str).tolist()
     manifest = {

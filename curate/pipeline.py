@@ -3,7 +3,8 @@
 Every stage reads the previous stage's ``kept.parquet`` and writes into its own folder:
 
     <run_dir>/<stage>/kept.parquet     records that go on
-    <run_dir>/<stage>/dropped.parquet  records dropped here, each with stage, reason and detail
+    <run_dir>/<stage>/dropped.parquet  records dropped here, each with stage, reason and detail (only
+                                       when the stage dropped any: datasets cannot load a 0-row file)
     <run_dir>/<stage>/stats.json       what each operator did, with examples
     <run_dir>/<stage>/ledger.json      in / kept / dropped, by source and reason
     <run_dir>/<stage>/_SUCCESS.json    completion marker holding the stage's cache key
@@ -34,7 +35,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .io import atomic_path, read_json, read_parquet, sha256_file, write_json, write_parquet
+from .io import atomic_path, history_strings, read_json, read_parquet, sha256_file, write_json, write_parquet
 from .mix import MixtureSpec
 from .recipe import Recipe, Stage, Step
 from .records import LedgerError, StageResult, empty_drops, ledger_row
@@ -103,7 +104,10 @@ def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
             fault_point(stage, "writing")
     write_parquet(out_dir / "kept.parquet", res.kept)
     fault_point(stage, "mid")
-    write_parquet(out_dir / "dropped.parquet", res.dropped)
+    if len(res.dropped):
+        write_parquet(out_dir / "dropped.parquet", res.dropped)
+    else:  # datasets cannot load a 0-row Parquet file: a stage that drops nothing writes none (a stale one goes)
+        (out_dir / "dropped.parquet").unlink(missing_ok=True)
     write_json(out_dir / "stats.json", res.stats)
     ledger = ledger_row(stage, n_in, res.kept, res.dropped)
     ledger.update(ledger_extra or {})
@@ -251,7 +255,7 @@ def read_rows(path: str | Path, start: int, stop: int) -> pd.DataFrame:
         if pos >= stop:
             break
     table = pa.Table.from_batches(parts, schema=pf.schema_arrow) if parts else pf.schema_arrow.empty_table()
-    return table.to_pandas().reset_index(drop=True)
+    return history_strings(table.to_pandas().reset_index(drop=True))
 
 
 def run_shard(plan: StagePlan, start: int, stop: int, progress: Progress = None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -180,7 +181,10 @@ def baseline(case, cli_env):
         assert r.returncode == 0, r.stdout[-3000:]
         run_dir = run_dir_of(r)
         d = digest(run_dir)
-        assert {f"{s}/{f}" for s in STAGES for f in ("kept.parquet", "dropped.parquet", "_SUCCESS.json")} <= set(d)
+        assert {f"{s}/{f}" for s in STAGES for f in ("kept.parquet", "_SUCCESS.json")} <= set(d)
+        ledger = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))["ledger"]
+        # a stage writes dropped.parquet when it dropped rows, and only then
+        assert {f"{r['stage']}/dropped.parquet" for r in ledger if r["dropped"]} == {k for k in d if k.endswith("/dropped.parquet")}
         assert "manifest.json" in d and "mixtures/random-300.json" in d
         _SHARED["baseline"] = run_dir, d, wall
     return _SHARED["baseline"]

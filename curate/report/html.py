@@ -135,8 +135,8 @@ def steps_html(stats: dict, cluster_examples: bool = False) -> str:
 
 def drops_html(run_dir: Path, stage: str, per_reason: int = 3) -> str:
     p = run_dir / stage / "dropped.parquet"
-    if not p.exists():
-        return ""
+    if not p.exists():  # a stage that dropped nothing writes no dropped.parquet
+        return "<p>Nothing dropped here.</p>" if (run_dir / stage / "_SUCCESS.json").exists() else ""
     # only what is shown (the raw `extra` of quarantined rows can be most of the file)
     have = pq.ParquetFile(p).schema_arrow.names
     df = pd.read_parquet(p, columns=[c for c in ("stage", "reason", "source", "file", "row", "detail", "instruction",
