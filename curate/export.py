@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from . import io
+from .records import history_pairs
 
 LANGUAGES = ["zh"]
 
@@ -26,14 +27,6 @@ def source_licenses() -> dict[str, str]:
     from .download import load_registry
 
     return {s.name: s.license for s in load_registry()}
-
-
-def _history(value: Any) -> list[list[str]]:
-    if isinstance(value, str):
-        hist = json.loads(value) if value else []
-    else:  # None, or a list column as pandas reads Parquet (an array of arrays)
-        hist = [] if value is None else value
-    return [[str(q), str(a)] for q, a in hist]
 
 
 def _prompt(instruction: str, input: str) -> str:
@@ -50,7 +43,7 @@ def export_frame(df: pd.DataFrame, licenses: dict[str, str]) -> pd.DataFrame:
         "instruction": df["instruction"].astype(str).tolist(),
         "input": df["input"].astype(str).tolist(),
         "output": df["output"].astype(str).tolist(),
-        "history": [_history(h) for h in df["history"]] if "history" in df.columns else [[] for _ in range(len(df))],
+        "history": [history_pairs(h) for h in df["history"]] if "history" in df.columns else [[] for _ in range(len(df))],
     })
     for c in ("task_type", "cluster"):
         if c in df.columns:

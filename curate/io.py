@@ -78,15 +78,9 @@ def _default(o: Any) -> Any:
 def _history_lists(col: pd.Series, where: str) -> Any:
     import pyarrow as pa
 
-    vals = []
-    for i, v in enumerate(col.tolist()):
-        if v in ("[]", "", None):
-            vals.append([])
-            continue
-        h = json.loads(v) if isinstance(v, str) else v
-        if not (isinstance(h, list) and all(isinstance(p, list) and all(isinstance(x, str) for x in p) for p in h)):
-            raise ValueError(f"{where}: row {i}: history must be a list of [query, response] string pairs, got {str(v)[:120]!r}")
-        vals.append(h)
+    from .records import history_pairs
+
+    vals = [history_pairs(v, f"{where}: row {i}") for i, v in enumerate(col.tolist())]
     return pa.array(vals, type=pa.list_(pa.list_(pa.string())))
 
 

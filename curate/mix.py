@@ -42,6 +42,7 @@ import pandas as pd
 from . import io
 from .diversity import diversity_metrics
 from .export import sharegpt_dataset_info, write_exports
+from .records import history_pairs
 from .registry import Registry
 from .tasktype import TASK_TYPES
 
@@ -459,24 +460,13 @@ def build_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str) -> pd.DataFr
     return out
 
 
-def _history(value: Any, where: str) -> list[list[str]]:
-    if isinstance(value, str):
-        hist = json.loads(value) if value else []
-    else:  # None, or a list column as pandas reads Parquet (an array of arrays)
-        hist = [] if value is None else [list(p) if hasattr(p, "__len__") and not isinstance(p, str) else p for p in value]
-    if not isinstance(hist, list) or not all(
-            isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(s, str) for s in p) for p in hist):
-        raise ValueError(f"{where}: history must be a JSON list of [query, response] string pairs, got {str(value)[:120]!r}")
-    return [[p[0], p[1]] for p in hist]
-
-
 def alpaca_records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as alpaca dicts. ``history`` is added to every row when any row has one (so the file
     has one schema), and left out when none has."""
     hists = []
     for rec in df[["id", "source", "file", "row", "history"]].to_dict("records") if len(df) else []:
         where = f"record {rec['id']} ({rec['source']}:{rec['file']} row {rec['row']})"
-        hists.append(_history(rec["history"], where))
+        hists.append(history_pairs(rec["history"], where))
     with_history = any(hists)
     out = []
     for i, (ins, inp, outp) in enumerate(zip(df["instruction"], df["input"], df["output"])):
@@ -526,8 +516,7 @@ def write_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str, out_dir: str
     out_dir = Path(out_dir)
     data_path = out_dir / f"{spec.name}.json"
     write_alpaca_json(df, data_path)
-    with_history = any((h not in ("", "[]")) if isinstance(h, str) else (h is not None and len(h) > 0)
-                       for h in df["history"]) if len(df) else False
+    with_history = any(history_pairs(h) for h in df["history"])
     selection = dict(df.attrs.get("mixture") or {})
     ids = df["id"].astype(str).tolist()
     manifest = {

@@ -55,6 +55,22 @@ def make_record(source: str, file: str, row: int, instruction: str, input: str =
     }
 
 
+def history_pairs(value: Any, where: str = "record") -> list[list[str]]:
+    """A record's history as [query, response] string pairs: from the JSON text ``make_record`` stores,
+    the Arrow list pandas reads from Parquet (an array of arrays) or None. ValueError naming ``where``
+    for anything else."""
+    if isinstance(value, str):
+        hist = json.loads(value) if value else []
+    elif value is None:
+        hist = []
+    else:
+        hist = [list(p) if hasattr(p, "__len__") and not isinstance(p, str) else p for p in value]
+    if not isinstance(hist, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in hist):
+        raise ValueError(f"{where}: history must be a list of [query, response] string pairs, got {str(value)[:120]!r}")
+    return hist
+
+
 def records_frame(rows: list[dict] | None = None, extra_columns: list[str] | None = None) -> pd.DataFrame:
     """A DataFrame with the record columns in order (empty when ``rows`` is empty)."""
     cols = RECORD_COLUMNS + [c for c in (extra_columns or []) if c not in RECORD_COLUMNS]
