@@ -116,7 +116,7 @@ def _build(run_dir: Path, tok: Path | None) -> tuple[Path, str]:
         mix_md: list[str] = []
         parts["mixtures"] = _mixtures(run_dir, pool, analysis, seed, mix_md)
         parts["duplicates"] = dup.result()
-        parts["lengths"] = _lengths(run_dir, pool, md, tok, seed, lens.result() if lens else None)
+        parts["lengths"] = _lengths(run_dir, pool, lens.result() if lens else None, md, tok, seed)
         md += mix_md
         parts["rows"] = dropped_rows.result()
     parts["manifest"] = _manifest(manifest)
@@ -339,14 +339,12 @@ def _duplicates(run_dir: Path, dstats: dict) -> str:
     return "".join(out)
 
 
-def _lengths(run_dir: Path, pool: pd.DataFrame, md: list[str], tok: Path | None = None, seed: int = 0,
-             ps: pd.DataFrame | None = None) -> str:
+def _lengths(run_dir: Path, pool: pd.DataFrame, ps: pd.DataFrame | None, md: list[str], tok: Path | None = None,
+             seed: int = 0) -> str:
     """Length distributions per source and per mixture, the share a cutoff would truncate, character classes.
-    ``ps``: the pool's ``parquet_text_stats`` when already computed."""
-    pool_path = run_dir / "05_diversity" / "kept.parquet"
-    if not pool_path.exists() or not len(pool):
+    ``ps``: the pool's ``parquet_text_stats`` (None when there is no pool)."""
+    if ps is None or not len(pool):
         return "<p><em>no pool</em></p>"
-    ps = parquet_text_stats(pool_path) if ps is None else ps
     by_source = {"all": ps, **{g: ps.iloc[pos].reset_index(drop=True) for g, pos in source_positions(pool).items()}}
     by_mix: dict[str, pd.DataFrame] = {}
     from .analysis import read_mixture_rows

@@ -177,10 +177,9 @@ def rows_by_id(path: Path, ids: list[str], columns: list[str]) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     from .analysis import parquet_rows
 
-    have = pq.ParquetFile(path).schema_arrow.names
     col = pq.read_table(path, columns=["id"]).column("id")
     pos = np.flatnonzero(pc.is_in(col, value_set=pa.array(sorted(set(ids)), pa.string())).to_numpy(zero_copy_only=False))
-    return parquet_rows(path, [c for c in columns if c in have])(pos).drop_duplicates("id")
+    return parquet_rows(path, columns)(pos).drop_duplicates("id")  # columns the file lacks are left out
 
 
 def row_text(r: dict | pd.Series) -> str:
