@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -191,6 +192,45 @@ def test_mixture_diversity_dial(written):
         assert max(counts) - min(counts) <= 1  # the budget is split evenly over rules
     order = rule_order(0)
     assert len({R.RULES_BY_NAME[r].family for r in order[:6]}) == 6  # the first k rules span k families
+
+
+def test_blend_with_pool_mixture(tmp_path, mirror):
+    """A blended mixture keeps the budget: 25% real curated rows (from the mirror's translated alpaca),
+    the rest probe rules; still disjoint from every eval split and every held-out phrasing piece;
+    rewriting gives the same bytes; the grid gives blended runs their own mixture and folder."""
+    from train.probe.experiment import ProbeConfig, grid, prepare
+    from train.probe.suite import heldout_fragments
+
+    pool = mirror / "trans_chinese_alpaca" / "alpaca_chinese_part_0.json"
+    spec = SuiteSpec(seed=3)
+    splits = eval_splits(spec)
+    paths = [write_mixture(tmp_path / d, spec, 4, 3, 400, 0, splits, blend=pool, blend_fraction=0.25)
+             for d in ("a", "b")]
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    train = json.loads(paths[0].read_text(encoding="utf-8"))
+    man = json.loads(paths[0].with_name(paths[0].name.replace(".json", ".manifest.json")).read_text(encoding="utf-8"))
+    pool_rows = [r for r in train if r["rule"] == "pool"]
+    assert len(train) == 400 and len(pool_rows) == 100 and man["blend"]["rows"] == 100
+    assert sum(man["per_rule"].values()) == 300 and len(man["per_rule"]) == 4
+    source = {(r["instruction"], r.get("input", ""), r["output"]) for r in json.loads(pool.read_text(encoding="utf-8"))}
+    assert all((r["instruction"], r["input"], r["output"]) in source for r in pool_rows)
+    blob = "\n".join(r["instruction"] + "\n" + r["input"] for r in train)
+    inputs = {r["input"] for r in train}
+    for split in SPLITS:
+        for it in splits[split]:
+            assert it["input"] not in inputs
+            if split != "seen":
+                assert it["instruction"] not in blob
+    assert not any(f in blob for f in heldout_fragments())
+    cfg = ProbeConfig(out_dir=str(tmp_path / "g"), n_rules=(2,), phrasings=(3,), arms=("none", "kl-1"),
+                      seeds=(0,), size=200, blends=(str(pool),), seen_items=2, heldout_phrasing_items=1,
+                      heldout_rule_items=1, no_rule_items=2)
+    runs = grid(cfg)
+    assert [r["run"] for r in runs] == ["r2-p3-none-s0", "r2-p3-kl-1-s0", "r2-p3-none-alpaca_chinese_part_0-25-s0"]
+    prepare(cfg, log=lambda _: None)
+    assert all(Path(r["mixture"]).is_file() for r in runs)
+    with pytest.raises(ValueError, match="blend_fraction"):
+        write_mixture(tmp_path / "c", spec, 2, 3, 100, 0, splits, blend=pool, blend_fraction=1.0)
 
 
 def test_deterministic(tmp_path):

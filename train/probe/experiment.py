@@ -27,7 +27,7 @@ from ..bootstrap import bootstrap  # noqa: F401  (shared with tiger experiment)
 from ..constraints import arm_kwargs, parse_arm  # noqa: F401  (re-exported: tests and callers use them here)
 from .base import CharBaseSpec
 from .evaluate import baseline_correct, load_suite, score_model
-from .suite import SuiteSpec, mixture_name, seen_rules, write_mixture, write_suite
+from .suite import SuiteSpec, blend_tag, mixture_name, seen_rules, write_mixture, write_suite
 
 # Every linear layer, the output head included: on the tiny character base, LoRA without lm_head
 # barely moves the loss in hundreds of steps (the output distribution cannot shift), with it it learns
@@ -56,6 +56,11 @@ class ProbeConfig:
     arms: tuple[str, ...] = ("none", "gravity-0.03", "kl-1")
     one_phrasing_arms: tuple[str, ...] = ("none",)  # arms also trained on the 1-phrasing mixtures
     seeds: tuple[int, ...] = (0, 1)
+    # curated pool mixtures (alpaca JSON, e.g. a run's diverse-N and narrow-N) blended into the mixtures
+    # of every rule count at all phrasings, for the blend_arms: does general SFT data help the probe?
+    blends: tuple[str, ...] = ()
+    blend_fraction: float = 0.25  # share of the size examples taken from the pool mixture (budget fixed)
+    blend_arms: tuple[str, ...] = ("none",)
     size: int = 4800  # examples per mixture: the fixed training budget (one epoch of max_steps x micro_batch_size)
     # passed to finetune
     max_steps: int = 300
@@ -102,11 +107,20 @@ def grid(cfg: ProbeConfig) -> list[dict[str, Any]]:
                     if p != max(cfg.phrasings) and arm not in cfg.one_phrasing_arms:
                         continue
                     parse_arm(arm)
-                    name = f"r{n}-p{p}-{arm}-s{seed}"
-                    runs.append({"run": name, "n_rules": n, "phrasings": p, "arm": arm, "seed": seed,
-                                 "mixture": str(out / "mixtures" / f"{mixture_name(n, p, cfg.size, seed)}.json"),
-                                 "output_dir": str(out / "runs" / name)})
+                    runs.append(_run(out, n, p, arm, seed, cfg.size))
+            for blend in cfg.blends:
+                tag = blend_tag(blend, cfg.blend_fraction)
+                for arm in cfg.blend_arms:
+                    parse_arm(arm)
+                    runs.append(_run(out, n, max(cfg.phrasings), arm, seed, cfg.size, blend, tag))
     return runs
+
+
+def _run(out: Path, n: int, p: int, arm: str, seed: int, size: int, blend: str = "", tag: str = "") -> dict:
+    name = f"r{n}-p{p}-{arm}" + (f"-{tag}" if tag else "") + f"-s{seed}"
+    mix = mixture_name(n, p, size, seed) + (f"-{tag}" if tag else "")
+    return {"run": name, "n_rules": n, "phrasings": p, "arm": arm, "seed": seed, "blend": tag, "blend_path": blend,
+            "mixture": str(out / "mixtures" / f"{mix}.json"), "output_dir": str(out / "runs" / name)}
 
 
 def prepare(cfg: ProbeConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -119,9 +133,10 @@ def prepare(cfg: ProbeConfig, log: Callable[[str], None] = print) -> dict[str, A
     splits = eval_splits(spec)
     made = set()
     for r in grid(cfg):
-        key = (r["n_rules"], r["phrasings"], r["seed"])
+        key = (r["n_rules"], r["phrasings"], r["seed"], r["blend"])
         if key not in made:
-            write_mixture(out / "mixtures", spec, r["n_rules"], r["phrasings"], cfg.size, r["seed"], splits)
+            write_mixture(out / "mixtures", spec, r["n_rules"], r["phrasings"], cfg.size, r["seed"], splits,
+                          blend=r["blend_path"] or None, blend_fraction=cfg.blend_fraction)
             made.add(key)
     log(f"probe: suite of {sum(s['items'] for s in manifest['splits'].values())} eval items, {len(made)} mixtures "
         f"of {cfg.size} examples")
@@ -187,8 +202,8 @@ def item_table(cfg: ProbeConfig, runs: list[dict]) -> pd.DataFrame:
         df = pd.read_parquet(p)
         man = read_json(Path(r["mixture"]).with_name(Path(r["mixture"]).stem + ".manifest.json"))
         df["in_mixture"] = df["rule"].isin(man["rules"])
-        for k in ("run", "n_rules", "phrasings", "arm", "seed"):
-            df[k] = r[k]
+        for k in ("run", "n_rules", "phrasings", "arm", "seed", "blend"):
+            df[k] = r.get(k, "")
         frames.append(df)
     if not frames:
         return pd.DataFrame()
@@ -221,16 +236,21 @@ def per_seed(df: pd.DataFrame, metric: str, col: str | None = None) -> dict[int,
     return {int(s): g.sort_values("item")[c].astype(float).to_numpy() for s, g in sub.groupby("seed") if len(g)}
 
 
+def _with_blend(items: pd.DataFrame) -> pd.DataFrame:
+    return items if "blend" in items else items.assign(blend="")
+
+
 def config_table(items: pd.DataFrame, reps: int) -> pd.DataFrame:
-    """Per (arm, n_rules, phrasings) and metric: mean, 95% interval, seeds, items, and the floor."""
+    """Per (arm, n_rules, phrasings, blend) and metric: mean, 95% interval, seeds, items, and the floor."""
+    items = _with_blend(items)
     rows = []
-    for (arm, n, p), g in items.groupby(["arm", "n_rules", "phrasings"], sort=True):
+    for (arm, n, p, b), g in items.groupby(["arm", "n_rules", "phrasings", "blend"], sort=True):
         for metric in METRICS:
             ps = per_seed(g, metric)
             if not ps:
                 continue
             e = bootstrap(ps, reps=reps)
-            row = {"arm": arm, "n_rules": n, "phrasings": p, "metric": metric, **e}
+            row = {"arm": arm, "n_rules": n, "phrasings": p, "blend": b, "metric": metric, **e}
             if not metric.startswith("no_rule"):
                 row["floor"] = max(float(np.mean([v.mean() for v in per_seed(g, metric, c).values()]))
                                    for c in ("base_correct", "copy_correct", "majority_correct"))
@@ -242,14 +262,16 @@ def family_table(items: pd.DataFrame) -> pd.DataFrame:
     """Accuracy per (arm, n_rules, phrasings, split, family): mean over seeds and items, with a 95%
     Wilson interval over the pooled items (families hold few items per run)."""
     rows = []
+    items = _with_blend(items)
     rule_items = items[items["split"] != "no_rule"]
-    for (arm, n, p, split, fam), g in rule_items.groupby(["arm", "n_rules", "phrasings", "split", "family"]):
+    for (arm, n, p, b, split, fam), g in rule_items.groupby(["arm", "n_rules", "phrasings", "blend", "split",
+                                                             "family"]):
         own = g[g["in_mixture"]] if split in ("seen", "heldout_phrasing") else g
         if not len(own):
             continue
         k, m = float(own["correct"].astype(float).sum()), len(own)
         lo, hi = _wilson(k, m)
-        rows.append({"arm": arm, "n_rules": n, "phrasings": p, "split": split, "family": fam,
+        rows.append({"arm": arm, "n_rules": n, "phrasings": p, "blend": b, "split": split, "family": fam,
                      "accuracy": k / m, "low": lo, "high": hi, "items": m})
     return pd.DataFrame(rows)
 
@@ -271,7 +293,7 @@ def run_table(runs: list[dict], items: pd.DataFrame) -> pd.DataFrame:
         if not sp.is_file() or not len(g):
             continue
         s = read_json(sp)
-        row = {k: r[k] for k in ("run", "n_rules", "phrasings", "arm", "seed")}
+        row = {k: r.get(k, "") for k in ("run", "n_rules", "phrasings", "arm", "seed", "blend")}
         for metric in METRICS:
             sub, c = select(g, metric)
             row[metric] = float(sub[c].astype(float).mean()) if len(sub) else np.nan
@@ -292,9 +314,14 @@ def _fmt(e: dict) -> str:
     return f"{e['mean']:+.3f} (95% CI {e['low']:+.3f} to {e['high']:+.3f})"
 
 
+def _cell(items: pd.DataFrame, c: dict) -> pd.DataFrame:
+    items = _with_blend(items)
+    return items[(items["arm"] == c["arm"]) & (items["n_rules"] == c["n_rules"]) & (items["phrasings"] == c["phrasings"])
+                 & (items["blend"] == c.get("blend", ""))]
+
+
 def _effect(items: pd.DataFrame, metric: str, a: dict, b: dict, reps: int) -> dict:
-    ga = items[(items["arm"] == a["arm"]) & (items["n_rules"] == a["n_rules"]) & (items["phrasings"] == a["phrasings"])]
-    gb = items[(items["arm"] == b["arm"]) & (items["n_rules"] == b["n_rules"]) & (items["phrasings"] == b["phrasings"])]
+    ga, gb = _cell(items, a), _cell(items, b)
     pa, pb = per_seed(ga, metric), per_seed(gb, metric)
     ia = select(ga, metric)[0].groupby("seed")["item"].apply(lambda s: tuple(sorted(s)))
     ib = select(gb, metric)[0].groupby("seed")["item"].apply(lambda s: tuple(sorted(s)))
@@ -408,6 +435,34 @@ def verdict(cfg: ProbeConfig, items: pd.DataFrame, table: pd.DataFrame, base_sco
     return "\n".join(lines) + "\n", effects
 
 
+def blend_section(cfg: ProbeConfig, items: pd.DataFrame, table: pd.DataFrame) -> tuple[str, dict]:
+    """Blended minus unblended mixtures (arm, rule count and phrasings equal), per blend and rule count."""
+    p_all = max(cfg.phrasings)
+    lines = ["## General SFT data blended in", "",
+             f"{round(cfg.blend_fraction * 100)}% of each mixture's {cfg.size} examples come from a curated pool "
+             "mixture instead of the probe rules (the budget is fixed, so the rules get fewer examples). "
+             "Differences are blended − unblended; read them only where the blended runs' own control passes.", ""]
+    effects: dict[str, Any] = {}
+    for tag in sorted(t for t in items["blend"].unique() if t):
+        for arm in cfg.blend_arms:
+            for n in sorted(items.loc[items["blend"] == tag, "n_rules"].unique()):
+                ctl = table[(table["blend"] == tag) & (table["arm"] == arm) & (table["n_rules"] == n)
+                            & (table["phrasings"] == p_all) & (table["metric"] == "seen")]
+                if len(ctl):
+                    r = ctl.iloc[0]
+                    ok = r["low"] > r["floor"]
+                    lines.append(f"- `{tag}`, `{arm}`, {n} rules: seen-rule accuracy {r['mean']:.3f} (95% CI "
+                                 f"{r['low']:.3f}–{r['high']:.3f}), floor {r['floor']:.3f}: control "
+                                 f"{'passes' if ok else 'FAILS'}.")
+                for metric, label in (("seen", "seen rules"), ("heldout_phrasing", "held-out phrasings"),
+                                      ("heldout_rule", "held-out rules")):
+                    a = {"arm": arm, "n_rules": n, "phrasings": p_all, "blend": tag}
+                    e = _effect(items, metric, a, {**a, "blend": ""}, cfg.bootstrap)
+                    effects[f"blend_{tag}_{arm}_{n}_{metric}"] = e
+                    lines.append("  " + _sentence(f"`{tag}` − unblended, {label}", e, "the pool data helps"))
+    return "\n".join(lines) + "\n", effects
+
+
 def _base_words(cfg: ProbeConfig) -> str:
     if cfg.base_model == "char":
         b = cfg.base
@@ -417,7 +472,8 @@ def _base_words(cfg: ProbeConfig) -> str:
 
 def plot(table: pd.DataFrame, out_dir: str | os.PathLike, phrasings_all: int) -> str:
     """Accuracy on own seen rules, their held-out phrasings and held-out rules against the number of
-    training rules; one line per arm (all phrasings), dashed for single-phrasing mixtures, dotted floor."""
+    training rules; one line per arm (all phrasings), dashed for single-phrasing mixtures, dash-dotted for
+    blended ones, dotted floor."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -430,14 +486,14 @@ def plot(table: pd.DataFrame, out_dir: str | os.PathLike, phrasings_all: int) ->
     colors = dict(zip(arms, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     for ax, (metric, title) in zip(axes, metrics):
         t = table[table["metric"] == metric]
-        for (arm, p), g in t.groupby(["arm", "phrasings"], sort=False):
+        for (arm, p, b), g in t.groupby(["arm", "phrasings", "blend"], sort=False):
             g = g.sort_values("n_rules")
             y = g["mean"].astype(float).to_numpy()
             err = np.vstack([y - g["low"].astype(float).to_numpy(), g["high"].astype(float).to_numpy() - y])
-            ax.errorbar(g["n_rules"], y, yerr=err, marker="o", capsize=3, color=colors[arm],
-                        linestyle="-" if p == phrasings_all else "--",
-                        label=f"{arm}" + ("" if p == phrasings_all else f", {p} phrasing"))
-        fl = t[(t["arm"] == "none") & (t["phrasings"] == phrasings_all)].sort_values("n_rules")
+            ax.errorbar(g["n_rules"], y, yerr=err, marker="s" if b else "o", capsize=3, color=colors[arm],
+                        linestyle="-." if b else ("-" if p == phrasings_all else "--"),
+                        label=f"{arm}" + ("" if p == phrasings_all else f", {p} phrasing") + (f", + {b}" if b else ""))
+        fl = t[(t["arm"] == "none") & (t["phrasings"] == phrasings_all) & (t["blend"] == "")].sort_values("n_rules")
         if "floor" in fl and len(fl):
             ax.plot(fl["n_rules"], fl["floor"], ":", color="grey", label="no-skill floor")
         ax.set_xscale("log", base=2)
@@ -472,14 +528,20 @@ def report(cfg: ProbeConfig, runs: list[dict], seconds: float | None = None) -> 
     write_text(out / "families.csv", fams.to_csv(index=False))
     fig = plot(table, out, max(cfg.phrasings))
     base_scores = read_json(out / "base" / "scores.json")
-    text, effects = verdict(cfg, items, table, base_scores)
+    main = items["blend"] == ""
+    text, effects = verdict(cfg, items[main], table[table["blend"] == ""], base_scores)
+    if not main.all():
+        more, blend_effects = blend_section(cfg, items, table)
+        text += "\n" + more
+        effects.update(blend_effects)
     acc = table[table["metric"].isin(["seen", "heldout_phrasing", "heldout_rule", "seen_untrained"])]
-    pivot = acc.pivot_table(index=["arm", "phrasings", "n_rules"], columns="metric", values="mean")
-    head = ["| arm | phrasings | rules | " + " | ".join(pivot.columns) + " |",
-            "|---|---|---|" + "---|" * len(pivot.columns)]
-    for (arm, p, n), row in pivot.iterrows():
-        head.append(f"| {arm} | {p} | {n} | " + " | ".join("" if pd.isna(v) else f"{v:.3f}" for v in row) + " |")
-    held = fams[(fams["split"] == "heldout_rule") & (fams["arm"] == "none")]
+    pivot = acc.pivot_table(index=["arm", "phrasings", "blend", "n_rules"], columns="metric", values="mean")
+    head = ["| arm | phrasings | blend | rules | " + " | ".join(pivot.columns) + " |",
+            "|---|---|---|---|" + "---|" * len(pivot.columns)]
+    for (arm, p, b, n), row in pivot.iterrows():
+        head.append(f"| {arm} | {p} | {b or '—'} | {n} | " + " | ".join("" if pd.isna(v) else f"{v:.3f}" for v in row)
+                    + " |")
+    held = fams[(fams["split"] == "heldout_rule") & (fams["arm"] == "none") & (fams["blend"] == "")]
     fam_lines = ["| rules | phrasings | family | accuracy (95% Wilson) |", "|---|---|---|---|"]
     for _, r in held.sort_values(["phrasings", "n_rules", "family"]).iterrows():
         fam_lines.append(f"| {r['n_rules']} | {r['phrasings']} | {r['family']} | {r['accuracy']:.3f} "

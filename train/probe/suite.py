@@ -17,6 +17,7 @@ the suite seed and what is drawn, so the same seed gives byte-identical files.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -182,26 +183,80 @@ def eval_inputs(splits: dict[str, list[dict]]) -> set[str]:
     return {it["input"] for items in splits.values() for it in items}
 
 
+def blend_tag(blend: str | Path, fraction: float) -> str:
+    """A blended mixture's name part: the pool mixture's file stem and the blended share in percent."""
+    return f"{Path(blend).stem}-{round(fraction * 100)}"
+
+
+def heldout_fragments() -> list[str]:
+    """The literal pieces (six characters or more, slots cut out) of every phrasing never trained on."""
+    out = set()
+    for r in RULES:
+        held = r.phrasings if r.kind != "seen" else r.phrasings[SEEN_PHRASINGS:]
+        for ph in held:
+            out.update(c for c in re.split(r"\{[a-z]+\}", ph) if len(c) >= 6)
+    out.update(NO_RULE_PHRASINGS)
+    return sorted(out)
+
+
+def blend_records(pool_path: str | Path, n: int, seed: int, splits: dict[str, list[dict]]) -> list[dict]:
+    """``n`` single-turn rows of a curated alpaca mixture (a seeded sample), none holding an eval input
+    or a held-out phrasing, so blending keeps the splits disjoint. Marked ``rule: "pool"``."""
+    from ..finetune import load_alpaca_json
+
+    pool_path = Path(pool_path)
+    rows = load_alpaca_json(pool_path)
+    avoid = eval_inputs(splits) | {it["instruction"] for items in splits.values() for it in items}
+    frags = heldout_fragments()
+    ok = []
+    for r in rows:
+        if r.get("history") or r.get("input", "") in avoid or r["instruction"] in avoid:
+            continue
+        text = r["instruction"] + "\n" + r.get("input", "")
+        if any(f in text for f in frags):
+            continue
+        ok.append({"instruction": r["instruction"], "input": r.get("input", ""), "output": r["output"],
+                   "split": "train", "rule": "pool", "family": "pool", "kind": "pool", "phrasing": -1})
+    if len(ok) < n:
+        raise ValueError(f"{pool_path}: {len(ok)} usable single-turn rows, {n} needed for the blend")
+    return _rng("blend", seed, pool_path.name, n).sample(ok, n)
+
+
 def write_mixture(out_dir: str | Path, spec: SuiteSpec, n_rules: int, phrasings: int, size: int,
-                  seed: int, splits: dict[str, list[dict]] | None = None) -> Path:
-    """Write ``<name>.json`` (alpaca) and ``<name>.manifest.json`` for the first ``n_rules`` rules."""
+                  seed: int, splits: dict[str, list[dict]] | None = None, blend: str | Path | None = None,
+                  blend_fraction: float = 0.25) -> Path:
+    """Write ``<name>.json`` (alpaca) and ``<name>.manifest.json`` for the first ``n_rules`` rules.
+
+    With ``blend`` (a curated alpaca mixture, e.g. a run's ``diverse``/``narrow`` export), that share
+    of the ``size`` examples comes from it instead: the budget stays fixed, the rules get fewer."""
     splits = splits if splits is not None else eval_splits(spec)
     order = rule_order(seed)
     if not 1 <= n_rules <= len(order):
         raise ValueError(f"n_rules must be 1..{len(order)}")
+    if not 0 < blend_fraction < 1:
+        raise ValueError(f"blend_fraction must be in (0, 1), got {blend_fraction}")
     rules = order[:n_rules]
-    recs = mixture_records(spec, rules, phrasings, size, seed, eval_inputs(splits))
+    n_pool = round(size * blend_fraction) if blend else 0
+    recs = mixture_records(spec, rules, phrasings, size - n_pool, seed, eval_inputs(splits))
     name = mixture_name(n_rules, phrasings, size, seed)
+    extra = {}
+    if blend:
+        recs += blend_records(blend, n_pool, seed, splits)
+        _rng(spec.seed, "shuffle-blend", seed, len(rules), phrasings, size, Path(blend).name).shuffle(recs)
+        name += f"-{blend_tag(blend, blend_fraction)}"
+        extra = {"blend": {"path": str(blend), "sha256": sha256_file(blend), "rows": n_pool,
+                           "fraction": blend_fraction}}
     path = Path(out_dir) / f"{name}.json"
     write_json(path, recs)
     counts: dict[str, int] = {}
     for r in recs:
-        counts[r["rule"]] = counts.get(r["rule"], 0) + 1
+        if r["rule"] != "pool":
+            counts[r["rule"]] = counts.get(r["rule"], 0) + 1
     write_json(Path(out_dir) / f"{name}.manifest.json", {
         "name": name, "suite_spec": asdict(spec), "seed": seed, "n_rules": n_rules, "phrasings": phrasings,
         "size": size, "rules": rules, "families": sorted({RULES_BY_NAME[r].family for r in rules}),
         "per_rule": counts, "distinct_items": len({(r["instruction"], r["input"]) for r in recs}),
-        "sha256": sha256_file(path)})
+        **extra, "sha256": sha256_file(path)})
     return path
 
 
