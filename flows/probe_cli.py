@@ -15,6 +15,26 @@ def _fields(cls) -> dict:
     return {f.name: (f.default if f.default is not dataclasses.MISSING else None) for f in dataclasses.fields(cls)}
 
 
+def field_notes(cls) -> dict[str, str]:
+    """Each dataclass field's comment (trailing, else the comment lines just above it): its ``--help``."""
+    import inspect
+    import re
+
+    notes, pending = {}, []
+    for line in inspect.getsource(cls).splitlines():
+        text = line.strip()
+        if text.startswith("#"):
+            pending.append(text.lstrip("# "))
+            continue
+        m = re.match(r"(\w+): [^=]+=.*?(?:#\s*(.*))?$", text)
+        if m:
+            note = m.group(2) or " ".join(pending)  # a trailing comment wins over a section heading
+            if note:
+                notes[m.group(1)] = note
+        pending = []
+    return notes
+
+
 def cmd_probe(a: argparse.Namespace) -> None:
     from train.probe.base import CharBaseSpec
     from train.probe.experiment import ProbeConfig
@@ -63,7 +83,6 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "probe", help="rule probe: does rule diversity teach a model to follow unseen instructions?",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Generate the rule suite and mixtures of 2/4/8/all training rules (same number of examples), "
                     "LoRA-train each under each constraint arm and seed, score exact match per split and family, "
                     "and write results.csv/.parquet, plots/probe_accuracy_vs_rules.png and verdict.md under "
@@ -82,7 +101,7 @@ def register(sub) -> None:
     p.add_argument("--no-prefect", action="store_true", help="run the same steps one by one without Prefect")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report from the runs of this grid that have finished")
-    _add_flags(p, _fields(ProbeConfig), skip={"base"})
+    _add_flags(p, _fields(ProbeConfig), skip={"base"}, notes=field_notes(ProbeConfig))
     g = p.add_argument_group("character-level base (when --base-model char)")
-    _add_flags(g, _fields(CharBaseSpec), prefix="base_")
+    _add_flags(g, _fields(CharBaseSpec), prefix="base_", notes=field_notes(CharBaseSpec))
     p.set_defaults(func=cmd_probe)

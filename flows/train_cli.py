@@ -67,15 +67,18 @@ FLAG_NOTES = {
 
 
 def _add_flags(parser, params: dict[str, Any], skip: set[str] = frozenset(), prefix: str = "",
-               types: dict[str, type] | None = None, omit_unset: bool = False) -> None:
+               types: dict[str, type] | None = None, omit_unset: bool = False,
+               notes: dict[str, str] | None = None) -> None:
     """One ``--flag`` per parameter: bools as --x/--no-x, tuples as several values. A flag's type is
     its default's; a parameter whose default is None takes its type from ``types`` (its annotation).
-    ``omit_unset``: a flag not given is left out of the namespace (so a preset can fill it)."""
+    ``omit_unset``: a flag not given is left out of the namespace (so a preset can fill it).
+    ``notes``: help text per parameter (``FLAG_NOTES`` otherwise)."""
+    notes = FLAG_NOTES if notes is None else {**FLAG_NOTES, **notes}
     for name, default in params.items():
         if name in skip:
             continue
         flag = "--" + (prefix + name).replace("_", "-")
-        helptext = f"default: {default}" + (f"; {FLAG_NOTES[name]}" if name in FLAG_NOTES else "")
+        helptext = (f"default: {default}" + (f"; {notes[name]}" if name in notes else "")).replace("%", "%%")
         value = argparse.SUPPRESS if omit_unset else default
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=helptext)

@@ -361,8 +361,21 @@ def test_cli_help():
 
     out = subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "probe", "--help"],
                          capture_output=True, text=True, check=True).stdout
-    for flag in ("--evaluate", "--n-rules", "--arms", "--seeds", "--base-pretrain-steps", "--one-phrasing-arms"):
+    for flag in ("--evaluate", "--n-rules", "--arms", "--seeds", "--base-pretrain-steps", "--one-phrasing-arms",
+                 "--blends"):
         assert flag in out
+    # every option is explained, not only given a default
+    import dataclasses
+
+    from flows.probe_cli import field_notes
+    from train.probe.base import CharBaseSpec
+    from train.probe.experiment import ProbeConfig
+
+    for cls in (ProbeConfig, CharBaseSpec):
+        notes = field_notes(cls)
+        missing = [f.name for f in dataclasses.fields(cls) if f.name != "base" and len(notes.get(f.name, "")) < 5]
+        assert not missing, (cls.__name__, missing)
+    assert "LoRA rank" in out and "the grid" not in out  # a section heading is not a field's help
 
 
 # ---- a short real training run ----------------------------------------------------------------------

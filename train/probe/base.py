@@ -30,16 +30,16 @@ SPECIAL = ["<pad>", "<s>", "</s>", "<unk>"]
 @dataclass(frozen=True)
 class CharBaseSpec:
     vocab_size: int = 3000  # characters, special tokens included
-    hidden_size: int = 128
-    n_layer: int = 4
-    n_head: int = 4
-    seq_len: int = 128
-    pretrain_steps: int = 1500
-    batch_size: int = 16
-    learning_rate: float = 3e-3
-    warmup_steps: int = 100
+    hidden_size: int = 128  # model width
+    n_layer: int = 4  # transformer blocks
+    n_head: int = 4  # attention heads
+    seq_len: int = 128  # pretraining window, in characters
+    pretrain_steps: int = 1500  # full-parameter pretraining steps on ordinary text
+    batch_size: int = 16  # pretraining windows per step
+    learning_rate: float = 3e-3  # pretraining peak learning rate
+    warmup_steps: int = 100  # pretraining warm-up steps
     max_texts: int = 20000  # seeded sample of the text source; 0: all of it
-    seed: int = 0
+    seed: int = 0  # pretraining seed (weights, sample, batches)
 
 
 def default_text_source() -> str | None:

@@ -38,44 +38,45 @@ METRICS = ("seen", "heldout_phrasing", "heldout_rule", "seen_untrained", "no_rul
 
 @dataclass
 class ProbeConfig:
-    out_dir: str = "data/processed/probe"
+    out_dir: str = "data/processed/probe"  # suite, mixtures, runs, results, plots and verdict.md go here
     base_model: str = "char"  # "char": the character-level base (train/probe/base.py); else a model path or name
     text_source: str | None = None  # pretraining text of the char base; default: the mirror's translated alpaca
-    models_dir: str = "data/processed/models"
+    models_dir: str = "data/processed/models"  # where the char base is built and cached
     base: CharBaseSpec = field(default_factory=CharBaseSpec)
     # the suite
-    suite_seed: int = 0
-    seen_items: int = 8
-    heldout_phrasing_items: int = 8
-    heldout_rule_items: int = 16
-    no_rule_items: int = 32
+    suite_seed: int = 0  # seeds every eval item and training example
+    seen_items: int = 8  # eval items per seen rule, on its trainable phrasings
+    heldout_phrasing_items: int = 8  # eval items per seen rule, on its held-out phrasings
+    heldout_rule_items: int = 16  # eval items per held-out rule (new rules and compositions)
+    no_rule_items: int = 32  # unanswerable instructions (made-up answers are counted)
     # the grid
     n_rules: tuple[int, ...] = (2, 4, 8, 0)  # training rules per mixture; 0: every seen rule
     phrasings: tuple[int, ...] = (3, 1)  # trainable phrasings per rule: 3 (all) or 1
-    # constraint-weight; gravity-0.3 is the original's 0.7·CE + 0.3·norm (add it, or others, by flag)
+    # constraint arms, name-weight: none, gravity-W (loss (1-W)·CE + W·LoRA norm; gravity-0.3 is the original's
+    # 0.7·CE + 0.3·norm), kl-C (CE + C·KL to the base)
     arms: tuple[str, ...] = ("none", "gravity-0.03", "kl-1")
     one_phrasing_arms: tuple[str, ...] = ("none",)  # arms also trained on the 1-phrasing mixtures
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1)  # training seeds: each also draws its own mixture and rule order
     # curated pool mixtures (alpaca JSON, e.g. a run's diverse-N and narrow-N) blended into the mixtures
     # of every rule count at all phrasings, for the blend_arms: does general SFT data help the probe?
     blends: tuple[str, ...] = ()
     blend_fraction: float = 0.25  # share of the size examples taken from the pool mixture (budget fixed)
-    blend_arms: tuple[str, ...] = ("none",)
+    blend_arms: tuple[str, ...] = ("none",)  # arms trained on the blended mixtures
     size: int = 4800  # examples per mixture: the fixed training budget (one epoch of max_steps x micro_batch_size)
     # passed to finetune
-    max_steps: int = 300
-    micro_batch_size: int = 16
-    learning_rate: float = 3e-3
-    warmup_steps: int = 10
-    lora_r: int = 16
-    lora_alpha: int = 32
-    target_modules: tuple[str, ...] = LORA_ALL
-    cutoff_len: int = 192
+    max_steps: int = 300  # optimizer steps per run
+    micro_batch_size: int = 16  # examples per step
+    learning_rate: float = 3e-3  # peak LoRA learning rate (linear warm-up, then linear decay)
+    warmup_steps: int = 10  # steps of linear warm-up
+    lora_r: int = 16  # LoRA rank
+    lora_alpha: int = 32  # LoRA scale (alpha / r multiplies the update)
+    target_modules: tuple[str, ...] = LORA_ALL  # modules LoRA adapts (the output head included)
+    cutoff_len: int = 192  # tokens per example at most (prompt and answer)
     template: str = "probe_zh"  # short headers (train/probe/template.py); alpaca_zh for bigger models
-    device: str = "cpu"
+    device: str = "cpu"  # cpu or cuda
     threads: int = 1  # torch threads per run: on a shared CPU one thread per process is far faster
-    eval_batch_size: int = 64
-    bootstrap: int = 2000
+    eval_batch_size: int = 64  # eval items generated at once
+    bootstrap: int = 2000  # bootstrap resamples behind every 95% interval
 
     def suite_spec(self) -> SuiteSpec:
         return SuiteSpec(self.suite_seed, self.seen_items, self.heldout_phrasing_items, self.heldout_rule_items,
