@@ -355,6 +355,26 @@ def test_verdict_partial_control(tmp_path):
     assert "could not be tested" in text and "cannot be read as evidence" in text
 
 
+def test_blend_section_compares_like_with_like(tmp_path):
+    """Blended runs are kept out of the main verdict and compared with the unblended runs of the same
+    arm, rule count and phrasings: a blend that lifts seen accuracy from 0.3 to 0.6 is seen as higher."""
+    import pandas as pd
+
+    from train.probe.experiment import ProbeConfig, blend_section, config_table
+
+    plain = _fake_items({2: 0.3, 19: 0.3})
+    plain = plain[plain["arm"] == "none"].assign(blend="")
+    blended = _fake_items({2: 0.6, 19: 0.6})
+    blended = blended[blended["arm"] == "none"].assign(blend="pool-25")
+    items = pd.concat([plain, blended], ignore_index=True)
+    cfg = ProbeConfig(out_dir=str(tmp_path), n_rules=(2, 0), phrasings=(3,), arms=("none",), seeds=(0, 1),
+                      blends=("pool.json",), bootstrap=300)
+    text, effects = blend_section(cfg, items, config_table(items, 300))
+    e = effects["blend_pool-25_none_19_seen"]
+    assert e["mean"] == pytest.approx(0.3) and e["low"] > 0
+    assert "`pool-25` − unblended, seen rules" in text and "control passes" in text
+
+
 def test_cli_help():
     import subprocess
     import sys
