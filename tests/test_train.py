@@ -189,6 +189,31 @@ def test_kl_is_zero_with_zero_adapters_and_positive_otherwise(tiny_dir, tokenize
         build_constraint("l2")
 
 
+def test_response_logits_give_the_full_forward_loss_kl_and_gradients(tiny_dir, tokenizer, mirror):
+    """The head run at the labelled positions only (``response_ce``) is the same loss as
+    ``model(**batch).loss``, the same KL to the base and the same LoRA gradients, on real rows."""
+    from train.constraints import response_ce
+
+    model = lora_model(tiny_dir)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.3)
+    batch = batch_of(tokenizer, mirror_rows(mirror)[20:26])
+    lora = [p for n, p in model.named_parameters() if "lora_" in n]
+    out = model(**batch)
+    full_kl = kl_to_base(model, batch, out.logits)
+    g_full = torch.autograd.grad(out.loss + full_kl, lora)
+    ce, logits = response_ce(model, batch)
+    assert logits.shape == (int((batch["labels"][:, 1:] != -100).sum()), out.logits.shape[-1])
+    assert float(ce) == pytest.approx(float(out.loss), rel=1e-5)
+    kl = kl_to_base(model, batch, logits)
+    assert float(kl) == pytest.approx(float(full_kl), rel=1e-4) and float(kl) > 1e-4
+    g_resp = torch.autograd.grad(ce + kl, lora)
+    for a, b in zip(g_full, g_resp):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_adapter_delta_norm_is_zero_at_start_and_the_hand_computed_value_after(tiny_dir):
     from train.constraints import adapter_delta_norm
 

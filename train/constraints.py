@@ -47,18 +47,42 @@ def adapter_delta_norm(model) -> float:
     return sum(norms) / len(norms)
 
 
+def response_logits(model, inputs: dict) -> torch.Tensor:
+    """Next-token logits at the labelled positions only, ``[labelled tokens, vocab]``, in row-major
+    order: the backbone runs on every position, the output head only where the loss is taken. On a
+    tiny model the head is a third of the compute and most positions are prompt. Valid for models
+    whose head is a plain linear map of the last hidden state (Bloom, LLaMA, Qwen, GPT-2...)."""
+    hf = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = hf.base_model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))[0]
+    mask = inputs["labels"][:, 1:] != IGNORE_INDEX  # position t predicts token t+1
+    return hf.get_output_embeddings()(hidden[:, :-1][mask])
+
+
+def response_ce(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean cross-entropy over the labelled tokens, their logits): the causal-LM loss of
+    ``model(**inputs).loss`` computed through ``response_logits``."""
+    logits = response_logits(model, inputs)
+    targets = inputs["labels"][:, 1:][inputs["labels"][:, 1:] != IGNORE_INDEX]
+    if not len(targets):
+        return logits.sum() * 0.0, logits
+    return F.cross_entropy(logits.float(), targets), logits
+
+
 def kl_to_base(model, inputs: dict, logits: torch.Tensor) -> torch.Tensor:
     """Mean per-token KL(adapted || base) over the positions that carry a label.
 
-    ``logits`` are the adapted model's for ``inputs``; the base's come from a second forward with
-    the adapters switched off, without gradient (the base is frozen anyway).
+    ``logits`` are the adapted model's for ``inputs``, either at every position ``[batch, seq, vocab]``
+    or at the labelled positions only (``response_logits``); the base's come from a second forward
+    with the adapters switched off, without gradient (the base is frozen anyway).
     """
+    mask = inputs["labels"][:, 1:] != IGNORE_INDEX  # position t predicts token t+1, as in the CE
     with torch.no_grad(), model.disable_adapter():
-        base_logits = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask")).logits
-    # Position t predicts token t+1, as in the CE.
-    mask = inputs["labels"][:, 1:] != IGNORE_INDEX
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)[mask]
-    logq = F.log_softmax(base_logits[:, :-1].float(), dim=-1)[mask]
+        if logits.dim() == 2:
+            logq = F.log_softmax(response_logits(model, inputs).float(), dim=-1)
+        else:
+            base = model(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask")).logits
+            logq = F.log_softmax(base[:, :-1].float(), dim=-1)[mask]
+    logp = F.log_softmax((logits if logits.dim() == 2 else logits[:, :-1][mask]).float(), dim=-1)
     if logp.numel() == 0:
         return logits.new_zeros((), dtype=torch.float32)
     return (logp.exp() * (logp - logq)).sum(-1).mean()

@@ -19,12 +19,13 @@ import resource
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from curate.io import read_json, sha256_file, write_json
 
 from .checks import TrainInputError, check_base_model, check_rows
-from .constraints import adapter_delta_norm, build_constraint
+from .constraints import adapter_delta_norm, build_constraint, response_ce
 from .evaluate import FIXED_PROMPTS, eval_loss_by_type, generate, pad_batch, repetition_metrics
 from .prompt import get_template, tokenize_example
 
@@ -85,6 +86,7 @@ def finetune(
     template: str = "alpaca_zh",  # or "alpaca" (English)
     cutoff_len: int = 256,
     train_on_inputs: bool = False,
+    response_logits_only: bool = False,  # the output head only where the loss is taken (same loss, less compute)
     # optimisation
     learning_rate: float = 3e-4,
     max_steps: int = 150,  # > 0: this many optimizer steps; 0: num_epochs passes over the mixture
@@ -212,7 +214,11 @@ def finetune(
             self._parts: dict[str, list[float]] = {}
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            outputs = model(**inputs)  # labels in inputs: outputs.loss is the mean response-token CE
+            if response_logits_only and not train_on_inputs:
+                ce, logits = response_ce(self.accelerator.unwrap_model(model), inputs)
+                outputs = SimpleNamespace(loss=ce, logits=logits)  # logits at the labelled positions only
+            else:
+                outputs = model(**inputs)  # labels in inputs: outputs.loss is the mean response-token CE
             loss, parts = arm(self.accelerator.unwrap_model(model), inputs, outputs, outputs.loss)
             if model.training:
                 self.tokens_seen += int(inputs["attention_mask"].sum())
