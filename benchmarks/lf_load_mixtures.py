@@ -9,8 +9,8 @@ makes one and calls this). For every mixture (``<name>.manifest.json``) and ever
 
 1. ``get_dataset_list`` + ``_load_single_dataset`` (dataset_info entry → ``load_dataset`` → the
    alpaca/sharegpt converter): the aligned rows must number the mixture's rows, and every row's
-   ``_prompt`` / ``_response`` must hold that row's history, instruction, input and output (compared
-   with the mixture's Parquet, row by row); a row LLaMA-Factory found malformed (it empties
+   ``_prompt`` / ``_response`` / ``_system`` must hold that row's history, instruction, input, output
+   and system prompt (compared with the mixture's Parquet, row by row); a row LLaMA-Factory found malformed (it empties
    ``_prompt`` and ``_response`` and later drops it) is a failure naming the row and its id;
 2. ``get_dataset(stage="sft")`` with a tokenizer loaded by LLaMA-Factory's ``load_tokenizer`` and
    its template: the tokenized training set must keep every row, each with input ids and at least
@@ -80,15 +80,16 @@ def expected_rows(mix_dir: Path, name: str) -> list[dict[str, Any]]:
     """The mixture's rows as tiger wrote them (its Parquet export), in file order."""
     import pyarrow.parquet as pq
 
-    return pq.read_table(mix_dir / f"{name}.parquet",
-                         columns=["id", "instruction", "input", "output", "history"]).to_pylist()
+    path = mix_dir / f"{name}.parquet"
+    cols = ["id", "instruction", "input", "output", "history"]
+    return pq.read_table(path, columns=cols + (["system"] if "system" in pq.read_schema(path).names else [])).to_pylist()
 
 
 def check_aligned(aligned, want: list[dict[str, Any]]) -> str | None:
     """First disagreement between LLaMA-Factory's aligned rows and tiger's rows, or None."""
     if len(aligned) != len(want):
         return f"{len(aligned)} rows loaded, the mixture has {len(want)}"
-    for i, (got, w) in enumerate(zip(aligned.select_columns(["_prompt", "_response"]), want)):
+    for i, (got, w) in enumerate(zip(aligned.select_columns(["_prompt", "_response", "_system"]), want)):
         where = f"row {i} (id {w['id']})"
         prompt, response = got["_prompt"], got["_response"]
         if not prompt or not response:
@@ -104,6 +105,8 @@ def check_aligned(aligned, want: list[dict[str, Any]]) -> str | None:
             return f"{where}: last prompt turn {last['content'][:60]!r} does not hold the instruction and input"
         if response[0]["role"] != "assistant" or response[0]["content"] != w["output"]:
             return f"{where}: response {response[0]['content'][:60]!r} is not the output"
+        if (got["_system"] or "") != (w.get("system") or ""):
+            return f"{where}: system prompt {got['_system']!r}, the mixture has {w.get('system')!r}"
     return None
 
 
