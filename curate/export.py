@@ -33,9 +33,27 @@ def _prompt(instruction: str, input: str) -> str:
     return f"{instruction}\n\n{input}" if input else instruction
 
 
+def system_prompt(extra: Any, where: str = "record") -> str:
+    """The system prompt a chat source gave (kept in ``extra`` as ``system``), or ""."""
+    if extra is None or (isinstance(extra, float) and extra != extra) or extra == "":
+        return ""
+    if isinstance(extra, str):
+        try:
+            extra = json.loads(extra)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where}: extra is not a JSON object ({e})") from None
+    if not isinstance(extra, dict):
+        raise ValueError(f"{where}: extra is a {type(extra).__name__}, not a JSON object")
+    system = extra.get("system", "")
+    if not isinstance(system, str):
+        raise ValueError(f"{where}: extra.system is a {type(system).__name__}, not text")
+    return system
+
+
 def export_frame(df: pd.DataFrame, licenses: dict[str, str]) -> pd.DataFrame:
     """The columns every export holds: id, source, license, the text fields, history as a list of
-    [query, response] pairs, and the task type / cluster when the pool has them."""
+    [query, response] pairs, the system prompt ("" when the source gave none), and the task type /
+    cluster when the pool has them."""
     out = pd.DataFrame({
         "id": df["id"].astype(str).tolist(),
         "source": df["source"].astype(str).tolist(),
@@ -44,6 +62,8 @@ def export_frame(df: pd.DataFrame, licenses: dict[str, str]) -> pd.DataFrame:
         "input": df["input"].astype(str).tolist(),
         "output": df["output"].astype(str).tolist(),
         "history": [history_pairs(h) for h in df["history"]] if "history" in df.columns else [[] for _ in range(len(df))],
+        "system": ([system_prompt(x, f"record {i}") for i, x in zip(df["id"].astype(str), df["extra"])]
+                   if "extra" in df.columns else [""] * len(df)),
     })
     for c in ("task_type", "cluster"):
         if c in df.columns:
@@ -52,10 +72,11 @@ def export_frame(df: pd.DataFrame, licenses: dict[str, str]) -> pd.DataFrame:
 
 
 def sharegpt_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """sharegpt rows: earlier turns first, then the instruction (+ input) and the output."""
+    """sharegpt rows: the system prompt as a first ``system`` turn when there is one, earlier turns,
+    then the instruction (+ input) and the output."""
     rows = []
     for r in frame.to_dict("records"):
-        conv = []
+        conv = [{"from": "system", "value": r["system"]}] if r.get("system") else []
         for q, a in r["history"]:
             conv += [{"from": "human", "value": q}, {"from": "gpt", "value": a}]
         conv += [{"from": "human", "value": _prompt(r["instruction"], r["input"])}, {"from": "gpt", "value": r["output"]}]
@@ -140,7 +161,10 @@ def write_exports(df: pd.DataFrame, name: str, out_dir: Path, manifest: dict[str
 
 
 def sharegpt_dataset_info(name: str) -> dict[str, Any]:
-    """LLaMA-Factory's ``dataset_info.json`` entry for the sharegpt file."""
+    """LLaMA-Factory's ``dataset_info.json`` entry for the sharegpt file. ``system_tag`` must be named:
+    LLaMA-Factory sets every tag a ``tags`` block leaves out to None, and with no system tag a first
+    ``system`` turn makes the row malformed (it is dropped)."""
     return {"file_name": f"{name}.sharegpt.json", "formatting": "sharegpt",
             "columns": {"messages": "conversations"},
-            "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}}
+            "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
+                     "system_tag": "system"}}

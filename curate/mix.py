@@ -41,7 +41,7 @@ import pandas as pd
 
 from . import io
 from .diversity import diversity_metrics
-from .export import sharegpt_dataset_info, write_exports
+from .export import sharegpt_dataset_info, system_prompt, write_exports
 from .records import history_pairs
 from .registry import Registry
 from .tasktype import TASK_TYPES
@@ -461,18 +461,22 @@ def build_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str) -> pd.DataFr
 
 
 def alpaca_records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as alpaca dicts. ``history`` is added to every row when any row has one (so the file
-    has one schema), and left out when none has."""
-    hists = []
-    for rec in df[["id", "source", "file", "row", "history"]].to_dict("records") if len(df) else []:
+    """Rows as alpaca dicts. ``history`` (and ``system``, a chat source's system prompt) is added to
+    every row when any row has one (so the file has one schema), and left out when none has."""
+    hists, systems = [], []
+    cols = ["id", "source", "file", "row", "history"] + (["extra"] if "extra" in df.columns else [])
+    for rec in df[cols].to_dict("records") if len(df) else []:
         where = f"record {rec['id']} ({rec['source']}:{rec['file']} row {rec['row']})"
         hists.append(history_pairs(rec["history"], where))
-    with_history = any(hists)
+        systems.append(system_prompt(rec.get("extra"), where))
+    with_history, with_system = any(hists), any(systems)
     out = []
     for i, (ins, inp, outp) in enumerate(zip(df["instruction"], df["input"], df["output"])):
         item: dict[str, Any] = {"instruction": str(ins), "input": str(inp), "output": str(outp)}
         if with_history:
             item["history"] = hists[i]
+        if with_system:
+            item["system"] = systems[i]
         out.append(item)
     return out
 
@@ -498,11 +502,13 @@ def composition(df: pd.DataFrame, n_clusters: int | None = None) -> dict[str, An
     return out
 
 
-def dataset_info_entry(name: str, with_history: bool) -> dict[str, Any]:
+def dataset_info_entry(name: str, with_history: bool, with_system: bool = False) -> dict[str, Any]:
     """LLaMA-Factory's ``dataset_info.json`` entry for an alpaca-format file."""
     columns = {"prompt": "instruction", "query": "input", "response": "output"}
     if with_history:
         columns["history"] = "history"
+    if with_system:
+        columns["system"] = "system"
     return {"file_name": f"{name}.json", "formatting": "alpaca", "columns": columns}
 
 
@@ -517,6 +523,7 @@ def write_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str, out_dir: str
     data_path = out_dir / f"{spec.name}.json"
     write_alpaca_json(df, data_path)
     with_history = any(history_pairs(h) for h in df["history"])
+    with_system = "extra" in df.columns and any(system_prompt(x) for x in df["extra"])
     selection = dict(df.attrs.get("mixture") or {})
     ids = df["id"].astype(str).tolist()
     manifest = {
@@ -539,7 +546,7 @@ def write_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str, out_dir: str
     info = io.read_json(info_path) if info_path.exists() else {}
     if not isinstance(info, dict):
         raise ValueError(f"{info_path}: expected a JSON object (LLaMA-Factory dataset_info), got {type(info).__name__}")
-    info[spec.name] = dataset_info_entry(spec.name, with_history)
+    info[spec.name] = dataset_info_entry(spec.name, with_history, with_system)
     info[f"{spec.name}_sharegpt"] = sharegpt_dataset_info(spec.name)
     io.write_json(info_path, info)
     return {**manifest, "paths": {"data": str(data_path), "manifest": str(manifest_path), "dataset_info": str(info_path)}}

@@ -99,3 +99,46 @@ def test_files_take_the_mode_the_umask_gives(tmp_path):
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "c")], check=True, cwd=ROOT)
     assert stat.S_IMODE(os.stat(tmp_path / "c" / "a.json").st_mode) == 0o600
     pd.DataFrame()  # (pandas imported for the child's sake only)
+
+
+def test_a_system_prompt_reaches_every_format_in_the_shape_llamafactory_reads(pool, tmp_path):
+    """A chat's system prompt (parse keeps it in ``extra``) is the sharegpt row's first turn, a
+    ``system`` field of the alpaca rows and a column of the Parquet; both dataset_info entries name
+    it. LLaMA-Factory sets every tag a ``tags`` block leaves out to None, so without ``system_tag``
+    its sharegpt converter takes the system turn for a misplaced user turn and drops the row."""
+    from curate.parse import parse_files
+
+    own = ROOT / "tests" / "data" / "own" / "chats.jsonl"
+    chats = parse_files([{"source": "mychats", "file": own.name, "path": str(own), "format": "jsonl"}]).kept
+    assert len(chats) == 2 and json.loads(chats["extra"].iloc[0])["system"] == "你是一个简洁的助手。"
+    df = pd.concat([chats, pool.head(5)], ignore_index=True)
+    df["task_type"] = "open qa"
+    write_mixture(df, {"name": "sys", "strategy": "random", "size": len(df)}, tmp_path,
+                  licenses={"mychats": "CC0-1.0"})
+    systems = ["你是一个简洁的助手。"] + [""] * (len(df) - 1)
+
+    share = json.loads((tmp_path / "sys.sharegpt.json").read_text(encoding="utf-8"))
+    by_id = {r["id"]: r["conversations"] for r in share}
+    first = by_id[chats["id"].iloc[0]]
+    assert [t["from"] for t in first] == ["system", "human", "gpt", "human", "gpt"]
+    assert first[0]["value"] == systems[0]
+    for conv in by_id.values():  # after an optional system turn: human/gpt pairs, as LLaMA-Factory checks them
+        turns = [t["from"] for t in conv if t["from"] != "system"]
+        assert conv[0]["from"] in ("system", "human") and turns == ["human", "gpt"] * (len(turns) // 2)
+
+    alpaca = json.loads((tmp_path / "sys.json").read_text(encoding="utf-8"))
+    want = dict(zip(df["instruction"], systems))
+    assert all(set(r) == {"instruction", "input", "output", "history", "system"} for r in alpaca)
+    assert {r["instruction"]: r["system"] for r in alpaca} == want
+    pq = pd.read_parquet(tmp_path / "sys.parquet")
+    assert dict(zip(pq["id"], pq["system"])) == dict(zip(df["id"], systems))
+
+    info = json.loads((tmp_path / "dataset_info.json").read_text(encoding="utf-8"))
+    assert info["sys"]["columns"] == {"prompt": "instruction", "query": "input", "response": "output",
+                                      "history": "history", "system": "system"}
+    assert info["sys_sharegpt"]["tags"] == {"role_tag": "from", "content_tag": "value", "user_tag": "human",
+                                            "assistant_tag": "gpt", "system_tag": "system"}
+    # a mixture without any system prompt keeps the alpaca file as before: no system field
+    write_mixture(pool.head(5), {"name": "plain", "strategy": "random", "size": 5}, tmp_path)
+    assert "system" not in json.loads((tmp_path / "plain.json").read_text(encoding="utf-8"))[0]
+    assert "system" not in json.loads((tmp_path / "dataset_info.json").read_text(encoding="utf-8"))["plain"]["columns"]
