@@ -14,11 +14,15 @@ the result is equal, pair for pair, to the in-memory search (tested on real rows
 clusters split across partition boundaries)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .config import MinHashConfig
 from .lsh import _bucket_pairs, nonempty_rows, row_hash
+from .signatures import config_signatures, row_texts
 
 _SPLIT = np.uint64(0x9E3779B97F4A7C15)  # a different mix of the key than the bucket key itself
 
@@ -145,13 +149,6 @@ def partitioned_near_duplicate_pairs(sigs: PartitionedSignatures, threshold: flo
 # The driver then reads the pair list (about 0.15 n) and clusters it as the in-memory path does.
 # ``live.npy`` (bool per input row; absent = all rows) restricts the search to the rows that
 # steps before this one kept, so the signatures can be computed before those steps finish.
-
-import json  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from .config import MinHashConfig  # noqa: E402
-from .signatures import config_signatures, row_texts  # noqa: E402
 
 ROUTE_DTYPE = np.dtype([("band", "u1"), ("key", "<u8"), ("whole", "<u8"), ("row", "<i8")])
 
