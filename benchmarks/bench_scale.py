@@ -12,6 +12,11 @@
 ``stages``  each stage of the curation flow (curate.pipeline, the same functions the Prefect flow
     calls) in its own process on the scale mirror: seconds, rows/s, peak RSS, and the split
     into reading, each operator, and writing.
+``dedupe-dask``  the dedupe stage (exact, then near-duplicates) on ``rows.parquet`` two ways: in
+    one process with the in-memory search, and partitioned (``--params``, default 8 hash partitions
+    of 125,000-row partitions) with its task rounds and merge on a Dask LocalCluster of two
+    single-threaded worker processes, as the flow submits them. Wall and CPU seconds (all processes),
+    the peak RSS of each process, per round, and that both wrote the same bytes.
 ``flow``    ``tiger run`` end to end (Prefect included) with the given ``--runner``: wall time, CPU
     time of all its processes, and the peak RSS of the largest process.
 
@@ -241,6 +246,84 @@ def run_stages(root: Path, sizes: list[int], recipe: str | None, only: list[str]
     return all_rows
 
 
+# -------------------------------------------------------------------------------- dedupe-dask
+
+
+def _cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as f:  # Linux: VmHWM restarts from the current RSS
+        f.write("5")
+
+
+def _dedupe_stage_child(mode: str, path: str, out: str, params: dict, q) -> None:
+    from curate import pipeline
+    from curate.recipe import Stage, parse_steps
+
+    steps = [{"document_exact_deduplicator": {}}, {"document_minhash_deduplicator": params}]
+    stage = Stage("04_dedupe", parse_steps(steps))
+    shutil.rmtree(out, ignore_errors=True)
+    if mode == "memory":
+        c, t = _cpu_s(), time.perf_counter()
+        pipeline.run_stage(stage, path, out)
+        q.put({"mode": mode, "seconds": time.perf_counter() - t, "cpu": _cpu_s() - c, "peak_mib": proc_mib()})
+        return
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.run(lambda: __import__("curate.pipeline"))  # imports before the clock, as a warm cluster has them
+        client.run(_reset_peak)
+        cpu0 = sum(client.run(_cpu_s).values()) + _cpu_s()
+        t0 = time.perf_counter()
+        plan = pipeline.plan_stage(stage, path, out, shard_rows=1)  # shard_rows set: a runner is there
+        rounds = []
+        for tasks in plan.rounds:
+            t = time.perf_counter()
+            client.gather([client.submit(pipeline.run_task, plan, s, k, pure=False) for s, k in tasks])
+            rounds.append((sorted({s for s, _ in tasks}), time.perf_counter() - t))
+        task_peak = client.run(proc_mib)
+        client.run(_reset_peak)
+        t = time.perf_counter()
+        client.submit(pipeline.finish_stage, plan, pure=False).result()
+        merge_s = time.perf_counter() - t
+        seconds = time.perf_counter() - t0
+        merge_peak = client.run(proc_mib)
+        cpu = sum(client.run(_cpu_s).values()) + _cpu_s() - cpu0
+    q.put({"mode": mode, "seconds": seconds, "cpu": cpu, "rounds": rounds, "merge_s": merge_s,
+           "task_peak_mib": sorted(task_peak.values()), "merge_peak_mib": max(merge_peak.values()),
+           "driver_peak_mib": proc_mib()})
+
+
+def run_dedupe_dask(root: Path, sizes: list[int], params: dict) -> list[dict]:
+    import hashlib
+
+    params = {"partitions": 8, "partition_rows": 125_000, **params}
+    ctx = mp.get_context("spawn")
+    out = []
+    for n in sizes:
+        path = root / str(n) / "rows.parquet"
+        print(f"\n== dedupe stage on {n:,} rows: in memory vs partitioned {params} on a 2-worker LocalCluster")
+        res = {}
+        for mode, p in (("memory", {}), ("dask", params)):
+            q = ctx.Queue()
+            dest = f"/tmp/tiger-bench-dedupe-dask/{n}/{mode}"
+            proc = ctx.Process(target=_dedupe_stage_child, args=(mode, str(path), dest, p, q))
+            proc.start()
+            res[mode] = q.get()
+            proc.join()
+            res[mode]["sha"] = {f: hashlib.sha256((Path(dest) / f).read_bytes()).hexdigest()
+                                for f in ("kept.parquet", "dropped.parquet")}
+            print(json.dumps({k: v for k, v in res[mode].items() if k != "sha"}), flush=True)
+        same = res["memory"]["sha"] == res["dask"]["sha"]
+        print(f"same kept/dropped bytes: {same}")
+        out.append({"rows": n, "params": params, "same_bytes": same, **res})
+    return out
+
+
 # --------------------------------------------------------------------------------------- flow
 
 
@@ -274,7 +357,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sizes", type=int, nargs="+")
     ap.add_argument("--root", default="/tmp/tiger-scale", help="where scale_gen.py wrote the rows")
-    ap.add_argument("--parts", default="dedupe,stages,flow")
+    ap.add_argument("--parts", default="dedupe,stages,flow", help="any of dedupe,stages,flow,dedupe-dask")
     ap.add_argument("--runner", default="thread", help="task runner for the flow part")
     ap.add_argument("--recipe")
     ap.add_argument("--params", default="{}", help="JSON params for document_minhash_deduplicator")
@@ -288,10 +371,12 @@ def main() -> None:
           f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
           f"python {platform.python_version()}, {platform.processor() or platform.platform()}")
     results = {}
-    if "dedupe" in parts:
+    if "dedupe" in parts:  # the near-dedupe operator alone
         results["dedupe"] = run_dedupe(root, a.sizes, json.loads(a.params))
     if "stages" in parts:
         results["stages"] = run_stages(root, a.sizes, a.recipe, a.only.split(",") if a.only else None, a.work_root)
+    if "dedupe-dask" in parts:
+        results["dedupe-dask"] = run_dedupe_dask(root, a.sizes, json.loads(a.params))
     if "flow" in parts:
         results["flow"] = run_flow(root, a.sizes, a.runner, a.recipe)
     if a.json:

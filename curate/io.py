@@ -120,6 +120,27 @@ def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
     return history_strings(pd.read_parquet(path))
 
 
+def read_rows(path: str | os.PathLike, start: int, stop: int, columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows ``start:stop`` of a Parquet file (only ``columns``, default all), as
+    ``read_parquet(path).iloc[start:stop]`` would give them, without holding the other rows in memory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    schema = pf.schema_arrow if columns is None else pa.schema([pf.schema_arrow.field(c) for c in columns])
+    parts, pos = [], 0
+    for batch in pf.iter_batches(batch_size=65_536, columns=columns):
+        m = batch.num_rows
+        if pos + m > start and pos < stop:
+            a = max(start, pos) - pos
+            parts.append(batch.slice(a, min(stop, pos + m) - pos - a))
+        pos += m
+        if pos >= stop:
+            break
+    table = pa.Table.from_batches(parts, schema=schema) if parts else schema.empty_table()
+    return history_strings(table.to_pandas().reset_index(drop=True))
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

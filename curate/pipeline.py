@@ -35,7 +35,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .io import atomic_path, history_strings, read_json, read_parquet, sha256_file, write_json, write_parquet
+from .io import atomic_path, read_json, read_parquet, sha256_file, write_json, write_parquet
+from .io import read_rows as io_read_rows
 from .mix import MixtureSpec
 from .recipe import Recipe, Stage, Step
 from .records import LedgerError, StageResult, empty_drops, ledger_row
@@ -150,13 +151,22 @@ def parse_stage(files: list[dict], out_dir: str | Path, progress: Progress = Non
 def run_steps(df: pd.DataFrame, steps: tuple[Step, ...], stage: str, progress: Progress = None) -> StageResult:
     """Run operators in order; each one's ledger is checked, drops are gathered with the op's name."""
     drops = [empty_drops(df, stage)]
-    stats: dict[str, Any] = {"steps": []}
-    for step in steps:
+    held = [df]
+    del df  # only _run_ops holds the input: it goes once the first operator is done
+    return _assemble(*_run_ops(held.pop(), steps, stage, drops, {"steps": []}, progress))
+
+
+def _run_ops(df: pd.DataFrame, steps: tuple[Step, ...], stage: str, drops: list[pd.DataFrame],
+             stats: dict[str, Any], progress: Progress = None,
+             first: Callable[[Any, pd.DataFrame], StageResult] | None = None) -> tuple[pd.DataFrame, list, dict]:
+    """:func:`run_steps`' loop, from a state (kept rows, drops so far, stats so far) to the next;
+    ``first(op, df)`` runs the first operator instead of ``op(df)`` (a job's finish)."""
+    for k, step in enumerate(steps):
         op = step.build()
         if progress:
             progress(f"{stage}: {step.op} on {len(df):,} rows")
         n_in = len(df)
-        res = op(df)
+        res = first(op, df) if first is not None and k == 0 else op(df)
         res.check(n_in, f"{stage}/{step.op}")
         if len(res.dropped):
             d = res.dropped.copy()
@@ -165,6 +175,10 @@ def run_steps(df: pd.DataFrame, steps: tuple[Step, ...], stage: str, progress: P
         stats["steps"].append({"op": step.op, "params": step.params, "in": n_in, "kept": len(res.kept),
                                "dropped": len(res.dropped), **res.stats})
         df = res.kept
+    return df, drops, stats
+
+
+def _assemble(df: pd.DataFrame, drops: list[pd.DataFrame], stats: dict[str, Any]) -> StageResult:
     dropped = pd.concat(drops, ignore_index=True) if len(drops) > 1 else drops[0]
     return StageResult(df.reset_index(drop=True), dropped.reset_index(drop=True), stats)
 
@@ -214,15 +228,49 @@ class StagePlan:
     key: str
     done: bool
     shards: tuple[tuple[int, int], ...] = ()
+    # an operator's job on partitions (e.g. curate.minhash.partitioned.PartitionJob), at step ``split``
+    job: Any = None
+    split: int = -1
 
     def shard_dir(self, start: int, stop: int) -> Path:
         return Path(self.out_dir) / "_shards" / f"{start:012d}-{stop:012d}"
+
+    @property
+    def rounds(self) -> tuple[tuple[tuple[str, int], ...], ...]:
+        """The job's tasks, ``(step, index)``, in rounds run one after another, each round's tasks side
+        by side; ``("prefix", 0)`` runs the steps before the job's operator (with its first round)."""
+        if self.job is None:
+            return ()
+        first, *rest = self.job.rounds()
+        return ((("prefix", 0),) * (self.split > 0) + first, *rest)
+
+
+# Steps that only drop rows (kept rows unchanged): a job may read the stage's input before they run.
+DROP_ONLY = ("filter", "deduplicator")
+
+
+def _stage_job(stage: Stage, in_path: str | Path, work_dir: Path) -> tuple[Any, int]:
+    """The first operator of the stage that runs on partitions as tasks (``op.partition_job``), and
+    its step index; (None, -1) when none does or a step before it changes rows."""
+    import pyarrow.parquet as pq
+
+    for k, step in enumerate(stage.steps):
+        op = step.build()
+        make = getattr(op, "partition_job", None)
+        job = make(str(in_path), str(work_dir), pq.ParquetFile(in_path).metadata.num_rows, k > 0) if make else None
+        if job is not None:
+            return job, k
+        if op.kind not in DROP_ONLY:
+            break
+    return None, -1
 
 
 def plan_stage(stage: Stage, in_path: str | Path, out_dir: str | Path,
                shard_rows: int | None = DEFAULT_SHARD_ROWS) -> StagePlan:
     """The stage's cache key, whether it is done, and its shards (none when ``shard_rows`` is None,
-    the stage is done, or it starts with an operator that needs all rows)."""
+    the stage is done, or it starts with an operator that needs all rows). A stage without shards
+    whose operator can run on partitions (``partition_job``) gets that job, with ``shard_rows`` set
+    (a task runner to run it): ``plan.rounds`` lists its tasks, :func:`run_task` runs one."""
     import pyarrow.parquet as pq
 
     if shard_rows is not None and shard_rows < 1:
@@ -235,27 +283,16 @@ def plan_stage(stage: Stage, in_path: str | Path, out_dir: str | Path,
     if shard_rows is not None and stage.local_prefix():
         n = pq.ParquetFile(in_path).metadata.num_rows
         shards = tuple((a, min(n, a + shard_rows)) for a in range(0, max(n, 1), shard_rows))
-    return StagePlan(stage, str(in_path), str(out_dir), key, False, shards)
+    job, split = None, -1
+    if shard_rows is not None and not shards:
+        job, split = _stage_job(stage, in_path, Path(out_dir) / "_work" / key)
+    return StagePlan(stage, str(in_path), str(out_dir), key, False, shards, job, split)
 
 
 def read_rows(path: str | Path, start: int, stop: int) -> pd.DataFrame:
     """Rows ``start:stop`` of a Parquet file, as ``read_parquet(path).iloc[start:stop]`` would give,
     without holding the other rows in memory."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(path)
-    parts, pos = [], 0
-    for batch in pf.iter_batches(batch_size=65_536):
-        m = batch.num_rows
-        if pos + m > start and pos < stop:
-            a = max(start, pos) - pos
-            parts.append(batch.slice(a, min(stop, pos + m) - pos - a))
-        pos += m
-        if pos >= stop:
-            break
-    table = pa.Table.from_batches(parts, schema=pf.schema_arrow) if parts else pf.schema_arrow.empty_table()
-    return history_strings(table.to_pandas().reset_index(drop=True))
+    return io_read_rows(path, start, stop)
 
 
 def run_shard(plan: StagePlan, start: int, stop: int, progress: Progress = None) -> str:
@@ -281,6 +318,50 @@ def run_shard(plan: StagePlan, start: int, stop: int, progress: Progress = None)
     write_json(sdir / "stats.json", {"n_in": len(df), **res.stats})
     write_json(sdir / "_SUCCESS.json", {"key": key, "stage": plan.stage.name, "rows": [start, stop]})
     return str(sdir)
+
+
+def run_task(plan: StagePlan, step: str, index: int, progress: Progress = None) -> str:
+    """One task of ``plan.rounds``: the prefix, or a step of the operator's job. Done tasks are
+    skipped (each leaves a marker in the job's work folder), so a killed stage resumes."""
+    if progress:
+        progress(f"{plan.stage.name}: {step} {index}")
+    if step == "prefix":
+        return _run_prefix(plan)
+    return plan.job.run(step, index)
+
+
+def _run_prefix(plan: StagePlan) -> str:
+    """The steps before the job's operator, on the whole input: their state (kept rows with their
+    input row numbers as index, drops, stats) for the merge, and ``live.npy`` (which input rows they
+    kept) for the job's tasks."""
+    import numpy as np
+
+    work = Path(plan.job.work_dir)
+    marker = work / "done-prefix.json"
+    if marker.exists():
+        return str(marker)
+    df = read_parquet(plan.in_path)
+    n, ids = len(df), df["id"].to_numpy()
+    drops = [empty_drops(df, plan.stage.name)]
+    held = [df]
+    del df
+    kept, drops, stats = _run_ops(held.pop(), plan.stage.steps[:plan.split], plan.stage.name, drops, {"steps": []})
+    rows = kept.index.to_numpy()
+    # the rows' input positions: only valid if the operators kept the index (they drop, never reorder)
+    if not (rows.dtype.kind == "i" and np.all(np.diff(rows) > 0) and (not len(rows) or 0 <= rows[0] <= rows[-1] < n)
+            and np.array_equal(ids[rows], kept["id"].to_numpy())):
+        raise RuntimeError(f"{plan.stage.name}: an operator before {plan.stage.steps[plan.split].op} did not keep "
+                           "the rows' index, so the partitioned search cannot tell which input rows it kept")
+    live = np.zeros(n, dtype=bool)
+    live[rows] = True
+    work.mkdir(parents=True, exist_ok=True)
+    with atomic_path(work / "prefix.pkl") as tmp:
+        pd.to_pickle((kept, drops, stats), tmp)  # exact dtypes, as the shards' pickles
+    with atomic_path(work / "live.npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, live)
+    write_json(marker, {"stage": plan.stage.name, "rows": int(len(rows))})
+    return str(marker)
 
 
 def _one_chunk(df: pd.DataFrame) -> pd.DataFrame:
@@ -325,6 +406,7 @@ def finish_stage(plan: StagePlan, progress: Progress = None) -> dict[str, Any]:
     out_dir, stage = Path(plan.out_dir), plan.stage
     if plan.done or is_done(out_dir, plan.key):
         shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # left by a run killed after the marker
+        shutil.rmtree(out_dir / "_work", ignore_errors=True)
         return read_json(out_dir / "ledger.json")
     from .embed import FIT_STORE, fit_store
 
@@ -333,12 +415,15 @@ def finish_stage(plan: StagePlan, progress: Progress = None) -> dict[str, Any]:
     _summary(stage, res)
     ledger = _finish(out_dir, plan.key, stage.name, n_in, res)
     shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # intermediate: the stage's outputs hold it all
+    shutil.rmtree(out_dir / "_work", ignore_errors=True)
     return ledger
 
 
 def _stage_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResult, int]:
     """The stage's result: its shards' outputs merged in order (if any), then its other operators."""
     stage = plan.stage
+    if plan.job is not None:
+        return _job_result(plan, progress)
     if not plan.shards:
         import pyarrow.parquet as pq
 
@@ -364,6 +449,29 @@ def _stage_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResu
             both = pd.concat([dropped, rest.dropped], ignore_index=True) if len(rest.dropped) else dropped
             res = StageResult(rest.kept, both, {"steps": stats["steps"] + rest.stats["steps"]})
     return res, n_in
+
+
+def _job_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResult, int]:
+    """The stage's result once its job's rounds are done: the prefix's state (or the input), the
+    job's operator finished from the job's files, then the stage's other operators."""
+    import pyarrow.parquet as pq
+
+    stage, k = plan.stage, plan.split
+    missing = [f"{s} {i}" for r in plan.rounds for s, i in r
+               if not (Path(plan.job.work_dir) / (f"done-{s}.json" if s == "prefix" else f"done-{s}-{i:05d}.json")).exists()]
+    if missing:
+        raise RuntimeError(f"{stage.name}: run the plan's tasks before the merge; not done: {', '.join(missing[:5])}")
+    n_in = pq.ParquetFile(plan.in_path).metadata.num_rows
+    if k > 0:
+        held = list(pd.read_pickle(Path(plan.job.work_dir) / "prefix.pkl"))
+    else:
+        df = read_parquet(plan.in_path)
+        held = [df, [empty_drops(df, stage.name)], {"steps": []}]
+        del df
+    drops, stats = held[1], held[2]
+    df, drops, stats = _run_ops(held.pop(0), stage.steps[k:], stage.name, drops, stats, progress,
+                                first=lambda op, d: op.finish_job(d, plan.job))
+    return _assemble(df, drops, stats), n_in
 
 
 def run_stage(stage: Stage, in_path: str | Path, out_dir: str | Path, progress: Progress = None) -> dict[str, Any]:

@@ -61,6 +61,11 @@ def shard_task(plan: pipeline.StagePlan, start: int, stop: int) -> str:
     return pipeline.run_shard(plan, start, stop, progress=_progress)
 
 
+@task(name="partition", task_run_name="{plan.stage.name} {step} {index}", **TASK_OPTS)
+def partition_task(plan: pipeline.StagePlan, step: str, index: int) -> str:
+    return pipeline.run_task(plan, step, index, progress=_progress)
+
+
 @task(name="merge", task_run_name="{plan.stage.name}", **TASK_OPTS)
 def merge_task(plan: pipeline.StagePlan) -> dict:
     return pipeline.finish_stage(plan, progress=_progress)
@@ -68,13 +73,18 @@ def merge_task(plan: pipeline.StagePlan) -> dict:
 
 def run_stage(stage: Stage, in_path: str, out_dir: str, shard_rows: int) -> dict:
     """One operator stage through the task runner: its row-local operators on shards in parallel,
-    then the merge (which runs the rest); a finished stage is skipped."""
+    or the rounds of its partitioned operator (each round's tasks in parallel), then the merge
+    (which runs the rest); a finished stage is skipped."""
     plan = pipeline.plan_stage(stage, in_path, out_dir, shard_rows)
     if plan.done:
         return merge_task(plan)  # returns the stored ledger
     futures = [shard_task.submit(plan, a, b) for a, b in plan.shards]
     for f in futures:
         f.result()  # raises the first shard's error
+    for tasks in plan.rounds:
+        futures = [partition_task.submit(plan, step, index) for step, index in tasks]
+        for f in futures:
+            f.result()
     return merge_task.submit(plan).result()
 
 

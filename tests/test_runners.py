@@ -173,13 +173,16 @@ def dask_cluster(tmp_path):
 
 @pytest.mark.slow
 def test_flow_on_dask_clusters_matches_the_default_runner(tmp_path, link_slice, dask_cluster):
-    """The thread pool, a LocalCluster and a separately started scheduler + workers: same bytes."""
+    """The thread pool, a LocalCluster and a separately started scheduler + workers: same bytes (the
+    near-duplicate search partitioned, so its rounds run as tasks on each runner)."""
     from flows.curate_flow import curate_flow
     from flows.runners import make_task_runner
 
     m = link_slice(tmp_path / "mirror", SLICE)
     recipe = dict(load_recipe().data)
     recipe["diversity"] = SMALL_DIVERSITY
+    recipe["dedupe"] = [{"document_exact_deduplicator": {}},
+                        {"document_minhash_deduplicator": {"partitions": 3, "partition_rows": 1500}}]
     recipe["mixtures"] = ["random-300", "diverse-300"]
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
     runs = {}

@@ -9,7 +9,8 @@ from ..duplicates import check_frame, dedupe_result, empty_stats, group_stats, p
 from ..minhash.cluster import CLUSTERINGS, cluster_pairs
 from ..minhash.config import DEFAULT_FIELDS, DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, MinHashConfig
 from ..minhash.lsh import near_duplicate_pairs, nonempty_rows, pair_jaccard
-from ..minhash.partitioned import PartitionedSignatures, partitioned_near_duplicate_pairs
+from ..minhash.partitioned import (PartitionJob, PartitionedSignatures, SignatureFiles, job_no_shingles,
+                                   job_verified_pairs, partitioned_near_duplicate_pairs)
 from ..minhash.signatures import config_signatures, row_texts
 from ..records import StageResult, drop_frame
 from .base import Deduplicator, register
@@ -97,45 +98,90 @@ class DocumentMinhashDeduplicator(Deduplicator):
         ok[check] = pair_jaccard(sub, pos[:k], pos[k:]) >= self.verify_threshold
         return i[ok], j[ok], est[ok], int((~ok).sum())
 
+    def _params(self) -> dict:
+        mh = self.mh
+        return {"ngram": mh.ngram, "num_perm": mh.num_perm, "threshold": mh.threshold,
+                "fields": list(self.fields), "seed": mh.seed, "scheme": mh.scheme,
+                "bands": mh.bands, "rows": mh.rows, "window": self.window,
+                "source_priority": list(self.source_priority), "clustering": self.clustering,
+                "verify_fields": list(self.verify_fields), "verify_threshold": self.verify_threshold,
+                "partitions": self.partitions, "partition_rows": self.partition_rows}
+
+    def _empty(self, df: pd.DataFrame) -> StageResult:
+        return StageResult(df, drop_frame(df, self.name, "near_duplicate", ""),
+                           empty_stats() | {"params": self._params(), "no_shingles": 0, "pairs": 0})
+
     def __call__(self, df: pd.DataFrame) -> StageResult:
         check_frame(df, self.fields, self.name)
         n = len(df)
         mh = self.mh
-        params = {"ngram": mh.ngram, "num_perm": mh.num_perm, "threshold": mh.threshold,
-                  "fields": list(self.fields), "seed": mh.seed, "scheme": mh.scheme,
-                  "bands": mh.bands, "rows": mh.rows, "window": self.window,
-                  "source_priority": list(self.source_priority), "clustering": self.clustering,
-                  "verify_fields": list(self.verify_fields), "verify_threshold": self.verify_threshold,
-                  "partitions": self.partitions, "partition_rows": self.partition_rows}
         if n == 0:
-            return StageResult(df, drop_frame(df, self.name, "near_duplicate", ""),
-                               empty_stats() | {"params": params, "no_shingles": 0, "pairs": 0})
+            return self._empty(df)
         if self.partitions:
             sig = PartitionedSignatures(self.signature_parts(df))
             i, j, est_ij = partitioned_near_duplicate_pairs(sig, mh.threshold, mh.bands, mh.rows, self.window,
                                                             self.partitions)
+            no_shingles = n - sum(len(nonempty_rows(p)) for p in sig.parts)
         else:
             sig = self.signatures(df)
             i, j, est_ij = near_duplicate_pairs(sig, mh.threshold, mh.bands, mh.rows, self.window)
+            no_shingles = n - len(nonempty_rows(sig))
         i, j, est_ij, rejected = self._verify(df, i, j, est_ij)
+        labels, surv = self._clusters(df, i, j, est_ij)
+        d = np.flatnonzero(surv != np.arange(n))
+        est = (pair_jaccard(sig, d, surv[d]) if isinstance(sig, np.ndarray) else
+               np.count_nonzero(sig.rows(d) == sig.rows(surv[d]), axis=1) / mh.num_perm)
+        del sig  # n × num_perm: let it go before the kept/dropped copies are made
+        return self._result(df, labels, surv, est, len(i), rejected, no_shingles)
+
+    # --- the same search as tasks on the run's workers (curate.minhash.partitioned.PartitionJob)
+
+    def partition_job(self, in_path: str, work_dir: str, n: int, live: bool) -> PartitionJob | None:
+        """The search over the rows of ``in_path`` as tasks, when the recipe asks for partitions;
+        ``live``: only the rows the stage's steps before this one keep (their file ``live.npy``)."""
+        if not self.partitions:
+            return None
+        return PartitionJob(str(in_path), str(work_dir), int(n), self.mh, self.fields, self.window,
+                            self.partitions, self.partition_rows, self.verify_fields, self.verify_threshold, live)
+
+    def finish_job(self, df: pd.DataFrame, job: PartitionJob) -> StageResult:
+        """The operator's result from a finished job's files: ``df`` holds the rows searched, its
+        index their input rows. Equal, byte for byte, to ``self(df)`` with ``partitions=0``."""
+        check_frame(df, self.fields, self.name)
+        if len(df) == 0:
+            return self._empty(df)
+        rows = df.index.to_numpy(dtype=np.int64)
+        i, j, est_ij, rejected = job_verified_pairs(job)
+        pi, pj = np.searchsorted(rows, i), np.searchsorted(rows, j)  # input rows → positions in df
+        if len(i) and not (np.array_equal(rows[np.minimum(pi, len(rows) - 1)], i)
+                           and np.array_equal(rows[np.minimum(pj, len(rows) - 1)], j)):
+            raise RuntimeError(f"{self.name}: the job's pairs name rows the frame does not hold "
+                               f"({job.work_dir}: stale work files?)")
+        labels, surv = self._clusters(df, pi, pj, est_ij)
+        d = np.flatnonzero(surv != np.arange(len(df)))
+        est = SignatureFiles(job).agreement(rows[d], rows[surv[d]])
+        return self._result(df, labels, surv, est, len(i), rejected, job_no_shingles(job, rows))
+
+    def _clusters(self, df: pd.DataFrame, i: np.ndarray, j: np.ndarray,
+                  est_ij: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cluster label and survivor (positions in ``df``) of each row, from the verified pairs."""
         rank = priority_rank(df, self.source_priority)
-        labels = cluster_pairs(n, i, j, est_ij, rank, self.clustering)
-        surv = survivors(df, labels, self.source_priority, rank)
+        labels = cluster_pairs(len(df), i, j, est_ij, rank, self.clustering)
+        return labels, survivors(df, labels, self.source_priority, rank)
+
+    def _result(self, df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, est_drop: np.ndarray,
+                pairs: int, rejected: int, no_shingles: int) -> StageResult:
+        """Figures and frames; ``est_drop``: each dropped row's estimated Jaccard with its survivor."""
+        n = len(df)
         drop = surv != np.arange(n)
         est = np.ones(n)
-        if drop.any():
-            d = np.flatnonzero(drop)
-            est[drop] = (pair_jaccard(sig, d, surv[drop]) if isinstance(sig, np.ndarray) else
-                         np.count_nonzero(sig.rows(d) == sig.rows(surv[drop]), axis=1) / mh.num_perm)
-        no_shingles = n - (len(nonempty_rows(sig)) if isinstance(sig, np.ndarray) else
-                           sum(len(nonempty_rows(p)) for p in sig.parts))
-        del sig  # n × num_perm: let it go before the kept/dropped copies are made
+        est[drop] = est_drop
         ids = df["id"].astype(str).to_numpy()
         details = np.array([f"{ids[s]} jaccard={e:.3f}" if d else ""
                             for s, e, d in zip(surv, est, drop)], dtype=object)
         stats = group_stats(df, labels, surv, "near_duplicate", details)
-        stats["params"] = params
-        stats["pairs"] = int(len(i))
+        stats["params"] = self._params()
+        stats["pairs"] = int(pairs)
         stats["pairs_rejected_by_verify"] = rejected
         stats["no_shingles"] = int(no_shingles)
         return dedupe_result(df, self.name, surv, "near_duplicate", details, stats)
