@@ -10,24 +10,28 @@
 # versions it chose, runs the tests that touch transformers, peft, datasets and pandas most, then
 # benchmarks/lf_load_mixtures.py on RUN_FOLDER (default: the newest data/processed/run-* with
 # mixtures; with none, one is made by `tiger run` in the project's own .venv: the two-environment
-# set-up the README advises). That loads each mixture's alpaca and sharegpt entry of dataset_info.json
+# set-up the README also describes). That loads each mixture's alpaca and sharegpt entry of dataset_info.json
 # through LLaMA-Factory's get_dataset_list / _load_single_dataset / get_dataset(stage="sft") and
 # compares row counts and every row's prompt/response with the mixture. Exit status: the loader's
-# (the tests' outcome is printed; the flow tests are known to fail here, see below).
+# (the tests' outcome is printed).
 #
-# Two changes to what pip installs, both printed when made: LLaMA-Factory 0.9.5 imports torchaudio
-# at start-up (data/mm_plugin.py), and PyPI has no torchaudio for torch 2.13 (pip picks 2.11.1, a CUDA
-# build whose extension needs libc10_cuda.so), so its compiled extension is removed and torchaudio
-# imports as pure Python (text data never calls it); PyPI's torchvision does not import beside the
+# fastapi is capped below 0.137: gradio 5.50 pins starlette<1.0 and pydantic<=2.12.3, which leaves prefect
+# at 3.7.2, and that release's local API server fails (HTTP 500) on the fastapi pip would pick otherwise
+# (0.137-0.154: `'PrefectRouter' object has no attribute 'routes'`; 0.155 on: `Body() got an unexpected
+# keyword argument 'min_items'`). Two more changes to what pip installs, both printed when made:
+# LLaMA-Factory 0.9.5 imports torchaudio at start-up (data/mm_plugin.py), and PyPI has no torchaudio
+# for torch 2.13 (pip picks 2.11.1, a CUDA build whose extension needs libc10_cuda.so), so its compiled
+# extension is removed and torchaudio imports as pure Python (text data never calls it); PyPI's torchvision does not import beside the
 # CPU torch (`torchvision::nms does not exist`) and breaks `import transformers`' models, so it is
 # uninstalled (LLaMA-Factory's text path does not need it).
 #
 # Not part of `make test`: CI has no index to resolve against. Measured with 0.9.5 (see README,
-# "Install LLaMA-Factory in its own environment"): transformers 5.6.0, datasets 4.0.0, torch 2.13.0+cpu;
+# "Installing LLaMA-Factory beside tiger"): transformers 5.6.0, datasets 4.0.0, torch 2.13.0+cpu;
 # all 12 entries of the full-mirror run (6 mixtures of 5,000 rows x alpaca/sharegpt) load with every
 # row count and row matching (2.5 min on 2 cores), as do the 4 of tests/data/own/recipe.yaml's run;
-# 31 training, export and scoring tests pass; the 8 that start a flow fail because Prefect's local server does not
-# start with the web stack gradio pins.
+# 31 training, export and scoring tests pass; without the fastapi cap the 8 that start a flow fail
+# (Prefect's local server does not start with the web stack gradio pins); with fastapi 0.136.3 all 8 pass
+# (the 7 of tests/test_flow.py and test_experiment_flow_end_to_end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LF="${1:-0.9.5}"
@@ -37,7 +41,8 @@ if [ "${COINSTALL_REUSE:-0}" != 1 ] || [ ! -x "$ENV/bin/python" ]; then
   rm -rf "$ENV"
   python3 -m venv "$ENV"
   "$ENV/bin/pip" install -q --upgrade pip
-  "$ENV/bin/pip" install -q . "llamafactory==$LF" torch==2.13.0 pytest pytest-timeout hypothesis
+  # gradio keeps prefect at 3.7.2 (starlette<1): its server breaks on fastapi>=0.137 (router rewrite; >=0.155 also drops Body(min_items=))
+  "$ENV/bin/pip" install -q . "llamafactory==$LF" torch==2.13.0 "fastapi<0.137" pytest pytest-timeout hypothesis
 fi
 SITE="$("$ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 if ! "$ENV/bin/python" -c 'import torchaudio' >/dev/null 2>&1 && ls "$SITE"/torchaudio/lib/*.so >/dev/null 2>&1; then
