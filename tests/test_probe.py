@@ -288,6 +288,12 @@ def test_arms_and_grid(tmp_path):
     assert len(runs) == 2 * 2 * (2 + 1)  # seeds × rule counts × (two arms on 3 phrasings + none on 1)
     assert {r["n_rules"] for r in runs} == {2, 19}
     assert len({r["output_dir"] for r in runs}) == len(runs)
+    # arms and single-phrasing mixtures only at the rule counts asked for (0: all rules)
+    cfg = ProbeConfig(out_dir=str(tmp_path), n_rules=(2, 8, 0), phrasings=(3, 1), arms=("none", "kl-1"),
+                      one_phrasing_rules=(8,), constraint_rules=(2, 0), seeds=(0,))
+    names = sorted(r["run"] for r in grid(cfg))
+    assert names == sorted(["r2-p3-none-s0", "r8-p3-none-s0", "r19-p3-none-s0", "r8-p1-none-s0",
+                            "r2-p3-kl-1-s0", "r19-p3-kl-1-s0"])
 
 
 def test_bootstrap_interval():
@@ -341,6 +347,19 @@ def test_verdict_gated_by_positive_control(tmp_path, seen_acc, passes):
         assert effects["gravity-0.3_seen"]["mean"] == 0
     else:
         assert "FAILS" in text and "cannot support a finding" in text and "did not learn" in text
+
+
+def test_verdict_compares_arms_where_they_ran(tmp_path):
+    """With the arm trained at 2 rules only, its effect is measured against `none` at 2 rules."""
+    from train.probe.experiment import ProbeConfig, config_table, verdict
+
+    items = _fake_items(0.6)
+    items = items[~((items["arm"] == "gravity-0.3") & (items["n_rules"] == 19))]
+    cfg = ProbeConfig(out_dir=str(tmp_path), n_rules=(2, 0), phrasings=(3,), arms=("none", "gravity-0.3"),
+                      seeds=(0, 1), bootstrap=300, constraint_rules=(2,))
+    text, effects = verdict(cfg, items, config_table(items, 300), {"accuracy": {}})
+    assert effects["gravity-0.3_seen"]["a"]["n_rules"] == 2 and effects["gravity-0.3_seen"]["mean"] == 0
+    assert "`gravity-0.3` − `none`, 2 rules, seen rules" in text
 
 
 def test_verdict_partial_control(tmp_path):

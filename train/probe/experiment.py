@@ -56,6 +56,8 @@ class ProbeConfig:
     # 0.7·CE + 0.3·norm), kl-C (CE + C·KL to the base)
     arms: tuple[str, ...] = ("none", "gravity-0.03", "kl-1")
     one_phrasing_arms: tuple[str, ...] = ("none",)  # arms also trained on the 1-phrasing mixtures
+    one_phrasing_rules: tuple[int, ...] = ()  # rule counts that get 1-phrasing mixtures (0: all rules); (): every count
+    constraint_rules: tuple[int, ...] = ()  # rule counts the arms other than none run at (0: all rules); (): every count
     seeds: tuple[int, ...] = (0, 1)  # training seeds: each also draws its own mixture and rule order
     # curated pool mixtures (alpaca JSON, e.g. a run's diverse-N and narrow-N) blended into the mixtures
     # of every rule count at all phrasings, for the blend_arms: does general SFT data help the probe?
@@ -106,7 +108,10 @@ def grid(cfg: ProbeConfig) -> list[dict[str, Any]]:
             n = k or all_rules()
             for p in cfg.phrasings:
                 for arm in cfg.arms:
-                    if p != max(cfg.phrasings) and arm not in cfg.one_phrasing_arms:
+                    if p != max(cfg.phrasings) and (arm not in cfg.one_phrasing_arms
+                                                    or not _at(k, cfg.one_phrasing_rules)):
+                        continue
+                    if arm != "none" and not _at(k, cfg.constraint_rules):
                         continue
                     parse_arm(arm)
                     runs.append(_run(out, n, p, arm, seed, cfg.size))
@@ -116,6 +121,11 @@ def grid(cfg: ProbeConfig) -> list[dict[str, Any]]:
                     parse_arm(arm)
                     runs.append(_run(out, n, max(cfg.phrasings), arm, seed, cfg.size, blend, tag))
     return runs
+
+
+def _at(k: int, counts: tuple[int, ...]) -> bool:
+    """Whether rule count ``k`` is in ``counts`` (0 meaning all rules); an empty ``counts`` takes every count."""
+    return not counts or (k or all_rules()) in {c or all_rules() for c in counts}
 
 
 def _run(out: Path, n: int, p: int, arm: str, seed: int, size: int, blend: str = "", tag: str = "") -> dict:
@@ -386,25 +396,28 @@ def verdict(cfg: ProbeConfig, items: pd.DataFrame, table: pd.DataFrame, base_sco
         lines.append(_sentence(f"{hi_k} − {lo_k} training rules, {label}", e,
                                "more training rules help" if metric == "heldout_rule" else
                                "more training rules help rephrased instructions"))
-    if len(cfg.phrasings) > 1:
-        p_lo = min(cfg.phrasings)
-        e = _effect(items, "heldout_phrasing", {"arm": "none", "n_rules": hi_k, "phrasings": p_all},
-                    {"arm": "none", "n_rules": hi_k, "phrasings": p_lo}, reps)
+    p_lo = min(cfg.phrasings)
+    k_p = _compare_at(items, ("none", p_lo), control, hi_k)
+    if p_lo != p_all and k_p is not None:
+        e = _effect(items, "heldout_phrasing", {"arm": "none", "n_rules": k_p, "phrasings": p_all},
+                    {"arm": "none", "n_rules": k_p, "phrasings": p_lo}, reps)
         effects["phrasing_diversity"] = e
-        lines.append(_sentence(f"{p_all} − {p_lo} phrasings per rule ({hi_k} rules), held-out phrasings", e,
+        lines.append(_sentence(f"{p_all} − {p_lo} phrasings per rule ({k_p} rules), held-out phrasings", e,
                                "more phrasings help rephrased instructions"))
-    lines += ["", f"## Constraints (against `none`, at {hi_k} rules and {p_all} phrasings)", ""]
-    if not control.get(int(hi_k)):
-        lines.append(f"- The control fails at {hi_k} rules: these differences cannot be read as evidence.")
+    lines += ["", f"## Constraints (against `none` at the same rule count, {p_all} phrasings)", ""]
+    arm_k = {}
     for arm in cfg.arms:
-        if arm == "none":
+        if arm == "none" or (k := _compare_at(items, (arm, p_all), control, hi_k)) is None:
             continue
+        arm_k[arm] = k
+        if not control.get(int(k)):
+            lines.append(f"- The control fails at {k} rules: the `{arm}` differences cannot be read as evidence.")
         for metric, label in (("seen", "seen rules"), ("heldout_phrasing", "held-out phrasings"),
                               ("heldout_rule", "held-out rules")):
-            e = _effect(items, metric, {"arm": arm, "n_rules": hi_k, "phrasings": p_all},
-                        {"arm": "none", "n_rules": hi_k, "phrasings": p_all}, reps)
+            e = _effect(items, metric, {"arm": arm, "n_rules": k, "phrasings": p_all},
+                        {"arm": "none", "n_rules": k, "phrasings": p_all}, reps)
             effects[f"{arm}_{metric}"] = e
-            lines.append(_sentence(f"`{arm}` − `none`, {label}", e, f"`{arm}` helps"))
+            lines.append(_sentence(f"`{arm}` − `none`, {k} rules, {label}", e, f"`{arm}` helps"))
     lines += ["", "## No-rule control (unanswerable instructions)", ""]
     nr = table[(table["metric"] == "no_rule_made_up") & (table["n_rules"] == hi_k) & (table["phrasings"] == p_all)]
     ra = table[(table["metric"] == "no_rule_rule_applied") & (table["n_rules"] == hi_k) & (table["phrasings"] == p_all)]
@@ -425,9 +438,10 @@ def verdict(cfg: ProbeConfig, items: pd.DataFrame, table: pd.DataFrame, base_sco
         else:
             parts.append(f"going from {lo_k} to {hi_k} training rules did not measurably change held-out-rule "
                          f"accuracy ({_fmt(d_rule)})")
-        if control.get(int(hi_k)):
-            helps = [a for a in cfg.arms if a != "none" and (effects.get(f"{a}_heldout_rule", {}).get("low") or -1) > 0]
-            hurts = [a for a in cfg.arms if a != "none" and (effects.get(f"{a}_seen", {}).get("high") or 1) < 0]
+        readable = [a for a, k in arm_k.items() if control.get(int(k))]
+        if readable:
+            helps = [a for a in readable if (effects.get(f"{a}_heldout_rule", {}).get("low") or -1) > 0]
+            hurts = [a for a in readable if (effects.get(f"{a}_seen", {}).get("high") or 1) < 0]
             parts.append("no constraint raised held-out-rule accuracy" if not helps else
                          f"{', '.join(helps)} raised held-out-rule accuracy")
             if hurts:
@@ -464,6 +478,23 @@ def blend_section(cfg: ProbeConfig, items: pd.DataFrame, table: pd.DataFrame) ->
                     effects[f"blend_{tag}_{arm}_{n}_{metric}"] = e
                     lines.append("  " + _sentence(f"`{tag}` − unblended, {label}", e, "the pool data helps"))
     return "\n".join(lines) + "\n", effects
+
+
+def _compare_at(items: pd.DataFrame, cell: tuple[str, int], control: dict, prefer: int) -> int | None:
+    """The rule count to compare ``(arm, phrasings)`` with unconstrained all-phrasing runs at: ``prefer``
+    when both ran there, else the largest count where both ran and the control passed, else the largest
+    where both ran; None when they share no count."""
+    items = _with_blend(items)
+    base = items[(items["blend"] == "") & (items["arm"] == "none")]
+    p_all = int(base["phrasings"].max()) if len(base) else 0
+    mine = items[(items["blend"] == "") & (items["arm"] == cell[0]) & (items["phrasings"] == cell[1])]
+    both = sorted(set(mine["n_rules"]) & set(base.loc[base["phrasings"] == p_all, "n_rules"]))
+    if not both:
+        return None
+    if prefer in both:
+        return int(prefer)
+    passing = [k for k in both if control.get(int(k))]
+    return int((passing or both)[-1])
 
 
 def _base_words(cfg: ProbeConfig) -> str:
