@@ -83,7 +83,7 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "probe", help="rule probe: does rule diversity teach a model to follow unseen instructions?",
-        description="Generate the rule suite and mixtures of 2/4/8/all training rules (same number of examples), "
+        description="Generate the rule suite and mixtures of 2/8/all training rules (same number of examples), "
                     "LoRA-train each under each constraint arm and seed, score exact match per split and family, "
                     "and write results.csv/.parquet, plots/probe_accuracy_vs_rules.png and verdict.md under "
                     "--out-dir. Arms are none, gravity-W (loss (1-W)*CE + W*mean LoRA Frobenius norm) and "

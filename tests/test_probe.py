@@ -283,7 +283,7 @@ def test_arms_and_grid(tmp_path):
         with pytest.raises(ValueError):
             parse_arm(bad)
     cfg = ProbeConfig(out_dir=str(tmp_path), n_rules=(2, 0), phrasings=(3, 1), arms=("none", "kl-1"),
-                      one_phrasing_arms=("none",), seeds=(0, 1))
+                      one_phrasing_arms=("none",), one_phrasing_rules=(), constraint_rules=(), seeds=(0, 1))
     runs = grid(cfg)
     assert len(runs) == 2 * 2 * (2 + 1)  # seeds × rule counts × (two arms on 3 phrasings + none on 1)
     assert {r["n_rules"] for r in runs} == {2, 19}
