@@ -70,8 +70,9 @@ def cmd_probe(a: argparse.Namespace) -> None:
 
         flow = probe_flow.with_options(task_runner=make_task_runner(a.runner, a.workers))
         res = flow(cfg.to_dict())
+    per = ", ".join(f"{k} rules {'passes' if ok else 'FAILS'}" for k, ok in res.get("control", {}).items())
     print(f"verdict: {res['verdict']}\nresults: {res['results']}\nplot: {res['plot']}\n"
-          f"positive control: {'passed' if res['control_passed'] else 'FAILED'}")
+          f"positive control: {'passed' if res['control_passed'] else 'FAILED'}" + (f" ({per})" if per else ""))
 
 
 def register(sub) -> None:

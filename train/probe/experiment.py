@@ -438,6 +438,11 @@ def verdict(cfg: ProbeConfig, items: pd.DataFrame, table: pd.DataFrame, base_sco
         else:
             parts.append(f"going from {lo_k} to {hi_k} training rules did not measurably change held-out-rule "
                          f"accuracy ({_fmt(d_rule)})")
+        d_phr = effects["diversity_heldout_phrasing"]
+        if len(ok_ks) >= 2 and d_phr.get("low") is not None and (d_phr["low"] > 0 or d_phr["high"] < 0):
+            parts.append(f"held-out-phrasing accuracy on the trained rules went {'up' if d_phr['low'] > 0 else 'down'} "
+                         f"by {abs(d_phr['mean']):.3f} from {lo_k} to {hi_k} rules (at a fixed budget each rule "
+                         f"gets {hi_k / lo_k:.1f}x fewer examples)")
         readable = [a for a, k in arm_k.items() if control.get(int(k))]
         if readable:
             helps = [a for a in readable if (effects.get(f"{a}_heldout_rule", {}).get("low") or -1) > 0]
@@ -446,6 +451,10 @@ def verdict(cfg: ProbeConfig, items: pd.DataFrame, table: pd.DataFrame, base_sco
                          f"{', '.join(helps)} raised held-out-rule accuracy")
             if hurts:
                 parts.append(f"{', '.join(hurts)} lowered seen-rule accuracy")
+            for a in readable:
+                e = effects.get(f"{a}_heldout_phrasing", {})
+                if e.get("high") is not None and e["high"] < 0:
+                    parts.append(f"{a} lowered held-out-phrasing accuracy by {abs(e['mean']):.3f}")
         lines.append("At this scale (a " + _base_words(cfg) + f", {cfg.size} examples, {cfg.max_steps} steps, seeds "
                      f"{', '.join(map(str, cfg.seeds))}): " + "; ".join(parts) + ". Intervals come from a bootstrap "
                      "over seeds and items; with few seeds they are wide, and only what is listed above was measured.")
@@ -595,7 +604,8 @@ def report(cfg: ProbeConfig, runs: list[dict], seconds: float | None = None) -> 
                "tokens_seen_mean": float(results["tokens_seen"].mean())}
     write_json(out / "probe.json", summary)
     return {"verdict": str(out / "verdict.md"), "results": str(out / "results.csv"), "plot": fig,
-            "control_passed": effects["control_passed"]}
+            "control_passed": effects["control_passed"],
+            "control": {str(k): v for k, v in effects["control"].items()}}
 
 
 def run_probe(cfg: ProbeConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
