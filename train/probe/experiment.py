@@ -351,6 +351,8 @@ def _sentence(label: str, e: dict, what: str) -> str:
         verdict = f"higher: measured, {what}"
     elif e["high"] < 0:
         verdict = f"lower: measured, the opposite of \"{what}\""
+    elif e["high"] - e["low"] < 1e-9:
+        verdict = "no difference on any item (both score the same on every item, e.g. all 0)"
     else:
         half = (e["high"] - e["low"]) / 2
         verdict = f"not shown: the interval includes 0; a difference smaller than about ±{half:.2f} could not be seen"
