@@ -328,7 +328,6 @@ def _fmt(e: dict) -> str:
 
 
 def _cell(items: pd.DataFrame, c: dict) -> pd.DataFrame:
-    items = _with_blend(items)
     return items[(items["arm"] == c["arm"]) & (items["n_rules"] == c["n_rules"]) & (items["phrasings"] == c["phrasings"])
                  & (items["blend"] == c.get("blend", ""))]
 
@@ -360,6 +359,7 @@ def _sentence(label: str, e: dict, what: str) -> str:
 
 
 def verdict(cfg: ProbeConfig, items: pd.DataFrame, table: pd.DataFrame, base_scores: dict) -> tuple[str, dict]:
+    items = _with_blend(items)  # the cells below select on it
     reps = cfg.bootstrap
     ks = sorted(items["n_rules"].unique())
     p_all = max(cfg.phrasings)
@@ -495,7 +495,6 @@ def _compare_at(items: pd.DataFrame, cell: tuple[str, int], control: dict, prefe
     """The rule count to compare ``(arm, phrasings)`` with unconstrained all-phrasing runs at: ``prefer``
     when both ran there, else the largest count where both ran and the control passed, else the largest
     where both ran; None when they share no count."""
-    items = _with_blend(items)
     base = items[(items["blend"] == "") & (items["arm"] == "none")]
     p_all = int(base["phrasings"].max()) if len(base) else 0
     mine = items[(items["blend"] == "") & (items["arm"] == cell[0]) & (items["phrasings"] == cell[1])]
