@@ -141,6 +141,30 @@ def read_rows(path: str | os.PathLike, start: int, stop: int, columns: list[str]
     return history_strings(table.to_pandas().reset_index(drop=True))
 
 
+def read_positions(path: str | os.PathLike, positions: Any, columns: list[str]) -> pd.DataFrame:
+    """Rows at ``positions`` (sorted, increasing) of a Parquet file, only ``columns``: one pass,
+    a batch at a time, holding only the rows taken (a seeded sample of millions of rows)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pos_all = np.asarray(positions, dtype=np.int64)
+    pf = pq.ParquetFile(path)
+    schema = pa.schema([pf.schema_arrow.field(c) for c in columns])
+    parts, pos, k = [], 0, 0
+    for batch in pf.iter_batches(batch_size=65_536, columns=columns):
+        m = batch.num_rows
+        j = int(np.searchsorted(pos_all, pos + m))
+        if j > k:
+            parts.append(batch.take(pa.array(pos_all[k:j] - pos)))
+            k = j
+        pos += m
+        if k >= len(pos_all):
+            break
+    table = pa.Table.from_batches(parts, schema=schema) if parts else schema.empty_table()
+    return history_strings(table.to_pandas().reset_index(drop=True))
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

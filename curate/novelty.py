@@ -12,8 +12,13 @@ import numpy as np
 KNN_THREADS = min(2, os.cpu_count() or 1)
 
 
+# Rows per chunk of the neighbour search (a row's result depends on its chunk's shape through the
+# matrix product's blocking, so partitioned runs put their edges on multiples of it).
+KNN_CHUNK = 2048
+
+
 def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.ndarray | None = None,
-                      chunk: int = 2048, threads: int | None = None) -> np.ndarray:
+                      chunk: int = KNN_CHUNK, threads: int | None = None) -> np.ndarray:
     """Mean cosine distance of each row of ``x`` to its ``k`` nearest rows of ``ref`` (unit vectors).
 
     ``ref_is_x[i]`` is the position in ``ref`` of row ``i`` itself (or -1): that match is skipped, so
@@ -72,9 +77,19 @@ def novelty_scores(x: np.ndarray, k: int = 10, ref_size: int = DEFAULT_REF_SIZE,
     """Per-row novelty: mean cosine distance to the ``k`` nearest neighbours among a seeded reference
     sample of at most ``ref_size`` rows of the same set (the row itself excluded). 0 = it has close
     twins, higher = more unusual. A sample keeps the cost linear in the rows (n × ref_size products)."""
-    n = len(x)
+    ref_idx = reference_positions(len(x), ref_size, seed)
+    return knn_mean_distance(x, x[ref_idx], k=k, ref_is_x=reference_slots(len(x), ref_size, seed))
+
+
+def reference_positions(n: int, ref_size: int = DEFAULT_REF_SIZE, seed: int = 0) -> np.ndarray:
+    """The rows (of ``n``) in the seeded reference sample, in order."""
     rng = np.random.default_rng(seed)
-    ref_idx = np.sort(rng.choice(n, size=ref_size, replace=False)) if n > ref_size else np.arange(n)
+    return np.sort(rng.choice(n, size=ref_size, replace=False)) if n > ref_size else np.arange(n)
+
+
+def reference_slots(n: int, ref_size: int = DEFAULT_REF_SIZE, seed: int = 0) -> np.ndarray:
+    """Each row's place in the reference sample, or -1 (so a row is never its own neighbour)."""
+    ref_idx = reference_positions(n, ref_size, seed)
     pos = np.full(n, -1, dtype=np.int64)
     pos[ref_idx] = np.arange(len(ref_idx))
-    return knn_mean_distance(x, x[ref_idx], k=k, ref_is_x=pos)
+    return pos

@@ -148,25 +148,28 @@ def parse_stage(files: list[dict], out_dir: str | Path, progress: Progress = Non
     return _finish(out_dir, key, "01_parse", int(res.stats["in"]), res, ledger_extra=extra)
 
 
-def run_steps(df: pd.DataFrame, steps: tuple[Step, ...], stage: str, progress: Progress = None) -> StageResult:
-    """Run operators in order; each one's ledger is checked, drops are gathered with the op's name."""
+def run_steps(df: pd.DataFrame, steps: tuple[Step, ...], stage: str, progress: Progress = None,
+              jobs: dict[int, Any] | None = None) -> StageResult:
+    """Run operators in order; each one's ledger is checked, drops are gathered with the op's name.
+    ``jobs``: step index → a finished job whose files give that operator's result (``op.finish_job``)."""
     drops = [empty_drops(df, stage)]
     held = [df]
     del df  # only _run_ops holds the input: it goes once the first operator is done
-    return _assemble(*_run_ops(held.pop(), steps, stage, drops, {"steps": []}, progress))
+    return _assemble(*_run_ops(held.pop(), steps, stage, drops, {"steps": []}, progress, jobs))
 
 
 def _run_ops(df: pd.DataFrame, steps: tuple[Step, ...], stage: str, drops: list[pd.DataFrame],
              stats: dict[str, Any], progress: Progress = None,
-             first: Callable[[Any, pd.DataFrame], StageResult] | None = None) -> tuple[pd.DataFrame, list, dict]:
+             jobs: dict[int, Any] | None = None) -> tuple[pd.DataFrame, list, dict]:
     """:func:`run_steps`' loop, from a state (kept rows, drops so far, stats so far) to the next;
-    ``first(op, df)`` runs the first operator instead of ``op(df)`` (a job's finish)."""
+    a step with a job in ``jobs`` (by index in ``steps``) is finished from the job's files."""
+    jobs = jobs or {}
     for k, step in enumerate(steps):
         op = step.build()
         if progress:
             progress(f"{stage}: {step.op} on {len(df):,} rows")
         n_in = len(df)
-        res = first(op, df) if first is not None and k == 0 else op(df)
+        res = op.finish_job(df, jobs[k]) if k in jobs else op(df)
         res.check(n_in, f"{stage}/{step.op}")
         if len(res.dropped):
             d = res.dropped.copy()
@@ -231,6 +234,9 @@ class StagePlan:
     # an operator's job on partitions (e.g. curate.minhash.partitioned.PartitionJob), at step ``split``
     job: Any = None
     split: int = -1
+    # taggers' jobs on row partitions (curate.jobs.RowJob), by step index: steps whose earlier
+    # steps keep every row and its text, so their tasks read the stage's input
+    tag_jobs: tuple[tuple[int, Any], ...] = ()
 
     def shard_dir(self, start: int, stop: int) -> Path:
         return Path(self.out_dir) / "_shards" / f"{start:012d}-{stop:012d}"
@@ -239,10 +245,22 @@ class StagePlan:
     def rounds(self) -> tuple[tuple[tuple[str, int], ...], ...]:
         """The job's tasks, ``(step, index)``, in rounds run one after another, each round's tasks side
         by side; ``("prefix", 0)`` runs the steps before the job's operator (with its first round)."""
-        if self.job is None:
-            return ()
-        first, *rest = self.job.rounds()
-        return ((("prefix", 0),) * (self.split > 0) + first, *rest)
+        out: list[tuple[tuple[str, int], ...]] = []
+        if self.job is not None:
+            first, *rest = self.job.rounds()
+            out = [(("prefix", 0),) * (self.split > 0) + first, *rest]
+        for k, job in self.tag_jobs:  # side by side with each other: round r of every job together
+            for r, tasks in enumerate(job.rounds()):
+                named = tuple((f"{k}:{s}", i) for s, i in tasks)
+                if r < len(out):
+                    out[r] = out[r] + named
+                else:
+                    out.append(named)
+        return tuple(out)
+
+    def jobs(self) -> dict[int, Any]:
+        """Step index → the job that runs that step's operator on partitions."""
+        return {**({self.split: self.job} if self.job is not None else {}), **dict(self.tag_jobs)}
 
 
 # Steps that only drop rows (kept rows unchanged): a job may read the stage's input before they run.
@@ -265,6 +283,30 @@ def _stage_job(stage: Stage, in_path: str | Path, work_dir: Path) -> tuple[Any, 
     return None, -1
 
 
+def _tag_jobs(stage: Stage, in_path: str | Path, work_dir: Path, rows: int,
+              store: Path) -> tuple[tuple[int, Any], ...]:
+    """The jobs of the stage's taggers that run on row partitions (``op.tag_job``), for the steps
+    whose earlier steps are all taggers (they keep every row and its text)."""
+    import inspect
+
+    import pyarrow.parquet as pq
+
+    out, n = [], None
+    for k, step in enumerate(stage.steps):
+        op = step.build()
+        if op.kind != "tagger":
+            break
+        make = getattr(op, "tag_job", None)
+        if make is None:
+            continue
+        n = pq.ParquetFile(in_path).metadata.num_rows if n is None else n
+        extra = {"store": str(store)} if "store" in inspect.signature(make).parameters else {}
+        job = make(str(in_path), str(work_dir / f"step{k:02d}"), n, rows, **extra)
+        if job is not None:
+            out.append((k, job))
+    return tuple(out)
+
+
 def plan_stage(stage: Stage, in_path: str | Path, out_dir: str | Path,
                shard_rows: int | None = DEFAULT_SHARD_ROWS) -> StagePlan:
     """The stage's cache key, whether it is done, and its shards (none when ``shard_rows`` is None,
@@ -283,10 +325,15 @@ def plan_stage(stage: Stage, in_path: str | Path, out_dir: str | Path,
     if shard_rows is not None and stage.local_prefix():
         n = pq.ParquetFile(in_path).metadata.num_rows
         shards = tuple((a, min(n, a + shard_rows)) for a in range(0, max(n, 1), shard_rows))
-    job, split = None, -1
+    job, split, tag_jobs = None, -1, ()
     if shard_rows is not None and not shards:
         job, split = _stage_job(stage, in_path, Path(out_dir) / "_work" / key)
-    return StagePlan(stage, str(in_path), str(out_dir), key, False, shards, job, split)
+    if shard_rows is not None:
+        from .embed import FIT_STORE
+
+        tag_jobs = _tag_jobs(stage, in_path, Path(out_dir) / "_work" / key, shard_rows,
+                             Path(out_dir).parent / FIT_STORE)
+    return StagePlan(stage, str(in_path), str(out_dir), key, False, shards, job, split, tag_jobs)
 
 
 def read_rows(path: str | Path, start: int, stop: int) -> pd.DataFrame:
@@ -327,6 +374,9 @@ def run_task(plan: StagePlan, step: str, index: int, progress: Progress = None) 
         progress(f"{plan.stage.name}: {step} {index}")
     if step == "prefix":
         return _run_prefix(plan)
+    if ":" in step:  # a tagger's job: "<step index>:<job step>"
+        k, sub = step.split(":", 1)
+        return dict(plan.tag_jobs)[int(k)].run(sub, index)
     return plan.job.run(step, index)
 
 
@@ -422,6 +472,9 @@ def finish_stage(plan: StagePlan, progress: Progress = None) -> dict[str, Any]:
 def _stage_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResult, int]:
     """The stage's result: its shards' outputs merged in order (if any), then its other operators."""
     stage = plan.stage
+    missing = [f"step {k} {m}" for k, j in plan.tag_jobs for m in j.missing()]
+    if missing:
+        raise RuntimeError(f"{stage.name}: run the plan's tasks before the merge; not done: {', '.join(missing[:5])}")
     if plan.job is not None:
         return _job_result(plan, progress)
     if not plan.shards:
@@ -429,7 +482,7 @@ def _stage_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResu
 
         n_in = pq.ParquetFile(plan.in_path).metadata.num_rows
         # the input frame is not kept here, so run_steps lets it go once the first operator is done
-        res = run_steps(read_parquet(plan.in_path), stage.steps, stage.name, progress=progress)
+        res = run_steps(read_parquet(plan.in_path), stage.steps, stage.name, progress=progress, jobs=plan.jobs())
     else:
         k = stage.local_prefix()
         dirs = [plan.shard_dir(a, b) for a, b in plan.shards]
@@ -444,7 +497,8 @@ def _stage_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResu
         if k < len(stage.steps):
             held = [res.kept]
             del kept, res  # only run_steps holds the merged frame: it goes once the first operator is done
-            rest = run_steps(held.pop(), stage.steps[k:], stage.name, progress=progress)
+            jobs = {i - k: j for i, j in plan.jobs().items()}
+            rest = run_steps(held.pop(), stage.steps[k:], stage.name, progress=progress, jobs=jobs)
             # as run_steps would: only operators that dropped rows add to the drops
             both = pd.concat([dropped, rest.dropped], ignore_index=True) if len(rest.dropped) else dropped
             res = StageResult(rest.kept, both, {"steps": stats["steps"] + rest.stats["steps"]})
@@ -457,8 +511,9 @@ def _job_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResult
     import pyarrow.parquet as pq
 
     stage, k = plan.stage, plan.split
-    missing = [f"{s} {i}" for r in plan.rounds for s, i in r
-               if not (Path(plan.job.work_dir) / (f"done-{s}.json" if s == "prefix" else f"done-{s}-{i:05d}.json")).exists()]
+    missing = [f"{s} {i}" for r in plan.job.rounds() for s, i in r
+               if not (Path(plan.job.work_dir) / f"done-{s}-{i:05d}.json").exists()]
+    missing = ["prefix 0"] * (k > 0 and not (Path(plan.job.work_dir) / "done-prefix.json").exists()) + missing
     if missing:
         raise RuntimeError(f"{stage.name}: run the plan's tasks before the merge; not done: {', '.join(missing[:5])}")
     n_in = pq.ParquetFile(plan.in_path).metadata.num_rows
@@ -469,8 +524,8 @@ def _job_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResult
         held = [df, [empty_drops(df, stage.name)], {"steps": []}]
         del df
     drops, stats = held[1], held[2]
-    df, drops, stats = _run_ops(held.pop(0), stage.steps[k:], stage.name, drops, stats, progress,
-                                first=lambda op, d: op.finish_job(d, plan.job))
+    jobs = {i - k: j for i, j in plan.jobs().items() if i >= k}
+    df, drops, stats = _run_ops(held.pop(0), stage.steps[k:], stage.name, drops, stats, progress, jobs)
     return _assemble(df, drops, stats), n_in
 
 

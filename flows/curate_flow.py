@@ -78,13 +78,13 @@ def run_stage(stage: Stage, in_path: str, out_dir: str, shard_rows: int) -> dict
     plan = pipeline.plan_stage(stage, in_path, out_dir, shard_rows)
     if plan.done:
         return merge_task(plan)  # returns the stored ledger
-    futures = [shard_task.submit(plan, a, b) for a, b in plan.shards]
-    for f in futures:
-        f.result()  # raises the first shard's error
-    for tasks in plan.rounds:
+    shards = [shard_task.submit(plan, a, b) for a, b in plan.shards]
+    for tasks in plan.rounds:  # they read the stage's input, not the shards: they run beside them
         futures = [partition_task.submit(plan, step, index) for step, index in tasks]
         for f in futures:
             f.result()
+    for f in shards:
+        f.result()  # raises the first shard's error
     return merge_task.submit(plan).result()
 
 

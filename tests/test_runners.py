@@ -68,6 +68,9 @@ def _sharded(stage: Stage, in_path: Path, out: Path, shard_rows: int) -> dict:
     plan = pipeline.plan_stage(stage, in_path, out, shard_rows)
     for a, b in reversed(plan.shards):  # any completion order
         pipeline.run_shard(plan, a, b)
+    for tasks in plan.rounds:  # the taggers' jobs (the diversity stage's clusters)
+        for step, index in reversed(tasks):
+            pipeline.run_task(plan, step, index)
     return pipeline.finish_stage(plan)
 
 

@@ -5,10 +5,12 @@ of it is seeded; clusters are renumbered by size (0 = largest) so ids read the s
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from ..jobs import RowJob
 from ..records import StageResult, empty_drops
 from .base import Tagger, register
 
@@ -81,34 +83,53 @@ class ClusterTagger(Tagger):
         return TfidfVectorizer(analyzer="char_wb", ngram_range=self.ngram_range, lowercase=True, **common)
 
     def __call__(self, df: pd.DataFrame) -> StageResult:
+        with self._blas():
+            return self._run(df)
+
+    def _blas(self):
         import sklearn.cluster  # noqa: F401  (load BLAS before limiting it: threadpoolctl only
         import sklearn.decomposition  # noqa: F401  limits libraries already loaded)
         from threadpoolctl import threadpool_limits
 
         # One BLAS thread by default: the SVD's QR is many times slower when BLAS threads compete
         # with other work for few cores, and a fixed thread count keeps float sums reproducible.
-        with threadpool_limits(limits=self.n_threads):
-            return self._run(df)
+        return threadpool_limits(limits=self.n_threads)
 
     def _run(self, df: pd.DataFrame) -> StageResult:
-        import scipy.sparse as sp
-        from sklearn.cluster import MiniBatchKMeans
-        from sklearn.decomposition import TruncatedSVD
-        from sklearn.preprocessing import normalize
-
         kept = df.copy()
         n = len(df)
         if n == 0:
             kept[self.column] = pd.Series(dtype="int64")
             return StageResult(kept, empty_drops(df, self.name), {"n_clusters": 0, "sizes": {}, "top_terms": {}})
 
-        from ..embed import instruction_texts, tfidf_transform
+        from ..embed import instruction_texts
 
         # the input is cut so long contexts (articles, code) do not drown the instruction's wording
         texts = instruction_texts(df, self.input_chars)
+        fit = self._fit([texts[i] for i in self.fit_positions(n)])
+
+        # Every row is transformed and assigned a chunk at a time (each row's label depends on that
+        # row alone, so the labels equal one pass over all rows), with TF-IDF counts built by numpy
+        # (curate.embed.tfidf_transform, the same matrix as sklearn's), so millions of rows never
+        # hold their dense SVD coordinates at once. The per-cluster TF-IDF sums that name the
+        # clusters are added up chunk by chunk.
+        raw = np.empty(n, dtype=np.int64)
+        raw_sums = np.zeros((fit["k"], len(fit["vec"].vocabulary_)), dtype=np.float64)
+        for a, (lab, part) in self._chunks(fit, texts):
+            raw[a:a + len(lab)] = lab
+            raw_sums += part.toarray()
+        return self._result(df, kept, fit, raw, raw_sums)
+
+    def fit_positions(self, n: int) -> np.ndarray:
+        """The seeded sample of ``n`` rows the vocabulary, SVD and k-means are fitted on."""
         rng = np.random.default_rng(self.seed)
-        fit_idx = np.sort(rng.choice(n, size=self.fit_sample, replace=False)) if n > self.fit_sample else np.arange(n)
-        fit_texts = [texts[i] for i in fit_idx]
+        return np.sort(rng.choice(n, size=self.fit_sample, replace=False)) if n > self.fit_sample else np.arange(n)
+
+    def _fit(self, fit_texts: list[str]) -> dict:
+        """Vectoriser, SVD (or None) and k-means fitted on the sample's texts."""
+        from sklearn.cluster import MiniBatchKMeans
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.preprocessing import normalize
 
         vec = self._vectorizer()
         if len(fit_texts) < 2:
@@ -130,30 +151,37 @@ class ClusterTagger(Tagger):
         km = MiniBatchKMeans(n_clusters=k, random_state=self.seed, n_init=self.n_init,
                              batch_size=2048, max_iter=100, reassignment_ratio=0.01)
         km.fit(z_fit.astype(np.float64))
+        return {"vec": vec, "svd": svd, "km": km, "k": k, "dims": dims, "fit_rows": len(fit_texts),
+                "features": int(x_fit.shape[1])}
 
-        # Every row is transformed and assigned a chunk at a time (each row's label depends on that
-        # row alone, so the labels equal one pass over all rows), with TF-IDF counts built by numpy
-        # (curate.embed.tfidf_transform, the same matrix as sklearn's), so millions of rows never
-        # hold their dense SVD coordinates at once. The per-cluster TF-IDF sums that name the
-        # clusters are added up chunk by chunk.
-        def chunk(a: int) -> tuple[np.ndarray, np.ndarray]:
+    def _chunks(self, fit: dict, texts: list[str], offset: int = 0):
+        """``(start, (labels, per-cluster TF-IDF sums))`` of each ``chunk_rows`` chunk of ``texts``,
+        in order; ``offset``: where ``texts`` start in the stage's rows (a chunk edge)."""
+        import scipy.sparse as sp
+        from sklearn.preprocessing import normalize
+
+        from ..embed import tfidf_transform
+
+        vec, svd, km, k = fit["vec"], fit["svd"], fit["km"], fit["k"]
+
+        def chunk(a: int) -> tuple[np.ndarray, sp.csr_matrix]:
             x = tfidf_transform(vec, texts[a:a + self.chunk_rows])
             z = normalize(svd.transform(x)) if svd is not None else normalize(x).toarray()
             lab = km.predict(z.astype(np.float64))
             onehot = sp.csr_matrix((np.ones(len(lab), dtype=np.float32), (lab, np.arange(len(lab)))), shape=(k, len(lab)))
-            return lab, (onehot @ x).toarray()
+            return lab, (onehot @ x).tocsr()
 
-        raw = np.empty(n, dtype=np.int64)
-        raw_sums = np.zeros((k, len(vec.vocabulary_)), dtype=np.float64)
-        starts = range(0, n, self.chunk_rows)
+        starts = range(0, len(texts), self.chunk_rows)
         # Chunks on ``chunk_threads`` threads (much of the work releases the GIL); results are taken in
         # chunk order, so the sums, and so every output, are the same whatever the thread count.
         with ThreadPoolExecutor(max_workers=max(1, self.chunk_threads)) as pool:
-            for a, (lab, part) in zip(starts, pool.map(chunk, starts)):
-                raw[a:a + len(lab)] = lab
-                raw_sums += part
+            for a, res in zip(starts, pool.map(chunk, starts)):
+                yield offset + a, res
 
+    def _result(self, df: pd.DataFrame, kept: pd.DataFrame, fit: dict, raw: np.ndarray,
+                raw_sums: np.ndarray) -> StageResult:
         # Renumber by size (largest first, ties by raw id) so ids are stable and readable.
+        k, dims = fit["k"], fit["dims"]
         sizes = np.bincount(raw, minlength=k)
         order = sorted(range(k), key=lambda c: (-int(sizes[c]), c))
         remap = np.empty(k, dtype=np.int64)
@@ -166,13 +194,31 @@ class ClusterTagger(Tagger):
         stats = {
             "n_clusters": int(len(np.unique(labels))),
             "n_clusters_requested": self.n_clusters,
-            "fit_rows": int(len(fit_idx)),
-            "features": int(x_fit.shape[1]),
+            "fit_rows": int(fit["fit_rows"]),
+            "features": int(fit["features"]),
             "svd_dims": int(dims) if dims >= 2 else 0,
             "sizes": {str(c): int(v) for c, v in enumerate(np.bincount(labels, minlength=k))},
-            "top_terms": self._top_terms(sums, k, vec),
+            "top_terms": self._top_terms(sums, k, fit["vec"]),
         }
         return StageResult(kept, empty_drops(df, self.name), stats)
+
+    # --- the same tags as tasks on the run's workers (curate.jobs)
+
+    def tag_job(self, in_path: str, work_dir: str, n: int, partition_rows: int) -> "ClusterJob | None":
+        """The fit (one task) and the assignment of each row partition (one task each)."""
+        return ClusterJob(str(in_path), str(work_dir), int(n), int(partition_rows), self.chunk_rows, self) if n else None
+
+    def finish_job(self, df: pd.DataFrame, job: "ClusterJob") -> StageResult:
+        """``self(df)``'s result, byte for byte, from a finished job's files (``df``: the job's rows)."""
+        if len(df) != job.n:
+            raise RuntimeError(f"{self.name}: the job covered {job.n} rows, the frame holds {len(df)}")
+        fit = job.load("fit.pkl")
+        raw = np.concatenate([job.load(f) for f in job.rows_files("labels-{:05d}.npy")])
+        raw_sums = np.zeros((fit["k"], len(fit["vec"].vocabulary_)), dtype=np.float64)
+        for f in job.rows_files("sums-{:05d}.pkl"):
+            for part in job.load(f):  # per chunk, in order: the same float sums as one pass
+                raw_sums += part.toarray()
+        return self._result(df, df.copy(), fit, raw, raw_sums)
 
     def _top_terms(self, sums: np.ndarray, k: int, vec) -> dict[str, list[str]]:
         """``sums``: each cluster's summed TF-IDF vector (k x vocabulary)."""
@@ -191,3 +237,37 @@ class ClusterTagger(Tagger):
                     terms.append(t)
             out[str(c)] = terms
         return out
+
+
+@dataclass(frozen=True)
+class ClusterJob(RowJob):
+    """``cluster_tagger`` as tasks: ``fit 0`` fits on the seeded sample (fit.pkl); ``rows p``
+    labels partition p's rows and sums their TF-IDF vectors per cluster, a chunk at a time
+    (labels-p.npy, sums-p.pkl). Partition edges are multiples of ``chunk_rows``."""
+
+    op: ClusterTagger | None = None
+
+    def _texts(self, frame: pd.DataFrame) -> list[str]:
+        from ..embed import instruction_texts
+
+        return instruction_texts(frame, self.op.input_chars)
+
+    def fit_step(self) -> None:
+        from ..io import read_positions
+
+        sample = read_positions(self.in_path, self.op.fit_positions(self.n), ["instruction", "input"])
+        with self.op._blas():
+            self.save("fit.pkl", self.op._fit(self._texts(sample)))
+
+    def rows_step(self, p: int, start: int, stop: int) -> None:
+        from ..io import read_rows
+
+        fit = self.load("fit.pkl")
+        texts = self._texts(read_rows(self.in_path, start, stop, columns=["instruction", "input"]))
+        labels, sums = [], []
+        with self.op._blas():
+            for _, (lab, part) in self.op._chunks(fit, texts, start):
+                labels.append(lab)
+                sums.append(part)
+        self.save(f"labels-{p:05d}.npy", np.concatenate(labels) if labels else np.empty(0, np.int64))
+        self.save(f"sums-{p:05d}.pkl", sums)

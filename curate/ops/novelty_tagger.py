@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from ..embed import DEFAULT_DIMS, embed
-from ..novelty import DEFAULT_REF_SIZE, novelty_scores
+from ..embed import DEFAULT_DIMS, Embedder, embed, instruction_texts
+from ..jobs import RowJob
+from ..novelty import (DEFAULT_REF_SIZE, KNN_CHUNK, knn_mean_distance, novelty_scores, reference_positions,
+                       reference_slots)
 from ..records import StageResult, empty_drops
 from .base import Tagger, register
 
@@ -33,7 +37,10 @@ class NoveltyTagger(Tagger):
             kept[self.column] = pd.Series(dtype="float64")
             return StageResult(kept, empty_drops(df, self.name), {"changed": 0, "examples": []})
         x = embed(df, seed=self.seed, dims=self.dims, input_chars=self.input_chars, fit_sample=self.fit_sample)
-        scores = np.round(novelty_scores(x, k=self.k, ref_size=self.ref_size, seed=self.seed), 6)
+        return self._result(df, kept, novelty_scores(x, k=self.k, ref_size=self.ref_size, seed=self.seed))
+
+    def _result(self, df: pd.DataFrame, kept: pd.DataFrame, raw: np.ndarray) -> StageResult:
+        scores = np.round(raw, 6)
         kept[self.column] = pd.Series(scores, index=df.index, dtype="float64")
         order = np.argsort(-scores, kind="mergesort")
         pick = list(order[:3]) + list(order[-3:][::-1])
@@ -44,3 +51,55 @@ class NoveltyTagger(Tagger):
                  "mean": float(np.mean(scores)), "median": float(np.median(scores)),
                  "p10": float(np.quantile(scores, 0.1)), "p90": float(np.quantile(scores, 0.9))}
         return StageResult(kept, empty_drops(df, self.name), stats)
+
+    # --- the same scores as tasks on the run's workers (curate.jobs)
+
+    def embedder(self) -> Embedder:
+        return Embedder(dims=self.dims, fit_sample=self.fit_sample, seed=self.seed)
+
+    def tag_job(self, in_path: str, work_dir: str, n: int, partition_rows: int,
+                store: str | None = None) -> "NoveltyJob | None":
+        """The embedding fit and reference rows (one task), then each row partition's scores (one
+        task each); ``store``: the run's fit store (``curate.embed.fit_store``), as the merge uses."""
+        return NoveltyJob(str(in_path), str(work_dir), int(n), int(partition_rows), KNN_CHUNK, self, store) if n else None
+
+    def finish_job(self, df: pd.DataFrame, job: "NoveltyJob") -> StageResult:
+        """``self(df)``'s result, byte for byte, from a finished job's files (``df``: the job's rows)."""
+        if len(df) != job.n:
+            raise RuntimeError(f"{self.name}: the job covered {job.n} rows, the frame holds {len(df)}")
+        raw = np.concatenate([job.load(f) for f in job.rows_files("novelty-{:05d}.npy")])
+        return self._result(df, df.copy(), raw)
+
+
+@dataclass(frozen=True)
+class NoveltyJob(RowJob):
+    """``novelty_tagger`` as tasks: ``fit 0`` fits the embedding on its seeded sample and embeds the
+    reference rows (embedder.pkl, ref.npy); ``rows p`` embeds partition p and scores it against them
+    (novelty-p.npy). Partition edges are multiples of the neighbour search's chunk."""
+
+    op: NoveltyTagger | None = None
+    store: str | None = None
+
+    def _texts(self, frame: pd.DataFrame) -> list[str]:
+        return instruction_texts(frame, self.op.input_chars)
+
+    def fit_step(self) -> None:
+        from ..embed import fit_store
+        from ..io import read_positions
+
+        emb = self.op.embedder()
+        sample = read_positions(self.in_path, emb.fit_positions(self.n), ["instruction", "input"])
+        with fit_store(self.store):  # the fit the report reuses, as the in-memory path keeps it
+            emb.fit(self._texts(sample), sampled=True)
+        ref_idx = reference_positions(self.n, self.op.ref_size, self.op.seed)
+        ref = emb.transform(self._texts(read_positions(self.in_path, ref_idx, ["instruction", "input"])))
+        self.save("embedder.pkl", emb)
+        self.save("ref.npy", ref)
+
+    def rows_step(self, p: int, start: int, stop: int) -> None:
+        from ..io import read_rows
+
+        emb, ref = self.load("embedder.pkl"), self.load("ref.npy")
+        x = emb.transform(self._texts(read_rows(self.in_path, start, stop, columns=["instruction", "input"])))
+        own = reference_slots(self.n, self.op.ref_size, self.op.seed)[start:stop]
+        self.save(f"novelty-{p:05d}.npy", knn_mean_distance(x, ref, k=self.op.k, ref_is_x=own, chunk=KNN_CHUNK))
