@@ -60,6 +60,11 @@ class RowJob:
         if marker.exists():
             return str(marker)
         Path(self.work_dir).mkdir(parents=True, exist_ok=True)
+        self.step(step, index)
+        write_json(marker, {"step": step, "index": index})
+        return str(marker)
+
+    def step(self, step: str, index: int) -> None:
         if step == "fit":
             self.fit_step()
         elif step == "rows":
@@ -67,8 +72,6 @@ class RowJob:
             self.rows_step(index, a, b)
         else:
             raise ValueError(f"{type(self).__name__}: unknown step {step!r}")
-        write_json(marker, {"step": step, "index": index})
-        return str(marker)
 
     def fit_step(self) -> None:
         raise NotImplementedError

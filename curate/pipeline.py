@@ -237,6 +237,8 @@ class StagePlan:
     # taggers' jobs on row partitions (curate.jobs.RowJob), by step index: steps whose earlier
     # steps keep every row and its text, so their tasks read the stage's input
     tag_jobs: tuple[tuple[int, Any], ...] = ()
+    # jobs of the steps before ``split``, when every one of them has one (no prefix task then)
+    pre_jobs: tuple[tuple[int, Any], ...] = ()
 
     def shard_dir(self, start: int, stop: int) -> Path:
         return Path(self.out_dir) / "_shards" / f"{start:012d}-{stop:012d}"
@@ -248,7 +250,12 @@ class StagePlan:
         out: list[tuple[tuple[str, int], ...]] = []
         if self.job is not None:
             first, *rest = self.job.rounds()
-            out = [(("prefix", 0),) * (self.split > 0) + first, *rest]
+            if self.pre_jobs:  # their first rounds beside the job's (which reads every row); the
+                # rest of theirs before the rest of its (it searches the rows they keep)
+                pre = [tuple((f"{k}:{s}", i) for s, i in r) for k, j in self.pre_jobs for r in j.rounds()]
+                out = [pre[0] + first, *pre[1:], *rest]
+            else:
+                out = [(("prefix", 0),) * (self.split > 0) + first, *rest]
         for k, job in self.tag_jobs:  # side by side with each other: round r of every job together
             for r, tasks in enumerate(job.rounds()):
                 named = tuple((f"{k}:{s}", i) for s, i in tasks)
@@ -260,27 +267,44 @@ class StagePlan:
 
     def jobs(self) -> dict[int, Any]:
         """Step index → the job that runs that step's operator on partitions."""
-        return {**({self.split: self.job} if self.job is not None else {}), **dict(self.tag_jobs)}
+        return {**dict(self.pre_jobs), **({self.split: self.job} if self.job is not None else {}),
+                **dict(self.tag_jobs)}
 
 
 # Steps that only drop rows (kept rows unchanged): a job may read the stage's input before they run.
 DROP_ONLY = ("filter", "deduplicator")
 
 
-def _stage_job(stage: Stage, in_path: str | Path, work_dir: Path) -> tuple[Any, int]:
-    """The first operator of the stage that runs on partitions as tasks (``op.partition_job``), and
-    its step index; (None, -1) when none does or a step before it changes rows."""
+def _stage_job(stage: Stage, in_path: str | Path, work_dir: Path) -> tuple[Any, int, tuple[tuple[int, Any], ...]]:
+    """The stage's operators that run on partitions as tasks (``op.partition_job``): the last one of
+    them, its step index, and the jobs before it. Either the steps before the last job have no jobs
+    (the prefix task runs them) or every one has a job, each handing the next the rows it keeps
+    (``mask_to``); (None, -1, ()) when no step has a job or a step before it changes rows."""
+    import dataclasses
+
     import pyarrow.parquet as pq
 
+    jobs: list[tuple[int, Any]] = []
+    n = None
     for k, step in enumerate(stage.steps):
         op = step.build()
         make = getattr(op, "partition_job", None)
-        job = make(str(in_path), str(work_dir), pq.ParquetFile(in_path).metadata.num_rows, k > 0) if make else None
+        if make is not None and n is None:
+            n = pq.ParquetFile(in_path).metadata.num_rows
+        job = make(str(in_path), str(work_dir / f"step{k:02d}"), n, k > 0) if make else None
         if job is not None:
-            return job, k
-        if op.kind not in DROP_ONLY:
+            jobs.append((k, job))
+            if len(jobs) <= k or not hasattr(job, "mask_to"):  # the last job: a step before it has none,
+                break                                           # or it cannot hand its rows on
+            continue
+        if jobs or op.kind not in DROP_ONLY:
             break
-    return None, -1
+    if not jobs:
+        return None, -1, ()
+    (split, job), pre = jobs[-1], jobs[:-1]
+    pre = [(k, dataclasses.replace(j, mask_to=str(Path(nxt.work_dir) / "live.npy")))
+           for (k, j), (_, nxt) in zip(pre, jobs[1:])]
+    return job, split, tuple(pre)
 
 
 def _tag_jobs(stage: Stage, in_path: str | Path, work_dir: Path, rows: int,
@@ -325,15 +349,15 @@ def plan_stage(stage: Stage, in_path: str | Path, out_dir: str | Path,
     if shard_rows is not None and stage.local_prefix():
         n = pq.ParquetFile(in_path).metadata.num_rows
         shards = tuple((a, min(n, a + shard_rows)) for a in range(0, max(n, 1), shard_rows))
-    job, split, tag_jobs = None, -1, ()
+    job, split, pre_jobs, tag_jobs = None, -1, (), ()
     if shard_rows is not None and not shards:
-        job, split = _stage_job(stage, in_path, Path(out_dir) / "_work" / key)
+        job, split, pre_jobs = _stage_job(stage, in_path, Path(out_dir) / "_work" / key)
     if shard_rows is not None:
         from .embed import FIT_STORE
 
         tag_jobs = _tag_jobs(stage, in_path, Path(out_dir) / "_work" / key, shard_rows,
                              Path(out_dir).parent / FIT_STORE)
-    return StagePlan(stage, str(in_path), str(out_dir), key, False, shards, job, split, tag_jobs)
+    return StagePlan(stage, str(in_path), str(out_dir), key, False, shards, job, split, tag_jobs, pre_jobs)
 
 
 def read_rows(path: str | Path, start: int, stop: int) -> pd.DataFrame:
@@ -374,9 +398,9 @@ def run_task(plan: StagePlan, step: str, index: int, progress: Progress = None) 
         progress(f"{plan.stage.name}: {step} {index}")
     if step == "prefix":
         return _run_prefix(plan)
-    if ":" in step:  # a tagger's job: "<step index>:<job step>"
+    if ":" in step:  # a tagger's job, or a job before the last: "<step index>:<job step>"
         k, sub = step.split(":", 1)
-        return dict(plan.tag_jobs)[int(k)].run(sub, index)
+        return dict(plan.tag_jobs + plan.pre_jobs)[int(k)].run(sub, index)
     return plan.job.run(step, index)
 
 
@@ -513,10 +537,14 @@ def _job_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResult
     stage, k = plan.stage, plan.split
     missing = [f"{s} {i}" for r in plan.job.rounds() for s, i in r
                if not (Path(plan.job.work_dir) / f"done-{s}-{i:05d}.json").exists()]
-    missing = ["prefix 0"] * (k > 0 and not (Path(plan.job.work_dir) / "done-prefix.json").exists()) + missing
+    missing += [f"step {j} {m}" for j, job in plan.pre_jobs for m in job.missing()]
+    if k > 0 and not plan.pre_jobs and not (Path(plan.job.work_dir) / "done-prefix.json").exists():
+        missing.insert(0, "prefix 0")
     if missing:
         raise RuntimeError(f"{stage.name}: run the plan's tasks before the merge; not done: {', '.join(missing[:5])}")
     n_in = pq.ParquetFile(plan.in_path).metadata.num_rows
+    if plan.pre_jobs:  # every step before the job has one: from the input, all steps finished from files
+        k = 0
     if k > 0:
         held = list(pd.read_pickle(Path(plan.job.work_dir) / "prefix.pkl"))
     else:

@@ -92,6 +92,41 @@ def test_tasks_in_process_write_the_in_memory_bytes(in_path, in_memory, tmp_path
     assert (dropped["reason"] == "exact_duplicate").sum() >= len(dropped[dropped["source"] == "copy"]) > 0
 
 
+BOTH = [{"document_exact_deduplicator": {"partitions": 3, "partition_rows": 1000}},
+        {"document_minhash_deduplicator": {"partitions": 3, "partition_rows": 1000}}]
+
+
+def test_exact_dedupe_by_key_hash_partitions_then_the_near_search(in_path, in_memory, tmp_path):
+    """The exact step as tasks too (keys per row partition, groups per key-hash partition, then the
+    rows it keeps handed to the near search): no task holds the stage's rows, same bytes."""
+    stage = Stage("04_dedupe", parse_steps(BOTH))
+    out = tmp_path / "04_dedupe"
+    plan = pipeline.plan_stage(stage, in_path, out, shard_rows=1000)
+    assert plan.split == 1 and [k for k, _ in plan.pre_jobs] == [0]
+    assert [sorted({s for s, _ in r}) for r in plan.rounds] == \
+        [["0:keys", "signatures"], ["0:groups"], ["0:mask"], ["buckets"], ["verify"]]
+    for r in plan.rounds:
+        for step, index in reversed(r):
+            pipeline.run_task(plan, step, index)
+    pipeline.finish_stage(plan)
+    _same_as_in_memory(out, in_memory)
+    # the exact step's own stats (no partition parameters in them) are the in-memory bytes
+    assert read_json(out / "stats.json")["steps"][0] == read_json(in_memory / "stats.json")["steps"][0]
+    dropped = pd.read_parquet(out / "dropped.parquet")
+    assert (dropped["reason"] == "exact_duplicate").sum() >= len(dropped[dropped["source"] == "copy"]) > 0
+    # alone in a stage, the exact job is the stage's job (the merge finishes it from its files)
+    alone = pipeline.plan_stage(Stage("04_dedupe", parse_steps(BOTH[:1])), in_path, tmp_path / "alone", 1000)
+    assert alone.split == 0 and not alone.pre_jobs and len(alone.rounds) == 2
+    for r in alone.rounds:
+        for step, index in r:
+            pipeline.run_task(alone, step, index)
+    pipeline.finish_stage(alone)
+    one = tmp_path / "one"
+    pipeline.run_stage(Stage("04_dedupe", parse_steps(BOTH[:1])), in_path, one)
+    for name in ("kept.parquet", "dropped.parquet", "stats.json", "ledger.json"):
+        assert (tmp_path / "alone" / name).read_bytes() == (one / name).read_bytes(), name
+
+
 def test_on_a_two_worker_local_cluster(in_path, in_memory, tmp_path):
     """The rounds as the flow runs them (flows.curate_flow.run_stage: each round's tasks side by side,
     then the merge), here submitted straight to a Dask LocalCluster with two worker processes (the
