@@ -112,12 +112,14 @@ def test_layers_import_one_way():
 def test_every_curate_module_imports_on_its_own():
     """In a fresh interpreter each module imports first, before anything else could prepare it."""
     mods = sorted(m for m in _modules() if m.startswith("curate"))
-    code = ("import importlib, subprocess, sys\n"
-            "bad = []\n"
-            "for m in sys.argv[1:]:\n"
+    # two interpreters at a time (one per core of a CI machine)
+    code = ("import subprocess, sys\n"
+            "from concurrent.futures import ThreadPoolExecutor\n"
+            "def one(m):\n"
             "    r = subprocess.run([sys.executable, '-c', 'import ' + m], capture_output=True, text=True)\n"
-            "    if r.returncode:\n"
-            "        bad.append(m + ': ' + r.stderr.strip().splitlines()[-1])\n"
+            "    return m + ': ' + r.stderr.strip().splitlines()[-1] if r.returncode else ''\n"
+            "with ThreadPoolExecutor(2) as pool:\n"
+            "    bad = [b for b in pool.map(one, sys.argv[1:]) if b]\n"
             "print('\\n'.join(bad))\n")
     r = subprocess.run([sys.executable, "-c", code, *mods], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr

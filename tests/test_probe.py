@@ -445,7 +445,7 @@ def test_short_training_run_learns_seen_rules(tmp_path, mirror):
                            CharBaseSpec(pretrain_steps=150, warmup_steps=20, max_texts=3000), threads=1)
     finetune(tmp_path / "mix.json", tmp_path / "run", base_model=str(base), template="probe_zh", lora_r=16,
              lora_alpha=32, target_modules=LORA_ALL, learning_rate=3e-3, max_steps=200, micro_batch_size=16,
-             save_steps=200, gen_max_new_tokens=4, threads=1, seed=0)
+             save_steps=200, gen_max_new_tokens=4, threads=1, seed=0, lora_dropout=0.0, response_logits_only=True)
     score_model(str(tmp_path / "run" / "adapter"), tmp_path / "suite", tmp_path / "score", "probe_zh", threads=1)
     score_model(str(base), tmp_path / "suite", tmp_path / "base_score", "probe_zh", threads=1)
     items = load_suite(tmp_path / "suite")
