@@ -327,29 +327,96 @@ def run_dedupe_dask(root: Path, sizes: list[int], params: dict) -> list[dict]:
 # --------------------------------------------------------------------------------------- flow
 
 
-def run_flow(root: Path, sizes: list[int], runner: str, recipe: str | None) -> list[dict]:
+def _watch(proc, every: float = 0.5) -> tuple[list[tuple[float, float]], dict[int, float]]:
+    """Follow ``proc`` and its descendants until it exits: a timeline of (seconds, CPU seconds of
+    the whole tree, exited processes included at their last reading) and each process's peak RSS
+    (VmHWM, MiB)."""
+    import psutil
+
+    root = psutil.Process(proc.pid)
+    last_cpu: dict[int, float] = {}
+    peak: dict[int, float] = {}
+    timeline = []
+    t0 = time.perf_counter()
+    while True:
+        try:
+            procs = [root] + root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            procs = []
+        for p in procs:
+            try:
+                c = p.cpu_times()  # not children_*: those are counted as processes of the tree
+                last_cpu[p.pid] = c.user + c.system
+                with open(f"/proc/{p.pid}/status") as f:
+                    hwm = next((int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:")), 0.0)
+                peak[p.pid] = max(peak.get(p.pid, 0.0), hwm)
+            except (psutil.NoSuchProcess, OSError):
+                pass
+        timeline.append((time.perf_counter() - t0, sum(last_cpu.values())))
+        if proc.poll() is not None:
+            return timeline, peak
+        time.sleep(every)
+
+
+def _cpu_at(timeline: list[tuple[float, float]], t: float) -> float:
+    import bisect
+
+    i = bisect.bisect_left([a for a, _ in timeline], t)
+    return timeline[min(i, len(timeline) - 1)][1]
+
+
+def _stage_ends(run_dir: Path, t_start: float) -> list[tuple[str, float]]:
+    """Each stage's end, in seconds from the start, from its completion marker's mtime."""
+    out = []
+    for s in STAGE_ORDER[1:]:
+        marker = run_dir / s / "_SUCCESS.json" if s != "report" else run_dir / "report" / "report.html"
+        if marker.exists():
+            out.append((s, marker.stat().st_mtime - t_start))
+    return out
+
+
+def run_flow(root: Path, sizes: list[int], runner: str, recipe: str | None, code: str | None = None) -> list[dict]:
+    """``tiger run`` in a fresh process per size, its process tree followed: wall and CPU seconds per
+    stage (stage ends from the completion markers' mtimes; CPU of all processes, so wall < CPU
+    means more than one core was busy) and every process's peak RSS."""
     out = []
     print(f"\n== tiger run end to end (--runner {runner})")
-    print(f"{'rows':>10}{'seconds':>9}{'CPU s':>8}{'rows/s':>10}{'peak MiB':>10}")
     for n in sizes:
-        data = Path(f"/tmp/tiger-bench-flow/{n}")
+        data = Path(f"/tmp/tiger-bench-flow/{n}" + ("-" + Path(code).name if code else ""))
         shutil.rmtree(data, ignore_errors=True)
         cmd = [str(ROOT / ".venv" / "bin" / "tiger"), "run", "--mirror", str(root / str(n) / "mirror"),
                "--data-dir", str(data), "--runner", runner] + (["--recipe", recipe] if recipe else [])
+        t_wall = time.time()
         t = time.perf_counter()
-        # a fresh process per size: ru_maxrss of the children is the largest one's peak
-        code = ("import resource, subprocess, sys, json; r = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
-                "print(json.dumps({'rc': r.returncode, 'tail': (r.stdout + r.stderr)[-2000:],"
-                "'rss': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,"
-                "'cpu': resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime}))")
-        res = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, cwd=ROOT)
+        data.parent.mkdir(parents=True, exist_ok=True)
+        log = open(data.parent / f"{n}.log", "w")
+        env = None
+        if code:  # another checkout's code (e.g. a git worktree at an older commit) in this environment
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([code, os.environ.get("PYTHONPATH", "")])}
+            print(f"  code from {code}")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=code or ROOT, env=env)
+        timeline, peak = _watch(proc)
         sec = time.perf_counter() - t
-        info = json.loads(res.stdout.strip().splitlines()[-1])
-        if info["rc"] != 0:
-            print(info["tail"])
+        log.close()
+        if proc.returncode != 0:
+            print((data.parent / f"{n}.log").read_text()[-3000:])
             raise SystemExit(f"tiger run failed on {n} rows")
-        out.append({"rows": n, "seconds": sec, "cpu": info["cpu"], "peak_mib": info["rss"]})
-        print(f"{n:>10,}{sec:>9.1f}{info['cpu']:>8.1f}{n / sec:>10,.0f}{info['rss']:>10,.0f}", flush=True)
+        run_dir = next(p for p in (data / "processed").iterdir() if p.name.startswith("run-"))
+        cpu = timeline[-1][1]
+        stages, prev = [], 0.0
+        for name, end in _stage_ends(run_dir, t_wall):
+            c = _cpu_at(timeline, end) - _cpu_at(timeline, prev)
+            stages.append({"stage": name, "seconds": round(end - prev, 1), "cpu": round(c, 1)})
+            prev = end
+        peaks = sorted(peak.values(), reverse=True)
+        out.append({"rows": n, "seconds": sec, "cpu": cpu, "peak_mib": peaks[0] if peaks else 0.0,
+                    "process_peaks_mib": [round(v) for v in peaks[:8]], "stages": stages})
+        print(f"{n:,} rows: {sec:.1f} s wall, {cpu:.1f} CPU-s, {n / sec:,.0f} rows/s; largest process peaks "
+              f"{', '.join(f'{v:,.0f}' for v in peaks[:4])} MiB")
+        print(f"  {'stage (from the previous end)':<30}{'wall s':>8}{'CPU s':>8}{'CPU/wall':>9}")
+        for st in stages:
+            print(f"  {st['stage']:<30}{st['seconds']:>8.1f}{st['cpu']:>8.1f}{st['cpu'] / max(st['seconds'], 1e-9):>9.2f}",
+                  flush=True)
     return out
 
 
@@ -360,6 +427,7 @@ def main() -> None:
     ap.add_argument("--parts", default="dedupe,stages,flow", help="any of dedupe,stages,flow,dedupe-dask")
     ap.add_argument("--runner", default="thread", help="task runner for the flow part")
     ap.add_argument("--recipe")
+    ap.add_argument("--code", help="flow part: run this checkout's code (a worktree at another commit)")
     ap.add_argument("--params", default="{}", help="JSON params for document_minhash_deduplicator")
     ap.add_argument("--only", help="stages part: only these stages (comma-separated), on the outputs of an earlier run")
     ap.add_argument("--work-root", default="/tmp/tiger-bench-scale", help="stages part: where the stages write")
@@ -378,7 +446,7 @@ def main() -> None:
     if "dedupe-dask" in parts:
         results["dedupe-dask"] = run_dedupe_dask(root, a.sizes, json.loads(a.params))
     if "flow" in parts:
-        results["flow"] = run_flow(root, a.sizes, a.runner, a.recipe)
+        results["flow"] = run_flow(root, a.sizes, a.runner, a.recipe, a.code)
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2, ensure_ascii=False))
 
