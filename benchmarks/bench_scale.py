@@ -389,7 +389,7 @@ def run_flow(root: Path, sizes: list[int], runner: str, recipe: str | None, code
         t_wall = time.time()
         t = time.perf_counter()
         data.parent.mkdir(parents=True, exist_ok=True)
-        log = open(data.parent / f"{n}.log", "w")
+        log = open(data.parent / f"{data.name}.log", "w")
         env = None
         if code:  # another checkout's code (e.g. a git worktree at an older commit) in this environment
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([code, os.environ.get("PYTHONPATH", "")])}
@@ -399,7 +399,7 @@ def run_flow(root: Path, sizes: list[int], runner: str, recipe: str | None, code
         sec = time.perf_counter() - t
         log.close()
         if proc.returncode != 0:
-            print((data.parent / f"{n}.log").read_text()[-3000:])
+            print((data.parent / f"{data.name}.log").read_text()[-3000:])
             raise SystemExit(f"tiger run failed on {n} rows")
         run_dir = next(p for p in (data / "processed").iterdir() if p.name.startswith("run-"))
         cpu = timeline[-1][1]
