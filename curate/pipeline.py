@@ -310,9 +310,8 @@ def _stage_job(stage: Stage, in_path: str | Path, work_dir: Path) -> tuple[Any, 
 def _tag_jobs(stage: Stage, in_path: str | Path, work_dir: Path, rows: int,
               store: Path) -> tuple[tuple[int, Any], ...]:
     """The jobs of the stage's taggers that run on row partitions (``op.tag_job``), for the steps
-    whose earlier steps are all taggers (they keep every row and its text)."""
-    import inspect
-
+    whose earlier steps are all taggers (they keep every row and its text). Every ``tag_job`` takes
+    the run's fit store (``store``), where fits the report reuses are kept."""
     import pyarrow.parquet as pq
 
     out, n = [], None
@@ -324,8 +323,7 @@ def _tag_jobs(stage: Stage, in_path: str | Path, work_dir: Path, rows: int,
         if make is None:
             continue
         n = pq.ParquetFile(in_path).metadata.num_rows if n is None else n
-        extra = {"store": str(store)} if "store" in inspect.signature(make).parameters else {}
-        job = make(str(in_path), str(work_dir / f"step{k:02d}"), n, rows, **extra)
+        job = make(str(in_path), str(work_dir / f"step{k:02d}"), n, rows, store=str(store))
         if job is not None:
             out.append((k, job))
     return tuple(out)

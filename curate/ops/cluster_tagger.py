@@ -204,8 +204,10 @@ class ClusterTagger(Tagger):
 
     # --- the same tags as tasks on the run's workers (curate.jobs)
 
-    def tag_job(self, in_path: str, work_dir: str, n: int, partition_rows: int) -> "ClusterJob | None":
-        """The fit (one task) and the assignment of each row partition (one task each)."""
+    def tag_job(self, in_path: str, work_dir: str, n: int, partition_rows: int,
+                store: str | None = None) -> "ClusterJob | None":
+        """The fit (one task) and the assignment of each row partition (one task each); ``store``
+        (the run's fit store) is not used: these fits are the stage's own."""
         return ClusterJob(str(in_path), str(work_dir), int(n), int(partition_rows), self.chunk_rows, self) if n else None
 
     def finish_job(self, df: pd.DataFrame, job: "ClusterJob") -> StageResult:
