@@ -18,7 +18,7 @@ run: $(BIN)/.installed
 	$(BIN)/tiger run $(if $(MIRROR),--mirror $(MIRROR))
 
 test: $(BIN)/.installed
-	HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_stages.py $(if $(MIRROR),--mirror $(MIRROR))

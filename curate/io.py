@@ -11,7 +11,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 
@@ -94,25 +94,124 @@ def history_strings(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(history=pd.Series(out, index=df.index, dtype="str"))
 
 
-def write_parquet(path: str | os.PathLike, df: pd.DataFrame) -> Path:
-    """Write ``df`` as Parquet through HF datasets (so ``datasets.load_dataset('parquet', …)`` reads it),
-    ``history`` (JSON text in memory) as an Arrow list of string pairs.
+# Row groups. datasets' ``to_parquet`` sizes them from the whole table's in-memory bytes (≤ 100 MB per
+# group), and that figure does not add up over parts (each part has its own offset and null-bitmap
+# buffers), so a file written part by part would split differently from the same rows written whole.
+# Here the size is a measure that does add up and does not depend on the column's Arrow type: every
+# value costs 8 bytes plus its strings' UTF-8 bytes (a list value: 8 plus its elements' costs). The
+# writer is datasets' own otherwise (schema with its features, content-defined chunking, page index,
+# per-column options), so ``datasets.load_dataset('parquet', …)`` reads every file.
+ROW_GROUP_BYTES = 100_000_000
 
-    The index is dropped and the row order kept, so equal frames give equal bytes.
-    """
+
+def _value_cost(arr: Any) -> int:
+    """The row-group measure of one Arrow array (see ROW_GROUP_BYTES)."""
     import pyarrow as pa
-    from datasets import Dataset
+    import pyarrow.compute as pc
+
+    t, n = arr.type, len(arr)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return 8 * n + _value_cost(arr.flatten())
+    if pa.types.is_struct(t):
+        return 8 * n + sum(_value_cost(f) for f in arr.flatten())
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return 8 * n + int(pc.sum(pc.binary_length(arr)).as_py() or 0)
+    return 8 * n
+
+
+def _table_cost(table: Any) -> int:
+    return sum(_value_cost(chunk) for col in table.columns for chunk in col.chunks)
+
+
+def _arrow_table(df: pd.DataFrame, where: str) -> Any:
+    """``df`` as an Arrow table (no index), ``history`` as an Arrow list of string pairs."""
+    import pyarrow as pa
 
     df = df.reset_index(drop=True)
-    if "history" in df.columns:
-        table = pa.Table.from_pandas(df.drop(columns=["history"]), preserve_index=False)
-        hist = _history_lists(df["history"], str(path))
-        table = table.add_column(list(df.columns).index("history"), "history", hist)
-        ds = Dataset(table)
-    else:
-        ds = Dataset.from_pandas(df, preserve_index=False)
+    if "history" not in df.columns:
+        return pa.Table.from_pandas(df, preserve_index=False)
+    table = pa.Table.from_pandas(df.drop(columns=["history"]), preserve_index=False)
+    return table.add_column(list(df.columns).index("history"), "history", _history_lists(df["history"], where))
+
+
+def _write_tables(path: Path, schema: Any, tables: Iterator[Any], rows: int, cost: int) -> None:
+    """``tables`` (``rows`` rows in all, measure ``cost``) into one Parquet file as datasets writes one,
+    in row groups of equal row counts whatever the tables' sizes; a group is one Arrow chunk per
+    column (the bytes written depend on the chunking)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from datasets import Features, config
+    from datasets.arrow_writer import get_parquet_column_options
+
+    features = Features.from_arrow_schema(schema)
+    schema = features.arrow_schema
+    per_group = max(1, rows * ROW_GROUP_BYTES // cost) if cost > 0 else 1
     with atomic_path(path) as tmp:
-        ds.to_parquet(str(tmp))
+        writer = pq.ParquetWriter(str(tmp), schema=schema, use_content_defined_chunking=config.DEFAULT_CDC_OPTIONS,
+                                  write_page_index=True, **get_parquet_column_options(features, schema))
+        try:
+            held, n_held = [], 0
+            for table in tables:
+                held.append(table.cast(schema))
+                n_held += table.num_rows
+                while n_held >= per_group:
+                    whole = pa.concat_tables(held)
+                    writer.write_table(whole.slice(0, per_group).combine_chunks())
+                    held, n_held = [whole.slice(per_group)], n_held - per_group
+            if n_held:
+                writer.write_table(pa.concat_tables(held).combine_chunks())
+            writer.add_key_value_metadata({"content_defined_chunking": json.dumps(config.DEFAULT_CDC_OPTIONS)})
+        finally:
+            writer.close()
+
+
+def write_parquet(path: str | os.PathLike, df: pd.DataFrame) -> Path:
+    """Write ``df`` as Parquet that HF datasets reads (``datasets.load_dataset('parquet', …)``),
+    ``history`` (JSON text in memory) as an Arrow list of string pairs.
+
+    The index is dropped and the row order kept, so equal frames give equal bytes; the same rows
+    given in parts to :func:`write_parquet_parts` give the same bytes too.
+    """
+    table = _arrow_table(df, str(path))
+    _write_tables(Path(path), table.schema, iter([table]), table.num_rows, _table_cost(table))
+    return Path(path)
+
+
+def write_parquet_parts(path: str | os.PathLike, parts: Sequence[Callable[[], pd.DataFrame]]) -> Path:
+    """Write the frames ``parts`` give, one after another, as :func:`write_parquet` writes their
+    concatenation (``pd.concat(…, ignore_index=True)``), byte for byte, holding one part at a time.
+
+    Each part is loaded twice: first for the row count, the row-group measure and the common schema
+    (columns must be the same in every part; their dtypes are made common as ``pd.concat`` would),
+    then to write."""
+    import pyarrow as pa
+
+    where = str(path)
+    heads, costs, schemas, rows = [], [], [], 0
+    for load in parts:
+        df = load()
+        heads.append(df.iloc[:0])
+        if list(df.columns) != list(heads[0].columns):
+            raise ValueError(f"{where}: parts have different columns: {list(heads[0].columns)} and {list(df.columns)}")
+        table = _arrow_table(df, where)
+        costs.append(_table_cost(table))
+        schemas.append(table.schema)
+        rows += len(df)
+        del df, table
+    if not parts:
+        raise ValueError(f"{where}: no parts to write")
+    dtypes = pd.concat(heads, ignore_index=True).dtypes
+
+    def aligned(k: int) -> pd.DataFrame:
+        df = parts[k]()
+        return df if df.dtypes.equals(dtypes) else df.astype(dtypes.to_dict())
+
+    for k, head in enumerate(heads):  # a part whose dtypes change is measured as it will be written
+        if not head.dtypes.equals(dtypes):
+            table = _arrow_table(aligned(k), where)
+            costs[k], schemas[k] = _table_cost(table), table.schema
+    schema = pa.unify_schemas(schemas, promote_options="permissive")
+    _write_tables(Path(path), schema, (_arrow_table(aligned(k), where) for k in range(len(parts))), rows, sum(costs))
     return Path(path)
 
 

@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .io import atomic_path, read_json, read_parquet, sha256_file, write_json, write_parquet
+from .io import atomic_path, read_json, read_parquet, sha256_file, write_json, write_parquet, write_parquet_parts
 from .io import read_rows as io_read_rows
 from .mix import MixtureSpec
 from .recipe import Recipe, Stage, Step
@@ -96,6 +96,24 @@ def fault_point(stage: str, point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+@dataclass(frozen=True)
+class KeptParts:
+    """A stage's kept rows left in its shards' files, written to the stage's output one shard at a
+    time (:func:`curate.io.write_parquet_parts`: the same bytes as the concatenation). Stands in for
+    the kept frame where only its length and ``source`` column are read (the check, the ledger)."""
+
+    loads: tuple[Callable[[], pd.DataFrame], ...]
+    source: pd.Series  # every kept row's source, in order
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, column: str) -> pd.Series:
+        if column != "source":
+            raise KeyError(f"KeptParts holds only the source column, not {column!r}")
+        return self.source
+
+
 def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
             ledger_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     res.check(n_in, stage)
@@ -103,7 +121,10 @@ def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
         with atomic_path(out_dir / "kept.parquet") as tmp:
             tmp.write_bytes(b"PAR1 half-written")
             fault_point(stage, "writing")
-    write_parquet(out_dir / "kept.parquet", res.kept)
+    if isinstance(res.kept, KeptParts):  # one shard's rows at a time
+        write_parquet_parts(out_dir / "kept.parquet", res.kept.loads)
+    else:
+        write_parquet(out_dir / "kept.parquet", res.kept)
     fault_point(stage, "mid")
     if len(res.dropped):
         write_parquet(out_dir / "dropped.parquet", res.dropped)
@@ -436,16 +457,6 @@ def _run_prefix(plan: StagePlan) -> str:
     return str(marker)
 
 
-def _one_chunk(df: pd.DataFrame) -> pd.DataFrame:
-    """Arrow-backed columns in one chunk each, as a frame read from one Parquet row group has them:
-    the Parquet bytes written depend on the chunking, and concatenated shards are chunked."""
-    for c in df.columns:
-        arr = getattr(df[c].array, "_pa_array", None)
-        if arr is not None and arr.num_chunks > 1:
-            df[c] = pd.Series(arr.combine_chunks(), dtype=df[c].dtype, index=df.index)
-    return df
-
-
 def merge_stats(parts: list[Any], where: str = "stats") -> Any:
     """Stats of shards as one run's: ints add up, lists are joined and cut to the longest part's
     length (examples: the first few), dicts merge key by key, anything else — and everything
@@ -508,10 +519,15 @@ def _stage_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResu
     else:
         k = stage.local_prefix()
         dirs = [plan.shard_dir(a, b) for a, b in plan.shards]
-        kept = pd.concat([pd.read_pickle(d / "kept.pkl") for d in dirs], ignore_index=True)
+        if k == len(stage.steps) and stage.summary is None:  # nothing more to run on the whole: the
+            # kept rows stay in the shards' files until they are written, a shard at a time
+            loads = tuple((lambda d=d: pd.read_pickle(d / "kept.pkl")) for d in dirs)
+            kept = KeptParts(loads, pd.concat([load()["source"] for load in loads], ignore_index=True))
+        else:
+            kept = pd.concat([pd.read_pickle(d / "kept.pkl") for d in dirs], ignore_index=True)
+        # the drops (a few percent of the rows) are sorted by the step that dropped them, in memory
         dropped = pd.concat([pd.read_pickle(d / "dropped.pkl") for d in dirs], ignore_index=True)
         dropped = dropped.sort_values("_step", kind="stable").drop(columns="_step").reset_index(drop=True)
-        kept, dropped = _one_chunk(kept), _one_chunk(dropped)
         sstats = [read_json(d / "stats.json") for d in dirs]
         n_in = sum(s.pop("n_in") for s in sstats)
         stats = {"steps": [merge_stats([s["steps"][i] for s in sstats], f"{stage.name}.steps[{i}]") for i in range(k)]}

@@ -50,3 +50,39 @@ def test_history_is_an_arrow_list_on_disk_and_json_text_in_memory(tmp_path):
     with pytest.raises(ValueError, match=r"bad\.parquet: row 0: history"):
         write_parquet(tmp_path / "bad.parquet", bad)
     assert not (tmp_path / "bad.parquet").exists()
+
+
+def test_written_in_parts_the_bytes_equal_the_whole(tmp_path, monkeypatch, mirror):
+    """write_parquet_parts (a stage's shards, one at a time) writes the bytes write_parquet writes for
+    their concatenation, row groups included, whatever the part sizes; datasets reads the file."""
+    import datasets
+    import pyarrow.parquet as pq
+
+    from curate import io
+    from curate.parse import parse_files
+
+    files = [{"source": "belle", "file": "dev1K.json", "path": str(mirror / "belle" / "dev1K.json"), "format": "json"},
+             {"source": "traditional", "file": "chinese_vicuna_chat_sample.jsonl",
+              "path": str(mirror / "traditional" / "chinese_vicuna_chat_sample.jsonl"), "format": "jsonl"}]
+    df = parse_files(files).kept  # real rows, histories included
+    assert (df["history"] != "[]").any()
+    df["note"] = [None if i % 500 else "注" for i in range(len(df))]  # some parts hold only nulls here
+    monkeypatch.setattr(io, "ROW_GROUP_BYTES", 50_000)  # many row groups from a small file
+    whole = io.write_parquet(tmp_path / "whole.parquet", df)
+    groups = pq.ParquetFile(whole).metadata.num_row_groups
+    assert groups > 5
+    for size in (1, 97, 400, len(df)):
+        parts = [(lambda a=a: df.iloc[a:a + size].reset_index(drop=True)) for a in range(0, len(df), size)]
+        if size == 1:
+            parts = parts[:300]
+            io.write_parquet(tmp_path / "head.parquet", df.iloc[:300])
+            assert io.write_parquet_parts(tmp_path / "p.parquet", parts).read_bytes() == \
+                (tmp_path / "head.parquet").read_bytes()
+            continue
+        assert io.write_parquet_parts(tmp_path / "p.parquet", parts).read_bytes() == whole.read_bytes(), size
+    back = datasets.load_dataset("parquet", data_files=str(whole), split="train")
+    assert back.num_rows == len(df) and back.column_names == list(df.columns)
+    pd.testing.assert_frame_equal(io.read_parquet(whole), df.astype({"note": "object"}), check_dtype=False)
+    with pytest.raises(ValueError, match=r"x\.parquet: parts have different columns"):
+        io.write_parquet_parts(tmp_path / "x.parquet", [lambda: df.iloc[:3], lambda: df.iloc[3:6, :-1]])
+    assert not (tmp_path / "x.parquet").exists()
