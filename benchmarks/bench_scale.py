@@ -18,7 +18,8 @@
     single-threaded worker processes, as the flow submits them. Wall and CPU seconds (all processes),
     the peak RSS of each process, per round, and that both wrote the same bytes.
 ``flow``    ``tiger run`` end to end (Prefect included) with the given ``--runner``: wall time, CPU
-    time of all its processes, and the peak RSS of the largest process.
+    time of all its processes, and the peak RSS of the largest process (per stage: the largest RSS
+    sampled every half second).
 
 Wall times on a machine shared with other work are inflated; the CPU seconds (user + system, all
 threads) are the figure that does not depend on the load.
@@ -327,10 +328,10 @@ def run_dedupe_dask(root: Path, sizes: list[int], params: dict) -> list[dict]:
 # --------------------------------------------------------------------------------------- flow
 
 
-def _watch(proc, every: float = 0.5) -> tuple[list[tuple[float, float]], dict[int, float]]:
+def _watch(proc, every: float = 0.5) -> tuple[list[tuple[float, float, float]], dict[int, float]]:
     """Follow ``proc`` and its descendants until it exits: a timeline of (seconds, CPU seconds of
-    the whole tree, exited processes included at their last reading) and each process's peak RSS
-    (VmHWM, MiB)."""
+    the whole tree, exited processes included at their last reading, the largest process's RSS
+    then in MiB) and each process's peak RSS (VmHWM, MiB)."""
     import psutil
 
     root = psutil.Process(proc.pid)
@@ -343,6 +344,7 @@ def _watch(proc, every: float = 0.5) -> tuple[list[tuple[float, float]], dict[in
             procs = [root] + root.children(recursive=True)
         except psutil.NoSuchProcess:
             procs = []
+        rss_now = 0.0
         for p in procs:
             try:
                 c = p.cpu_times()  # not children_*: those are counted as processes of the tree
@@ -350,9 +352,10 @@ def _watch(proc, every: float = 0.5) -> tuple[list[tuple[float, float]], dict[in
                 with open(f"/proc/{p.pid}/status") as f:
                     hwm = next((int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:")), 0.0)
                 peak[p.pid] = max(peak.get(p.pid, 0.0), hwm)
+                rss_now = max(rss_now, p.memory_info().rss / 2**20)
             except (psutil.NoSuchProcess, OSError):
                 pass
-        timeline.append((time.perf_counter() - t0, sum(last_cpu.values())))
+        timeline.append((time.perf_counter() - t0, sum(last_cpu.values()), rss_now))
         if proc.poll() is not None:
             return timeline, peak
         time.sleep(every)
@@ -363,6 +366,11 @@ def _cpu_at(timeline: list[tuple[float, float]], t: float) -> float:
 
     i = bisect.bisect_left([a for a, _ in timeline], t)
     return timeline[min(i, len(timeline) - 1)][1]
+
+
+def _rss_between(timeline: list[tuple[float, float, float]], a: float, b: float) -> float:
+    """The largest process's RSS seen between seconds ``a`` and ``b`` (sampled every half second)."""
+    return max((r for t, _, r in timeline if a <= t <= b), default=0.0)
 
 
 def _stage_ends(run_dir: Path, t_start: float) -> list[tuple[str, float]]:
@@ -406,17 +414,18 @@ def run_flow(root: Path, sizes: list[int], runner: str, recipe: str | None, code
         stages, prev = [], 0.0
         for name, end in _stage_ends(run_dir, t_wall):
             c = _cpu_at(timeline, end) - _cpu_at(timeline, prev)
-            stages.append({"stage": name, "seconds": round(end - prev, 1), "cpu": round(c, 1)})
+            stages.append({"stage": name, "seconds": round(end - prev, 1), "cpu": round(c, 1),
+                           "rss_mib": round(_rss_between(timeline, prev, end))})
             prev = end
         peaks = sorted(peak.values(), reverse=True)
         out.append({"rows": n, "seconds": sec, "cpu": cpu, "peak_mib": peaks[0] if peaks else 0.0,
                     "process_peaks_mib": [round(v) for v in peaks[:8]], "stages": stages})
         print(f"{n:,} rows: {sec:.1f} s wall, {cpu:.1f} CPU-s, {n / sec:,.0f} rows/s; largest process peaks "
               f"{', '.join(f'{v:,.0f}' for v in peaks[:4])} MiB")
-        print(f"  {'stage (from the previous end)':<30}{'wall s':>8}{'CPU s':>8}{'CPU/wall':>9}")
+        print(f"  {'stage (from the previous end)':<30}{'wall s':>8}{'CPU s':>8}{'CPU/wall':>9}{'max RSS MiB':>12}")
         for st in stages:
-            print(f"  {st['stage']:<30}{st['seconds']:>8.1f}{st['cpu']:>8.1f}{st['cpu'] / max(st['seconds'], 1e-9):>9.2f}",
-                  flush=True)
+            print(f"  {st['stage']:<30}{st['seconds']:>8.1f}{st['cpu']:>8.1f}{st['cpu'] / max(st['seconds'], 1e-9):>9.2f}"
+                  f"{st['rss_mib']:>12,}", flush=True)
     return out
 
 

@@ -6,7 +6,8 @@ after all listed ones, as equals), then the longest ``output``, then the smalles
 only, so the survivor does not depend on the row order of the input."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,13 @@ def _id_sort_key(ids: pd.Series) -> np.ndarray:
     return np.asarray(vals, dtype=str)
 
 
+# A light frame's column: the output's length in characters, standing in for the output itself.
+OUTLEN = "_outlen"
+
+# The columns the deduplicators' figures show of a few rows (example drops and clusters).
+EXAMPLE_COLUMNS = ("id", "source", "file", "row", "instruction", "output")
+
+
 def priority_rank(df: pd.DataFrame, source_priority: Sequence[str] = ()) -> np.ndarray:
     """Rank of each row under the survivor rule (0 = best; a strict order when ids are unique):
     source earliest in ``source_priority`` (unlisted sources last, as equals), then longest
@@ -56,8 +64,11 @@ def priority_rank(df: pd.DataFrame, source_priority: Sequence[str] = ()) -> np.n
     prio = {s: k for k, s in enumerate(source_priority)}
     codes, uniques = pd.factorize(df["source"].astype(str))
     src = np.array([prio.get(u, len(prio)) for u in uniques], dtype=np.int64)[codes] if n else np.empty(0, np.int64)
-    outlen = (df["output"].str.len().to_numpy(dtype=np.int64) if "output" in df.columns
-              else np.zeros(n, np.int64))
+    if OUTLEN in df.columns:  # a light frame (no texts) carries the output's length
+        outlen = df[OUTLEN].to_numpy(dtype=np.int64)
+    else:
+        outlen = (df["output"].str.len().to_numpy(dtype=np.int64) if "output" in df.columns
+                  else np.zeros(n, np.int64))
     order = np.lexsort((_id_sort_key(df["id"]), -outlen, src))
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
@@ -89,8 +100,10 @@ def _cut(v: Any, k: int = 120) -> Any:
 
 
 def group_stats(df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, reason: str,
-                 details: np.ndarray, max_clusters: int = 5) -> dict[str, Any]:
-    """Figures shared by both deduplicators (all plain JSON types, deterministic order)."""
+                 details: np.ndarray, max_clusters: int = 5,
+                 fetch: Callable[[np.ndarray], pd.DataFrame] | None = None) -> dict[str, Any]:
+    """Figures shared by both deduplicators (all plain JSON types, deterministic order). ``fetch``:
+    for a light frame (no texts), the example rows at those positions of ``df``, all columns."""
     n = len(df)
     pos = np.arange(n)
     drop = surv != pos
@@ -110,6 +123,7 @@ def group_stats(df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, reason: 
     cross = int((src[drop] != src[surv[drop]]).sum()) if drop.any() else 0
     # Example clusters: most sources first, then largest, then by survivor id (deterministic).
     examples_c: list[list[dict]] = []
+    shown = []  # the rows the examples show: up to 8 per picked cluster, then the first drops
     if len(dup_groups):
         ids = df["id"].astype(str).to_numpy()
         members = pd.DataFrame({"lab": lab, "src": src, "pos": pos})
@@ -119,16 +133,20 @@ def group_stats(df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, reason: 
         sid = pd.Series(ids[surv[members.groupby("lab")["pos"].first().to_numpy()]], index=nsrc.index)
         pick = pd.DataFrame({"nsrc": nsrc, "size": size_of, "sid": sid}).sort_values(
             ["nsrc", "size", "sid"], ascending=[False, False, True]).head(max_clusters).index
-        cols = [c for c in ("id", "source", "file", "instruction", "output") if c in df.columns]
         for g in pick:
             rows = np.flatnonzero(lab == g)
-            rows = np.concatenate(([surv[rows[0]]], [r for r in rows if r != surv[rows[0]]]))[:8]
-            examples_c.append([{c: _cut(df.iloc[r][c]) for c in cols} | {"survivor": bool(r == surv[r])}
-                               for r in rows])
-    ex_cols = [c for c in ("id", "source", "file", "row", "instruction") if c in df.columns]
+            shown.append(np.concatenate(([surv[rows[0]]], [r for r in rows if r != surv[rows[0]]]))[:8])
+    first_drops = np.flatnonzero(drop)[:3]
+    rows_of = _example_rows(df, np.concatenate([*shown, first_drops]).astype(np.int64), fetch)
+    have = rows_of.columns if len(rows_of) else df.columns
+    cols = [c for c in ("id", "source", "file", "instruction", "output") if c in have]
+    for rows in shown:
+        examples_c.append([{c: _cut(rows_of.loc[r, c]) for c in cols} | {"survivor": bool(r == surv[r])}
+                           for r in rows])
+    ex_cols = [c for c in ("id", "source", "file", "row", "instruction") if c in have]
     ex = []
-    for r in np.flatnonzero(drop)[:3]:
-        rec = df.iloc[r]
+    for r in first_drops:
+        rec = rows_of.loc[r]
         item = {c: (int(rec[c]) if c == "row" else _cut(rec[c])) for c in ex_cols}
         item["detail"] = str(details[r])
         ex.append(item)
@@ -141,6 +159,35 @@ def group_stats(df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, reason: 
         "cross_source_duplicates": cross,
         "example_clusters": examples_c,
     }
+
+
+def _example_rows(df: pd.DataFrame, pos: np.ndarray, fetch: Callable[[np.ndarray], pd.DataFrame] | None) -> pd.DataFrame:
+    """Rows at positions ``pos`` of ``df`` (repeats allowed), indexed by position; from ``fetch``
+    when ``df`` is a light frame."""
+    pos = np.unique(pos)
+    if fetch is None:
+        out = df.iloc[pos]
+    else:
+        out = fetch(pos)
+        if len(out) != len(pos):
+            raise RuntimeError(f"fetch gave {len(out)} rows for {len(pos)} positions")
+    return out.set_axis(pos, axis=0)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A deduplicator's result without the rows: each row's survivor (a position in the frame it
+    was given), each row's drop detail, the drop reason and the figures. ``dedupe_result`` makes
+    the kept/dropped frames of it; a stage too large for memory applies it a partition at a time."""
+
+    surv: np.ndarray
+    details: np.ndarray
+    reason: str
+    stats: dict
+
+    @property
+    def drop(self) -> np.ndarray:
+        return self.surv != np.arange(len(self.surv))
 
 
 def dedupe_result(df: pd.DataFrame, name: str, surv: np.ndarray, reason: str, details: np.ndarray,

@@ -219,47 +219,73 @@ def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
     return history_strings(pd.read_parquet(path))
 
 
-def read_rows(path: str | os.PathLike, start: int, stop: int, columns: list[str] | None = None) -> pd.DataFrame:
-    """Rows ``start:stop`` of a Parquet file (only ``columns``, default all), as
-    ``read_parquet(path).iloc[start:stop]`` would give them, without holding the other rows in memory."""
-    import pyarrow as pa
+def _group_starts(pf: Any) -> list[int]:
+    """The first row of each row group of an open ``pq.ParquetFile``, and the row count at the end."""
+    starts = [0]
+    for g in range(pf.metadata.num_row_groups):
+        starts.append(starts[-1] + pf.metadata.row_group(g).num_rows)
+    return starts
+
+
+def _batches(path: str | os.PathLike, start: int, stop: int, columns: list[str] | None) -> Iterator[tuple[int, Any]]:
+    """(first row, record batch) of the file's batches that overlap rows ``start:stop``, in order,
+    reading only the row groups that hold them."""
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
-    schema = pf.schema_arrow if columns is None else pa.schema([pf.schema_arrow.field(c) for c in columns])
-    parts, pos = [], 0
-    for batch in pf.iter_batches(batch_size=65_536, columns=columns):
+    starts = _group_starts(pf)
+    groups = [g for g in range(len(starts) - 1) if starts[g] < stop and starts[g + 1] > start]
+    if not groups:
+        return
+    pos = starts[groups[0]]
+    for batch in pf.iter_batches(batch_size=65_536, columns=columns, row_groups=groups):
+        yield pos, batch
+        pos += batch.num_rows
+        if pos >= stop:
+            return
+
+
+def _schema(path: str | os.PathLike, columns: list[str] | None) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    return schema if columns is None else pa.schema([schema.field(c) for c in columns])
+
+
+def read_rows(path: str | os.PathLike, start: int, stop: int, columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows ``start:stop`` of a Parquet file (only ``columns``, default all), as
+    ``read_parquet(path).iloc[start:stop]`` would give them, reading only the row groups that hold
+    them and without holding the other rows in memory."""
+    import pyarrow as pa
+
+    schema = _schema(path, columns)
+    parts = []
+    for pos, batch in _batches(path, start, stop, columns):
         m = batch.num_rows
         if pos + m > start and pos < stop:
             a = max(start, pos) - pos
             parts.append(batch.slice(a, min(stop, pos + m) - pos - a))
-        pos += m
-        if pos >= stop:
-            break
     table = pa.Table.from_batches(parts, schema=schema) if parts else schema.empty_table()
     return history_strings(table.to_pandas().reset_index(drop=True))
 
 
-def read_positions(path: str | os.PathLike, positions: Any, columns: list[str]) -> pd.DataFrame:
-    """Rows at ``positions`` (sorted, increasing) of a Parquet file, only ``columns``: one pass,
+def read_positions(path: str | os.PathLike, positions: Any, columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows at ``positions`` (sorted, increasing) of a Parquet file, only ``columns`` (default all):
     a batch at a time, holding only the rows taken (a seeded sample of millions of rows)."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     pos_all = np.asarray(positions, dtype=np.int64)
-    pf = pq.ParquetFile(path)
-    schema = pa.schema([pf.schema_arrow.field(c) for c in columns])
-    parts, pos, k = [], 0, 0
-    for batch in pf.iter_batches(batch_size=65_536, columns=columns):
-        m = batch.num_rows
-        j = int(np.searchsorted(pos_all, pos + m))
-        if j > k:
-            parts.append(batch.take(pa.array(pos_all[k:j] - pos)))
-            k = j
-        pos += m
-        if k >= len(pos_all):
-            break
+    schema = _schema(path, columns)
+    parts, k = [], 0
+    if len(pos_all):
+        for pos, batch in _batches(path, int(pos_all[0]), int(pos_all[-1]) + 1, columns):
+            m = batch.num_rows
+            j = int(np.searchsorted(pos_all, pos + m))
+            if j > k:
+                parts.append(batch.take(pa.array(pos_all[k:j] - pos)))
+                k = j
     table = pa.Table.from_batches(parts, schema=schema) if parts else schema.empty_table()
     return history_strings(table.to_pandas().reset_index(drop=True))
 

@@ -39,7 +39,7 @@ from .io import atomic_path, read_json, read_parquet, sha256_file, write_json, w
 from .io import read_rows as io_read_rows
 from .mix import MixtureSpec
 from .recipe import Recipe, Stage, Step
-from .records import LedgerError, StageResult, empty_drops, ledger_row
+from .records import LedgerError, StageResult, drop_frame, empty_drops, ledger_row
 
 CURATE_DIR = Path(__file__).resolve().parent
 PACKAGES = ["tiger", "datasets", "pandas", "pyarrow", "numpy", "opencc", "jieba", "datasketch", "langdetect",
@@ -97,21 +97,28 @@ def fault_point(stage: str, point: str) -> None:
 
 
 @dataclass(frozen=True)
-class KeptParts:
-    """A stage's kept rows left in its shards' files, written to the stage's output one shard at a
-    time (:func:`curate.io.write_parquet_parts`: the same bytes as the concatenation). Stands in for
-    the kept frame where only its length and ``source`` column are read (the check, the ledger)."""
+class RowParts:
+    """A stage's kept or dropped rows left on disk, written to the stage's output a part at a time
+    (:func:`curate.io.write_parquet_parts`: the same bytes as the concatenation). Stands in for the
+    frame where only its length and a few small columns are read (the check, the ledger)."""
 
     loads: tuple[Callable[[], pd.DataFrame], ...]
-    source: pd.Series  # every kept row's source, in order
+    columns: pd.DataFrame  # the small columns the ledger reads (source; reason for drops), every row
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.columns)
 
     def __getitem__(self, column: str) -> pd.Series:
-        if column != "source":
-            raise KeyError(f"KeptParts holds only the source column, not {column!r}")
-        return self.source
+        if column not in self.columns.columns:
+            raise KeyError(f"RowParts holds only {list(self.columns.columns)}, not {column!r}")
+        return self.columns[column]
+
+
+def _write_rows(path: Path, rows: pd.DataFrame | RowParts) -> None:
+    if isinstance(rows, RowParts):
+        write_parquet_parts(path, rows.loads)
+    else:
+        write_parquet(path, rows)
 
 
 def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
@@ -121,13 +128,10 @@ def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
         with atomic_path(out_dir / "kept.parquet") as tmp:
             tmp.write_bytes(b"PAR1 half-written")
             fault_point(stage, "writing")
-    if isinstance(res.kept, KeptParts):  # one shard's rows at a time
-        write_parquet_parts(out_dir / "kept.parquet", res.kept.loads)
-    else:
-        write_parquet(out_dir / "kept.parquet", res.kept)
+    _write_rows(out_dir / "kept.parquet", res.kept)
     fault_point(stage, "mid")
     if len(res.dropped):
-        write_parquet(out_dir / "dropped.parquet", res.dropped)
+        _write_rows(out_dir / "dropped.parquet", res.dropped)
     else:  # datasets cannot load a 0-row Parquet file: a stage that drops nothing writes none (a stale one goes)
         (out_dir / "dropped.parquet").unlink(missing_ok=True)
     write_json(out_dir / "stats.json", res.stats)
@@ -522,7 +526,7 @@ def _stage_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResu
         if k == len(stage.steps) and stage.summary is None:  # nothing more to run on the whole: the
             # kept rows stay in the shards' files until they are written, a shard at a time
             loads = tuple((lambda d=d: pd.read_pickle(d / "kept.pkl")) for d in dirs)
-            kept = KeptParts(loads, pd.concat([load()["source"] for load in loads], ignore_index=True))
+            kept = RowParts(loads, pd.concat([load()[["source"]] for load in loads], ignore_index=True))
         else:
             kept = pd.concat([pd.read_pickle(d / "kept.pkl") for d in dirs], ignore_index=True)
         # the drops (a few percent of the rows) are sorted by the step that dropped them, in memory
@@ -557,6 +561,8 @@ def _job_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResult
     if missing:
         raise RuntimeError(f"{stage.name}: run the plan's tasks before the merge; not done: {', '.join(missing[:5])}")
     n_in = pq.ParquetFile(plan.in_path).metadata.num_rows
+    if _decided(plan):
+        return _decided_result(plan, n_in, progress), n_in
     if plan.pre_jobs:  # every step before the job has one: from the input, all steps finished from files
         k = 0
     if k > 0:
@@ -569,6 +575,90 @@ def _job_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResult
     jobs = {i - k: j for i, j in plan.jobs().items() if i >= k}
     df, drops, stats = _run_ops(held.pop(0), stage.steps[k:], stage.name, drops, stats, progress, jobs)
     return _assemble(df, drops, stats), n_in
+
+
+# Rows per part when a stage's outputs are written a part at a time from its input.
+PART_ROWS = 200_000
+
+
+def _decided(plan: StagePlan) -> bool:
+    """Whether every step of the stage is a job whose operator gives a decision without the rows
+    (``decide_job``: the deduplicators), so the stage's outputs can be written a part at a time."""
+    jobs = plan.jobs()
+    return (plan.stage.summary is None and len(jobs) == len(plan.stage.steps)
+            and all(hasattr(s.build(), "decide_job") for s in plan.stage.steps))
+
+
+def _light_frame(path: str) -> pd.DataFrame:
+    """What the deduplicators' decisions read of every input row: ``id``, ``source`` and the
+    output's length (``duplicates.OUTLEN``), indexed by input row; read a batch at a time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .duplicates import OUTLEN
+
+    pf = pq.ParquetFile(path)
+    has_output = "output" in pf.schema_arrow.names
+    cols = ["id", "source"] + (["output"] * has_output)
+    parts = []
+    for batch in pf.iter_batches(batch_size=65_536, columns=cols):
+        n = batch.num_rows
+        outlen = (pc.utf8_length(batch.column("output")).cast(pa.int64()) if has_output
+                  else pa.array([0] * n, pa.int64()))
+        parts.append(pa.table({"id": batch.column("id"), "source": batch.column("source"), OUTLEN: outlen}))
+    schema = pa.schema([pf.schema_arrow.field("id"), pf.schema_arrow.field("source"), pa.field(OUTLEN, pa.int64())])
+    table = pa.concat_tables(parts) if parts else schema.empty_table()
+    return table.to_pandas()
+
+
+def _decided_result(plan: StagePlan, n_in: int, progress: Progress = None) -> StageResult:
+    """The stage's result from its jobs' decisions, taken on a light frame (no texts): the kept and
+    dropped rows stay in the input file and are written a part of ``PART_ROWS`` input rows at a
+    time, the same bytes as the in-memory result. Example rows are read by position."""
+    import numpy as np
+
+    from .io import read_positions
+
+    stage, jobs, path = plan.stage, plan.jobs(), plan.in_path
+    light = _light_frame(path)
+    stats: dict[str, Any] = {"steps": []}
+    drops: list[tuple[str, str, np.ndarray, np.ndarray]] = []  # (stage/op, reason, input rows, details)
+    drop_sources = []
+    for k, step in enumerate(stage.steps):
+        op = step.build()
+        if progress:
+            progress(f"{stage.name}: {step.op} on {len(light):,} rows")
+        rows = light.index.to_numpy()
+        d = op.decide_job(light, jobs[k], lambda pos, rows=rows: read_positions(path, rows[pos]))
+        drop = d.drop
+        stats["steps"].append({"op": step.op, "params": step.params, "in": len(light),
+                               "kept": int((~drop).sum()), "dropped": int(drop.sum()), **d.stats})
+        if drop.any():
+            drops.append((f"{stage.name}/{step.op}", d.reason, rows[drop], d.details[drop]))
+            drop_sources.append(pd.DataFrame({"source": light["source"].to_numpy()[drop], "reason": d.reason}))
+        light = light[~drop]
+    alive = np.zeros(n_in, dtype=bool)
+    alive[light.index.to_numpy()] = True
+    parts = [(a, min(n_in, a + PART_ROWS)) for a in range(0, n_in, PART_ROWS)]
+
+    def kept_part(a: int, b: int) -> pd.DataFrame:
+        return read_rows(path, a, b)[alive[a:b]].reset_index(drop=True)
+
+    def dropped_part(name: str, reason: str, rows: np.ndarray, details: np.ndarray, a: int, b: int) -> pd.DataFrame:
+        i, j = np.searchsorted(rows, [a, b])
+        sel = read_positions(path, rows[i:j])
+        return drop_frame(sel, name, reason, pd.Series(details[i:j], index=sel.index, dtype=object))
+
+    src = read_rows(path, 0, 0)  # the input's columns: the drops' frame starts from an empty one
+    dropped_loads = [lambda: empty_drops(src, stage.name)]
+    dropped_loads += [(lambda a=a, b=b, dr=dr: dropped_part(*dr, a, b))
+                      for dr in drops for a, b in parts if np.searchsorted(dr[2], a) < np.searchsorted(dr[2], b)]
+    kept = RowParts(tuple((lambda a=a, b=b: kept_part(a, b)) for a, b in parts),
+                    light[["source"]].reset_index(drop=True))
+    dropped = RowParts(tuple(dropped_loads), pd.concat([pd.DataFrame({"source": [], "reason": []}), *drop_sources],
+                                                       ignore_index=True))
+    return StageResult(kept, dropped, stats)
 
 
 def run_stage(stage: Stage, in_path: str | Path, out_dir: str | Path, progress: Progress = None) -> dict[str, Any]:

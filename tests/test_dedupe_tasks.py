@@ -96,13 +96,16 @@ BOTH = [{"document_exact_deduplicator": {"partitions": 3, "partition_rows": 1000
         {"document_minhash_deduplicator": {"partitions": 3, "partition_rows": 1000}}]
 
 
-def test_exact_dedupe_by_key_hash_partitions_then_the_near_search(in_path, in_memory, tmp_path):
+def test_exact_dedupe_by_key_hash_partitions_then_the_near_search(in_path, in_memory, tmp_path, monkeypatch):
     """The exact step as tasks too (keys per row partition, groups per key-hash partition, then the
-    rows it keeps handed to the near search): no task holds the stage's rows, same bytes."""
+    rows it keeps handed to the near search): no task holds the stage's rows, same bytes. Every step
+    is a job, so the merge decides on a light frame and writes the outputs a part at a time."""
+    monkeypatch.setattr(pipeline, "PART_ROWS", 777)  # several parts of kept and dropped rows
     stage = Stage("04_dedupe", parse_steps(BOTH))
     out = tmp_path / "04_dedupe"
     plan = pipeline.plan_stage(stage, in_path, out, shard_rows=1000)
     assert plan.split == 1 and [k for k, _ in plan.pre_jobs] == [0]
+    assert pipeline._decided(plan) and pipeline.read_parquet(in_path).shape[0] > 3 * 777
     assert [sorted({s for s, _ in r}) for r in plan.rounds] == \
         [["0:keys", "signatures"], ["0:groups"], ["0:mask"], ["buckets"], ["verify"]]
     for r in plan.rounds:

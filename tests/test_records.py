@@ -80,6 +80,11 @@ def test_written_in_parts_the_bytes_equal_the_whole(tmp_path, monkeypatch, mirro
                 (tmp_path / "head.parquet").read_bytes()
             continue
         assert io.write_parquet_parts(tmp_path / "p.parquet", parts).read_bytes() == whole.read_bytes(), size
+    full = io.read_parquet(whole)  # rows read from the row groups that hold them, as slices of the whole
+    for a, b in ((0, 1), (5, 5), (333, 2222), (len(df) - 7, len(df) + 9)):
+        assert io.read_rows(whole, a, b).equals(full.iloc[a:b].reset_index(drop=True)), (a, b)
+    at = [3, 4, 900, 901, len(df) - 1]
+    assert io.read_positions(whole, at, ["id", "history"]).equals(full.iloc[at][["id", "history"]].reset_index(drop=True))
     back = datasets.load_dataset("parquet", data_files=str(whole), split="train")
     assert back.num_rows == len(df) and back.column_names == list(df.columns)
     pd.testing.assert_frame_equal(io.read_parquet(whole), df.astype({"note": "object"}), check_dtype=False)

@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..duplicates import check_frame, dedupe_result, empty_stats, group_stats, survivors
+from ..duplicates import Decision, check_frame, dedupe_result, empty_stats, group_stats, survivors
 from ..exact import exact_keys
 from ..jobs import RowJob
 from ..minhash.config import DEFAULT_FIELDS
@@ -48,11 +48,15 @@ class DocumentExactDeduplicator(Deduplicator):
         labels = first[inv]
         return self._result(df, labels, survivors(df, labels, self.source_priority))
 
-    def _result(self, df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray) -> StageResult:
+    def _decision(self, df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, fetch=None) -> Decision:
         details = df["id"].astype(str).to_numpy()[surv]
-        stats = group_stats(df, labels, surv, "exact_duplicate", details)
+        stats = group_stats(df, labels, surv, "exact_duplicate", details, fetch=fetch)
         stats["params"] = self._params()
-        return dedupe_result(df, self.name, surv, "exact_duplicate", details, stats)
+        return Decision(surv, details, "exact_duplicate", stats)
+
+    def _result(self, df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray) -> StageResult:
+        d = self._decision(df, labels, surv)
+        return dedupe_result(df, self.name, d.surv, d.reason, d.details, d.stats)
 
     # --- the same groups as tasks on the run's workers
 
@@ -70,6 +74,14 @@ class DocumentExactDeduplicator(Deduplicator):
             raise RuntimeError(f"{self.name}: the job covered {job.n} rows, the frame holds {len(df)}")
         labels, surv = job.groups()
         return self._result(df, labels, surv)
+
+    def decide_job(self, light: pd.DataFrame, job: "ExactJob", fetch) -> Decision:
+        """``finish_job``'s decision from a light frame (``id``, ``source``, ``file``, ``row`` and the
+        output's length, ``duplicates.OUTLEN``; no texts): ``fetch(positions)`` gives example rows."""
+        if len(light) != job.n:
+            raise RuntimeError(f"{self.name}: the job covered {job.n} rows, the frame holds {len(light)}")
+        labels, surv = job.groups()
+        return self._decision(light, labels, surv, fetch)
 
 
 # a routed row: its key, input row, and its rank under the survivor rule (curate.duplicates)

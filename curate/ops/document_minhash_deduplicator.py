@@ -5,7 +5,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..duplicates import check_frame, dedupe_result, empty_stats, group_stats, priority_rank, survivors
+from ..duplicates import Decision, check_frame, dedupe_result, empty_stats, group_stats, priority_rank, survivors
 from ..minhash.cluster import CLUSTERINGS, cluster_pairs
 from ..minhash.config import DEFAULT_FIELDS, DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, MinHashConfig
 from ..minhash.lsh import near_duplicate_pairs, nonempty_rows, pair_jaccard
@@ -150,6 +150,16 @@ class DocumentMinhashDeduplicator(Deduplicator):
         check_frame(df, self.fields, self.name)
         if len(df) == 0:
             return self._empty(df)
+        d = self.decide_job(df, job)
+        return dedupe_result(df, self.name, d.surv, d.reason, d.details, d.stats)
+
+    def decide_job(self, df: pd.DataFrame, job: PartitionJob, fetch=None) -> Decision:
+        """``finish_job``'s decision; ``df`` may be a light frame (``id``, ``source``, ``file``,
+        ``row``, the output's length ``duplicates.OUTLEN``; no texts), ``fetch(positions)`` then
+        gives example rows."""
+        if len(df) == 0:
+            stats = self._empty(df).stats
+            return Decision(np.empty(0, np.int64), np.empty(0, dtype=object), "near_duplicate", stats)
         rows = df.index.to_numpy(dtype=np.int64)
         i, j, est_ij, rejected = job_verified_pairs(job)
         pi, pj = np.searchsorted(rows, i), np.searchsorted(rows, j)  # input rows → positions in df
@@ -160,7 +170,7 @@ class DocumentMinhashDeduplicator(Deduplicator):
         labels, surv = self._clusters(df, pi, pj, est_ij)
         d = np.flatnonzero(surv != np.arange(len(df)))
         est = SignatureFiles(job).agreement(rows[d], rows[surv[d]])
-        return self._result(df, labels, surv, est, len(i), rejected, job_no_shingles(job, rows))
+        return self._decision(df, labels, surv, est, len(i), rejected, job_no_shingles(job, rows), fetch)
 
     def _clusters(self, df: pd.DataFrame, i: np.ndarray, j: np.ndarray,
                   est_ij: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -172,6 +182,11 @@ class DocumentMinhashDeduplicator(Deduplicator):
     def _result(self, df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, est_drop: np.ndarray,
                 pairs: int, rejected: int, no_shingles: int) -> StageResult:
         """Figures and frames; ``est_drop``: each dropped row's estimated Jaccard with its survivor."""
+        d = self._decision(df, labels, surv, est_drop, pairs, rejected, no_shingles)
+        return dedupe_result(df, self.name, d.surv, d.reason, d.details, d.stats)
+
+    def _decision(self, df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, est_drop: np.ndarray,
+                  pairs: int, rejected: int, no_shingles: int, fetch=None) -> Decision:
         n = len(df)
         drop = surv != np.arange(n)
         est = np.ones(n)
@@ -179,9 +194,9 @@ class DocumentMinhashDeduplicator(Deduplicator):
         ids = df["id"].astype(str).to_numpy()
         details = np.array([f"{ids[s]} jaccard={e:.3f}" if d else ""
                             for s, e, d in zip(surv, est, drop)], dtype=object)
-        stats = group_stats(df, labels, surv, "near_duplicate", details)
+        stats = group_stats(df, labels, surv, "near_duplicate", details, fetch=fetch)
         stats["params"] = self._params()
         stats["pairs"] = int(pairs)
         stats["pairs_rejected_by_verify"] = rejected
         stats["no_shingles"] = int(no_shingles)
-        return dedupe_result(df, self.name, surv, "near_duplicate", details, stats)
+        return Decision(surv, details, "near_duplicate", stats)
