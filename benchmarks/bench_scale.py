@@ -364,7 +364,7 @@ def _watch(proc, every: float = 0.5) -> tuple[list[tuple[float, float, float]], 
 def _cpu_at(timeline: list[tuple[float, float]], t: float) -> float:
     import bisect
 
-    i = bisect.bisect_left([a for a, _ in timeline], t)
+    i = bisect.bisect_left([row[0] for row in timeline], t)
     return timeline[min(i, len(timeline) - 1)][1]
 
 

@@ -47,6 +47,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def sweep_temps(directory: str | os.PathLike) -> list[str]:
+    """Remove the temporary files a killed run left under ``directory`` (``atomic_path``'s
+    ``.NAME.XXXX.tmp``; a SIGKILL skips its clean-up). Call it where nothing else writes there: at
+    the start of a stage that is not done. Returns the paths removed, relative to ``directory``."""
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    gone = []
+    for p in sorted(root.rglob(".*.tmp")):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            gone.append(str(p.relative_to(root)))
+    return gone
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

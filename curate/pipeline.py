@@ -35,7 +35,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .io import atomic_path, read_json, read_parquet, sha256_file, write_json, write_parquet, write_parquet_parts
+from .io import (atomic_path, read_json, read_parquet, sha256_file, sweep_temps, write_json, write_parquet,
+                 write_parquet_parts)
 from .io import read_rows as io_read_rows
 from .mix import MixtureSpec
 from .recipe import Recipe, Stage, Step
@@ -156,6 +157,7 @@ def parse_stage(files: list[dict], out_dir: str | Path, progress: Progress = Non
     key = cache_key([f["path"] for f in files], params)
     if is_done(out_dir, key):
         return read_json(out_dir / "ledger.json")
+    sweep_temps(out_dir)  # what a killed run left half-written
     fault_point("01_parse", "before")
     if progress:
         progress(f"parse: {len(files)} files")
@@ -219,11 +221,13 @@ def normalize_frame(df: pd.DataFrame, recipe: str | Path | None = None) -> pd.Da
 
 
 def _summary(stage: Stage, res: StageResult) -> None:
-    """Figures of the stage's kept rows, for the stages that declare one (``recipe.SUMMARIES``)."""
+    """Figures of the stage's kept rows, for the stages that declare one (``recipe.SUMMARIES``);
+    for rows left on disk (``RowParts``), from the columns the figures read, which it holds."""
     if stage.summary == "diversity":
         from .diversity import diversity_by, diversity_metrics
 
-        res.stats["diversity"] = {"all": diversity_metrics(res.kept), "by_source": diversity_by(res.kept, "source")}
+        kept = res.kept.columns if isinstance(res.kept, RowParts) else res.kept
+        res.stats["diversity"] = {"all": diversity_metrics(kept), "by_source": diversity_by(kept, "source")}
 
 
 def check_chain(ledgers: list[dict[str, Any]]) -> None:
@@ -367,6 +371,7 @@ def plan_stage(stage: Stage, in_path: str | Path, out_dir: str | Path,
     key = cache_key([in_path], stage.key_params())
     if is_done(Path(out_dir), key):
         return StagePlan(stage, str(in_path), str(out_dir), key, True)
+    sweep_temps(Path(out_dir))  # what a killed run left half-written
     fault_point(stage.name, "before")
     shards: tuple[tuple[int, int], ...] = ()
     if shard_rows is not None and stage.local_prefix():
@@ -523,8 +528,12 @@ def _stage_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResu
     else:
         k = stage.local_prefix()
         dirs = [plan.shard_dir(a, b) for a, b in plan.shards]
-        if k == len(stage.steps) and stage.summary is None:  # nothing more to run on the whole: the
-            # kept rows stay in the shards' files until they are written, a shard at a time
+        tagged = _tagged_tail(plan)
+        if tagged is not None:  # the other steps are taggers with jobs: their columns are added
+            # to each shard's rows as it is written
+            kept, tail_stats = tagged
+        elif k == len(stage.steps) and stage.summary is None:  # nothing more to run on the whole:
+            # the kept rows stay in the shards' files until they are written, a shard at a time
             loads = tuple((lambda d=d: pd.read_pickle(d / "kept.pkl")) for d in dirs)
             kept = RowParts(loads, pd.concat([load()[["source"]] for load in loads], ignore_index=True))
         else:
@@ -536,7 +545,9 @@ def _stage_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResu
         n_in = sum(s.pop("n_in") for s in sstats)
         stats = {"steps": [merge_stats([s["steps"][i] for s in sstats], f"{stage.name}.steps[{i}]") for i in range(k)]}
         res = StageResult(kept, dropped, stats)
-        if k < len(stage.steps):
+        if tagged is not None:
+            stats["steps"] += tail_stats
+        elif k < len(stage.steps):
             held = [res.kept]
             del kept, res  # only run_steps holds the merged frame: it goes once the first operator is done
             jobs = {i - k: j for i, j in plan.jobs().items()}
@@ -553,9 +564,7 @@ def _job_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResult
     import pyarrow.parquet as pq
 
     stage, k = plan.stage, plan.split
-    missing = [f"{s} {i}" for r in plan.job.rounds() for s, i in r
-               if not (Path(plan.job.work_dir) / f"done-{s}-{i:05d}.json").exists()]
-    missing += [f"step {j} {m}" for j, job in plan.pre_jobs for m in job.missing()]
+    missing = plan.job.missing() + [f"step {j} {m}" for j, job in plan.pre_jobs for m in job.missing()]
     if k > 0 and not plan.pre_jobs and not (Path(plan.job.work_dir) / "done-prefix.json").exists():
         missing.insert(0, "prefix 0")
     if missing:
@@ -575,6 +584,45 @@ def _job_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResult
     jobs = {i - k: j for i, j in plan.jobs().items() if i >= k}
     df, drops, stats = _run_ops(held.pop(0), stage.steps[k:], stage.name, drops, stats, progress, jobs)
     return _assemble(df, drops, stats), n_in
+
+
+def _tagged_tail(plan: StagePlan) -> tuple[RowParts, list[dict[str, Any]]] | None:
+    """For a sharded stage whose steps after the shards are all taggers with finished jobs that
+    give their columns without the rows (``tag_values``): the kept rows as each shard's rows plus
+    those columns, written a shard at a time, and those steps' stats; else None. The parts' small
+    columns are the ones the stage's summary reads (``diversity.METRIC_INPUTS``) and ``source``."""
+    import pyarrow.parquet as pq
+
+    from .diversity import METRIC_INPUTS
+    from .io import read_positions
+
+    stage, k = plan.stage, plan.stage.local_prefix()
+    jobs = plan.jobs()
+    tail = [s.build() for s in stage.steps[k:]]
+    if not plan.shards or k == len(stage.steps) or any(
+            i not in jobs or op.kind != "tagger" or not hasattr(op, "tag_values") for i, op in enumerate(tail, k)):
+        return None
+    n = pq.ParquetFile(plan.in_path).metadata.num_rows
+    fetch = lambda pos: read_positions(plan.in_path, pos, ["id", "instruction"])  # noqa: E731
+    added: dict[str, tuple[Any, str]] = {}
+    stats = []
+    for i, (step, op) in enumerate(zip(stage.steps[k:], tail), k):
+        cols, st = op.tag_values(jobs[i], n, fetch)
+        added.update(cols)
+        stats.append({"op": step.op, "params": step.params, "in": n, "kept": n, "dropped": 0, **st})
+
+    def part(a: int, b: int) -> pd.DataFrame:
+        df = pd.read_pickle(plan.shard_dir(a, b) / "kept.pkl")
+        if len(df) != b - a:
+            raise RuntimeError(f"{stage.name}: shard {a}:{b} kept {len(df)} rows; its taggers should keep all")
+        for col, (values, dtype) in added.items():
+            df[col] = pd.Series(values[a:b], index=df.index, dtype=dtype)
+        return df
+
+    loads = tuple((lambda a=a, b=b: part(a, b)) for a, b in plan.shards)
+    small = pd.concat([(lambda df: df[[c for c in ("source", *METRIC_INPUTS) if c in df.columns]])(load())
+                       for load in loads], ignore_index=True)
+    return RowParts(loads, small), stats
 
 
 # Rows per part when a stage's outputs are written a part at a time from its input.
@@ -676,6 +724,7 @@ def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs: tuple[Mixtur
     key = cache_key([in_path], {"mixtures": [s.to_dict() for s in specs], "licenses": licenses})
     if is_done(out_dir, key):
         return read_json(out_dir / "mixtures.json")
+    sweep_temps(out_dir)  # what a killed run left half-written
     fault_point("mixtures", "before")
     pool = sorted_by_id(read_parquet(in_path))  # once, not once per mixture
     results = []

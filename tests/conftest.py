@@ -3,13 +3,15 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The tests' flow runs go to a Prefect home of their own, not into the user's run history.
 if "PREFECT_HOME" not in os.environ:
     import tempfile
 
     os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="tiger-tests-prefect-")
+import flows.settings  # noqa: E402,F401  Prefect's settings before any test module imports prefect
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR = Path(os.environ.get("TIGER_MIRROR", ROOT.parent / "shared" / "corpora"))

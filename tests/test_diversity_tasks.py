@@ -46,7 +46,12 @@ def _same(got: Path, want: Path) -> None:
     assert not (got / "_work").exists()  # the jobs' files go once the stage is written
 
 
-def test_tagger_jobs_in_process_write_the_in_memory_bytes(in_path, in_memory, tmp_path):
+def test_tagger_jobs_in_process_write_the_in_memory_bytes(in_path, in_memory, tmp_path, monkeypatch):
+    """The merge adds the taggers' columns to each shard's rows as it writes them (no frame of the
+    stage's rows): the in-memory bytes, stats (examples and diversity figures) included."""
+    seen = []
+    tail = pipeline._tagged_tail
+    monkeypatch.setattr(pipeline, "_tagged_tail", lambda plan: seen.append(tail(plan)) or seen[-1])
     out = tmp_path / "run" / "05_diversity"
     plan = pipeline.plan_stage(STAGE, in_path, out, shard_rows=1000)
     jobs = dict(plan.tag_jobs)
@@ -72,6 +77,7 @@ def test_tagger_jobs_in_process_write_the_in_memory_bytes(in_path, in_memory, tm
     assert (fit.stat().st_mtime_ns, done.stat().st_mtime_ns) == mtimes
     pipeline.finish_stage(plan)
     _same(out, in_memory)
+    assert len(seen) == 1 and seen[0] is not None and len(seen[0][0].loads) == len(plan.shards) >= 5
     # the novelty fit task kept the embedding where the in-memory stage keeps it (the report reuses it)
     assert sorted(p.name for p in (out.parent / FIT_STORE).iterdir()) == \
         sorted(p.name for p in (in_memory.parent / FIT_STORE).iterdir())

@@ -91,3 +91,25 @@ def test_written_in_parts_the_bytes_equal_the_whole(tmp_path, monkeypatch, mirro
     with pytest.raises(ValueError, match=r"x\.parquet: parts have different columns"):
         io.write_parquet_parts(tmp_path / "x.parquet", [lambda: df.iloc[:3], lambda: df.iloc[3:6, :-1]])
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_a_stage_that_reruns_sweeps_the_temp_files_a_kill_left(tmp_path):
+    """atomic_path's temp files survive a SIGKILL; sweep_temps (run where a stage starts over)
+    removes them, and only them."""
+    from curate.io import atomic_path, sweep_temps, write_json
+
+    write_json(tmp_path / "ledger.json", {"a": 1})
+    (tmp_path / "_work" / "step00").mkdir(parents=True)
+    stale = [tmp_path / ".kept.parquet.k2j3.tmp", tmp_path / "_work" / "step00" / ".sig-00001.npy.x9.tmp"]
+    for p in stale:
+        p.write_bytes(b"PAR1 half-written")
+    keep = [tmp_path / "ledger.json", tmp_path / "notes.tmp", tmp_path / "_work" / "step00" / "sig-00000.npy"]
+    keep[1].write_text("a user's file, not ours")
+    keep[2].write_bytes(b"\x93NUMPY")
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "x.json") as tmp:
+            tmp.write_text("{")
+            raise RuntimeError("a failure (not a kill) cleans up at once")
+    assert sorted(sweep_temps(tmp_path)) == sorted(str(p.relative_to(tmp_path)) for p in stale)
+    assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)
+    assert sweep_temps(tmp_path / "absent") == []

@@ -264,8 +264,10 @@ def test_killed_at_every_boundary_and_mid_stage_resumes_byte_identical(case, cli
     for s, before in done_mtimes.items():
         assert mtimes(run_dir / s) == before, f"final run: finished stage {s} was redone"
     assert digest(run_dir) == base_digest
-    # the temp files left by the mid-write kills are never taken for outputs (and are not .parquet/.json)
-    assert tmp_files(run_dir / "01_parse") and tmp_files(run_dir / "04_dedupe")
+    # the temp files left by the mid-write kills were never taken for outputs, and the reruns of
+    # those stages swept them
+    assert not tmp_files(run_dir / "01_parse") and not tmp_files(run_dir / "04_dedupe")
+    assert not [p for p in run_dir.rglob(".*.tmp")]
 
 
 def test_external_sigkill_at_seeded_random_times_resumes_byte_identical(case, cli_env, baseline):

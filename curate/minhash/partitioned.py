@@ -190,9 +190,16 @@ class PartitionJob:
             out.append(tuple(("verify", k) for k in p))
         return tuple(out)
 
+    def marker(self, step: str, index: int) -> Path:
+        return self.path(f"done-{step}-{index:05d}.json")
+
+    def missing(self) -> list[str]:
+        """The tasks not done yet, as "step index"."""
+        return [f"{s} {i}" for r in self.rounds() for s, i in r if not self.marker(s, i).exists()]
+
     def run(self, step: str, index: int) -> str:
         """Run one task unless its marker says it is done; returns the marker's path."""
-        marker = self.path(f"done-{step}-{index:05d}.json")
+        marker = self.marker(step, index)
         if marker.exists():
             return str(marker)
         {"signatures": _signature_step, "buckets": _bucket_step, "verify": _verify_step}[step](self, index)

@@ -180,6 +180,12 @@ class ClusterTagger(Tagger):
 
     def _result(self, df: pd.DataFrame, kept: pd.DataFrame, fit: dict, raw: np.ndarray,
                 raw_sums: np.ndarray) -> StageResult:
+        labels, stats = self._tags(fit, raw, raw_sums)
+        kept[self.column] = pd.Series(labels, index=df.index, dtype="int64")
+        return StageResult(kept, empty_drops(df, self.name), stats)
+
+    def _tags(self, fit: dict, raw: np.ndarray, raw_sums: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Each row's cluster and the figures, from the fit and the raw k-means labels and sums."""
         # Renumber by size (largest first, ties by raw id) so ids are stable and readable.
         k, dims = fit["k"], fit["dims"]
         sizes = np.bincount(raw, minlength=k)
@@ -189,8 +195,6 @@ class ClusterTagger(Tagger):
         labels = remap[raw]
         sums = np.empty_like(raw_sums)
         sums[remap] = raw_sums
-        kept[self.column] = pd.Series(labels, index=df.index, dtype="int64")
-
         stats = {
             "n_clusters": int(len(np.unique(labels))),
             "n_clusters_requested": self.n_clusters,
@@ -200,7 +204,7 @@ class ClusterTagger(Tagger):
             "sizes": {str(c): int(v) for c, v in enumerate(np.bincount(labels, minlength=k))},
             "top_terms": self._top_terms(sums, k, fit["vec"]),
         }
-        return StageResult(kept, empty_drops(df, self.name), stats)
+        return labels, stats
 
     # --- the same tags as tasks on the run's workers (curate.jobs)
 
@@ -214,13 +218,24 @@ class ClusterTagger(Tagger):
         """``self(df)``'s result, byte for byte, from a finished job's files (``df``: the job's rows)."""
         if len(df) != job.n:
             raise RuntimeError(f"{self.name}: the job covered {job.n} rows, the frame holds {len(df)}")
+        return self._result(df, df.copy(), *self._job_files(job))
+
+    def _job_files(self, job: "ClusterJob") -> tuple[dict, np.ndarray, np.ndarray]:
         fit = job.load("fit.pkl")
         raw = np.concatenate([job.load(f) for f in job.rows_files("labels-{:05d}.npy")])
         raw_sums = np.zeros((fit["k"], len(fit["vec"].vocabulary_)), dtype=np.float64)
         for f in job.rows_files("sums-{:05d}.pkl"):
             for part in job.load(f):  # per chunk, in order: the same float sums as one pass
                 raw_sums += part.toarray()
-        return self._result(df, df.copy(), fit, raw, raw_sums)
+        return fit, raw, raw_sums
+
+    def tag_values(self, job: "ClusterJob", n: int, fetch) -> tuple[dict[str, tuple[np.ndarray, str]], dict]:
+        """``finish_job``'s tags without the rows: {column: (values for the ``n`` rows, dtype)} and
+        the figures (``fetch`` is not needed: the figures show no rows)."""
+        if n != job.n:
+            raise RuntimeError(f"{self.name}: the job covered {job.n} rows, the stage has {n}")
+        labels, stats = self._tags(*self._job_files(job))
+        return {self.column: (labels, "int64")}, stats
 
     def _top_terms(self, sums: np.ndarray, k: int, vec) -> dict[str, list[str]]:
         """``sums``: each cluster's summed TF-IDF vector (k x vocabulary)."""

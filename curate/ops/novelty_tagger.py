@@ -40,17 +40,33 @@ class NoveltyTagger(Tagger):
         return self._result(df, kept, novelty_scores(x, k=self.k, ref_size=self.ref_size, seed=self.seed))
 
     def _result(self, df: pd.DataFrame, kept: pd.DataFrame, raw: np.ndarray) -> StageResult:
-        scores = np.round(raw, 6)
+        scores, stats = self._tags(raw, lambda pos: df.iloc[pos])
         kept[self.column] = pd.Series(scores, index=df.index, dtype="float64")
+        return StageResult(kept, empty_drops(df, self.name), stats)
+
+    def tag_values(self, job: "NoveltyJob", n: int, fetch) -> tuple[dict[str, tuple[np.ndarray, str]], dict]:
+        """``finish_job``'s tags without the rows: {column: (values for the ``n`` rows, dtype)} and
+        the figures; ``fetch(positions)`` gives the example rows (``id``, ``instruction``)."""
+        if n != job.n:
+            raise RuntimeError(f"{self.name}: the job covered {job.n} rows, the stage has {n}")
+        raw = np.concatenate([job.load(f) for f in job.rows_files("novelty-{:05d}.npy")])
+        scores, stats = self._tags(raw, fetch)
+        return {self.column: (scores, "float64")}, stats
+
+    def _tags(self, raw: np.ndarray, fetch) -> tuple[np.ndarray, dict]:
+        """The scores (rounded) and the figures; ``fetch(positions)``: those rows (id, instruction)."""
+        scores = np.round(raw, 6)
         order = np.argsort(-scores, kind="mergesort")
         pick = list(order[:3]) + list(order[-3:][::-1])
-        examples = [{"id": str(df["id"].iloc[i]), "field": self.column, "before": "",
-                     "after": f"{scores[i]:.3f} {str(df['instruction'].iloc[i])[:80]}"} for i in pick]
+        at = np.unique(np.asarray(pick, dtype=np.int64))
+        rows = fetch(at).set_axis(at, axis=0) if len(at) else None
+        examples = [{"id": str(rows.loc[i, "id"]), "field": self.column, "before": "",
+                     "after": f"{scores[i]:.3f} {str(rows.loc[i, 'instruction'])[:80]}"} for i in pick]
         stats = {"changed": 0, "examples": examples,
                  "params": {"k": self.k, "ref_size": self.ref_size, "dims": self.dims, "seed": self.seed},
                  "mean": float(np.mean(scores)), "median": float(np.median(scores)),
                  "p10": float(np.quantile(scores, 0.1)), "p90": float(np.quantile(scores, 0.9))}
-        return StageResult(kept, empty_drops(df, self.name), stats)
+        return scores, stats
 
     # --- the same scores as tasks on the run's workers (curate.jobs)
 
