@@ -104,15 +104,16 @@ class RowParts:
     frame where only its length and a few small columns are read (the check, the ledger)."""
 
     loads: tuple[Callable[[], pd.DataFrame], ...]
-    columns: pd.DataFrame  # the small columns the ledger reads (source; reason for drops), every row
+    small: pd.DataFrame  # every row's small columns: what the ledger reads (source; reason for drops)
+    #                      and, for the diversity stage, what its summary reads
 
     def __len__(self) -> int:
-        return len(self.columns)
+        return len(self.small)
 
     def __getitem__(self, column: str) -> pd.Series:
-        if column not in self.columns.columns:
-            raise KeyError(f"RowParts holds only {list(self.columns.columns)}, not {column!r}")
-        return self.columns[column]
+        if column not in self.small.columns:
+            raise KeyError(f"RowParts holds only {list(self.small.columns)}, not {column!r}")
+        return self.small[column]
 
 
 def _write_rows(path: Path, rows: pd.DataFrame | RowParts) -> None:
@@ -226,7 +227,7 @@ def _summary(stage: Stage, res: StageResult) -> None:
     if stage.summary == "diversity":
         from .diversity import diversity_by, diversity_metrics
 
-        kept = res.kept.columns if isinstance(res.kept, RowParts) else res.kept
+        kept = res.kept.small if isinstance(res.kept, RowParts) else res.kept
         res.stats["diversity"] = {"all": diversity_metrics(kept), "by_source": diversity_by(kept, "source")}
 
 
