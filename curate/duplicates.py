@@ -52,9 +52,6 @@ def _id_sort_key(ids: pd.Series) -> np.ndarray:
 # A light frame's column: the output's length in characters, standing in for the output itself.
 OUTLEN = "_outlen"
 
-# The columns the deduplicators' figures show of a few rows (example drops and clusters).
-EXAMPLE_COLUMNS = ("id", "source", "file", "row", "instruction", "output")
-
 
 def priority_rank(df: pd.DataFrame, source_priority: Sequence[str] = ()) -> np.ndarray:
     """Rank of each row under the survivor rule (0 = best; a strict order when ids are unique):
