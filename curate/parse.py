@@ -834,3 +834,23 @@ def parse_files(files: list[dict]) -> StageResult:
     result = StageResult(kept, dropped, stats)
     result.check(n_in, STAGE)
     return result
+
+
+def merge_parse_stats(parts: list[dict]) -> dict:
+    """The stats of :func:`parse_files` on runs of files one after another, as one call on all of
+    them gives: counts add up, ``files`` in order, examples the first ``N_EXAMPLES`` per reason."""
+    out: dict[str, Any] = {"in": 0, "kept": 0, "quarantined": 0, "files": {}}
+    sums: dict[str, Counter] = {"schemas": Counter(), "formats": Counter(), "reasons": Counter()}
+    examples: dict[str, list[dict]] = {}
+    for part in parts:
+        for k in ("in", "kept", "quarantined"):
+            out[k] += part[k]
+        out["files"].update(part["files"])
+        for k, c in sums.items():
+            c.update(part[k])
+        for reason, ex in part["examples"].items():
+            have = examples.setdefault(reason, [])
+            have.extend(ex[:N_EXAMPLES - len(have)])
+    out.update({k: dict(sorted(c.items())) for k, c in sums.items()})
+    out["examples"] = dict(sorted(examples.items()))
+    return {k: out[k] for k in ("in", "kept", "quarantined", "files", "schemas", "formats", "reasons", "examples")}

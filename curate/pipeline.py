@@ -145,35 +145,128 @@ def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
     return ledger
 
 
-def parse_stage(files: list[dict], out_dir: str | Path, progress: Progress = None,
-                skipped: list[dict] | None = None) -> dict[str, Any]:
-    """Raw files → records (+ quarantine as dropped rows). ``skipped``: source files not read (with
-    their reason, ``curate.paths``), listed in the ledger with the empty files and the files lost whole."""
-    from .parse import parse_files
+# The parse stage runs as tasks too: ``plan_parse`` groups the files (in order) by size, each group
+# is parsed into its own folder by ``run_parse_group`` (side by side on a task runner), and
+# ``finish_parse`` writes the groups' rows a group at a time, the same bytes as one pass over all
+# files. No process holds more than a group's rows (a file larger than a group is a group alone).
 
+PARSE_GROUP_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class ParsePlan:
+    files: tuple[dict, ...]
+    out_dir: str
+    key: str
+    done: bool
+    skipped: tuple[dict, ...] = ()
+    groups: tuple[tuple[int, int], ...] = ()  # ranges of ``files``
+
+    def group_dir(self, start: int, stop: int) -> Path:
+        return Path(self.out_dir) / "_shards" / f"files-{start:06d}-{stop:06d}"
+
+
+def plan_parse(files: list[dict], out_dir: str | Path, skipped: list[dict] | None = None,
+               group_bytes: int | None = None) -> ParsePlan:
+    """The parse stage's cache key, whether it is done, and its groups of files: consecutive files
+    of at most ``group_bytes`` (default ``PARSE_GROUP_BYTES``) together as stored; the outputs do not
+    depend on the grouping."""
+    group_bytes = PARSE_GROUP_BYTES if group_bytes is None else group_bytes
+    if group_bytes < 1:
+        raise ValueError(f"group_bytes must be ≥ 1, got {group_bytes}")
     out_dir = Path(out_dir)
     params: dict[str, Any] = {"files": [(f["source"], f["file"]) for f in files]}
     if skipped:
         params["skipped"] = skipped
     key = cache_key([f["path"] for f in files], params)
-    if is_done(out_dir, key):
-        return read_json(out_dir / "ledger.json")
+    plan = ParsePlan(tuple(files), str(out_dir), key, is_done(out_dir, key), tuple(skipped or ()))
+    if plan.done:
+        return plan
     sweep_temps(out_dir)  # what a killed run left half-written
     fault_point("01_parse", "before")
+    groups, start, size = [], 0, 0
+    for i, f in enumerate(files):
+        n = os.stat(f["path"]).st_size if os.path.exists(f["path"]) else 0
+        if i > start and size + n > group_bytes:
+            groups.append((start, i))
+            start, size = i, 0
+        size += n
+    groups.append((start, len(files)))
+    return ParsePlan(plan.files, plan.out_dir, key, False, plan.skipped, tuple(groups))
+
+
+def run_parse_group(plan: ParsePlan, start: int, stop: int, progress: Progress = None) -> str:
+    """Parse files ``start:stop`` of the plan into the group's folder (kept and quarantined rows as
+    pickles, which keep their exact dtypes; stats); a group done before is skipped."""
+    from .parse import parse_files
+
+    gdir = plan.group_dir(start, stop)
+    key = hashlib.sha256(f"{plan.key}:{start}:{stop}".encode()).hexdigest()[:16]
+    if is_done(gdir, key):
+        return str(gdir)
     if progress:
-        progress(f"parse: {len(files)} files")
-    res = parse_files(files)
-    per_file = res.stats["files"]
+        progress(f"parse: files {start + 1}-{stop} of {len(plan.files)}")
+    res = parse_files(list(plan.files[start:stop]))
+    gdir.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("kept", res.kept), ("dropped", res.dropped)):
+        with atomic_path(gdir / f"{name}.pkl") as tmp:
+            frame.to_pickle(tmp)
+    write_json(gdir / "stats.json", res.stats)
+    write_json(gdir / "_SUCCESS.json", {"key": key, "stage": "01_parse", "files": [start, stop]})
+    return str(gdir)
+
+
+def finish_parse(plan: ParsePlan, progress: Progress = None) -> dict[str, Any]:
+    """Write the parse stage from its groups' folders, a group at a time; the stored ledger when done."""
+    import shutil
+
+    from .parse import merge_parse_stats
+
+    out_dir = Path(plan.out_dir)
+    if plan.done or is_done(out_dir, plan.key):
+        shutil.rmtree(out_dir / "_shards", ignore_errors=True)
+        return read_json(out_dir / "ledger.json")
+    dirs = [plan.group_dir(a, b) for a, b in plan.groups]
+    missing = [d.name for d in dirs if not (d / "_SUCCESS.json").exists()]
+    if missing:
+        raise RuntimeError(f"01_parse: parse every group of files before the merge; not done: {', '.join(missing[:5])}")
+    parts = [read_json(d / "stats.json") for d in dirs]
+    stats = merge_parse_stats(parts)
+
+    def rows(name: str, counted: str, small: list[str]) -> RowParts:
+        # groups with no rows are left out: an empty frame's dtypes could differ from a full one's
+        full = [d for d, p in zip(dirs, parts) if p[counted]] or dirs[:1]
+        loads = tuple((lambda d=d: pd.read_pickle(d / f"{name}.pkl")) for d in full)
+        return RowParts(loads, pd.concat([load()[small] for load in loads], ignore_index=True))
+
+    res = StageResult(rows("kept", "kept", ["source"]), rows("dropped", "quarantined", ["source", "reason"]), stats)
+    per_file = stats["files"]
     extra = {"files": {
-        "read": len(files),
+        "read": len(plan.files),
         "empty": sorted(k for k, v in per_file.items() if v["format"] == "empty"),
         # files that could not be read at all: their rows are counted as dropped, estimated where unknown
         "lost_whole": {k: {"rows": v["in"], "bytes": v.get("bytes", 0), "estimated": "estimated_rows" in v}
                        for k, v in sorted(per_file.items()) if v["format"] in ("undecodable", "unreadable")},
-        "skipped": [f"{s['source']}/{s['file']} ({s['reason']})" for s in skipped or []],
+        "skipped": [f"{s['source']}/{s['file']} ({s['reason']})" for s in plan.skipped],
     }}
     # rows seen in the files, counted by the parser independently of what it kept or quarantined
-    return _finish(out_dir, key, "01_parse", int(res.stats["in"]), res, ledger_extra=extra)
+    ledger = _finish(out_dir, plan.key, "01_parse", int(stats["in"]), res, ledger_extra=extra)
+    shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # intermediate: the stage's outputs hold it all
+    return ledger
+
+
+def parse_stage(files: list[dict], out_dir: str | Path, progress: Progress = None,
+                skipped: list[dict] | None = None) -> dict[str, Any]:
+    """Raw files → records (+ quarantine as dropped rows), in this process, a group of files at a
+    time. ``skipped``: source files not read (with their reason, ``curate.paths``), listed in the
+    ledger with the empty files and the files lost whole."""
+    plan = plan_parse(files, out_dir, skipped)
+    if not plan.done:
+        if progress:
+            progress(f"parse: {len(files)} files")
+        for a, b in plan.groups:
+            run_parse_group(plan, a, b, progress)
+    return finish_parse(plan, progress)
 
 
 def run_steps(df: pd.DataFrame, steps: tuple[Step, ...], stage: str, progress: Progress = None,

@@ -51,9 +51,26 @@ def user_source_task(source: UserSource, raw_dir: str) -> dict:
     return {"files": user_source_files(source, raw_dir), "skipped": []}
 
 
+@task(name="parse-files", task_run_name="parse files {start}-{stop}", **TASK_OPTS)
+def parse_group_task(plan: pipeline.ParsePlan, start: int, stop: int) -> str:
+    return pipeline.run_parse_group(plan, start, stop, progress=_progress)
+
+
 @task(name="parse", **TASK_OPTS)
+def parse_merge_task(plan: pipeline.ParsePlan) -> dict:
+    return pipeline.finish_parse(plan, progress=_progress)
+
+
 def parse_task(files: list[dict], out_dir: str, skipped: list[dict] | None = None) -> dict:
-    return pipeline.parse_stage(files, out_dir, progress=_progress, skipped=skipped)
+    """The parse stage through the task runner: groups of files side by side, then the merge, which
+    writes the rows a group at a time; a finished stage is skipped."""
+    plan = pipeline.plan_parse(files, out_dir, skipped)
+    if plan.done:
+        return parse_merge_task(plan)  # returns the stored ledger
+    _progress(f"parse: {len(files)} files in {len(plan.groups)} groups")
+    for f in [parse_group_task.submit(plan, a, b) for a, b in plan.groups]:
+        f.result()
+    return parse_merge_task.submit(plan).result()
 
 
 @task(name="shard", task_run_name="{plan.stage.name} rows {start}-{stop}", **TASK_OPTS)

@@ -376,3 +376,56 @@ def test_parse_files_drop_frame_and_stats(tmp_path):
     assert res.stats["files"]["syn/b.jsonl"]["format"] == "json_lines"
     assert res.stats["reasons"] == {"not_an_object": 1}
     json.dumps(res.stats)  # JSON-serialisable
+
+
+def test_parse_stage_in_groups_of_files_writes_the_same_bytes(tmp_path, mirror, monkeypatch):
+    """The parse stage parses groups of files side by side and writes them a group at a time: any
+    grouping gives the bytes of one pass over all files (quarantined rows and empty groups included),
+    and a run stopped after some groups parses only the others when rerun."""
+    import curate.parse
+    from curate import pipeline
+
+    bad = Path(__file__).parent / "data" / "bad"
+    files = [f for f in mirror_files(mirror) if Path(f["path"]).stat().st_size < 3_000_000][:5] + [
+        {"source": "bad", "file": p.name, "path": str(p)} for p in sorted(bad.iterdir()) if p.is_file()][:12]
+    empty = tmp_path / "empty.json"
+    empty.write_text("")
+    files.insert(3, {"source": "own", "file": "empty.json", "path": str(empty)})
+
+    def outputs(d: Path) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.name != "_SUCCESS.json"}
+
+    whole = pipeline.plan_parse(files, tmp_path / "whole", group_bytes=1 << 40)
+    assert whole.groups == ((0, len(files)),)
+    pipeline.run_parse_group(whole, 0, len(files))
+    ledger = pipeline.finish_parse(whole)
+    res = parse_files(files)  # one pass, in memory: what the stage writes
+    assert ledger["in"] == res.stats["in"] and ledger["dropped"] == len(res.dropped) > 0
+    assert pd.read_parquet(tmp_path / "whole" / "kept.parquet")["id"].tolist() == res.kept["id"].tolist()
+    assert json.loads((tmp_path / "whole" / "stats.json").read_text()) == json.loads(
+        json.dumps(res.stats, ensure_ascii=False))
+
+    small = pipeline.plan_parse(files, tmp_path / "small", group_bytes=1)  # a file per group
+    assert len(small.groups) == len(files)
+    for a, b in small.groups[:4]:
+        pipeline.run_parse_group(small, a, b)
+    with pytest.raises(RuntimeError, match="parse every group"):
+        pipeline.finish_parse(small)
+    parsed: list[str] = []
+    real = curate.parse.parse_files
+    monkeypatch.setattr(curate.parse, "parse_files", lambda fs: parsed.extend(f["file"] for f in fs) or real(fs))
+    pipeline.PARSE_GROUP_BYTES, old = 1, pipeline.PARSE_GROUP_BYTES
+    try:
+        assert pipeline.parse_stage(files, tmp_path / "small") == ledger  # resumed: only the other groups
+    finally:
+        pipeline.PARSE_GROUP_BYTES = old
+    assert parsed == [f["file"] for f in files[4:]]
+    assert outputs(tmp_path / "small") == outputs(tmp_path / "whole")
+    assert not (tmp_path / "small" / "_shards").exists()
+
+    mid = pipeline.plan_parse(files, tmp_path / "mid", group_bytes=200_000)
+    assert 1 < len(mid.groups) < len(files)
+    for a, b in mid.groups:
+        pipeline.run_parse_group(mid, a, b)
+    assert pipeline.finish_parse(mid) == ledger
+    assert outputs(tmp_path / "mid") == outputs(tmp_path / "whole")
