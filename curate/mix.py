@@ -332,6 +332,10 @@ def quality_scores(df: pd.DataFrame) -> np.ndarray:
     (distinct / total over its first 500, which punishes "哈哈哈哈…" and number lists). Each term is
     in [0, 1]; the score is 0.5·answer + 0.3·task + 0.2·variety.
     """
+    from .pool import LazyPool
+
+    if isinstance(df, LazyPool):  # row-local: over the file a part at a time, in pool order
+        return df.map_rows(quality_scores, ["instruction", "input", "output"])
     out = df["output"].astype(str).tolist()
     out_len = np.fromiter(map(len, out), dtype=np.int64, count=len(out))
     task_len = (df["instruction"].astype(str).str.len() + df["input"].astype(str).str.len()).to_numpy(dtype=np.int64)
@@ -437,14 +441,17 @@ def sorted_by_id(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str) -> pd.DataFrame:
-    """The rows of ``df`` that ``spec`` selects, sorted by id (all columns kept).
+    """The rows of ``df`` (a frame, or a ``curate.pool.LazyPool``: the same rows, texts left on disk)
+    that ``spec`` selects, sorted by id (all columns kept).
 
     What was decided (eligible rows, capping, resolved options) is in ``result.attrs["mixture"]``.
     """
+    from .pool import LazyPool
+
     spec = spec if isinstance(spec, MixtureSpec) else parse_mixture_specs([spec])[0]
     if "id" not in df.columns:
         raise KeyError(f"mixture {spec.name!r}: the pool has no 'id' column")
-    pool = sorted_by_id(df)
+    pool = df if isinstance(df, LazyPool) else sorted_by_id(df)
     rng = np.random.default_rng(spec.seed)
     positions, info = STRATEGIES[spec.strategy](pool, spec, rng)
     out = pool.iloc[np.sort(np.asarray(positions, dtype=np.int64))].reset_index(drop=True)

@@ -150,7 +150,7 @@ def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
 # ``finish_parse`` writes the groups' rows a group at a time, the same bytes as one pass over all
 # files. No process holds more than a group's rows (a file larger than a group is a group alone).
 
-PARSE_GROUP_BYTES = 64 << 20
+PARSE_GROUP_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -812,7 +812,8 @@ def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs: tuple[Mixtur
                    progress: Progress = None, licenses: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Every mixture of ``specs`` from the pool at ``in_path``, written with its exports; ``licenses``:
     each source's licence (default: the registry's), carried by every exported row."""
-    from .mix import build_mixture, clear_embed_cache, sorted_by_id, write_mixture
+    from .mix import build_mixture, clear_embed_cache, write_mixture
+    from .pool import LazyPool
 
     out_dir = Path(out_dir)
     key = cache_key([in_path], {"mixtures": [s.to_dict() for s in specs], "licenses": licenses})
@@ -820,7 +821,8 @@ def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs: tuple[Mixtur
         return read_json(out_dir / "mixtures.json")
     sweep_temps(out_dir)  # what a killed run left half-written
     fault_point("mixtures", "before")
-    pool = sorted_by_id(read_parquet(in_path))  # once, not once per mixture
+    # once, not once per mixture; its label columns in memory, texts read for the rows that need them
+    pool = LazyPool(in_path)
     results = []
     try:
         for spec in specs:

@@ -410,3 +410,44 @@ def test_diverse_can_balance_on_confident_labels_only(pool):
     assert m.attrs["mixture"]["eligible_rows"] == int((pool["task_confidence"] >= MIN_CONFIDENCE).sum()) < len(pool)
     with pytest.raises(KeyError, match="task_confidence"):
         build_mixture(pool.drop(columns=["task_confidence"]), {"strategy": "diverse", "size": 10, "min_confidence": 0.5})
+
+
+def test_a_lazy_pool_builds_the_same_mixtures_as_the_whole_frame(pool, tmp_path, monkeypatch):
+    """Mixtures from a pool whose texts stay on disk (``curate.pool.LazyPool``: label columns in id
+    order, texts read by position) are the same bytes as from the whole frame, for every strategy,
+    on a file in shuffled row order split into many row groups."""
+    import curate.io
+    import curate.pool
+    from curate.io import read_parquet, write_parquet
+    from curate.mix import clear_embed_cache
+    from curate.pool import LazyPool
+
+    monkeypatch.setattr(curate.io, "ROW_GROUP_BYTES", 200_000)
+    monkeypatch.setattr(curate.pool, "MAP_ROWS", 777)
+    shuffled = pool.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    path = tmp_path / "pool.parquet"
+    write_parquet(path, shuffled)
+    import pyarrow.parquet as pq
+    assert pq.ParquetFile(path).metadata.num_row_groups > 5
+
+    lazy, whole = LazyPool(path), read_parquet(path)
+    assert len(lazy) == len(whole) and list(lazy.columns) == list(whole.columns)
+    assert "instruction" not in lazy.frame.columns  # texts are not held
+    some = np.array([5, 0, len(pool) - 1, 17])
+    by_id = whole.sort_values("id", kind="mergesort").reset_index(drop=True)
+    assert lazy.iloc[some].equals(by_id.iloc[some])
+    assert lazy["output"].equals(by_id["output"])
+    specs = parse_mixture_specs(["random-300", "per_source-300", "diverse-300", "narrow-200", "kcenter-150",
+                                 {"name": "deita-150", "strategy": "deita", "size": 150}])
+    for spec in specs:
+        made = []
+        for name, src in (("lazy", lazy), ("whole", whole)):
+            clear_embed_cache()
+            m = build_mixture(src, spec)
+            write_mixture(m, spec, tmp_path / name)
+            made.append(m)
+        assert made[0].equals(made[1]) and made[0].attrs == made[1].attrs, spec.name
+    files = sorted(p.relative_to(tmp_path / "lazy") for p in (tmp_path / "lazy").rglob("*") if p.is_file())
+    assert len(files) >= 6 * 5
+    for f in files:
+        assert (tmp_path / "lazy" / f).read_bytes() == (tmp_path / "whole" / f).read_bytes(), f
