@@ -95,6 +95,15 @@ def distinct_ns(texts: Iterable[str], ns: Iterable[int] = (1, 2, 3)) -> dict[int
                     seen.update(t[i:i + n] for i in range(m))
             out[n] = len(seen) / total if total else 0.0
         return out
+    counts = text_counts(texts, ns)
+    return {n: len(counts["uniq"][n]) / counts["totals"][n] if counts["totals"][n] else 0.0 for n in ns}
+
+
+def text_counts(texts: list[str], ns: Iterable[int] = (1, 2, 3)) -> dict[str, Any]:
+    """What the wording figures are made of, in a form that adds up over parts of the rows
+    (:func:`merge_text_counts`): rows, characters, and per n ≤ 3 the n-gram count and the distinct
+    n-gram codes (see :func:`distinct_ns`)."""
+    ns = [int(n) for n in ns]
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     uniq: dict[int, list[np.ndarray]] = {n: [] for n in ns}
     totals = {n: 0 for n in ns}
@@ -107,10 +116,26 @@ def distinct_ns(texts: Iterable[str], ns: Iterable[int] = (1, 2, 3)) -> dict[int
             totals[n] += len(code)
             uniq[n].append(pd.unique(code))
         a = b
-    out = {}
-    for n in ns:
-        d = len(pd.unique(np.concatenate(uniq[n]))) if uniq[n] else 0
-        out[n] = d / totals[n] if totals[n] else 0.0
+    return {"rows": len(texts), "chars": int(lengths.sum()), "totals": totals,
+            "uniq": {n: pd.unique(np.concatenate(u)) if u else np.zeros(0, dtype=np.uint64) for n, u in uniq.items()}}
+
+
+def merge_text_counts(a: dict[str, Any] | None, b: dict[str, Any]) -> dict[str, Any]:
+    """The :func:`text_counts` of two parts' rows together (``a`` None: ``b``)."""
+    if a is None:
+        return b
+    return {"rows": a["rows"] + b["rows"], "chars": a["chars"] + b["chars"],
+            "totals": {n: a["totals"][n] + b["totals"][n] for n in a["totals"]},
+            "uniq": {n: pd.unique(np.concatenate([a["uniq"][n], b["uniq"][n]])) for n in a["uniq"]}}
+
+
+def text_figures(counts: dict[str, Any]) -> dict[str, Any]:
+    """``TEXT_FIGURES`` (distinct-1/2/3, mean instruction characters) from :func:`text_counts`: what
+    ``diversity_metrics`` takes as ``known``, with the ``rows`` they cover."""
+    rows, out = counts["rows"], {"rows": counts["rows"]}
+    for n in (1, 2, 3):
+        out[f"distinct_{n}"] = len(counts["uniq"][n]) / counts["totals"][n] if counts["totals"][n] else 0.0
+    out["mean_instruction_chars"] = counts["chars"] / rows if rows else 0.0
     return out
 
 

@@ -187,14 +187,13 @@ class Decision:
         return self.surv != np.arange(len(self.surv))
 
 
-def dedupe_result(df: pd.DataFrame, name: str, surv: np.ndarray, reason: str, details: np.ndarray,
-            stats: dict) -> StageResult:
-    drop = surv != np.arange(len(df))
+def dedupe_result(df: pd.DataFrame, name: str, d: "Decision") -> StageResult:
+    """The rows of ``df`` the decision keeps, and those it drops with their reason and details."""
+    drop = d.drop
     kept = df[~drop]
-    dropped = drop_frame(df[drop], stage=name, reason=reason,
-                         detail=pd.Series(details[drop], index=df.index[drop], dtype=object))
-    return StageResult(kept, dropped, stats)
-
+    dropped = drop_frame(df[drop], stage=name, reason=d.reason,
+                         detail=pd.Series(d.details[drop], index=df.index[drop], dtype=object))
+    return StageResult(kept, dropped, d.stats)
 
 
 def empty_stats() -> dict[str, Any]:

@@ -257,7 +257,7 @@ def pool_embedder(pool: pd.DataFrame, seed: int = 0, dims: int = 128, input_char
     key = hashlib.sha256(ids.tobytes() + json.dumps(list(params)).encode()).hexdigest()
     if _EMBED_CACHE.get("key") != key:
         emb = Embedder(dims=dims, seed=seed)
-        emb.fit(instruction_texts(pool.iloc[emb.fit_positions(len(pool))], input_chars), sampled=True)
+        emb.fit(instruction_texts(_text_rows(pool, emb.fit_positions(len(pool))), input_chars), sampled=True)
         _EMBED_CACHE.clear()  # one pool at a time is enough; keeps memory bounded
         _EMBED_CACHE.update(key=key, emb=emb)
     _EMBED_CACHE.update(frame=pool, params=params)
@@ -271,7 +271,16 @@ def embed_rows(pool: pd.DataFrame, positions: np.ndarray, seed: int = 0, dims: i
     from .embed import instruction_texts
 
     emb = pool_embedder(pool, seed=seed, dims=dims, input_chars=input_chars)
-    return emb.transform(instruction_texts(pool.iloc[np.asarray(positions, dtype=np.int64)], input_chars))
+    return emb.transform(instruction_texts(_text_rows(pool, np.asarray(positions, dtype=np.int64)), input_chars))
+
+
+def _text_rows(pool: Any, positions: np.ndarray) -> pd.DataFrame:
+    """The rows at ``positions`` with what ``instruction_texts`` reads (a lazy pool reads only that)."""
+    from .pool import LazyPool
+
+    if isinstance(pool, LazyPool):
+        return pool.take(positions, [c for c in ("instruction", "input") if c in pool.columns])
+    return pool.iloc[positions]
 
 
 def pool_embeddings(pool: pd.DataFrame, seed: int = 0, dims: int = 128, input_chars: int = 100) -> np.ndarray:
@@ -446,24 +455,45 @@ def build_mixture(df: pd.DataFrame, spec: MixtureSpec | dict | str) -> pd.DataFr
 
     What was decided (eligible rows, capping, resolved options) is in ``result.attrs["mixture"]``.
     """
+    return build_mixtures(df, [spec])[0]
+
+
+def build_mixtures(df: pd.DataFrame, specs: list[MixtureSpec | dict | str],
+                   progress: Callable[[str], None] | None = None) -> list[pd.DataFrame]:
+    """``build_mixture`` of each spec on one pool: every selection is made first, then the rows
+    are read once for all of them (from a lazy pool, one pass over the file, not one per mixture)."""
     from .pool import LazyPool
 
-    spec = spec if isinstance(spec, MixtureSpec) else parse_mixture_specs([spec])[0]
+    specs = [s if isinstance(s, MixtureSpec) else parse_mixture_specs([s])[0] for s in specs]
     if "id" not in df.columns:
-        raise KeyError(f"mixture {spec.name!r}: the pool has no 'id' column")
+        raise KeyError(f"mixture {specs[0].name if specs else ''!r}: the pool has no 'id' column")
     pool = df if isinstance(df, LazyPool) else sorted_by_id(df)
-    rng = np.random.default_rng(spec.seed)
-    positions, info = STRATEGIES[spec.strategy](pool, spec, rng)
-    out = pool.iloc[np.sort(np.asarray(positions, dtype=np.int64))].reset_index(drop=True)
     n_clusters = int(pool["cluster"].nunique()) if "cluster" in pool.columns else None
-    out.attrs["mixture"] = {
-        "pool_rows": int(len(pool)),
-        "pool_clusters": n_clusters,
-        "size_requested": spec.size,
-        "rows": int(len(out)),
-        "capped": bool(len(out) < spec.size),
-        **{k: (v if not isinstance(v, np.integer) else int(v)) for k, v in info.items()},
-    }
+    chosen = []
+    for spec in specs:
+        if progress:
+            progress(f"mixtures: {spec.name}")
+        positions, info = STRATEGIES[spec.strategy](pool, spec, np.random.default_rng(spec.seed))
+        positions = np.sort(np.asarray(positions, dtype=np.int64))
+        chosen.append((positions, {
+            "pool_rows": int(len(pool)),
+            "pool_clusters": n_clusters,
+            "size_requested": spec.size,
+            "rows": int(len(positions)),
+            "capped": bool(len(positions) < spec.size),
+            **{k: (v if not isinstance(v, np.integer) else int(v)) for k, v in info.items()},
+        }))
+    if isinstance(pool, LazyPool):
+        union = np.unique(np.concatenate([p for p, _ in chosen])) if chosen else np.zeros(0, np.int64)
+        rows = pool.take(union)
+        take = lambda pos: rows.loc[pos]  # noqa: E731
+    else:
+        take = lambda pos: pool.iloc[pos]  # noqa: E731
+    out = []
+    for positions, info in chosen:
+        mix = take(positions).reset_index(drop=True)
+        mix.attrs["mixture"] = info
+        out.append(mix)
     return out
 
 

@@ -320,8 +320,16 @@ def _summary(stage: Stage, res: StageResult) -> None:
     if stage.summary == "diversity":
         from .diversity import diversity_by, diversity_metrics
 
-        kept = res.kept.small if isinstance(res.kept, RowParts) else res.kept
-        res.stats["diversity"] = {"all": diversity_metrics(kept), "by_source": diversity_by(kept, "source")}
+        if isinstance(res.kept, RowParts):  # the columns the figures read; the wording figures counted
+            kept = res.kept.small              # a shard at a time (_tagged_tail)
+            figs = kept.attrs.get("text_figures", {})
+            keys = kept["source"].astype(str)
+            res.stats["diversity"] = {"all": diversity_metrics(kept, known=figs.get(None)), "by_source": {
+                str(g): diversity_metrics(kept[(keys == g).to_numpy()], known=figs.get(str(g)))
+                for g in sorted(keys.unique())}}
+        else:
+            res.stats["diversity"] = {"all": diversity_metrics(res.kept),
+                                      "by_source": diversity_by(res.kept, "source")}
 
 
 def check_chain(ledgers: list[dict[str, Any]]) -> None:
@@ -684,10 +692,11 @@ def _tagged_tail(plan: StagePlan) -> tuple[RowParts, list[dict[str, Any]]] | Non
     """For a sharded stage whose steps after the shards are all taggers with finished jobs that
     give their columns without the rows (``tag_values``): the kept rows as each shard's rows plus
     those columns, written a shard at a time, and those steps' stats; else None. The parts' small
-    columns are the ones the stage's summary reads (``diversity.METRIC_INPUTS``) and ``source``."""
+    columns are ``source`` and the labels the stage's summary reads (``diversity.METRIC_INPUTS``);
+    the instructions' wording figures, counted a shard at a time, are in ``small.attrs``."""
     import pyarrow.parquet as pq
 
-    from .diversity import METRIC_INPUTS
+    from .diversity import METRIC_INPUTS, merge_text_counts, text_counts, text_figures
     from .io import read_positions
 
     stage, k = plan.stage, plan.stage.local_prefix()
@@ -714,8 +723,21 @@ def _tagged_tail(plan: StagePlan) -> tuple[RowParts, list[dict[str, Any]]] | Non
         return df
 
     loads = tuple((lambda a=a, b=b: part(a, b)) for a, b in plan.shards)
-    small = pd.concat([(lambda df: df[[c for c in ("source", *METRIC_INPUTS) if c in df.columns]])(load())
-                       for load in loads], ignore_index=True)
+    # the summary's columns, less the instructions: their wording figures are counted a shard at
+    # a time (diversity.text_counts, merged), for all rows and per source
+    smalls, counts = [], {}
+    for load in loads:
+        df = load()
+        smalls.append(df[[c for c in ("source", *METRIC_INPUTS) if c in df.columns and c != "instruction"]])
+        if "instruction" in df.columns:
+            texts = df["instruction"].astype(str)
+            counts[None] = merge_text_counts(counts.get(None), text_counts(texts.tolist()))
+            keys = df["source"].astype(str)
+            for g in sorted(keys.unique()):
+                counts[g] = merge_text_counts(counts.get(g), text_counts(texts[(keys == g).to_numpy()].tolist()))
+        del df
+    small = pd.concat(smalls, ignore_index=True)
+    small.attrs["text_figures"] = {g: text_figures(c) for g, c in counts.items()}
     return RowParts(loads, small), stats
 
 
@@ -812,7 +834,7 @@ def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs: tuple[Mixtur
                    progress: Progress = None, licenses: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Every mixture of ``specs`` from the pool at ``in_path``, written with its exports; ``licenses``:
     each source's licence (default: the registry's), carried by every exported row."""
-    from .mix import build_mixture, clear_embed_cache, write_mixture
+    from .mix import build_mixtures, clear_embed_cache, write_mixture
     from .pool import LazyPool
 
     out_dir = Path(out_dir)
@@ -825,10 +847,7 @@ def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs: tuple[Mixtur
     pool = LazyPool(in_path)
     results = []
     try:
-        for spec in specs:
-            if progress:
-                progress(f"mixtures: {spec.name}")
-            mix = build_mixture(pool, spec)
+        for spec, mix in zip(specs, build_mixtures(pool, list(specs), progress)):
             # keep the manifest free of absolute paths so equal runs write equal bytes
             written = write_mixture(mix, spec, out_dir, licenses=licenses)
             results.append({k: v for k, v in written.items() if k != "paths"})

@@ -65,12 +65,13 @@ class LazyPool:
         whole = history_strings(pq.read_table(self.path, columns=[column]).to_pandas())[column]
         return whole.iloc[self.file_rows].reset_index(drop=True)
 
-    def take(self, positions: Any) -> pd.DataFrame:
-        """Whole rows at pool ``positions`` (in the order given), indexed by those positions."""
+    def take(self, positions: Any, columns: list[str] | None = None) -> pd.DataFrame:
+        """Rows at pool ``positions`` (in the order given), indexed by those positions: all columns,
+        or only ``columns`` (an embedding reads two text columns, not the answers)."""
         pos = np.asarray(positions, dtype=np.int64).reshape(-1)
         rows = self.file_rows[pos]
         order = np.argsort(rows, kind="stable")
-        df = read_positions(self.path, rows[order])
+        df = read_positions(self.path, rows[order], columns)
         back = np.empty_like(order)
         back[order] = np.arange(len(order))
         df = df.iloc[back]

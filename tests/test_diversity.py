@@ -341,3 +341,23 @@ def test_fit_store_gives_back_the_same_fit_and_only_that_one(mirror, tmp_path):
     with fit_store(tmp_path / "ro", write=False):
         Embedder(fit_sample=1500, seed=2).fit(texts)
     assert not (tmp_path / "ro").exists()
+
+
+def test_wording_figures_add_up_over_parts_of_the_rows(mirror):
+    """distinct-1/2/3 and mean characters counted part by part and merged (as the diversity stage
+    does a shard at a time) equal the figures of all rows at once, on real instructions."""
+    from curate.diversity import TEXT_FIGURES, distinct_ns, merge_text_counts, text_counts, text_figures
+
+    rows = json.loads((mirror / "trans_chinese_alpaca" / "alpaca_chinese_part_0.json").read_text(encoding="utf-8"))
+    texts = [r["instruction"] for r in rows[:5000]] + ["", "a", "同一句话", "同一句话"]
+    whole = diversity_metrics(pd.DataFrame({"instruction": texts}))
+    merged = None
+    for a, b in ((0, 1), (1, 1), (1, 700), (700, 2400), (2400, len(texts))):  # an empty part too
+        merged = merge_text_counts(merged, text_counts(texts[a:b]))
+    figs = text_figures(merged)
+    assert figs["rows"] == len(texts)
+    assert {k: round(figs[k], 6) for k in TEXT_FIGURES} == {k: whole[k] for k in TEXT_FIGURES}
+    assert distinct_ns(texts) == {n: figs[f"distinct_{n}"] for n in (1, 2, 3)}
+    assert 0 < figs["distinct_3"] < 1
+    # handed to diversity_metrics as known figures, with the instructions left out
+    assert diversity_metrics(pd.DataFrame({"x": range(len(texts))}), known=figs) == whole

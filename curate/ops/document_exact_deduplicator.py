@@ -56,7 +56,7 @@ class DocumentExactDeduplicator(Deduplicator):
 
     def _result(self, df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray) -> StageResult:
         d = self._decision(df, labels, surv)
-        return dedupe_result(df, self.name, d.surv, d.reason, d.details, d.stats)
+        return dedupe_result(df, self.name, d)
 
     # --- the same groups as tasks on the run's workers
 

@@ -151,7 +151,7 @@ class DocumentMinhashDeduplicator(Deduplicator):
         if len(df) == 0:
             return self._empty(df)
         d = self.decide_job(df, job)
-        return dedupe_result(df, self.name, d.surv, d.reason, d.details, d.stats)
+        return dedupe_result(df, self.name, d)
 
     def decide_job(self, df: pd.DataFrame, job: PartitionJob, fetch=None) -> Decision:
         """``finish_job``'s decision; ``df`` may be a light frame (``id``, ``source``, ``file``,
@@ -183,7 +183,7 @@ class DocumentMinhashDeduplicator(Deduplicator):
                 pairs: int, rejected: int, no_shingles: int) -> StageResult:
         """Figures and frames; ``est_drop``: each dropped row's estimated Jaccard with its survivor."""
         d = self._decision(df, labels, surv, est_drop, pairs, rejected, no_shingles)
-        return dedupe_result(df, self.name, d.surv, d.reason, d.details, d.stats)
+        return dedupe_result(df, self.name, d)
 
     def _decision(self, df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, est_drop: np.ndarray,
                   pairs: int, rejected: int, no_shingles: int, fetch=None) -> Decision:
