@@ -192,27 +192,37 @@ def write_parquet(path: str | os.PathLike, df: pd.DataFrame) -> Path:
     return Path(path)
 
 
-def write_parquet_parts(path: str | os.PathLike, parts: Sequence[Callable[[], pd.DataFrame]]) -> Path:
+def part_facts(df: pd.DataFrame, where: str = "frame") -> dict[str, Any]:
+    """What :func:`write_parquet_parts` learns of a part in its first pass (rows, the row-group
+    measure, the Arrow schema, the empty head with its dtypes): a task that writes a part can keep
+    them beside it, so the merge loads each part once."""
+    table = _arrow_table(df, where)
+    return {"rows": len(df), "cost": _table_cost(table), "schema": table.schema, "head": df.iloc[:0]}
+
+
+def write_parquet_parts(path: str | os.PathLike, parts: Sequence[Callable[[], pd.DataFrame]],
+                        facts: Sequence[dict[str, Any]] | None = None) -> Path:
     """Write the frames ``parts`` give, one after another, as :func:`write_parquet` writes their
     concatenation (``pd.concat(…, ignore_index=True)``), byte for byte, holding one part at a time.
 
     Each part is loaded twice: first for the row count, the row-group measure and the common schema
     (columns must be the same in every part; their dtypes are made common as ``pd.concat`` would),
-    then to write."""
+    then to write; once when ``facts`` (each part's :func:`part_facts`) are given."""
     import pyarrow as pa
 
     where = str(path)
     heads, costs, schemas, rows = [], [], [], 0
-    for load in parts:
-        df = load()
-        heads.append(df.iloc[:0])
-        if list(df.columns) != list(heads[0].columns):
-            raise ValueError(f"{where}: parts have different columns: {list(heads[0].columns)} and {list(df.columns)}")
-        table = _arrow_table(df, where)
-        costs.append(_table_cost(table))
-        schemas.append(table.schema)
-        rows += len(df)
-        del df, table
+    if facts is not None and len(facts) != len(parts):
+        raise ValueError(f"{where}: {len(facts)} facts for {len(parts)} parts")
+    for k, load in enumerate(parts):
+        f = facts[k] if facts is not None else part_facts(load(), where)
+        heads.append(f["head"])
+        if list(f["head"].columns) != list(heads[0].columns):
+            raise ValueError(f"{where}: parts have different columns: {list(heads[0].columns)} and "
+                             f"{list(f['head'].columns)}")
+        costs.append(f["cost"])
+        schemas.append(f["schema"])
+        rows += f["rows"]
     if not parts:
         raise ValueError(f"{where}: no parts to write")
     dtypes = pd.concat(heads, ignore_index=True).dtypes

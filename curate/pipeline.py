@@ -35,8 +35,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .io import (atomic_path, read_json, read_parquet, sha256_file, sweep_temps, write_json, write_parquet,
-                 write_parquet_parts)
+from .io import (atomic_path, part_facts, read_json, read_parquet, sha256_file, sweep_temps, write_json,
+                 write_parquet, write_parquet_parts)
 from .io import read_rows as io_read_rows
 from .mix import MixtureSpec
 from .recipe import Recipe, Stage, Step
@@ -106,6 +106,7 @@ class RowParts:
     loads: tuple[Callable[[], pd.DataFrame], ...]
     small: pd.DataFrame  # every row's small columns: what the ledger reads (source; reason for drops)
     #                      and, for the diversity stage, what its summary reads
+    facts: tuple[dict[str, Any], ...] | None = None  # each part's io.part_facts, when its task kept them
 
     def __len__(self) -> int:
         return len(self.small)
@@ -118,9 +119,25 @@ class RowParts:
 
 def _write_rows(path: Path, rows: pd.DataFrame | RowParts) -> None:
     if isinstance(rows, RowParts):
-        write_parquet_parts(path, rows.loads)
+        write_parquet_parts(path, rows.loads, rows.facts)
     else:
         write_parquet(path, rows)
+
+
+def _save_part(folder: Path, name: str, frame: pd.DataFrame, small: list[str]) -> None:
+    """A task's part of a stage's rows: ``<name>.pkl`` (exact dtypes) and ``<name>.facts.pkl`` (its
+    ``io.part_facts`` and its ``small`` columns), so the merge loads the part once, to write it."""
+    with atomic_path(folder / f"{name}.pkl") as tmp:
+        frame.to_pickle(tmp)
+    with atomic_path(folder / f"{name}.facts.pkl") as tmp:
+        pd.to_pickle({**part_facts(frame, str(folder / name)), "small": frame[small]}, tmp)
+
+
+def _saved_parts(folders: list[Path], name: str) -> RowParts:
+    """The parts :func:`_save_part` wrote in ``folders``, in order, as one stage's rows."""
+    facts = [pd.read_pickle(d / f"{name}.facts.pkl") for d in folders]
+    loads = tuple((lambda d=d: pd.read_pickle(d / f"{name}.pkl")) for d in folders)
+    return RowParts(loads, pd.concat([f.pop("small") for f in facts], ignore_index=True), tuple(facts))
 
 
 def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
@@ -208,9 +225,8 @@ def run_parse_group(plan: ParsePlan, start: int, stop: int, progress: Progress =
         progress(f"parse: files {start + 1}-{stop} of {len(plan.files)}")
     res = parse_files(list(plan.files[start:stop]))
     gdir.mkdir(parents=True, exist_ok=True)
-    for name, frame in (("kept", res.kept), ("dropped", res.dropped)):
-        with atomic_path(gdir / f"{name}.pkl") as tmp:
-            frame.to_pickle(tmp)
+    _save_part(gdir, "kept", res.kept, ["source"])
+    _save_part(gdir, "dropped", res.dropped, ["source", "reason"])
     write_json(gdir / "stats.json", res.stats)
     write_json(gdir / "_SUCCESS.json", {"key": key, "stage": "01_parse", "files": [start, stop]})
     return str(gdir)
@@ -233,13 +249,11 @@ def finish_parse(plan: ParsePlan, progress: Progress = None) -> dict[str, Any]:
     parts = [read_json(d / "stats.json") for d in dirs]
     stats = merge_parse_stats(parts)
 
-    def rows(name: str, counted: str, small: list[str]) -> RowParts:
+    def rows(name: str, counted: str) -> RowParts:
         # groups with no rows are left out: an empty frame's dtypes could differ from a full one's
-        full = [d for d, p in zip(dirs, parts) if p[counted]] or dirs[:1]
-        loads = tuple((lambda d=d: pd.read_pickle(d / f"{name}.pkl")) for d in full)
-        return RowParts(loads, pd.concat([load()[small] for load in loads], ignore_index=True))
+        return _saved_parts([d for d, p in zip(dirs, parts) if p[counted]] or dirs[:1], name)
 
-    res = StageResult(rows("kept", "kept", ["source"]), rows("dropped", "quarantined", ["source", "reason"]), stats)
+    res = StageResult(rows("kept", "kept"), rows("dropped", "quarantined"), stats)
     per_file = stats["files"]
     extra = {"files": {
         "read": len(plan.files),
@@ -513,9 +527,9 @@ def run_shard(plan: StagePlan, start: int, stop: int, progress: Progress = None)
     # pickles, not Parquet: intermediate files that must give back the exact dtypes (object vs str)
     # so the merged stage writes the same bytes as one unsharded run; removed after the merge
     sdir.mkdir(parents=True, exist_ok=True)
-    for name, frame in (("kept", res.kept), ("dropped", dropped)):
-        with atomic_path(sdir / f"{name}.pkl") as tmp:
-            frame.to_pickle(tmp)
+    _save_part(sdir, "kept", res.kept, ["source"])
+    with atomic_path(sdir / "dropped.pkl") as tmp:
+        dropped.to_pickle(tmp)
     write_json(sdir / "stats.json", {"n_in": len(df), **res.stats})
     write_json(sdir / "_SUCCESS.json", {"key": key, "stage": plan.stage.name, "rows": [start, stop]})
     return str(sdir)
@@ -636,8 +650,7 @@ def _stage_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResu
             kept, tail_stats = tagged
         elif k == len(stage.steps) and stage.summary is None:  # nothing more to run on the whole:
             # the kept rows stay in the shards' files until they are written, a shard at a time
-            loads = tuple((lambda d=d: pd.read_pickle(d / "kept.pkl")) for d in dirs)
-            kept = RowParts(loads, pd.concat([load()[["source"]] for load in loads], ignore_index=True))
+            kept = _saved_parts(dirs, "kept")
         else:
             kept = pd.concat([pd.read_pickle(d / "kept.pkl") for d in dirs], ignore_index=True)
         # the drops (a few percent of the rows) are sorted by the step that dropped them, in memory
@@ -725,9 +738,10 @@ def _tagged_tail(plan: StagePlan) -> tuple[RowParts, list[dict[str, Any]]] | Non
     loads = tuple((lambda a=a, b=b: part(a, b)) for a, b in plan.shards)
     # the summary's columns, less the instructions: their wording figures are counted a shard at
     # a time (diversity.text_counts, merged), for all rows and per source
-    smalls, counts = [], {}
+    smalls, counts, facts = [], {}, []
     for load in loads:
         df = load()
+        facts.append(part_facts(df, f"{stage.name} shard"))  # so the writer loads each part once more only
         smalls.append(df[[c for c in ("source", *METRIC_INPUTS) if c in df.columns and c != "instruction"]])
         if "instruction" in df.columns:
             texts = df["instruction"].astype(str)
@@ -738,7 +752,7 @@ def _tagged_tail(plan: StagePlan) -> tuple[RowParts, list[dict[str, Any]]] | Non
         del df
     small = pd.concat(smalls, ignore_index=True)
     small.attrs["text_figures"] = {g: text_figures(c) for g, c in counts.items()}
-    return RowParts(loads, small), stats
+    return RowParts(loads, small, tuple(facts)), stats
 
 
 # Rows per part when a stage's outputs are written a part at a time from its input.

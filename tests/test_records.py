@@ -80,6 +80,12 @@ def test_written_in_parts_the_bytes_equal_the_whole(tmp_path, monkeypatch, mirro
                 (tmp_path / "head.parquet").read_bytes()
             continue
         assert io.write_parquet_parts(tmp_path / "p.parquet", parts).read_bytes() == whole.read_bytes(), size
+        # with each part's facts kept by the task that wrote it: loaded once, the same bytes
+        loads: list[int] = []
+        counted = [(lambda k=k, p=p: loads.append(k) or p()) for k, p in enumerate(parts)]
+        facts = [io.part_facts(p()) for p in parts]
+        assert io.write_parquet_parts(tmp_path / "f.parquet", counted, facts).read_bytes() == whole.read_bytes()
+        assert sorted(loads) == list(range(len(parts)))
     full = io.read_parquet(whole)  # rows read from the row groups that hold them, as slices of the whole
     for a, b in ((0, 1), (5, 5), (333, 2222), (len(df) - 7, len(df) + 9)):
         assert io.read_rows(whole, a, b).equals(full.iloc[a:b].reset_index(drop=True)), (a, b)
