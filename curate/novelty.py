@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import os
-import threading
-from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 
@@ -18,33 +15,6 @@ KNN_THREADS = min(2, os.cpu_count() or 1)
 # Rows per chunk of the neighbour search (a row's result depends on its chunk's shape through the
 # matrix product's blocking, so partitioned runs put their edges on multiples of it).
 KNN_CHUNK = 2048
-
-
-_TORCH_LOCK = threading.Lock()
-_torch_users = 0
-_torch_before = 1
-
-
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """torch's kernels on one thread while any search in this process runs. The setting is global to
-    the process: two searches side by side (tasks on a thread runner) must not put it back while the
-    other still computes, or that one's products run on two threads, with other float sums."""
-    import torch
-
-    global _torch_users, _torch_before
-    with _TORCH_LOCK:
-        if _torch_users == 0:
-            _torch_before = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _torch_users += 1
-    try:
-        yield
-    finally:
-        with _TORCH_LOCK:
-            _torch_users -= 1
-            if _torch_users == 0:
-                torch.set_num_threads(_torch_before)
 
 
 def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.ndarray | None = None,
@@ -83,7 +53,9 @@ def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.
             top = torch.topk(sims, kk, dim=1, sorted=False).values
             out[a:a + chunk] = 1.0 - top.mean(dim=1).numpy()
 
-    with _one_torch_thread():  # single-threaded kernels: reproducible float sums
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # single-threaded kernels: reproducible float sums
+    try:
         workers = max(1, int(threads or KNN_THREADS))
         if workers == 1 or n <= chunk:
             for a in range(0, n, chunk):
@@ -91,6 +63,8 @@ def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(one, range(0, n, chunk)))
+    finally:
+        torch.set_num_threads(before)
     return np.clip(out, 0.0, 2.0)
 
 

@@ -89,11 +89,11 @@ class ClusterTagger(Tagger):
     def _blas(self):
         import sklearn.cluster  # noqa: F401  (load BLAS before limiting it: threadpoolctl only
         import sklearn.decomposition  # noqa: F401  limits libraries already loaded)
-        from ..threads import blas_threads
+        from threadpoolctl import threadpool_limits
 
         # One BLAS thread by default: the SVD's QR is many times slower when BLAS threads compete
         # with other work for few cores, and a fixed thread count keeps float sums reproducible.
-        return blas_threads(self.n_threads)
+        return threadpool_limits(limits=self.n_threads)
 
     def _run(self, df: pd.DataFrame) -> StageResult:
         kept = df.copy()
