@@ -96,7 +96,11 @@ def distinct_ns(texts: Iterable[str], ns: Iterable[int] = (1, 2, 3)) -> dict[int
             out[n] = len(seen) / total if total else 0.0
         return out
     counts = text_counts(texts, ns)
-    return {n: len(counts["uniq"][n]) / counts["totals"][n] if counts["totals"][n] else 0.0 for n in ns}
+    return {n: _distinct(counts, n) for n in ns}
+
+
+def _distinct(counts: dict[str, Any], n: int) -> float:
+    return len(counts["uniq"][n]) / counts["totals"][n] if counts["totals"][n] else 0.0
 
 
 def text_counts(texts: list[str], ns: Iterable[int] = (1, 2, 3)) -> dict[str, Any]:
@@ -134,7 +138,7 @@ def text_figures(counts: dict[str, Any]) -> dict[str, Any]:
     ``diversity_metrics`` takes as ``known``, with the ``rows`` they cover."""
     rows, out = counts["rows"], {"rows": counts["rows"]}
     for n in (1, 2, 3):
-        out[f"distinct_{n}"] = len(counts["uniq"][n]) / counts["totals"][n] if counts["totals"][n] else 0.0
+        out[f"distinct_{n}"] = _distinct(counts, n)
     out["mean_instruction_chars"] = counts["chars"] / rows if rows else 0.0
     return out
 
@@ -209,9 +213,11 @@ def diversity_metrics(df: pd.DataFrame, n_clusters: int | None = None, embedding
 
 
 def diversity_by(df: pd.DataFrame, column: str = "source", n_clusters: int | None = None,
-                 embeddings: np.ndarray | None = None, **kw: Any) -> dict[str, dict[str, Any]]:
+                 embeddings: np.ndarray | None = None, known_by: Mapping[str, Any] | None = None,
+                 **kw: Any) -> dict[str, dict[str, Any]]:
     """``diversity_metrics`` of each group of ``df[column]``, keyed by the group (as str, sorted);
-    ``embeddings`` (aligned with ``df``) are split along with the rows."""
+    ``embeddings`` (aligned with ``df``) are split along with the rows; ``known_by``: each group's
+    ``known`` figures."""
     if column not in df.columns:
         raise KeyError(f"diversity_by: no column {column!r} (columns: {', '.join(map(str, df.columns))})")
     keys = df[column].astype(str)
@@ -220,6 +226,8 @@ def diversity_by(df: pd.DataFrame, column: str = "source", n_clusters: int | Non
     out = {}
     for g in sorted(keys.unique()):
         mask = (keys == g).to_numpy()
+        if known_by is not None:
+            kw["known"] = known_by.get(str(g))
         out[str(g)] = diversity_metrics(slim[mask], n_clusters=n_clusters,
                                         embeddings=None if embeddings is None else embeddings[mask], **kw)
     return out

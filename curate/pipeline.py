@@ -334,16 +334,12 @@ def _summary(stage: Stage, res: StageResult) -> None:
     if stage.summary == "diversity":
         from .diversity import diversity_by, diversity_metrics
 
-        if isinstance(res.kept, RowParts):  # the columns the figures read; the wording figures counted
-            kept = res.kept.small              # a shard at a time (_tagged_tail)
-            figs = kept.attrs.get("text_figures", {})
-            keys = kept["source"].astype(str)
-            res.stats["diversity"] = {"all": diversity_metrics(kept, known=figs.get(None)), "by_source": {
-                str(g): diversity_metrics(kept[(keys == g).to_numpy()], known=figs.get(str(g)))
-                for g in sorted(keys.unique())}}
-        else:
-            res.stats["diversity"] = {"all": diversity_metrics(res.kept),
-                                      "by_source": diversity_by(res.kept, "source")}
+        # rows left on disk: the columns the figures read, with the wording figures counted a shard
+        # at a time (_tagged_tail); None is all rows' figures, the others each source's
+        kept = res.kept.small if isinstance(res.kept, RowParts) else res.kept
+        figs = kept.attrs.get("text_figures") if isinstance(res.kept, RowParts) else None
+        res.stats["diversity"] = {"all": diversity_metrics(kept, known=(figs or {}).get(None)),
+                                  "by_source": diversity_by(kept, "source", known_by=figs)}
 
 
 def check_chain(ledgers: list[dict[str, Any]]) -> None:
