@@ -251,8 +251,11 @@ def vendi_score(x: np.ndarray) -> float:
     norms = np.linalg.norm(x, axis=1)
     if not np.allclose(norms[norms > 0], 1.0, atol=1e-3):
         raise ValueError("vendi_score: rows must be unit vectors (cosine similarity)")
-    gram = (x.T @ x) / n if x.shape[1] < n else (x @ x.T) / n
-    lam = np.linalg.eigvalsh(gram)
+    from .threads import blas_threads
+
+    with blas_threads():  # a fixed thread count: the same eigenvalues to the last digit
+        gram = (x.T @ x) / n if x.shape[1] < n else (x @ x.T) / n
+        lam = np.linalg.eigvalsh(gram)
     lam = lam[lam > 1e-12]
     lam = lam / lam.sum()  # zero rows (empty texts) would make the trace < 1
     return float(np.exp(-np.sum(lam * np.log(lam))))
@@ -269,13 +272,16 @@ def embedding_metrics(x: np.ndarray, sample: int = VENDI_SAMPLE, seed: int = 0) 
     """Vendi score on a seeded sample of at most ``sample`` rows (so sets of different sizes are
     compared on equal footing: the Vendi score grows with n), and the mean pairwise cosine distance
     on the same sample."""
+    from .threads import blas_threads
+
     idx = sample_rows(len(x), sample, seed)
     xs = np.asarray(x, dtype=np.float64)[idx]
     n = len(xs)
     if n < 2:
         return {"vendi": float(n), "vendi_rows": n, "mean_cosine_distance": 0.0}
     s = xs.sum(axis=0)
-    mean_sim = (float(s @ s) - n) / (n * (n - 1))  # mean of off-diagonal cosine similarities
+    with blas_threads():
+        mean_sim = (float(s @ s) - n) / (n * (n - 1))  # mean of off-diagonal cosine similarities
     return {"vendi": round(vendi_score(xs), 4), "vendi_rows": int(n), "mean_cosine_distance": round(1.0 - mean_sim, 6)}
 
 

@@ -198,7 +198,7 @@ class Embedder:
         that sample already (so a caller with millions of rows builds only the texts it needs)."""
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
-        from threadpoolctl import threadpool_limits
+        from .threads import blas_threads
 
         if not len(texts):
             raise ValueError("Embedder.fit: no texts")
@@ -222,7 +222,7 @@ class Embedder:
         k = min(self.dims, x.shape[1] - 1, x.shape[0] - 1)
         self._svd = None
         if k >= 2:
-            with threadpool_limits(limits=self.n_threads):
+            with blas_threads(self.n_threads):
                 self._svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=5, random_state=self.seed).fit(x)
         if path is not None and store[1]:
             from .io import atomic_path
@@ -247,10 +247,10 @@ class Embedder:
 
     def _transform(self, texts: list[str]) -> np.ndarray:
         from sklearn.preprocessing import normalize
-        from threadpoolctl import threadpool_limits
+        from .threads import blas_threads
 
         x = tfidf_transform(self._vec, [t or " " for t in texts])
-        with threadpool_limits(limits=self.n_threads):
+        with blas_threads(self.n_threads):
             z = self._svd.transform(x) if self._svd is not None else x.toarray()
         z = np.asarray(z, dtype=np.float64)
         # A text with none of the fitted n-grams projects to zero, which has no direction: give such

@@ -301,7 +301,7 @@ def k_center_greedy(x: np.ndarray, k: int, first: int, block: int = 2048) -> np.
     touched again once far-off regions are covered (a small share of the plain loop's block updates;
     figures in benchmarks/README.md). Same choices as the plain loop up to float rounding (equal in
     float64, tested)."""
-    from threadpoolctl import threadpool_limits
+    from .threads import blas_threads
 
     n = len(x)
     k = min(int(k), n)
@@ -310,7 +310,7 @@ def k_center_greedy(x: np.ndarray, k: int, first: int, block: int = 2048) -> np.
         return chosen
     chosen[0] = first
     starts = np.arange(0, n, block)
-    with threadpool_limits(limits=1):
+    with blas_threads():
         mind = 1.0 - x @ x[first]
         mind[first] = -np.inf
         seen = np.ones(len(starts), dtype=np.int64)  # centres each block's distances account for
@@ -363,7 +363,7 @@ def deita_select(x: np.ndarray | Callable[[np.ndarray], np.ndarray], scores: np.
     admitted row exceeds ``min_distance``. Returns the admitted positions (at most ``k``) and how many
     rows were examined. ``x``: the rows' unit embeddings, or a function giving those of some
     positions (then only the rows examined are embedded, a block at a time)."""
-    from threadpoolctl import threadpool_limits
+    from .threads import blas_threads
 
     rows = x if callable(x) else (lambda pos: x[pos])
     order = np.argsort(-scores, kind="mergesort")
@@ -373,7 +373,7 @@ def deita_select(x: np.ndarray | Callable[[np.ndarray], np.ndarray], scores: np.
     m = 0
     max_sim = 1.0 - min_distance
     examined = 0
-    with threadpool_limits(limits=1):
+    with blas_threads():
         for a in range(0, len(order), block):
             cand = order[a:a + block]
             xc = rows(cand)

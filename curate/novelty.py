@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -15,6 +16,7 @@ KNN_THREADS = min(2, os.cpu_count() or 1)
 # Rows per chunk of the neighbour search (a row's result depends on its chunk's shape through the
 # matrix product's blocking, so partitioned runs put their edges on multiples of it).
 KNN_CHUNK = 2048
+_TORCH_LOCK = threading.Lock()
 
 
 def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.ndarray | None = None,
@@ -53,18 +55,22 @@ def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.
             top = torch.topk(sims, kk, dim=1, sorted=False).values
             out[a:a + chunk] = 1.0 - top.mean(dim=1).numpy()
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # single-threaded kernels: reproducible float sums
-    try:
-        workers = max(1, int(threads or KNN_THREADS))
-        if workers == 1 or n <= chunk:
-            for a in range(0, n, chunk):
-                one(a)
-        else:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(one, range(0, n, chunk)))
-    finally:
-        torch.set_num_threads(before)
+    # torch's kernels on one thread (reproducible float sums; the chunks give the parallelism). The
+    # setting is global to the process, so searches side by side (a thread runner's tasks) take
+    # turns: one must not put the old count back while another still computes.
+    with _TORCH_LOCK:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            workers = max(1, int(threads or KNN_THREADS))
+            if workers == 1 or n <= chunk:
+                for a in range(0, n, chunk):
+                    one(a)
+            else:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    list(pool.map(one, range(0, n, chunk)))
+        finally:
+            torch.set_num_threads(before)
     return np.clip(out, 0.0, 2.0)
 
 

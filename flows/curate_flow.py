@@ -11,6 +11,7 @@ from curate import pipeline
 from curate.io import write_json
 from curate.mix import MixtureSpec
 from curate.recipe import Stage, load_recipe
+from curate.threads import pin_blas
 from curate.usersources import UserSource
 
 # Stages skip themselves through completion markers keyed on inputs + params + code (curate.pipeline).
@@ -129,6 +130,7 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
 
     The task runner (flows/runners.py) is chosen with ``curate_flow.with_options(task_runner=...)``;
     ``shard_rows`` sizes the shards of the stages that run sharded (outputs do not depend on it)."""
+    pin_blas()  # from the main thread, before any task: the tasks' float sums on a fixed thread count
     recipe = load_recipe(recipe_path)  # parsed once; its stage and mixture objects go to the tasks
     data = Path(data_dir or settings.PROJECT_ROOT / "data")
     files: list[dict] = []

@@ -87,13 +87,11 @@ class ClusterTagger(Tagger):
             return self._run(df)
 
     def _blas(self):
-        import sklearn.cluster  # noqa: F401  (load BLAS before limiting it: threadpoolctl only
-        import sklearn.decomposition  # noqa: F401  limits libraries already loaded)
-        from threadpoolctl import threadpool_limits
+        from ..threads import blas_threads
 
-        # One BLAS thread by default: the SVD's QR is many times slower when BLAS threads compete
-        # with other work for few cores, and a fixed thread count keeps float sums reproducible.
-        return threadpool_limits(limits=self.n_threads)
+        # A fixed thread count (one by default) keeps float sums reproducible; one is also fastest:
+        # the SVD's QR is many times slower when BLAS threads compete with other work for few cores.
+        return blas_threads(self.n_threads)
 
     def _run(self, df: pd.DataFrame) -> StageResult:
         kept = df.copy()
