@@ -46,14 +46,19 @@ from curate.records import make_record, records_frame  # noqa: E402
 PLANTED_KINDS = {"exact": 2, "punct": 2, "whitespace": 2, "width": 1, "trad": 1, "char_1pct": 2,
                  "char_3pct": 1, "sentence_add": 1, "sentence_del": 1}
 ROWS_PER_FILE = 100_000
+# Sets larger than a block are made a block at a time (one block's rows in memory; planted copies
+# come from their own block), each with its own seed.
+BLOCK_ROWS = 2_500_000
+FILES_PER_BLOCK = 100
 _CLAUSE = re.compile(r"[^，。！？；,!?;\n]+[，。！？；,!?;\n]*")
 SOURCES = ("trans_chinese_alpaca", "alpaca_chinese", "belle")
 
 
 def generate(real: list[dict], n: int, planted: float = 0.1, seed: int = 0,
-             progress: bool = True) -> tuple[list[dict], list[str], list[str]]:
+             progress: bool = True, start: int = 0) -> tuple[list[dict], list[str], list[str]]:
     """``n`` alpaca rows (dicts with source, instruction, input, output) and, per row, the index
-    (as str, "" for a base row) of the row it was planted from and the planted kind."""
+    (as str, "" for a base row) of the row it was planted from and the planted kind. ``start``: the
+    rows' place in a larger set made a block at a time (only its first rows keep the real inputs)."""
     rng = random.Random(seed)
     real = [r for r in real if r["output"].strip()]
     sents = [s for r in real for s in E.sentences(r["output"]) if s.strip()]
@@ -78,7 +83,7 @@ def generate(real: list[dict], n: int, planted: float = 0.1, seed: int = 0,
         r = real[i]
         out = "".join(clauses[rng.randrange(len(clauses))] for _ in range(nclause[i])).strip()
         inp = r["input"]
-        if k >= len(real):  # a real instruction seen before: another input, as pooled corpora have
+        if start + k >= len(real):  # a real instruction seen before: another input, as pooled corpora have
             inp = "".join(clauses[rng.randrange(len(clauses))] for _ in range(rng.randint(1, 3))).strip()
         rows.append({"source": r["source"], "instruction": r["instruction"], "input": inp, "output": out})
         if progress and k and k % 500_000 == 0:
@@ -117,8 +122,11 @@ def generate(real: list[dict], n: int, planted: float = 0.1, seed: int = 0,
     return merged, of_m, kinds_m
 
 
-def write(rows: list[dict], of: list[str], kinds: list[str], out: Path, seed: int, planted: float) -> dict:
-    """The mirror layout, rows.parquet (records with planted_of as an id) and meta.json."""
+def write(rows: list[dict], of: list[str], kinds: list[str], out: Path, seed: int, planted: float,
+          block: int | None = None) -> dict:
+    """The mirror layout, rows.parquet (records with planted_of as an id) and meta.json; with
+    ``block``, block number ``block`` of a larger set: its files are numbered after the earlier
+    blocks' (``FILES_PER_BLOCK`` a source) and its records go to ``rows-<block>.parquet``."""
     mirror = out / "mirror"
     by_source: dict[str, list[int]] = {s: [] for s in SOURCES}
     for k, r in enumerate(rows):
@@ -130,7 +138,7 @@ def write(rows: list[dict], of: list[str], kinds: list[str], out: Path, seed: in
             part = idx[f:f + ROWS_PER_FILE]
             if not part:
                 continue
-            rel = f"scale_{f // ROWS_PER_FILE:04d}.json"
+            rel = f"scale_{(block or 0) * FILES_PER_BLOCK + f // ROWS_PER_FILE:04d}.json"
             path = mirror / source / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             items = [{"instruction": rows[k]["instruction"], "input": rows[k]["input"], "output": rows[k]["output"]}
@@ -144,13 +152,40 @@ def write(rows: list[dict], of: list[str], kinds: list[str], out: Path, seed: in
     df = records_frame([r for _, r in recs])
     df["planted_of"] = [ids[int(o)] if o else "" for o in of]
     df["planted_kind"] = kinds
-    write_parquet(out / "rows.parquet", df)
+    write_parquet(out / ("rows.parquet" if block is None else f"rows-{block:03d}.parquet"), df)
     meta = {"rows": len(rows), "seed": seed, "planted_share": planted,
             "planted": int(sum(1 for o in of if o)),
             "by_source": {s: len(v) for s, v in by_source.items()},
             "planted_kinds": dict(sorted(Counter(k for k in kinds if k).items()))}
-    write_json(out / "meta.json", meta)
+    if block is None:
+        write_json(out / "meta.json", meta)
     return meta
+
+
+def _blocks(real: list[dict], n: int, out: Path, seed: int, planted: float) -> None:
+    """``n`` rows a block of ``BLOCK_ROWS`` at a time (block b seeded ``seed + b``); meta.json sums
+    the blocks' counts. rows.parquet is split into the blocks' ``rows-<b>.parquet``."""
+    t = time.perf_counter()
+    metas = []
+    for b, a in enumerate(range(0, n, BLOCK_ROWS)):
+        size = min(BLOCK_ROWS, n - a)
+        rows, of, kinds = generate(real, size, planted, seed + b, start=a)
+        metas.append(write(rows, of, kinds, out, seed + b, planted, block=b))
+        del rows, of, kinds
+        print(f"  block {b}: {a + size:,} of {n:,} rows ({time.perf_counter() - t:.0f}s)", flush=True)
+    meta = {"rows": n, "seed": seed, "planted_share": planted, "blocks": len(metas), "block_rows": BLOCK_ROWS,
+            "planted": sum(m["planted"] for m in metas),
+            "by_source": dict(sorted(_sum([m["by_source"] for m in metas]).items())),
+            "planted_kinds": dict(sorted(_sum([m["planted_kinds"] for m in metas]).items()))}
+    write_json(out / "meta.json", meta)
+    print(f"{n:,} rows → {out} in {time.perf_counter() - t:.0f}s; {meta['planted']:,} planted", flush=True)
+
+
+def _sum(counts: list[dict]) -> Counter:
+    total: Counter = Counter()
+    for c in counts:
+        total.update(c)
+    return total
 
 
 def main() -> None:
@@ -169,6 +204,9 @@ def main() -> None:
     print(f"{len(real):,} real rows loaded in {time.perf_counter() - t:.1f}s")
     for n in a.n:
         t = time.perf_counter()
+        if n > BLOCK_ROWS:
+            _blocks(real, n, out_root / str(n), a.seed, a.planted)
+            continue
         rows, of, kinds = generate(real, n, a.planted, a.seed)
         t_gen = time.perf_counter() - t
         meta = write(rows, of, kinds, out_root / str(n), a.seed, a.planted)
