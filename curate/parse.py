@@ -233,14 +233,15 @@ def _safe(s: str) -> str:
 class _Locator:
     """Character offset → line, column, byte offset in the file; incremental because offsets rise."""
 
-    def __init__(self, text: str, byte_offset: int, encoding: str = "utf-8"):
-        self.text, self.byte_offset = text, byte_offset
+    def __init__(self, text: str, byte_offset: int, encoding: str = "utf-8", first_line: int = 1):
+        """``text`` starts at byte ``byte_offset`` of the file, at the start of line ``first_line``."""
+        self.text, self.byte_offset, self.first_line = text, byte_offset, first_line
         # how the file's bytes became this text, to count them back
         self.codec = (encoding.split("+")[0], ESCAPE)
         self._reset()
 
     def _reset(self) -> None:
-        self.pos, self.line, self.line_start, self.byte = 0, 1, 0, 0
+        self.pos, self.line, self.line_start, self.byte = 0, self.first_line, 0, 0
 
     def at(self, pos: int) -> dict[str, int]:
         if pos < self.pos:
@@ -253,6 +254,19 @@ class _Locator:
         self.byte += len(seg.encode(*self.codec))
         self.pos = pos
         return {"line": self.line, "col": pos - self.line_start + 1, "byte": self.byte + self.byte_offset}
+
+
+def decode_value(text: str, pos: int) -> tuple[Any, int, int | None]:
+    """One JSON value at ``pos``: (value, end, position of the first raw control character inside a
+    string, which is read anyway, or None); a real syntax error raises ``JSONDecodeError``."""
+    try:
+        value, end = _DECODER.raw_decode(text, pos)
+        return value, end, None
+    except json.JSONDecodeError as e:
+        if not e.msg.startswith("Invalid control character"):
+            raise
+        value, end = _LENIENT.raw_decode(text, pos)  # a further, real syntax error raises
+        return value, end, e.pos
 
 
 def _fmt_loc(loc: dict) -> str:
@@ -325,14 +339,10 @@ class _FileParser:
 
     def decode_at(self, text: str, pos: int, where: "_Locator") -> tuple[Any, int]:
         """One JSON value at ``pos``; raw control characters inside strings are repaired, noted."""
-        try:
-            return _DECODER.raw_decode(text, pos)
-        except json.JSONDecodeError as e:
-            if not e.msg.startswith("Invalid control character"):
-                raise
-            value, end = _LENIENT.raw_decode(text, pos)  # a further, real syntax error raises
-            self.repair("control_character_in_string", where.at(e.pos))
-            return value, end
+        value, end, ctrl = decode_value(text, pos)
+        if ctrl is not None:
+            self.repair("control_character_in_string", where.at(ctrl))
+        return value, end
 
     # ---- one decoded value -----------------------------------------------------------------------
     def guarded(self, v: Any, loc: dict) -> None:
@@ -586,35 +596,46 @@ class _FileParser:
                 continue
             events.append(("value", (value, text[pos:end]) if isinstance(value, _RepeatedKeys) else value, pos))
             pos = end
-        if len(events) == 1 and events[0][0] == "value" and isinstance(events[0][1], dict) \
-                and not ROW_KEYS & events[0][1].keys():
-            doc = events[0][1]
-            data = doc.get("data")
-            if isinstance(data, list) and all(isinstance(a, dict) and "paragraphs" in a for a in data[:1]):
-                self.format = "squad"
-                self.squad(doc)
-            else:
-                self.format = "json_object"
-                keys = ", ".join(sorted(map(str, doc))[:10])
-                self.drop("unknown_top_level_object",
-                          f"top-level JSON object (keys: {keys}) is neither a row nor SQuAD-format data",
-                          doc, where.at(events[0][2]))
+        if self.single_document(events, where):
             return
         self.format = "json_lines"
-        for kind, payload, at in events:
-            loc = where.at(at)
-            if kind == "value":
-                if isinstance(payload, tuple):  # a row that repeats a key, with its text
-                    payload, self.span = payload
-                self.guarded(payload, loc)
-                self.span = None
-            elif not isinstance(payload[1], json.JSONDecodeError):
-                self.drop(*_cannot_decode(payload[1]), payload[0], loc, fragment=True)
-            else:
-                frag, e = payload
-                err = where.at(e.pos)
-                self.drop("invalid_json", f"cannot decode ({e.msg.removesuffix(' at')} at line {err['line']} col {err['col']})",
-                          frag, loc, fragment=True)
+        for event in events:
+            self.stream_event(event, where)
+
+    def single_document(self, events: list[tuple[str, Any, int]], where: _Locator) -> bool:
+        """A stream of one object that is not a row: SQuAD-format data, or quarantined whole."""
+        if not (len(events) == 1 and events[0][0] == "value" and isinstance(events[0][1], dict)
+                and not ROW_KEYS & events[0][1].keys()):
+            return False
+        doc = events[0][1]
+        data = doc.get("data")
+        if isinstance(data, list) and all(isinstance(a, dict) and "paragraphs" in a for a in data[:1]):
+            self.format = "squad"
+            self.squad(doc)
+        else:
+            self.format = "json_object"
+            keys = ", ".join(sorted(map(str, doc))[:10])
+            self.drop("unknown_top_level_object",
+                      f"top-level JSON object (keys: {keys}) is neither a row nor SQuAD-format data",
+                      doc, where.at(events[0][2]))
+        return True
+
+    def stream_event(self, event: tuple[str, Any, int], where: _Locator) -> None:
+        """One value of a JSON-lines stream (a row), or a fragment that did not decode, at its place."""
+        kind, payload, at = event
+        loc = where.at(at)
+        if kind == "value":
+            if isinstance(payload, tuple):  # a row that repeats a key, with its text
+                payload, self.span = payload
+            self.guarded(payload, loc)
+            self.span = None
+        elif not isinstance(payload[1], json.JSONDecodeError):
+            self.drop(*_cannot_decode(payload[1]), payload[0], loc, fragment=True)
+        else:
+            frag, e = payload
+            err = where.at(e.pos)
+            self.drop("invalid_json", f"cannot decode ({e.msg.removesuffix(' at')} at line {err['line']} col {err['col']})",
+                      frag, loc, fragment=True)
 
     def result(self) -> ParseResult:
         return ParseResult(self.records, self.quarantine, self.n, self.format,
@@ -774,6 +795,76 @@ def _lost_whole(f: dict, reason: str, why: str, data: bytes | None = None) -> Pa
     return res
 
 
+def read_file(f: dict) -> ParseResult:
+    """:func:`parse_file` on one of ``parse_files``' dicts, contained: a file that cannot be read is
+    quarantined whole (its rows counted), never raised."""
+    try:
+        return parse_file(Path(f["path"]), f["source"], f["file"], f.get("columns"), f.get("format"))
+    except UndecodableFile as e:
+        return _undecodable(f, e)
+    except UnsupportedFile as e:
+        return _lost_whole(f, "unsupported_format", e.reason)
+    except Exception as e:  # noqa: BLE001  (one file never stops a run: it is quarantined, named)
+        why = f"the file could not be read ({type(e).__name__}: {str(e)[:160]}); the run went on without it"
+        return _lost_whole(f, "unreadable_file", why)
+
+
+class ParseTally:
+    """The stats of :func:`parse_files`, gathered a file (and a piece of a file's rows) at a time."""
+
+    def __init__(self) -> None:
+        self.per_file: dict[str, dict] = {}
+        self.schemas: Counter = Counter()
+        self.formats: Counter = Counter()
+        self.reasons: Counter = Counter()
+        self.examples: dict[str, list[dict]] = {}
+        self.n_in = self.kept = self.quarantined = 0
+
+    def rows(self, records: list[dict], quarantine: list[dict]) -> None:
+        """Rows of the file being read, in file order (the first ``N_EXAMPLES`` per reason are kept)."""
+        self.kept += len(records)
+        self.quarantined += len(quarantine)
+        for q in quarantine:
+            self.reasons[q["reason"]] += 1
+            ex = self.examples.setdefault(q["reason"], [])
+            if len(ex) < N_EXAMPLES:
+                ex.append({"id": q["id"], "source": q["source"], "file": q["file"], "row": q["row"], "detail": q["detail"]})
+
+    def file(self, f: dict, res: ParseResult, kept: int, quarantined: int) -> None:
+        """A file read to its end: ``res`` its outcome, ``kept``/``quarantined`` its rows' counts."""
+        key = f"{f['source']}/{f['file']}"
+        self.per_file[key] = {"in": res.n_in, "kept": kept, "quarantined": quarantined,
+                              "format": res.format, "schema": ", ".join(res.schemas), "repairs": res.repairs,
+                              "bytes": res.bytes, "encoding": res.encoding}
+        if res.estimated:
+            self.per_file[key]["estimated_rows"] = res.n_in  # rows lost, estimated: the file was not read
+        self.schemas.update(res.schemas)
+        self.formats[res.format] += 1
+        self.n_in += res.n_in
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "in": self.n_in, "kept": self.kept, "quarantined": self.quarantined,
+            "files": self.per_file,
+            "schemas": dict(sorted(self.schemas.items())),
+            "formats": dict(sorted(self.formats.items())),
+            "reasons": dict(sorted(self.reasons.items())),
+            "examples": dict(sorted(self.examples.items())),
+        }
+
+
+def row_frames(records: list[dict], quarantine: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The kept records and the quarantine as the stage's kept and dropped frames."""
+    kept = records_frame(records)
+    if quarantine:
+        qdf = records_frame([{k: q[k] for k in RECORD_COLUMNS} for q in quarantine])
+        dropped = drop_frame(qdf, STAGE, pd.Series([q["reason"] for q in quarantine], index=qdf.index, dtype="str"),
+                             pd.Series([q["detail"] for q in quarantine], index=qdf.index, dtype="str"))
+    else:
+        dropped = empty_drops(kept, STAGE)
+    return kept, dropped
+
+
 def parse_files(files: list[dict]) -> StageResult:
     """Parse ``files`` (dicts with ``source``, ``file``, ``path``) in the given order.
 
@@ -784,55 +875,16 @@ def parse_files(files: list[dict]) -> StageResult:
     """
     records: list[dict] = []
     quarantine: list[dict] = []
-    per_file: dict[str, dict] = {}
-    schemas: Counter = Counter()
-    formats: Counter = Counter()
-    n_in = 0
+    tally = ParseTally()
     for f in tqdm(files, desc="parse", unit="file", disable=None):
-        try:
-            res = parse_file(Path(f["path"]), f["source"], f["file"], f.get("columns"), f.get("format"))
-        except UndecodableFile as e:
-            res = _undecodable(f, e)
-        except UnsupportedFile as e:
-            res = _lost_whole(f, "unsupported_format", e.reason)
-        except Exception as e:  # noqa: BLE001  (one file never stops a run: it is quarantined, named)
-            why = f"the file could not be read ({type(e).__name__}: {str(e)[:160]}); the run went on without it"
-            res = _lost_whole(f, "unreadable_file", why)
-        key = f"{f['source']}/{f['file']}"
-        per_file[key] = {"in": res.n_in, "kept": len(res.records), "quarantined": len(res.quarantine),
-                         "format": res.format, "schema": ", ".join(res.schemas), "repairs": res.repairs,
-                         "bytes": res.bytes, "encoding": res.encoding}
-        if res.estimated:
-            per_file[key]["estimated_rows"] = res.n_in  # rows lost, estimated: the file was not read
-        schemas.update(res.schemas)
-        formats[res.format] += 1
+        res = read_file(f)
+        tally.rows(res.records, res.quarantine)
+        tally.file(f, res, len(res.records), len(res.quarantine))
         records.extend(res.records)
         quarantine.extend(res.quarantine)
-        n_in += res.n_in
-
-    kept = records_frame(records)
-    if quarantine:
-        qdf = records_frame([{k: q[k] for k in RECORD_COLUMNS} for q in quarantine])
-        dropped = drop_frame(qdf, STAGE, pd.Series([q["reason"] for q in quarantine], index=qdf.index, dtype="str"),
-                             pd.Series([q["detail"] for q in quarantine], index=qdf.index, dtype="str"))
-    else:
-        dropped = empty_drops(kept, STAGE)
-    reasons = Counter(q["reason"] for q in quarantine)
-    examples: dict[str, list[dict]] = {}
-    for q in quarantine:
-        ex = examples.setdefault(q["reason"], [])
-        if len(ex) < N_EXAMPLES:
-            ex.append({"id": q["id"], "source": q["source"], "file": q["file"], "row": q["row"], "detail": q["detail"]})
-    stats = {
-        "in": n_in, "kept": len(kept), "quarantined": len(dropped),
-        "files": per_file,
-        "schemas": dict(sorted(schemas.items())),
-        "formats": dict(sorted(formats.items())),
-        "reasons": dict(sorted(reasons.items())),
-        "examples": dict(sorted(examples.items())),
-    }
-    result = StageResult(kept, dropped, stats)
-    result.check(n_in, STAGE)
+    kept, dropped = row_frames(records, quarantine)
+    result = StageResult(kept, dropped, tally.stats())
+    result.check(tally.n_in, STAGE)
     return result
 
 

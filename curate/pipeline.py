@@ -165,9 +165,12 @@ def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
 # The parse stage runs as tasks too: ``plan_parse`` groups the files (in order) by size, each group
 # is parsed into its own folder by ``run_parse_group`` (side by side on a task runner), and
 # ``finish_parse`` writes the groups' rows a group at a time, the same bytes as one pass over all
-# files. No process holds more than a group's rows (a file larger than a group is a group alone).
+# files. No process holds more than a group's rows. A file larger than a group is a group alone;
+# when it is UTF-8 JSON lines it is read a window of ``group_bytes`` at a time and saved a piece of
+# rows at a time (``curate.parse_stream``), so its rows are never all in memory either.
 
 PARSE_GROUP_BYTES = 16 << 20
+STREAM_MIN_WINDOW = 64 << 10  # tiny groups (tests) still read a large file in windows this big
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ class ParsePlan:
     done: bool
     skipped: tuple[dict, ...] = ()
     groups: tuple[tuple[int, int], ...] = ()  # ranges of ``files``
+    group_bytes: int = PARSE_GROUP_BYTES
 
     def group_dir(self, start: int, stop: int) -> Path:
         return Path(self.out_dir) / "_shards" / f"files-{start:06d}-{stop:06d}"
@@ -209,7 +213,7 @@ def plan_parse(files: list[dict], out_dir: str | Path, skipped: list[dict] | Non
             start, size = i, 0
         size += n
     groups.append((start, len(files)))
-    return ParsePlan(plan.files, plan.out_dir, key, False, plan.skipped, tuple(groups))
+    return ParsePlan(plan.files, plan.out_dir, key, False, plan.skipped, tuple(groups), int(group_bytes))
 
 
 def run_parse_group(plan: ParsePlan, start: int, stop: int, progress: Progress = None) -> str:
@@ -223,13 +227,60 @@ def run_parse_group(plan: ParsePlan, start: int, stop: int, progress: Progress =
         return str(gdir)
     if progress:
         progress(f"parse: files {start + 1}-{stop} of {len(plan.files)}")
-    res = parse_files(list(plan.files[start:stop]))
+    files = list(plan.files[start:stop])
     gdir.mkdir(parents=True, exist_ok=True)
-    _save_part(gdir, "kept", res.kept, ["source"])
-    _save_part(gdir, "dropped", res.dropped, ["source", "reason"])
-    write_json(gdir / "stats.json", res.stats)
+    big = len(files) == 1 and os.path.exists(files[0]["path"]) and os.stat(files[0]["path"]).st_size > plan.group_bytes
+    if not (big and _parse_in_pieces(plan, gdir, files[0], progress)):
+        res = parse_files(files)
+        _save_part(gdir, "kept", res.kept, ["source"])
+        _save_part(gdir, "dropped", res.dropped, ["source", "reason"])
+        write_json(gdir / "stats.json", res.stats)
     write_json(gdir / "_SUCCESS.json", {"key": key, "stage": "01_parse", "files": [start, stop]})
     return str(gdir)
+
+
+def _parse_in_pieces(plan: ParsePlan, gdir: Path, f: dict, progress: Progress = None) -> bool:
+    """A large UTF-8 JSON-lines file read a window at a time into ``gdir/piece-NNNNN/`` folders (one
+    piece of rows each, listed in ``pieces.json``) and ``stats.json`` as ``parse_files([f])`` gives
+    them; False, with nothing left behind, when the file is not such a file (read whole then)."""
+    import shutil
+
+    from .parse import ParseTally, row_frames
+    from .parse_stream import JsonLinesReader, NotStreamable
+
+    def clear() -> None:
+        for d in gdir.glob("piece-*"):
+            shutil.rmtree(d, ignore_errors=True)
+        (gdir / "pieces.json").unlink(missing_ok=True)
+
+    clear()  # a killed run's pieces: read again, from the start
+    reader = JsonLinesReader(f["path"], f["source"], f["file"], f.get("columns"), f.get("format"),
+                             window=max(plan.group_bytes, STREAM_MIN_WINDOW))
+    tally, pieces = ParseTally(), []
+
+    def save(records: list[dict], quarantine: list[dict]) -> None:
+        kept, dropped = row_frames(records, quarantine)
+        pdir = gdir / f"piece-{len(pieces):05d}"
+        pdir.mkdir(parents=True, exist_ok=True)
+        _save_part(pdir, "kept", kept, ["source"])
+        _save_part(pdir, "dropped", dropped, ["source", "reason"])
+        pieces.append({"dir": pdir.name, "kept": len(kept), "quarantined": len(dropped)})
+
+    try:
+        for piece in reader:
+            tally.rows(piece.records, piece.quarantine)
+            save(piece.records, piece.quarantine)
+            if progress:
+                progress(f"parse: {f['source']}/{f['file']}: {tally.kept + tally.quarantined:,} rows")
+    except (NotStreamable, OSError):  # not UTF-8 JSON lines, or unreadable: parse_files reads it, or says why
+        clear()
+        return False
+    if not pieces:  # no rows: one empty piece, so the merge has the file's columns
+        save([], [])
+    tally.file(f, reader.result, tally.kept, tally.quarantined)
+    write_json(gdir / "pieces.json", pieces)
+    write_json(gdir / "stats.json", tally.stats())
+    return True
 
 
 def finish_parse(plan: ParsePlan, progress: Progress = None) -> dict[str, Any]:
@@ -248,10 +299,17 @@ def finish_parse(plan: ParsePlan, progress: Progress = None) -> dict[str, Any]:
         raise RuntimeError(f"01_parse: parse every group of files before the merge; not done: {', '.join(missing[:5])}")
     parts = [read_json(d / "stats.json") for d in dirs]
     stats = merge_parse_stats(parts)
+    units = []  # (folder of a part, kept, quarantined): a group's, or each piece's of a file read in pieces
+    for d, p in zip(dirs, parts):
+        if (d / "pieces.json").exists():
+            units += [(d / q["dir"], q["kept"], q["quarantined"]) for q in read_json(d / "pieces.json")]
+        else:
+            units.append((d, p["kept"], p["quarantined"]))
 
     def rows(name: str, counted: str) -> RowParts:
-        # groups with no rows are left out: an empty frame's dtypes could differ from a full one's
-        return _saved_parts([d for d, p in zip(dirs, parts) if p[counted]] or dirs[:1], name)
+        # parts with no rows are left out: an empty frame's dtypes could differ from a full one's
+        i = 1 if counted == "kept" else 2
+        return _saved_parts([u[0] for u in units if u[i]] or [units[0][0]], name)
 
     res = StageResult(rows("kept", "kept"), rows("dropped", "quarantined"), stats)
     per_file = stats["files"]
