@@ -22,8 +22,42 @@ import numpy as np
 from .io import atomic_path, write_json
 
 
+class TaskJob:
+    """Tasks in rounds, each leaving a marker ``done-<step>-<index>.json`` under ``work_dir`` once it
+    has finished, so a killed stage resumes without redoing them. Subclasses give ``rounds()`` and
+    ``step(step, index)``."""
+
+    work_dir: str
+
+    def path(self, name: str) -> Path:
+        return Path(self.work_dir) / name
+
+    def rounds(self) -> tuple[tuple[tuple[str, int], ...], ...]:
+        raise NotImplementedError
+
+    def step(self, step: str, index: int) -> None:
+        raise NotImplementedError
+
+    def marker(self, step: str, index: int) -> Path:
+        return self.path(f"done-{step}-{index:05d}.json")
+
+    def missing(self) -> list[str]:
+        """The tasks not done yet, as "step index"."""
+        return [f"{s} {i}" for r in self.rounds() for s, i in r if not self.marker(s, i).exists()]
+
+    def run(self, step: str, index: int) -> str:
+        """Run one task unless its marker says it is done; returns the marker's path."""
+        marker = self.marker(step, index)
+        if marker.exists():
+            return str(marker)
+        Path(self.work_dir).mkdir(parents=True, exist_ok=True)
+        self.step(step, index)
+        write_json(marker, {"step": step, "index": index})
+        return str(marker)
+
+
 @dataclass(frozen=True)
-class RowJob:
+class RowJob(TaskJob):
     """A fit on a sample, then one task per row partition (see the module docstring). Subclasses
     define ``fit_step()`` and ``rows_step(p, start, stop)``; ``unit``: partition edges are multiples
     of it (the operator's chunk), ``partition_rows`` is rounded up to one."""
@@ -42,27 +76,8 @@ class RowJob:
     def row_parts(self) -> list[tuple[int, int]]:
         return [(a, min(self.n, a + self.step_rows)) for a in range(0, self.n, self.step_rows)]
 
-    def path(self, name: str) -> Path:
-        return Path(self.work_dir) / name
-
     def rounds(self) -> tuple[tuple[tuple[str, int], ...], ...]:
         return ((("fit", 0),), tuple(("rows", p) for p in range(len(self.row_parts()))))
-
-    def marker(self, step: str, index: int) -> Path:
-        return self.path(f"done-{step}-{index:05d}.json")
-
-    def missing(self) -> list[str]:
-        return [f"{s} {i}" for r in self.rounds() for s, i in r if not self.marker(s, i).exists()]
-
-    def run(self, step: str, index: int) -> str:
-        """Run one task unless its marker says it is done; returns the marker's path."""
-        marker = self.marker(step, index)
-        if marker.exists():
-            return str(marker)
-        Path(self.work_dir).mkdir(parents=True, exist_ok=True)
-        self.step(step, index)
-        write_json(marker, {"step": step, "index": index})
-        return str(marker)
 
     def step(self, step: str, index: int) -> None:
         if step == "fit":

@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..jobs import TaskJob
 from .config import MinHashConfig
 from .lsh import _bucket_pairs, nonempty_rows, row_hash
 from .signatures import config_signatures, row_texts
@@ -154,7 +155,7 @@ ROUTE_DTYPE = np.dtype([("band", "u1"), ("key", "<u8"), ("whole", "<u8"), ("row"
 
 
 @dataclass(frozen=True)
-class PartitionJob:
+class PartitionJob(TaskJob):
     """One near-duplicate search over the rows of a Parquet file, run as tasks (see above)."""
 
     in_path: str
@@ -172,9 +173,6 @@ class PartitionJob:
     def row_parts(self) -> list[tuple[int, int]]:
         return [(a, min(self.n, a + self.partition_rows)) for a in range(0, self.n, self.partition_rows)]
 
-    def path(self, name: str) -> Path:
-        return Path(self.work_dir) / name
-
     def other_fields(self) -> list[str]:
         return [f for f in self.fields if f not in self.verify_fields]
 
@@ -190,23 +188,8 @@ class PartitionJob:
             out.append(tuple(("verify", k) for k in p))
         return tuple(out)
 
-    def marker(self, step: str, index: int) -> Path:
-        return self.path(f"done-{step}-{index:05d}.json")
-
-    def missing(self) -> list[str]:
-        """The tasks not done yet, as "step index"."""
-        return [f"{s} {i}" for r in self.rounds() for s, i in r if not self.marker(s, i).exists()]
-
-    def run(self, step: str, index: int) -> str:
-        """Run one task unless its marker says it is done; returns the marker's path."""
-        marker = self.marker(step, index)
-        if marker.exists():
-            return str(marker)
+    def step(self, step: str, index: int) -> None:
         {"signatures": _signature_step, "buckets": _bucket_step, "verify": _verify_step}[step](self, index)
-        from ..io import write_json
-
-        write_json(marker, {"step": step, "index": index})
-        return str(marker)
 
 
 def _save(path: Path, arr: np.ndarray) -> None:
