@@ -38,15 +38,46 @@ _HEX[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint
 
 def _id_sort_key(ids: pd.Series) -> np.ndarray:
     """An array that sorts like the ids as strings: uint64 for the project's 16-hex-digit ids (one
-    vectorised pass), else the strings themselves."""
-    vals = ids.astype(str).tolist()
-    raw = "".join(vals).encode("utf-8")
-    if len(raw) == 16 * len(vals):
-        nib = _HEX[np.frombuffer(raw, dtype=np.uint8)].reshape(-1, 16)
-        if len(nib) == 0 or nib.max() < 16:  # all lowercase hex: numeric order = string order
-            byte = (nib[:, 0::2] << 4) | nib[:, 1::2]
-            return np.ascontiguousarray(byte).view(">u8").ravel().astype(np.uint64)
-    return np.asarray(vals, dtype=str)
+    vectorised pass; read from the Arrow buffer when the column is Arrow-backed, as a light frame's
+    is, so no Python string is made), else the strings themselves."""
+    raw = hex16_bytes(ids)
+    if raw is None:
+        vals = ids.astype(str).tolist()
+        raw = "".join(vals).encode("utf-8")
+        if len(raw) != 16 * len(vals):
+            return np.asarray(vals, dtype=str)
+        raw = np.frombuffer(raw, dtype=np.uint8)
+    nib = _HEX[raw].reshape(-1, 16)
+    if len(nib) == 0 or nib.max() < 16:  # all lowercase hex: numeric order = string order
+        byte = (nib[:, 0::2] << 4) | nib[:, 1::2]
+        return np.ascontiguousarray(byte).view(">u8").ravel().astype(np.uint64)
+    return np.asarray(ids.astype(str).tolist(), dtype=str)
+
+
+def hex16_bytes(ids: pd.Series) -> np.ndarray | None:
+    """The ids' characters as one uint8 array when the column is Arrow-backed, has no nulls and every
+    id is 16 bytes long; else None."""
+    import pyarrow as pa
+
+    if not isinstance(ids.dtype, pd.ArrowDtype):
+        return None
+    arr = pa.array(ids.array)  # the column's own buffers (pa.chunked_array would iterate it)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    off = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    off = off[arr.offset:arr.offset + len(arr) + 1]
+    if len(arr) and not np.all(np.diff(off) == 16):
+        return None
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if len(arr) else np.empty(0, np.uint8)
+    return data[off[0]:off[-1]] if len(arr) else data
+
+
+def ids_at(df: pd.DataFrame, pos: np.ndarray) -> np.ndarray:
+    """The ids of the rows at positions ``pos`` as Python strings (only those: a light frame keeps
+    its ids in Arrow, and millions of Python strings would cost more than the rest of it)."""
+    return df["id"].iloc[np.asarray(pos, dtype=np.int64)].astype(str).to_numpy(dtype=object)
 
 
 # A light frame's column: the output's length in characters, standing in for the output itself.
@@ -122,12 +153,11 @@ def group_stats(df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, reason: 
     examples_c: list[list[dict]] = []
     shown = []  # the rows the examples show: up to 8 per picked cluster, then the first drops
     if len(dup_groups):
-        ids = df["id"].astype(str).to_numpy()
         members = pd.DataFrame({"lab": lab, "src": src, "pos": pos})
         members = members[np.isin(lab, dup_groups)]
         nsrc = members.groupby("lab")["src"].nunique()
         size_of = pd.Series(sizes[nsrc.index.to_numpy()], index=nsrc.index)
-        sid = pd.Series(ids[surv[members.groupby("lab")["pos"].first().to_numpy()]], index=nsrc.index)
+        sid = pd.Series(ids_at(df, surv[members.groupby("lab")["pos"].first().to_numpy()]), index=nsrc.index)
         pick = pd.DataFrame({"nsrc": nsrc, "size": size_of, "sid": sid}).sort_values(
             ["nsrc", "size", "sid"], ascending=[False, False, True]).head(max_clusters).index
         for g in pick:

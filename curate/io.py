@@ -297,20 +297,30 @@ def read_rows(path: str | os.PathLike, start: int, stop: int, columns: list[str]
 
 def read_positions(path: str | os.PathLike, positions: Any, columns: list[str] | None = None) -> pd.DataFrame:
     """Rows at ``positions`` (sorted, increasing) of a Parquet file, only ``columns`` (default all):
-    a batch at a time, holding only the rows taken (a seeded sample of millions of rows)."""
+    only the row groups that hold one of them, a batch at a time, holding only the rows taken (a
+    seeded sample of millions of rows, or a few example rows of a large file)."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     pos_all = np.asarray(positions, dtype=np.int64)
     schema = _schema(path, columns)
-    parts, k = [], 0
+    parts = []
     if len(pos_all):
-        for pos, batch in _batches(path, int(pos_all[0]), int(pos_all[-1]) + 1, columns):
-            m = batch.num_rows
-            j = int(np.searchsorted(pos_all, pos + m))
-            if j > k:
-                parts.append(batch.take(pa.array(pos_all[k:j] - pos)))
-                k = j
+        pf = pq.ParquetFile(path)
+        starts = np.asarray(_group_starts(pf), dtype=np.int64)
+        group_of = np.searchsorted(starts, pos_all, side="right") - 1
+        for g in np.unique(group_of).tolist():
+            want = pos_all[group_of == g] - starts[g]
+            pos, k = 0, 0
+            for batch in pf.iter_batches(batch_size=65_536, columns=columns, row_groups=[g]):
+                j = int(np.searchsorted(want, pos + batch.num_rows))
+                if j > k:
+                    parts.append(batch.take(pa.array(want[k:j] - pos)))
+                    k = j
+                pos += batch.num_rows
+                if k == len(want):
+                    break
     table = pa.Table.from_batches(parts, schema=schema) if parts else schema.empty_table()
     return history_strings(table.to_pandas().reset_index(drop=True))
 

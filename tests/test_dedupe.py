@@ -320,6 +320,27 @@ def test_survivor_rule(trans0):
         0 if a["id"] < c["id"] else 2, 1, 0 if a["id"] < c["id"] else 2]
 
 
+def test_rank_from_arrow_ids_equals_rank_from_strings(trans0, hikari0):
+    """A light frame keeps its ids in Arrow (no Python string per row): the survivor rule ranks them
+    as it ranks the same ids as strings, for the project's 16-hex ids and for any other ids."""
+    import pyarrow as pa
+
+    from curate.duplicates import ids_at, priority_rank
+
+    df = records_frame(trans0[:800] + hikari0[:800]).sample(frac=1.0, random_state=3).reset_index(drop=True)
+    df.loc[df.index[::7], "output"] = ""  # ties on output length: the id decides
+    for ids in (df["id"], "row-" + df["id"].str[:5], df["id"].str.upper()):  # hex, other lengths, not hex
+        plain = df.assign(id=ids.astype(object))
+        arrow = df.assign(id=pd.arrays.ArrowExtensionArray(pa.chunked_array([ids.iloc[:700], ids.iloc[700:]])))
+        assert isinstance(arrow["id"].dtype, pd.ArrowDtype)
+        for prio in ((), (HIKARI,)):
+            assert np.array_equal(priority_rank(arrow, prio), priority_rank(plain, prio))
+        sliced = arrow.iloc[5:900:3]  # a filtered frame: its Arrow buffer starts at an offset
+        assert np.array_equal(priority_rank(sliced), priority_rank(plain.iloc[5:900:3]))
+        got = ids_at(arrow, np.array([4, 0, 4]))
+        assert list(got) == [ids.iloc[4], ids.iloc[0], ids.iloc[4]] and all(type(x) is str for x in got)
+
+
 def test_leader_clustering_takes_every_copy_and_never_chains(long_rows):
     base = long_rows[3]
     lead = dict(base, id="lead", output=base["output"] + "谢谢你的提问。")  # longest output: the survivor

@@ -91,6 +91,8 @@ def test_written_in_parts_the_bytes_equal_the_whole(tmp_path, monkeypatch, mirro
         assert io.read_rows(whole, a, b).equals(full.iloc[a:b].reset_index(drop=True)), (a, b)
     at = [3, 4, 900, 901, len(df) - 1]
     assert io.read_positions(whole, at, ["id", "history"]).equals(full.iloc[at][["id", "history"]].reset_index(drop=True))
+    far = [0, 1, len(df) // 2, len(df) // 2, len(df) - 1]  # groups between are skipped; a repeat is read twice
+    assert io.read_positions(whole, far).equals(full.iloc[far].reset_index(drop=True))
     back = datasets.load_dataset("parquet", data_files=str(whole), split="train")
     assert back.num_rows == len(df) and back.column_names == list(df.columns)
     pd.testing.assert_frame_equal(io.read_parquet(whole), df.astype({"note": "object"}), check_dtype=False)

@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..duplicates import Decision, check_frame, dedupe_result, empty_stats, group_stats, survivors
+from ..duplicates import Decision, check_frame, dedupe_result, empty_stats, group_stats, ids_at, survivors
 from ..exact import exact_keys
 from ..jobs import RowJob
 from ..minhash.config import DEFAULT_FIELDS
@@ -49,7 +49,9 @@ class DocumentExactDeduplicator(Deduplicator):
         return self._result(df, labels, survivors(df, labels, self.source_priority))
 
     def _decision(self, df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, fetch=None) -> Decision:
-        details = df["id"].astype(str).to_numpy()[surv]
+        drop = surv != np.arange(len(df))
+        details = np.full(len(df), "", dtype=object)  # only a dropped row's detail is read
+        details[drop] = ids_at(df, surv[drop])
         stats = group_stats(df, labels, surv, "exact_duplicate", details, fetch=fetch)
         stats["params"] = self._params()
         return Decision(surv, details, "exact_duplicate", stats)

@@ -5,7 +5,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..duplicates import Decision, check_frame, dedupe_result, empty_stats, group_stats, priority_rank, survivors
+from ..duplicates import (Decision, check_frame, dedupe_result, empty_stats, group_stats, ids_at, priority_rank,
+                          survivors)
 from ..minhash.cluster import CLUSTERINGS, cluster_pairs
 from ..minhash.config import DEFAULT_FIELDS, DEFAULT_NGRAM, DEFAULT_NUM_PERM, DEFAULT_THRESHOLD, MinHashConfig
 from ..minhash.lsh import near_duplicate_pairs, nonempty_rows, pair_jaccard
@@ -191,9 +192,9 @@ class DocumentMinhashDeduplicator(Deduplicator):
         drop = surv != np.arange(n)
         est = np.ones(n)
         est[drop] = est_drop
-        ids = df["id"].astype(str).to_numpy()
-        details = np.array([f"{ids[s]} jaccard={e:.3f}" if d else ""
-                            for s, e, d in zip(surv, est, drop)], dtype=object)
+        details = np.full(n, "", dtype=object)  # only the dropped rows' ids are made into strings
+        d = np.flatnonzero(drop)
+        details[d] = [f"{i} jaccard={e:.3f}" for i, e in zip(ids_at(df, surv[d]), est[d])]
         stats = group_stats(df, labels, surv, "near_duplicate", details, fetch=fetch)
         stats["params"] = self._params()
         stats["pairs"] = int(pairs)
