@@ -253,7 +253,10 @@ def pool_embedder(pool: pd.DataFrame, seed: int = 0, dims: int = 128, input_char
     # on every call cost seconds each, so the frame itself is the fast key.
     if _EMBED_CACHE.get("frame") is pool and _EMBED_CACHE.get("params") == params:
         return _EMBED_CACHE["emb"]
-    ids = pd.util.hash_pandas_object(pool["id"].astype(str), index=False).to_numpy()
+    from .duplicates import hex16_bytes
+
+    raw = hex16_bytes(pool["id"])  # a lazy pool's Arrow ids: their bytes, without a string per row
+    ids = raw if raw is not None else pd.util.hash_pandas_object(pool["id"].astype(str), index=False).to_numpy()
     key = hashlib.sha256(ids.tobytes() + json.dumps(list(params)).encode()).hexdigest()
     if _EMBED_CACHE.get("key") != key:
         emb = Embedder(dims=dims, seed=seed)

@@ -3,6 +3,7 @@ import hashlib
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from curate.diversity import diversity_metrics
@@ -436,6 +437,8 @@ def test_a_lazy_pool_builds_the_same_mixtures_as_the_whole_frame(pool, tmp_path,
     some = np.array([5, 0, len(pool) - 1, 17])
     by_id = whole.sort_values("id", kind="mergesort").reset_index(drop=True)
     assert lazy.iloc[some].equals(by_id.iloc[some])
+    # its ids stay in Arrow (no Python string per row), in the same order as the stable sort's
+    assert isinstance(lazy["id"].dtype, pd.ArrowDtype) and lazy["id"].astype(str).tolist() == by_id["id"].tolist()
     assert lazy["output"].equals(by_id["output"])
     specs = parse_mixture_specs(["random-300", "per_source-300", "diverse-300", "narrow-200", "kcenter-150",
                                  {"name": "deita-150", "strategy": "deita", "size": 150}])
