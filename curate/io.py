@@ -257,7 +257,9 @@ def _batches(path: str | os.PathLike, start: int, stop: int, columns: list[str] 
     reading only the row groups that hold them."""
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
+    # pre_buffer=False: with it, iter_batches first reads every requested row group's column chunks
+    # into memory (a whole file's, for a scan of it) and holds them until the reader goes
+    pf = pq.ParquetFile(path, pre_buffer=False)
     starts = _group_starts(pf)
     groups = [g for g in range(len(starts) - 1) if starts[g] < stop and starts[g + 1] > start]
     if not groups:
@@ -307,7 +309,7 @@ def read_positions(path: str | os.PathLike, positions: Any, columns: list[str] |
     schema = _schema(path, columns)
     parts = []
     if len(pos_all):
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, pre_buffer=False)
         starts = np.asarray(_group_starts(pf), dtype=np.int64)
         group_of = np.searchsorted(starts, pos_all, side="right") - 1
         for g in np.unique(group_of).tolist():

@@ -830,7 +830,7 @@ def _light_frame(path: str) -> pd.DataFrame:
 
     from .duplicates import OUTLEN
 
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(path, pre_buffer=False)  # see io._batches: else the whole file's texts are read first
     has_output = "output" in pf.schema_arrow.names
     cols = ["id", "source"] + (["output"] * has_output)
     parts = []

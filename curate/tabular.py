@@ -69,7 +69,7 @@ def parquet_rows(data: bytes, batch_rows: int = 4096) -> Iterator[tuple[dict, An
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(pa.BufferReader(data))
+    pf = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False)
     i = 0
     for batch in pf.iter_batches(batch_size=batch_rows):
         for row in batch.to_pylist():
