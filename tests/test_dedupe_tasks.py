@@ -92,6 +92,32 @@ def test_tasks_in_process_write_the_in_memory_bytes(in_path, in_memory, tmp_path
     assert (dropped["reason"] == "exact_duplicate").sum() >= len(dropped[dropped["source"] == "copy"]) > 0
 
 
+def test_auto_hash_partitions_follow_the_row_count(in_path, in_memory, tmp_path, monkeypatch):
+    """``partitions: auto`` (the default recipe's) sizes the hash partitions by the rows searched, so a
+    bucket task's keys stay bounded as the input grows; the bytes are the in-memory ones."""
+    from curate.ops import document_minhash_deduplicator as mod
+
+    op = mod.DocumentMinhashDeduplicator(partitions="auto")
+    assert [op.hash_partitions(n) for n in (10, 3_999_999, 4_000_001, 10_000_000)] == [4, 4, 5, 10]
+    for bad in (-1, "four", 2.5, True):
+        with pytest.raises(ValueError, match="partitions must be"):
+            mod.DocumentMinhashDeduplicator(partitions=bad)
+    monkeypatch.setattr(mod, "AUTO_PARTITION_ROWS", 500)
+    stage = Stage("04_dedupe", parse_steps([{"document_exact_deduplicator": {}},
+                                            {"document_minhash_deduplicator": {"partitions": "auto",
+                                                                               "partition_rows": 1000}}]))
+    out = tmp_path / "04_dedupe"
+    plan = pipeline.plan_stage(stage, in_path, out, shard_rows=1000)
+    n = pipeline.read_parquet(in_path).shape[0]
+    assert plan.job.partitions == -(-n // 500) > 4
+    for r in plan.rounds:
+        for step, index in r:
+            pipeline.run_task(plan, step, index)
+    pipeline.finish_stage(plan)
+    _same_as_in_memory(out, in_memory)
+    assert read_json(out / "stats.json")["steps"][1]["params"]["partitions"] == "auto"
+
+
 BOTH = [{"document_exact_deduplicator": {"partitions": 3, "partition_rows": 1000}},
         {"document_minhash_deduplicator": {"partitions": 3, "partition_rows": 1000}}]
 

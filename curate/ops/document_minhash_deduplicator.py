@@ -17,6 +17,12 @@ from ..records import StageResult, drop_frame
 from .base import Deduplicator, register
 
 
+# Rows per hash partition with ``partitions: auto``. A bucket task holds its partition's band keys a
+# band at a time plus its route files' pages: about 0.6 GiB at 0.6M rows and 1.8 GiB at 2.5M
+# (benchmarks/bench_tasks.py, benchmarks/README.md), so 1M rows keeps it near 1 GiB at any size.
+AUTO_PARTITION_ROWS = 1_000_000
+
+
 @register("document_minhash_deduplicator")
 class DocumentMinhashDeduplicator(Deduplicator):
     """Drop near-duplicates found with MinHash LSH over character n-grams; keep one per cluster.
@@ -33,6 +39,9 @@ class DocumentMinhashDeduplicator(Deduplicator):
     dominates the joined text, so different questions about one paragraph (DRCD) or different tasks
     on one passage looked like near-duplicates, while different translations of one Alpaca row still
     agree well above 0.3 on instruction+output (figures in benchmarks/README.md).
+    ``partitions=0`` (in memory; N > 0, or ``"auto"`` for one per AUTO_PARTITION_ROWS rows and at
+    least 4: with a task runner, the search as tasks over row partitions of ``partition_rows=200000``
+    rows and N key-hash partitions, :class:`PartitionJob`; the same pairs, byte for byte).
     Dropped: ``near_duplicate``, detail = ``"<survivor id> jaccard=<estimate>"`` (the estimate
     against the survivor, which with leader clustering is always ≥ threshold).
     """
@@ -43,7 +52,7 @@ class DocumentMinhashDeduplicator(Deduplicator):
                  bands: int | None = None, rows: int | None = None, window: int = 16,
                  source_priority: Sequence[str] = (), clustering: str = "leader",
                  verify_fields: Sequence[str] = ("instruction", "output"), verify_threshold: float = 0.3,
-                 partitions: int = 0, partition_rows: int = 200_000):
+                 partitions: int | str = 0, partition_rows: int = 200_000):
         self.mh = MinHashConfig(ngram, num_perm, threshold, seed, scheme, bands, rows)  # checks them
         if not 0.0 <= verify_threshold <= 1.0:
             raise ValueError(f"verify_threshold must be in [0, 1], got {verify_threshold}")
@@ -55,11 +64,21 @@ class DocumentMinhashDeduplicator(Deduplicator):
         self.clustering, self.window = clustering, int(window)
         self.fields = tuple(fields)
         self.source_priority = tuple(source_priority)
-        if int(partitions) < 0 or int(partition_rows) < 1:
-            raise ValueError(f"need partitions ≥ 0 and partition_rows ≥ 1, got {partitions} and {partition_rows}")
+        if partitions != "auto" and (isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 0):
+            raise ValueError(f"partitions must be an integer ≥ 0 or 'auto', got {partitions!r}")
+        if int(partition_rows) < 1:
+            raise ValueError(f"need partition_rows ≥ 1, got {partition_rows}")
         # partitions > 0: the search of curate.minhash.partitioned over signatures held
-        # partition_rows rows at a time, keys grouped in that many hash partitions (same pairs)
-        self.partitions, self.partition_rows = int(partitions), int(partition_rows)
+        # partition_rows rows at a time, keys grouped in that many hash partitions (same pairs);
+        # "auto": as many as keep a hash partition to AUTO_PARTITION_ROWS rows (hash_partitions)
+        self.partitions, self.partition_rows = partitions, int(partition_rows)
+
+    def hash_partitions(self, n: int) -> int:
+        """The hash partitions a search over ``n`` rows uses: ``partitions``, or with "auto" at
+        least 4 and enough that each holds about AUTO_PARTITION_ROWS rows' band keys."""
+        if self.partitions == "auto":
+            return max(4, -(-int(n) // AUTO_PARTITION_ROWS))
+        return int(self.partitions)
 
     def signatures(self, df: pd.DataFrame, fields: Sequence[str] | None = None) -> np.ndarray:
         """The rows' signatures over ``fields`` (default: the operator's), their texts built part
@@ -121,7 +140,7 @@ class DocumentMinhashDeduplicator(Deduplicator):
         if self.partitions:
             sig = PartitionedSignatures(self.signature_parts(df))
             i, j, est_ij = partitioned_near_duplicate_pairs(sig, mh.threshold, mh.bands, mh.rows, self.window,
-                                                            self.partitions)
+                                                            self.hash_partitions(n))
             no_shingles = n - sum(len(nonempty_rows(p)) for p in sig.parts)
         else:
             sig = self.signatures(df)
@@ -143,7 +162,8 @@ class DocumentMinhashDeduplicator(Deduplicator):
         if not self.partitions:
             return None
         return PartitionJob(str(in_path), str(work_dir), int(n), self.mh, self.fields, self.window,
-                            self.partitions, self.partition_rows, self.verify_fields, self.verify_threshold, live)
+                            self.hash_partitions(n), self.partition_rows, self.verify_fields, self.verify_threshold,
+                            live)
 
     def finish_job(self, df: pd.DataFrame, job: PartitionJob) -> StageResult:
         """The operator's result from a finished job's files: ``df`` holds the rows searched, its
