@@ -55,11 +55,12 @@ def _id_sort_key(ids: pd.Series) -> np.ndarray:
 
 
 def hex16_bytes(ids: pd.Series) -> np.ndarray | None:
-    """The ids' characters as one uint8 array when the column is Arrow-backed, has no nulls and every
-    id is 16 bytes long; else None."""
+    """The ids' characters as one uint8 array when the column is Arrow-backed (an Arrow dtype, or
+    pandas' pyarrow strings), has no nulls and every id is 16 bytes long; else None."""
     import pyarrow as pa
 
-    if not isinstance(ids.dtype, pd.ArrowDtype):
+    dt = ids.dtype
+    if not (isinstance(dt, pd.ArrowDtype) or (isinstance(dt, pd.StringDtype) and dt.storage == "pyarrow")):
         return None
     arr = pa.array(ids.array)  # the column's own buffers (pa.chunked_array would iterate it)
     if isinstance(arr, pa.ChunkedArray):

@@ -335,6 +335,8 @@ def test_rank_from_arrow_ids_equals_rank_from_strings(trans0, hikari0):
         assert isinstance(arrow["id"].dtype, pd.ArrowDtype)
         for prio in ((), (HIKARI,)):
             assert np.array_equal(priority_rank(arrow, prio), priority_rank(plain, prio))
+            assert np.array_equal(priority_rank(df.assign(id=ids.astype("string[pyarrow]")), prio),
+                                  priority_rank(plain, prio))
         sliced = arrow.iloc[5:900:3]  # a filtered frame: its Arrow buffer starts at an offset
         assert np.array_equal(priority_rank(sliced), priority_rank(plain.iloc[5:900:3]))
         got = ids_at(arrow, np.array([4, 0, 4]))
