@@ -40,7 +40,7 @@ def _id_sort_key(ids: pd.Series) -> np.ndarray:
     """An array that sorts like the ids as strings: uint64 for the project's 16-hex-digit ids (one
     vectorised pass; read from the Arrow buffer when the column is Arrow-backed, as a light frame's
     is, so no Python string is made), else the strings themselves."""
-    raw = hex16_bytes(ids)
+    raw, vals = hex16_bytes(ids), None
     if raw is None:
         vals = ids.astype(str).tolist()
         raw = "".join(vals).encode("utf-8")
@@ -51,7 +51,7 @@ def _id_sort_key(ids: pd.Series) -> np.ndarray:
     if len(nib) == 0 or nib.max() < 16:  # all lowercase hex: numeric order = string order
         byte = (nib[:, 0::2] << 4) | nib[:, 1::2]
         return np.ascontiguousarray(byte).view(">u8").ravel().astype(np.uint64)
-    return np.asarray(ids.astype(str).tolist(), dtype=str)
+    return np.asarray(ids.astype(str).tolist() if vals is None else vals, dtype=str)
 
 
 def hex16_bytes(ids: pd.Series) -> np.ndarray | None:

@@ -35,8 +35,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .io import (atomic_path, part_facts, read_json, read_parquet, sha256_file, sweep_temps, write_json,
-                 write_parquet, write_parquet_parts)
+from .io import (arrow_ids_frame, atomic_path, part_facts, read_json, read_parquet, sha256_file, sweep_temps,
+                 write_json, write_parquet, write_parquet_parts)
 from .io import read_rows as io_read_rows
 from .mix import MixtureSpec
 from .recipe import Recipe, Stage, Step
@@ -842,12 +842,9 @@ def _light_frame(path: str) -> pd.DataFrame:
     schema = pa.schema([pf.schema_arrow.field("id"), pf.schema_arrow.field("source"), pa.field(OUTLEN, pa.int64())])
     table = pa.concat_tables(parts) if parts else schema.empty_table()
     del parts
-    # the ids stay in Arrow (about 24 bytes a row, not a Python string's 80): the decisions read them
-    # as sort keys from the buffer and make strings only of the few rows they name
-    ids = pd.arrays.ArrowExtensionArray(table.column("id"))
-    out = table.drop_columns(["id"]).to_pandas()
-    out.insert(0, "id", ids)
-    return out
+    # the decisions read the ids as sort keys from the Arrow buffer and make strings only of the few
+    # rows they name
+    return arrow_ids_frame(table)
 
 
 def _decided_result(plan: StagePlan, n_in: int, progress: Progress = None) -> StageResult:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .io import history_strings, read_positions, read_rows
+from .io import arrow_ids_frame, history_strings, read_positions, read_rows
 
 # columns left on disk: the texts, and what only the chosen rows' exports need
 HEAVY = ("file", "instruction", "input", "output", "history", "extra")
@@ -50,11 +50,7 @@ class LazyPool:
         # code-point order Python compares strings in)
         order = pc.sort_indices(table, sort_keys=[("id", "ascending")])
         table = table.take(order)
-        # the ids stay in Arrow (about 24 bytes a row, not a Python string's 80)
-        ids = pd.arrays.ArrowExtensionArray(table.column("id"))
-        frame = history_strings(table.drop_columns(["id"]).to_pandas())
-        frame.insert(small.index("id"), "id", ids)
-        self.frame = frame
+        self.frame = history_strings(arrow_ids_frame(table))
         self.file_rows = order.to_numpy().astype(np.int64)  # pool position -> row of the file
         self.columns = pd.Index(names)
         self.iloc = _ILoc(self)
