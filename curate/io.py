@@ -196,8 +196,10 @@ def part_facts(df: pd.DataFrame, where: str = "frame") -> dict[str, Any]:
     """What :func:`write_parquet_parts` learns of a part in its first pass (rows, the row-group
     measure, the Arrow schema, the empty head with its dtypes): a task that writes a part can keep
     them beside it, so the merge loads each part once."""
+    from .records import empty_like
+
     table = _arrow_table(df, where)
-    return {"rows": len(df), "cost": _table_cost(table), "schema": table.schema, "head": df.iloc[:0]}
+    return {"rows": len(df), "cost": _table_cost(table), "schema": table.schema, "head": empty_like(df)}
 
 
 def write_parquet_parts(path: str | os.PathLike, parts: Sequence[Callable[[], pd.DataFrame]],

@@ -93,8 +93,15 @@ def drop_frame(df: pd.DataFrame, stage: str, reason: str | pd.Series, detail: st
     return out
 
 
+def empty_like(df: pd.DataFrame) -> pd.DataFrame:
+    """An empty frame with ``df``'s columns and dtypes that holds none of its data. (``df.iloc[:0]``
+    of Arrow-backed columns is a zero-length slice that keeps a whole Arrow chunk alive: a part's
+    empty head kept per part held tens of MiB each.)"""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in df.dtypes.items()}, columns=df.columns)
+
+
 def empty_drops(like: pd.DataFrame, stage: str) -> pd.DataFrame:
-    return drop_frame(like.iloc[0:0], stage, "", "")
+    return drop_frame(empty_like(like), stage, "", "")
 
 
 class LedgerError(RuntimeError):
