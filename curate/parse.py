@@ -356,6 +356,13 @@ class _FileParser:
             self.n, self.schemas = n, schemas
             self.drop("unreadable_row", f"reading the row failed ({type(e).__name__}: {str(e)[:120]})", v, loc)
 
+    def table_row(self, row: Any, loc: dict) -> None:
+        """One row of a CSV/TSV or Parquet file (``curate.tabular``), or the ``csv.Error`` reading it raised."""
+        if isinstance(row, Exception):
+            self.drop("invalid_csv", f"cannot read the row ({row})", "", loc, fragment=True)
+        else:
+            self.guarded(row, loc)
+
     def value(self, v: Any, loc: dict) -> None:
         if isinstance(v, _RepeatedKeys) and ROW_KEYS & set(v.repeated):
             keys = ", ".join(repr(k) for k in v.repeated)
@@ -712,7 +719,7 @@ def parse_file(path: Path, source: str, rel: str, columns: dict[str, str] | None
         p = _FileParser(path, source, rel, "parquet", columns, expect)
         p.format = "parquet"
         for loc, row in parquet_rows(data):
-            p.guarded(row, loc)
+            p.table_row(row, loc)
         return _finish_file(p, notes, size)
     codec, offset = sniff_bom(data)
     codec = codec or sniff_utf16_32(data)
@@ -736,10 +743,7 @@ def parse_file(path: Path, source: str, rel: str, columns: dict[str, str] | None
 
         p.format = lower[-3:]
         for loc, row in csv_rows(text, "\t" if lower.endswith(".tsv") else ","):
-            if isinstance(row, Exception):
-                p.drop("invalid_csv", f"cannot read the row ({row})", "", loc, fragment=True)
-            else:
-                p.guarded(row, loc)
+            p.table_row(row, loc)
     else:
         p.parse_text(text, offset)
     return _finish_file(p, [], size)

@@ -165,9 +165,11 @@ def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
 # The parse stage runs as tasks too: ``plan_parse`` groups the files (in order) by size, each group
 # is parsed into its own folder by ``run_parse_group`` (side by side on a task runner), and
 # ``finish_parse`` writes the groups' rows a group at a time, the same bytes as one pass over all
-# files. No process holds more than a group's rows. A file larger than a group is a group alone;
-# when it is UTF-8 JSON lines it is read a window of ``group_bytes`` at a time and saved a piece of
-# rows at a time (``curate.parse_stream``), so its rows are never all in memory either.
+# files. No process holds more than a group's rows. A file larger than a group is a group alone,
+# read a part at a time and saved a piece of rows at a time (``curate.parse_stream``), so its rows
+# are never all in memory either, when it is Parquet (batches of rows), UTF-8 CSV/TSV (lines) or
+# UTF-8 JSON lines (windows of ``group_bytes``); any other file (a JSON array, gzip, another
+# encoding …) is read whole.
 
 PARSE_GROUP_BYTES = 16 << 20
 STREAM_MIN_WINDOW = 64 << 10  # tiny groups (tests) still read a large file in windows this big
@@ -240,13 +242,14 @@ def run_parse_group(plan: ParsePlan, start: int, stop: int, progress: Progress =
 
 
 def _parse_in_pieces(plan: ParsePlan, gdir: Path, f: dict, progress: Progress = None) -> bool:
-    """A large UTF-8 JSON-lines file read a window at a time into ``gdir/piece-NNNNN/`` folders (one
-    piece of rows each, listed in ``pieces.json``) and ``stats.json`` as ``parse_files([f])`` gives
-    them; False, with nothing left behind, when the file is not such a file (read whole then)."""
+    """A large Parquet, UTF-8 CSV/TSV or UTF-8 JSON-lines file read a part at a time into
+    ``gdir/piece-NNNNN/`` folders (one piece of rows each, listed in ``pieces.json``) and
+    ``stats.json`` as ``parse_files([f])`` gives them; False, with nothing left behind, when the file
+    is not such a file (read whole then)."""
     import shutil
 
     from .parse import ParseTally, row_frames
-    from .parse_stream import JsonLinesReader, NotStreamable
+    from .parse_stream import NotStreamable, reader_for
 
     def clear() -> None:
         for d in gdir.glob("piece-*"):
@@ -254,8 +257,6 @@ def _parse_in_pieces(plan: ParsePlan, gdir: Path, f: dict, progress: Progress = 
         (gdir / "pieces.json").unlink(missing_ok=True)
 
     clear()  # a killed run's pieces: read again, from the start
-    reader = JsonLinesReader(f["path"], f["source"], f["file"], f.get("columns"), f.get("format"),
-                             window=max(plan.group_bytes, STREAM_MIN_WINDOW))
     tally, pieces = ParseTally(), []
 
     def save(records: list[dict], quarantine: list[dict]) -> None:
@@ -267,12 +268,14 @@ def _parse_in_pieces(plan: ParsePlan, gdir: Path, f: dict, progress: Progress = 
         pieces.append({"dir": pdir.name, "kept": len(kept), "quarantined": len(dropped)})
 
     try:
+        reader = reader_for(f["path"], f["source"], f["file"], f.get("columns"), f.get("format"),
+                            window=max(plan.group_bytes, STREAM_MIN_WINDOW))
         for piece in reader:
             tally.rows(piece.records, piece.quarantine)
             save(piece.records, piece.quarantine)
             if progress:
                 progress(f"parse: {f['source']}/{f['file']}: {tally.kept + tally.quarantined:,} rows")
-    except (NotStreamable, OSError):  # not UTF-8 JSON lines, or unreadable: parse_files reads it, or says why
+    except (NotStreamable, OSError):  # not a file read in parts, or unreadable: parse_files reads it, or says why
         clear()
         return False
     if not pieces:  # no rows: one empty piece, so the merge has the file's columns

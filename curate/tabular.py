@@ -14,19 +14,21 @@ import io
 import math
 import sys
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 
-def csv_rows(text: str, delimiter: str) -> Iterator[tuple[dict, Any]]:
-    """(location, row) per data row: a dict by header name, or the ``csv.Error`` that row raised.
+def csv_rows(source: str | TextIO, delimiter: str) -> Iterator[tuple[dict, Any]]:
+    """(location, row) per data row of ``source`` (the text, or a text file opened with ``newline=""``,
+    read a line at a time): a dict by header name, or the ``csv.Error`` that row raised.
 
     The location is the row's first line (1-based, header included). A row with more fields than
     the header keeps the surplus under ``_extra_fields``; a missing field reads as empty text."""
+    lines = io.StringIO(source, newline="") if isinstance(source, str) else source
     old = csv.field_size_limit()
     csv.field_size_limit(sys.maxsize)  # a long field is a length question (text_length_filter), not a syntax one
     try:
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, restkey="_extra_fields",
-                                restval="")
+        reader = csv.DictReader(lines, delimiter=delimiter, restkey="_extra_fields", restval="")
         try:
             reader.fieldnames  # noqa: B018  (reads the header)
         except csv.Error as e:
@@ -64,14 +66,16 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def parquet_rows(data: bytes, batch_rows: int = 4096) -> Iterator[tuple[dict, Any]]:
-    """(location, row dict) per row of a Parquet file held in ``data``; location ``{"item": i}``."""
+def parquet_rows(source: bytes | str | Path, batch_rows: int = 4096) -> Iterator[tuple[dict, Any]]:
+    """(location, row dict) per row of a Parquet file held in ``source`` (bytes) or stored at it (a
+    path, read a batch of rows at a time); location ``{"item": i}``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(pa.BufferReader(data), pre_buffer=False)
-    i = 0
-    for batch in pf.iter_batches(batch_size=batch_rows):
-        for row in batch.to_pylist():
-            yield {"item": i}, jsonable(row)
-            i += 1
+    held = isinstance(source, (bytes, bytearray, memoryview))
+    with pq.ParquetFile(pa.BufferReader(source) if held else str(source), pre_buffer=False) as pf:
+        i = 0
+        for batch in pf.iter_batches(batch_size=batch_rows):
+            for row in batch.to_pylist():
+                yield {"item": i}, jsonable(row)
+                i += 1

@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from curate.parse import parse_file, parse_files
-from curate.parse_stream import JsonLinesReader, NotStreamable
+from curate.parse_stream import CsvReader, JsonLinesReader, NotStreamable, ParquetReader, reader_for
 
 DATA = Path(__file__).parent / "data"
 
@@ -123,3 +125,153 @@ def test_the_parse_stage_reads_a_large_json_lines_file_in_pieces(mirror, tmp_pat
         assert (tmp_path / "pieces" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     res = parse_files(files)
     assert ledger["in"] == res.stats["in"] and len(pd.read_parquet(tmp_path / "pieces" / "kept.parquet")) == len(res.kept)
+
+
+# ---- Parquet and CSV/TSV ------------------------------------------------------------------------
+
+def _belle_frame(mirror: Path) -> pd.DataFrame:
+    """BELLE's dev set (real rows) as a table: instruction, input, output."""
+    res = parse_files([{"source": "belle", "file": "dev1K.json", "path": str(mirror / "belle" / "dev1K.json")}])
+    return res.kept[["instruction", "input", "output"]].astype(object).reset_index(drop=True)
+
+
+def _csv_text(df: pd.DataFrame, sep: str, eol: str) -> str:
+    """The rows as CSV/TSV (quoted fields span lines), then rows the reader must place exactly: extra
+    fields, a short row, an empty row, blank lines, stray quotes, a history cell, and a last field
+    whose quote never closes (it runs to the end of the file)."""
+    df = df.assign(history="")
+    df.loc[3, "history"] = '[["你好", "你好！"]]'
+    df.loc[4, "history"] = "not a history"
+    defects = [["多出来的字段", "", "答案", "", "多余一", "多余二"], ["只有一列"], ["", "", "", ""], [],
+               ['引号"在中间"', "输入", "输出"], ["普通的一行", "", "好"]]
+    text = df.to_csv(index=False, sep=sep, lineterminator=eol)
+    text += eol.join(sep.join(row) for row in defects) + eol + eol
+    return text + f'"坏{sep}"引号"后面{sep}还有{eol}最后的字段{sep}"没有闭合{eol}到文件末尾'
+
+
+def _tables(mirror: Path, dest: Path) -> dict[str, Path]:
+    """A CSV (UTF-8 with a byte-order mark, LF), a TSV (CRLF) and a Parquet file of several row groups
+    with numbers, nulls, bytes (some not UTF-8), lists and nested lists, all from BELLE's rows."""
+    df = _belle_frame(mirror)
+    out = {"big.csv": dest / "big.csv", "big.tsv": dest / "big.tsv", "big.parquet": dest / "big.parquet"}
+    out["big.csv"].write_bytes(b"\xef\xbb\xbf" + _csv_text(df, ",", "\n").encode())
+    out["big.tsv"].write_bytes(_csv_text(df, "\t", "\r\n").encode())
+    n = len(df)
+    pq_df = df.assign(
+        score=range(n),
+        weight=[float("nan") if i % 4 == 0 else i / 3 for i in range(n)],
+        blob=[None if i % 7 == 0 else bytes([0xFF, 0xFE, i % 256]) if i % 5 == 0 else df["instruction"][i].encode()
+              for i in range(n)],
+        tags=[[] if i % 3 else ["标签", str(i)] for i in range(n)],
+        history=[[["问", "答"]] if i % 11 == 0 else None for i in range(n)])
+    pq_df.loc[::50, "output"] = None
+    pq_df.loc[::100, "instruction"] = None  # with no output either: quarantined
+    pq.write_table(pa.Table.from_pandas(pq_df, preserve_index=False), out["big.parquet"], row_group_size=97)
+    return out
+
+
+def _same_table(path: Path, window: int, piece_rows: int) -> list:
+    """The pieces of ``reader_for(path)``, checked against ``parse_file`` on the whole file."""
+    whole = parse_file(path, "s", path.name)
+    reader = reader_for(path, "s", path.name, window=window, piece_rows=piece_rows)
+    pieces = list(reader)
+    assert [r for p in pieces for r in p.records] == whole.records
+    assert [q for p in pieces for q in p.quarantine] == whole.quarantine
+    res = reader.result
+    assert (res.n_in, res.format, res.schemas, res.repairs, res.encoding, res.bytes) == (
+        whole.n_in, whole.format, whole.schemas, whole.repairs, whole.encoding, whole.bytes)
+    assert all(len(p.records) + len(p.quarantine) == piece_rows for p in pieces[:-1])
+    return pieces
+
+
+def test_any_piece_size_reads_a_table_as_reading_it_whole(mirror, tmp_path):
+    """Parquet, CSV and TSV files give parse_file's rows, quarantine (with item or line), repairs,
+    schemas and counts for any piece size, and any number of characters decoded at a time."""
+    tables = _tables(mirror, tmp_path)
+    kinds = {"big.csv": CsvReader, "big.tsv": CsvReader, "big.parquet": ParquetReader}
+    for name, path in tables.items():
+        whole = parse_file(path, "s", name)
+        assert type(reader_for(path, "s", name)) is kinds[name]
+        assert whole.n_in >= 1000 and whole.quarantine and whole.encoding in ("utf-8", "parquet")
+        for window, piece_rows in ((333, 1), (4096, 7), (1 << 20, 1000), (1 << 20, 1 << 20)):
+            pieces = _same_table(path, window, piece_rows)
+            assert len(pieces) == -(-whole.n_in // piece_rows)
+    csv_whole = parse_file(tables["big.csv"], "s", "big.csv")
+    extra = [json.loads(r["extra"]) for r in csv_whole.records]
+    assert any(e.get("_extra_fields") == ["多余一", "多余二"] for e in extra)
+    assert any("\n" in r["output"] for r in csv_whole.records)  # quoted fields that span lines
+    assert csv_whole.records[-1]["input"].endswith("没有闭合\n到文件末尾")
+    assert {q["reason"] for q in csv_whole.quarantine} == {"missing_instruction_and_output"}
+    pq_whole = parse_file(tables["big.parquet"], "s", "big.parquet")
+    pq_extra = [json.loads(r["extra"]) for r in pq_whole.records]
+    assert pq_extra[0]["weight"] == 1 / 3 and pq_extra[0]["score"] == 1 and pq_whole.quarantine[0]["row"] == 0
+    assert None in {e["weight"] for e in pq_extra} and "fffe05" in {e["blob"] for e in pq_extra}
+    assert pq.ParquetFile(tables["big.parquet"]).num_row_groups > 5
+    for path in (DATA / "hostile" / "rows.csv", DATA / "hostile" / "rows.tsv", DATA / "hostile" / "rows.parquet",
+                 DATA / "hostile" / "prompt_response.csv"):
+        for window in (1, 7, 4096):
+            _same_table(path, window, 2)
+
+
+def _not_utf8_tables(mirror: Path, dest: Path) -> dict[str, Path]:
+    """BELLE's rows as a GB18030 CSV, and as a UTF-8 CSV with a byte that is not UTF-8 near its end."""
+    text = _csv_text(_belle_frame(mirror), ",", "\n")
+    out = {"gb.csv": dest / "gb.csv", "late.csv": dest / "late.csv"}
+    out["gb.csv"].write_bytes(text.encode("gb18030"))
+    out["late.csv"].write_bytes(text.encode() + b'\n"\xff",,"x"\n')
+    return out
+
+
+def test_a_csv_that_is_not_utf8_is_read_whole(mirror, tmp_path):
+    """A GB18030 CSV is refused at its start; a CSV with a byte that is not UTF-8 far into it is
+    refused after pieces were handed out: both are NotStreamable, naming the file, and read whole."""
+    files = _not_utf8_tables(mirror, tmp_path)
+    assert parse_file(files["gb.csv"], "s", "gb.csv").encoding == "gb18030"
+    assert parse_file(files["late.csv"], "s", "late.csv").encoding == "utf-8+invalid"
+    with pytest.raises(NotStreamable, match="gb.csv"):
+        next(iter(reader_for(files["gb.csv"], "s", "gb.csv", window=4096)))
+    pieces = []
+    with pytest.raises(NotStreamable, match="late.csv"):
+        for piece in reader_for(files["late.csv"], "s", "late.csv", window=4096, piece_rows=50):
+            pieces.append(piece)
+    assert len(pieces) > 10
+    for path, rel in ((DATA / "hostile" / "corrupt.parquet", "corrupt.parquet"),
+                      (DATA / "hostile" / "rows.json.gz", "gzipped.csv")):  # gzip: read whole
+        with pytest.raises(NotStreamable, match=rel):
+            list(reader_for(path, "s", rel))
+
+
+def test_the_parse_stage_reads_large_tables_in_pieces(mirror, tmp_path, monkeypatch):
+    """Parquet, CSV and TSV files larger than their group are read and saved a piece of rows at a
+    time; the stage writes the bytes of one pass over the files read whole. CSV files that turn out
+    not to be UTF-8 (at the start, or far in) are read whole, nothing of their pieces left."""
+    import curate.parse_stream
+    from curate import pipeline
+
+    monkeypatch.setattr(curate.parse_stream, "PIECE_ROWS", 97)
+    paths = {**_tables(mirror, tmp_path), **_not_utf8_tables(mirror, tmp_path)}
+    files = [{"source": "user", "file": name, "path": str(path)} for name, path in paths.items()]
+    files.insert(2, {"source": "hostile", "file": "rows.csv", "path": str(DATA / "hostile" / "rows.csv")})
+    whole = pipeline.plan_parse(files, tmp_path / "whole", group_bytes=1 << 40)
+    pipeline.run_parse_group(whole, 0, len(files))
+    ledger = pipeline.finish_parse(whole)
+
+    plan = pipeline.plan_parse(files, tmp_path / "pieces", group_bytes=100_000)
+    for a, b in plan.groups:
+        pipeline.run_parse_group(plan, a, b)
+    for i, f in enumerate(files):
+        if Path(f["path"]).stat().st_size < 100_000:
+            continue
+        gdir = plan.group_dir(i, i + 1)
+        assert (i, i + 1) in plan.groups
+        if f["file"] in ("gb.csv", "late.csv"):
+            assert not (gdir / "pieces.json").exists() and not list(gdir.glob("piece-*")), f["file"]
+        else:
+            pieces = json.loads((gdir / "pieces.json").read_text())
+            assert len(pieces) > 10 and all(p["kept"] + p["quarantined"] == 97 for p in pieces[:-1]), f["file"]
+    assert pipeline.finish_parse(plan) == ledger
+    for name in ("kept.parquet", "dropped.parquet", "stats.json", "ledger.json"):
+        assert (tmp_path / "pieces" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    stats = json.loads((tmp_path / "pieces" / "stats.json").read_text())
+    assert stats["formats"] == {"csv": 4, "parquet": 1, "tsv": 1}
+    assert {stats["files"][f"user/{n}"]["encoding"] for n in ("gb.csv", "late.csv")} == {"gb18030", "utf-8+invalid"}
