@@ -1,7 +1,7 @@
 """A large file read a part at a time, its rows handed out a piece at a time.
 
 :func:`curate.parse.parse_file` reads a file whole: its bytes, its text and every row it holds are
-in memory at once (BELLE's 3.5M-row file takes several GiB). Three kinds of file are read here a
+in memory at once (BELLE's 3.5M-row file takes several GiB). Four kinds of file are read here a
 part at a time instead, their rows leaving a piece at a time with the records, quarantine,
 positions, repairs and stats ``parse_file`` gives (:func:`reader_for` picks the reader as
 ``parse_file`` tells the kinds apart):
@@ -9,6 +9,8 @@ positions, repairs and stats ``parse_file`` gives (:func:`reader_for` picks the 
 * Parquet (``PAR1`` first): a batch of rows at a time (:class:`ParquetReader`);
 * UTF-8 CSV/TSV (by name, ``.csv``/``.tsv``): a line at a time by the ``csv`` module, so a quoted
   field may span lines (:class:`CsvReader`);
+* a well-formed UTF-8 JSON array (``[`` first): a value at a time from windows of bytes
+  (:class:`JsonArrayReader`);
 * UTF-8 JSON lines (anything else): a window of bytes at a time (:class:`JsonLinesReader`).
 
 A JSON-lines window is cut after a line break (a UTF-8 character never spans one). A value, or a
@@ -20,22 +22,33 @@ where a window ends never changes how a row is read:
   unterminated string (the decoder reports those where the string starts);
 * a broken fragment ends at the next line that starts with ``{``, found inside the window.
 
-Anything else raises :class:`NotStreamable`: a JSON array (``[`` first), gzip, another encoding, a
-Parquet file pyarrow cannot read, or bytes that are not UTF-8 (found in a later part, after pieces
-were handed out: the caller discards them and reads the file whole). A JSON stream that turns out to
-hold a single document (SQuAD data) is read as ``parse_file`` reads it, from the text held so far,
-which is then all of it.
+A JSON array (``[`` its first non-blank character) is read as ``parse_file`` reads a well-formed
+one: decoded strictly, each row located by its ``item`` only. Its windows are decoded from UTF-8 cut
+at a character boundary; a value counts only once the ``,`` or ``]`` after it is inside the window,
+and a syntax error is believed as above. An array with any defect (a value that does not decode
+strictly: a raw control character in a string, a number too long for ``int`` …; a row that repeats
+a key; a trailing comma; no ``]``; anything but blanks after it, NUL too; a row nested deeper than
+``_DEEP``) is one ``parse_file`` reads value by value, with other locations and repairs: it raises
+:class:`NotStreamable`, after pieces were handed out too.
+
+Anything else raises :class:`NotStreamable`: gzip, another encoding, a Parquet file pyarrow cannot
+read, or bytes that are not UTF-8 (found in a later part, after pieces were handed out: the caller
+discards them and reads the file whole). A JSON stream that turns out to hold a single document
+(SQuAD data) is read as ``parse_file`` reads it, from the text held so far, which is then all of it.
 """
 from __future__ import annotations
 
+import codecs
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .encodings import GZIP_MAGIC, PARQUET_MAGIC, SNIFF_BYTES, container_kind, sniff_bom, sniff_utf16_32
-from .parse import (_RESYNC_LINE, _WS, ParseResult, _FileParser, _Locator, _RepeatedKeys, decode_value)
+from .parse import (_DECODER, _RESYNC_LINE, _WS, MAX_DEPTH, ParseResult, _depth_over, _FileParser, _Locator,
+                    _RepeatedKeys, decode_value)
 
 # Bytes (JSON lines) or characters (CSV/TSV) read at a time; a piece is handed out once it holds
 # this many rows (kept or quarantined).
@@ -43,6 +56,11 @@ WINDOW_BYTES = 16 << 20
 PIECE_ROWS = 50_000
 # A syntax error this close to the window's end may be the window's end: read on before believing it.
 _EDGE_CHARS = 16
+# Blanks between JSON tokens, as the strict decoder reads them (NUL is not one).
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+# An array row nested deeper than this is left to the whole read: whether its decoder gives up on it
+# (RecursionError, then reading value by value) depends on the stack it runs on.
+_DEEP = 2 * MAX_DEPTH
 
 
 class NotStreamable(Exception):
@@ -109,14 +127,17 @@ def _take(p: _FileParser) -> Piece:
 
 def reader_for(path: str | Path, source: str, rel: str, columns: dict[str, str] | None = None,
                expect: str | None = None, window: int = WINDOW_BYTES, piece_rows: int | None = None) -> _Reader:
-    """The reader for a file, told as ``parse_file`` tells it: Parquet by content, CSV/TSV by name,
-    anything else JSON lines (each reader raises :class:`NotStreamable` for what it cannot read)."""
+    """The reader for a file, told as ``parse_file`` tells it: Parquet by content, CSV/TSV by name, a
+    JSON array by ``[`` first, anything else JSON lines (each reader raises :class:`NotStreamable`
+    for what it cannot read)."""
     with open(path, "rb") as fh:
-        head = fh.read(len(PARQUET_MAGIC))
+        head = fh.read(SNIFF_BYTES)
     if head.startswith(PARQUET_MAGIC):
         kind: type[_Reader] = ParquetReader
     elif rel.lower().endswith((".csv", ".tsv")):
         kind = CsvReader
+    elif _first_byte(head) == b"[":
+        kind = JsonArrayReader
     else:
         kind = JsonLinesReader
     return kind(path, source, rel, columns, expect, window, piece_rows)
@@ -263,6 +284,118 @@ class JsonLinesReader(_Reader):
         return ("value", payload, pos), end, ctrl
 
 
+class _Windows:
+    """The text of a UTF-8 file from ``pos`` on, a window of its bytes decoded at a time (cut at a
+    character boundary, so a window's end never changes the text)."""
+
+    def __init__(self, fh: Any, first: bytes, byte0: int, window: int, name: str):
+        """``first``: the file's first bytes after ``byte0`` (a byte-order mark), already read."""
+        self.fh, self.window, self.name = fh, window, name
+        self.text, self.pos, self.eof = "", 0, False
+        self._first: bytes | None = first
+        self._byte = byte0  # where the next window starts in the file
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+
+    def more(self) -> None:
+        """Drop the text before ``pos`` and append the next window's."""
+        chunk = self._first if self._first is not None else self.fh.read(self.window)
+        self._first = None
+        self.eof = not chunk
+        held = len(self._utf8.getstate()[0])  # the start of a character cut at the last window's end
+        try:
+            new = self._utf8.decode(chunk, final=self.eof)
+        except UnicodeDecodeError as e:
+            raise NotStreamable(f"{self.name}: not UTF-8 near byte {self._byte - held + e.start}") from None
+        self._byte += len(chunk)
+        self.text, self.pos = self.text[self.pos:] + new, 0
+
+    def skip(self) -> bool:
+        """Move ``pos`` past blanks, reading on; False at the end of the file."""
+        while True:
+            self.pos = _JSON_WS.match(self.text, self.pos).end()
+            if self.pos < len(self.text):
+                return True
+            if self.eof:
+                return False
+            self.more()
+
+
+class JsonArrayReader(_Reader):
+    """A well-formed UTF-8 JSON array, a value at a time from windows of bytes (see above)."""
+
+    def __iter__(self) -> Iterator[Piece]:
+        p = self._parser("utf-8")
+        p.format = "json_array"
+        with open(self.path, "rb") as fh:
+            head = fh.read(max(self.window, SNIFF_BYTES))
+            codec, offset = sniff_bom(head)
+            why = _not_array(head, self.rel, codec)
+            if why:
+                raise NotStreamable(f"{self.source}/{self.rel}: {why}")
+            yield from self._read(p, _Windows(fh, head[offset:], offset, self.window, f"{self.source}/{self.rel}"))
+        self._finish(p)
+
+    def _read(self, p: _FileParser, w: _Windows) -> Iterator[Piece]:
+        w.more()
+        if not w.skip() or w.text[w.pos] != "[":
+            raise self._defect("no '[' first, or NUL before it")
+        w.pos += 1
+        if not w.skip():
+            raise self._defect("no closing ']'")
+        item, sep = 0, w.text[w.pos]
+        if sep == "]":
+            w.pos += 1
+        while sep != "]":
+            value, sep = self._value(w, item)
+            p.guarded(value, {"item": item})
+            item += 1
+            piece = self._full(p)
+            if piece:
+                yield piece
+            if sep == "," and not w.skip():
+                raise self._defect("no closing ']'")
+        if w.skip():
+            raise self._defect("text after the closing ']'")
+        if p.records or p.quarantine:
+            yield _take(p)
+
+    def _value(self, w: _Windows, item: int) -> tuple[Any, str]:
+        """The value at ``w.pos`` and the ``,`` or ``]`` after it, ``pos`` moved past that; read on
+        while the window's end could change either."""
+        while True:
+            text, pos = w.text, w.pos
+            try:
+                value, end = _DECODER.raw_decode(text, pos)
+            except (ValueError, RecursionError, MemoryError) as e:  # a big int's ValueError too
+                if not w.eof and isinstance(e, json.JSONDecodeError) and (
+                        e.msg.startswith("Unterminated string") or e.pos >= len(text) - _EDGE_CHARS):
+                    w.more()
+                    continue
+                why = e.msg if isinstance(e, json.JSONDecodeError) else str(e)[:120]  # its place is the window's
+                raise self._defect(f"item {item} does not decode strictly ({type(e).__name__}: {why})")
+            after = _JSON_WS.match(text, end).end()
+            sep = text[after:after + 1]
+            if sep not in (",", "]"):
+                if not w.eof and after >= len(text) - _EDGE_CHARS:  # a number cut short, or no separator yet
+                    w.more()
+                    continue
+                raise self._defect(f"item {item} is followed by {sep or 'the end of the file'!r}, not ',' or ']'")
+            if isinstance(value, _RepeatedKeys):
+                raise self._defect(f"item {item} repeats a key")
+            if text.count("[", pos, end) + text.count("{", pos, end) > _DEEP and _depth_over(value, _DEEP):
+                raise self._defect(f"item {item} is nested more than {_DEEP} levels deep")
+            w.pos = after + 1
+            return value, sep
+
+    def _defect(self, what: str) -> NotStreamable:
+        return NotStreamable(f"{self.source}/{self.rel}: not a well-formed JSON array: {what}")
+
+
+def _first_byte(head: bytes) -> bytes:
+    """The first byte of ``head`` that is not blank (or NUL), after a UTF-8 byte-order mark."""
+    return head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\n\r\x00")[:1]
+
+
 def _not_utf8(head: bytes, codec: str | None) -> str:
     """Why a file starting with ``head`` is not UTF-8 text ("" when it may be), as ``parse_file``
     tells the kinds apart; bytes that are not UTF-8 are found while reading."""
@@ -280,8 +413,13 @@ def _not_lines(head: bytes, rel: str, codec: str | None) -> str:
     why = _not_utf8(head, codec)
     if why:
         return why
-    rest = head[len(b"\xef\xbb\xbf") if codec else 0:]
-    first = rest.lstrip(b" \t\n\r\x00")[:1]
-    if first == b"[":
+    if _first_byte(head) == b"[":
         return "a JSON array"
     return ""
+
+
+def _not_array(head: bytes, rel: str, codec: str | None) -> str:
+    """Why a file starting with ``head`` is not read as a JSON array ("" when it is)."""
+    if rel.lower().endswith((".csv", ".tsv")):
+        return "a table"
+    return _not_utf8(head, codec) or ("" if _first_byte(head) == b"[" else "not a JSON array")

@@ -167,9 +167,9 @@ def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
 # ``finish_parse`` writes the groups' rows a group at a time, the same bytes as one pass over all
 # files. No process holds more than a group's rows. A file larger than a group is a group alone,
 # read a part at a time and saved a piece of rows at a time (``curate.parse_stream``), so its rows
-# are never all in memory either, when it is Parquet (batches of rows), UTF-8 CSV/TSV (lines) or
-# UTF-8 JSON lines (windows of ``group_bytes``); any other file (a JSON array, gzip, another
-# encoding …) is read whole.
+# are never all in memory either, when it is Parquet (batches of rows), UTF-8 CSV/TSV (lines), a
+# well-formed UTF-8 JSON array or UTF-8 JSON lines (windows of ``group_bytes``); any other file (an
+# array with a defect, gzip, another encoding …) is read whole.
 
 PARSE_GROUP_BYTES = 16 << 20
 STREAM_MIN_WINDOW = 64 << 10  # tiny groups (tests) still read a large file in windows this big
@@ -242,10 +242,10 @@ def run_parse_group(plan: ParsePlan, start: int, stop: int, progress: Progress =
 
 
 def _parse_in_pieces(plan: ParsePlan, gdir: Path, f: dict, progress: Progress = None) -> bool:
-    """A large Parquet, UTF-8 CSV/TSV or UTF-8 JSON-lines file read a part at a time into
-    ``gdir/piece-NNNNN/`` folders (one piece of rows each, listed in ``pieces.json``) and
-    ``stats.json`` as ``parse_files([f])`` gives them; False, with nothing left behind, when the file
-    is not such a file (read whole then)."""
+    """A large Parquet, UTF-8 CSV/TSV, well-formed UTF-8 JSON array or UTF-8 JSON-lines file read a
+    part at a time into ``gdir/piece-NNNNN/`` folders (one piece of rows each, listed in
+    ``pieces.json``) and ``stats.json`` as ``parse_files([f])`` gives them; False, with nothing left
+    behind, when the file is not such a file (read whole then)."""
     import shutil
 
     from .parse import ParseTally, row_frames

@@ -412,11 +412,12 @@ def test_parse_stage_in_groups_of_files_writes_the_same_bytes(tmp_path, mirror, 
         pipeline.run_parse_group(small, a, b)
     with pytest.raises(RuntimeError, match="parse every group"):
         pipeline.finish_parse(small)
-    parsed: list[str] = []  # files read whole, or in pieces (a JSON-lines file larger than its group)
-    real, real_iter = curate.parse.read_file, curate.parse_stream.JsonLinesReader.__iter__
+    parsed: list[str] = []  # files read whole, or in pieces (a file larger than its group)
+    real = curate.parse.read_file
     monkeypatch.setattr(curate.parse, "read_file", lambda f: parsed.append(f["file"]) or real(f))
-    monkeypatch.setattr(curate.parse_stream.JsonLinesReader, "__iter__",
-                        lambda self: parsed.append(self.rel) or real_iter(self))
+    for kind in (curate.parse_stream.JsonLinesReader, curate.parse_stream.JsonArrayReader,
+                 curate.parse_stream.CsvReader, curate.parse_stream.ParquetReader):
+        monkeypatch.setattr(kind, "__iter__", lambda self, it=kind.__iter__: parsed.append(self.rel) or it(self))
     pipeline.PARSE_GROUP_BYTES, old = 1, pipeline.PARSE_GROUP_BYTES
     try:
         assert pipeline.parse_stage(files, tmp_path / "small") == ledger  # resumed: only the other groups

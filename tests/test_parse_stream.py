@@ -1,5 +1,6 @@
-"""A large JSON-lines file read a window at a time (curate/parse_stream.py): the rows, quarantine,
-positions, repairs and stats of reading it whole, whatever the window, and the parse stage's bytes."""
+"""A large file read a part at a time (curate/parse_stream.py): JSON lines, JSON arrays, tables. The
+rows, quarantine, positions, repairs and stats of reading it whole, whatever the window, and the
+parse stage's bytes."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.parse import parse_file, parse_files
-from curate.parse_stream import CsvReader, JsonLinesReader, NotStreamable, ParquetReader, reader_for
+from curate.parse_stream import (CsvReader, JsonArrayReader, JsonLinesReader, NotStreamable, ParquetReader,
+                                  reader_for)
 
 DATA = Path(__file__).parent / "data"
 
@@ -275,3 +277,201 @@ def test_the_parse_stage_reads_large_tables_in_pieces(mirror, tmp_path, monkeypa
     stats = json.loads((tmp_path / "pieces" / "stats.json").read_text())
     assert stats["formats"] == {"csv": 4, "parquet": 1, "tsv": 1}
     assert {stats["files"][f"user/{n}"]["encoding"] for n in ("gb.csv", "late.csv")} == {"gb18030", "utf-8+invalid"}
+
+
+# ---- JSON arrays --------------------------------------------------------------------------------
+
+def _lines(path: Path) -> list:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _array_items(mirror: Path) -> list[str]:
+    """The items of an array, as JSON text: BELLE's dev rows (pretty-printed, multi-line), seed
+    tasks, chats, translated Alpaca rows with English originals (escaped to ASCII), and rows to
+    place exactly: history lists, escapes, numbers, lone surrogates, a key repeated below the row,
+    a deep row, rows quarantined for their shape, and items that are not objects."""
+    dev = _lines(mirror / "belle" / "dev1K.json")
+    alpaca = json.loads((mirror / "trans_chinese_alpaca" / "alpaca_chinese_part_0.json").read_text(encoding="utf-8"))
+    items = [json.dumps(r, ensure_ascii=False, indent=2) for r in dev]
+    items += [json.dumps(r, ensure_ascii=False) for r in _lines(mirror / "belle" / "zh_seed_tasks.json")[:20]]
+    items += [json.dumps(r, ensure_ascii=False, indent=2)
+              for r in _lines(mirror / "traditional" / "chinese_vicuna_chat_sample.jsonl")]
+    items += [json.dumps(r) for r in alpaca[:50]]  # \uXXXX escapes
+    odd = [{**dev[0], "history": [["你好", "你好！"], [dev[1]["instruction"], dev[1]["output"]]]},
+           {**dev[2], "history": json.dumps([["问", "答"]], ensure_ascii=False)},
+           {"instruction": '引号"、反斜杠\\、换行\n、制表\t', "input": "\u2028👩‍👩‍👧", "output": "好"},
+           {"instruction": "数字", "input": 1.5, "output": 42}, {"instruction": "大数", "output": 10 ** 30},
+           {"instruction": "指数", "output": -1.25e-7},
+           {"instruction": "非数", "output": float("nan"), "x": float("-inf")},
+           {"input": dev[3]["input"]}, {"instruction": "", "output": ""}, {"instruction": "错", "output": {"a": 1}},
+           {"instruction": "深", "output": "x", "extra": json.loads("[" * 150 + "]" * 150)},
+           42, "一个字符串", None, [1, 2], True]
+    items += [json.dumps(r, ensure_ascii=False, indent=2) for r in odd]
+    items += ['{"instruction": "孤立的\\ud83d代理", "output": "好"}',
+              '{"instruction": "下面重复", "output": "好", "meta": {"k": 1, "k": 2}}']
+    items += [json.dumps(r, ensure_ascii=False) for r in dev[:40]]
+    return items
+
+
+def _arrays(mirror: Path, dest: Path) -> dict[str, Path]:
+    """The items as a pretty-printed array (LF), on one line with a UTF-8 byte-order mark, with CRLF
+    and blank lines around the brackets; the mirror's alpaca files are real arrays as upstream."""
+    items = _array_items(mirror)
+    out = {"big.json": dest / "big.json", "one_line.json": dest / "one_line.json", "crlf.json": dest / "crlf.json"}
+    out["big.json"].write_text("[\n" + ",\n".join(items) + "\n]\n", encoding="utf-8")
+    one_line = "[" + ",".join(i.replace("\n", "") for i in items) + "]"  # strings hold no raw line breaks
+    out["one_line.json"].write_bytes(b"\xef\xbb\xbf" + one_line.encode())
+    crlf = "\r\n \t[\r\n\r\n" + " ,\r\n".join(items).replace("\n", "\r\n") + "\r\n]\r\n\r\n"
+    out["crlf.json"].write_bytes(crlf.encode())
+    return out
+
+
+def _same_array(path: Path, window: int, piece_rows: int) -> list:
+    """The pieces of ``reader_for(path)`` (a JSON array reader), checked against ``parse_file``."""
+    whole = parse_file(path, "s", path.name)
+    reader = reader_for(path, "s", path.name, window=window, piece_rows=piece_rows)
+    assert type(reader) is JsonArrayReader
+    pieces = list(reader)
+    assert [r for p in pieces for r in p.records] == whole.records
+    assert [q for p in pieces for q in p.quarantine] == whole.quarantine
+    res = reader.result
+    assert (res.n_in, res.format, res.schemas, res.repairs, res.encoding, res.bytes) == (
+        whole.n_in, whole.format, whole.schemas, whole.repairs, whole.encoding, whole.bytes)
+    assert all(len(p.records) + len(p.quarantine) >= piece_rows for p in pieces[:-1])
+    return pieces
+
+
+def test_any_window_reads_a_json_array_as_reading_it_whole(mirror, tmp_path):
+    """A well-formed array gives parse_file's rows, quarantine (located by item), schemas and counts
+    for windows down to one byte, which cut every value, string, escape, number and UTF-8 character
+    somewhere, and any piece size."""
+    arrays = _arrays(mirror, tmp_path)
+    whole = parse_file(arrays["big.json"], "s", "big.json")
+    assert whole.format == "json_array" and whole.n_in > 1100 and not whole.repairs
+    assert {q["reason"] for q in whole.quarantine} >= {
+        "missing_instruction_and_output", "wrong_type", "not_an_object", "invalid_unicode", "too_deeply_nested"}
+    assert all(set(json.loads(q["extra"])) == {"raw", "item"} for q in whole.quarantine)  # as read strictly
+    assert {"seed_task", "turns", "alpaca+en", "alpaca+history"} <= set(whole.schemas)
+    for name, path in arrays.items():
+        assert parse_file(path, "s", "big.json").records == whole.records  # the same rows, however written
+        for window, piece_rows in ((7, 7), (333, 1), (4096, 97), (1 << 24, 1 << 20)):
+            pieces = _same_array(path, window, piece_rows)
+            assert len(pieces) >= whole.n_in // (piece_rows + 10)
+    for path in [mirror / "trans_chinese_alpaca" / "alpaca_chinese_part_0.json",
+                 *sorted((mirror / "alpaca_chinese" / "supplementary").glob("*.json"))[:3]]:
+        _same_array(path, 4096, 97)
+    for name in ("bom.json", "empty_array.json", "wrong_types.json"):  # well-formed: streamed
+        for window in (1, 7, 4096):
+            _same_array(DATA / "bad" / name, window, 2)
+    for path in (tmp_path / "blank_array.json", tmp_path / "numbers.json"):
+        numbers = [i / 7 for i in range(-150, 150)] + [1e300, -2.5e-7, 10 ** 20, 1, 10]  # cut after "." or "e"
+        path.write_text("  \n[ \n\n ]\n" if path.name == "blank_array.json" else json.dumps(numbers))
+        for window in (1, 7, 4096):
+            _same_array(path, window, 7)
+    assert type(reader_for(mirror / "belle" / "dev1K.json", "s", "dev1K.json")) is JsonLinesReader
+
+
+def _defective_arrays(mirror: Path, dest: Path) -> dict[str, Path]:
+    """The items as arrays parse_file cannot decode strictly (it reads them value by value, with
+    repairs, byte/line/col locations or both): each defect where at least some pieces come first."""
+    items = _array_items(mirror)
+    late = len(items) - 5
+
+    def at(k: int, item: str) -> bytes:
+        return ("[\n" + ",\n".join(items[:k] + [item] + items[k + 1:]) + "\n]\n").encode()
+
+    good = at(0, items[0])
+    defects = {
+        "trailing_comma.json": good.replace(b"\n]\n", b",\n]\n"),
+        "no_close.json": good.removesuffix(b"]\n"),
+        "junk_after.json": good + b'{"instruction": "\xe5\xa4\x9a", "output": "x"}\n',
+        "nul_after.json": good + b"\x00",
+        "nul_before.json": b"\x00" + good,
+        "broken_middle.json": at(len(items) // 2, items[len(items) // 2].replace('"output":', '"output"', 1)),
+        "broken_late.json": at(late, items[late].replace('"output":', '"output"', 1)),
+        "no_comma.json": at(late, items[late] + "\n" + items[late]),
+        "repeated_key.json": at(late, '{"instruction": "一", "instruction": "二", "output": "三"}'),
+        "control_char.json": at(late, '{"instruction": "制表\t符", "output": "好"}'),
+        "too_deep.json": at(late, '{"instruction": "深", "output": ' + "[" * 5000 + "]" * 5000 + "}"),
+        "huge_int.json": at(late, '{"instruction": "大", "output": ' + "9" * 5000 + "}"),
+        "bad_utf8.json": at(late, '{"instruction": "坏", "output": "x"}').replace("坏".encode(), b"\xe5\xa4"),
+    }
+    out = {}
+    for name, data in defects.items():
+        out[name] = dest / name
+        out[name].write_bytes(data)
+    return out
+
+
+def test_a_json_array_with_any_defect_is_read_whole(mirror, tmp_path):
+    """An array parse_file reads value by value (or in another encoding) is NotStreamable, naming
+    the file, even after pieces were handed out: its locations, repairs or encoding differ."""
+    for name, path in _defective_arrays(mirror, tmp_path).items():
+        if name == "huge_int.json":  # the value-by-value read gives up on the whole file (read_file contains it)
+            with pytest.raises(ValueError, match="4300 digits"):
+                parse_file(path, "s", name)
+        else:
+            whole = parse_file(path, "s", name)
+            assert whole.format == "json_array", name
+            strict = all(set(json.loads(q["extra"])) <= {"raw", "item"} for q in whole.quarantine)
+            assert whole.repairs or whole.encoding != "utf-8" or not strict or name == "nul_after.json", name
+        for window in (7, 4096):
+            pieces = []
+            with pytest.raises(NotStreamable, match=name):
+                for piece in reader_for(path, "s", name, window=window, piece_rows=97):
+                    pieces.append(piece)
+            assert len(pieces) > (5 if name.endswith(("_late.json", "_after.json")) or name == "too_deep.json" else -1)
+    for path in (DATA / "bad" / "gbk.json", DATA / "bad" / "trailing_comma.json", DATA / "bad" / "truncated.json",
+                 DATA / "bad" / "junk_after_end.json", DATA / "hostile" / "deep_array.json",
+                 DATA / "hostile" / "utf16_bom.json", mirror / "alpaca_chinese" / "translated" /
+                 "alpaca_data-9407-12345-中文-未完成.json"):
+        with pytest.raises(NotStreamable, match=path.name):
+            list(JsonArrayReader(path, "s", path.name, window=4096))
+    with pytest.raises(NotStreamable, match="not a JSON array"):
+        list(JsonArrayReader(mirror / "belle" / "dev1K.json", "s", "dev1K.json"))
+
+
+def test_the_parse_stage_reads_a_large_json_array_in_pieces(mirror, tmp_path, monkeypatch):
+    """Well-formed arrays larger than their group (of rows, of non-objects, empty) are read and saved
+    a piece of rows at a time; defective ones are read whole, nothing of their pieces left; the stage
+    writes the bytes of one pass over the files read whole."""
+    import curate.parse_stream
+    from curate import pipeline
+
+    monkeypatch.setattr(curate.parse_stream, "PIECE_ROWS", 97)
+    good = _arrays(mirror, tmp_path)
+    bad = _defective_arrays(mirror, tmp_path)
+    (tmp_path / "numbers.json").write_text(json.dumps(list(range(30_000))))
+    (tmp_path / "empty.json").write_text("[" + " " * 200_000 + "]")
+    names = ["big.json", "broken_late.json", "one_line.json", "numbers.json", "repeated_key.json", "empty.json",
+             "bad_utf8.json", "huge_int.json"]
+    paths = {**good, **bad, "numbers.json": tmp_path / "numbers.json", "empty.json": tmp_path / "empty.json"}
+    files = [{"source": "user", "file": n, "path": str(paths[n])} for n in names]
+    files.insert(2, {"source": "bad", "file": "wrong_types.json", "path": str(DATA / "bad" / "wrong_types.json")})
+    whole = pipeline.plan_parse(files, tmp_path / "whole", group_bytes=1 << 40)
+    pipeline.run_parse_group(whole, 0, len(files))
+    ledger = pipeline.finish_parse(whole)
+
+    plan = pipeline.plan_parse(files, tmp_path / "pieces", group_bytes=100_000)
+    for a, b in plan.groups:
+        pipeline.run_parse_group(plan, a, b)
+    for i, f in enumerate(files):
+        if f["source"] == "bad":
+            continue
+        gdir = plan.group_dir(i, i + 1)
+        assert (i, i + 1) in plan.groups
+        if f["file"] in bad:
+            assert not (gdir / "pieces.json").exists() and not list(gdir.glob("piece-*")), f["file"]
+        elif f["file"] == "empty.json":
+            empty = [{"dir": "piece-00000", "kept": 0, "quarantined": 0}]
+            assert json.loads((gdir / "pieces.json").read_text()) == empty
+        else:
+            pieces = json.loads((gdir / "pieces.json").read_text())
+            assert len(pieces) > 10 and all(p["kept"] + p["quarantined"] >= 97 for p in pieces[:-1]), f["file"]
+    assert pipeline.finish_parse(plan) == ledger
+    for name in ("kept.parquet", "dropped.parquet", "stats.json", "ledger.json"):
+        assert (tmp_path / "pieces" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    stats = json.loads((tmp_path / "pieces" / "stats.json").read_text())
+    assert stats["formats"] == {"json_array": 8, "unreadable": 1}
+    assert stats["files"]["user/bad_utf8.json"]["encoding"] == "utf-8+invalid"
+    assert stats["files"]["user/numbers.json"]["quarantined"] == 30_000
