@@ -136,19 +136,23 @@ def group_stats(df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, reason: 
     n = len(df)
     pos = np.arange(n)
     drop = surv != pos
-    src = df["source"].astype(str).to_numpy()
+    # sources as codes: an object array of every row's source string cost ~60 bytes a row, which
+    # the allocator kept after the stats were done
+    codes, uniques = pd.factorize(df["source"].astype(str))
+    names = [str(u) for u in uniques]
+    src = codes.astype(np.int64)
     _, lab, sizes = np.unique(labels, return_inverse=True, return_counts=True)
     dup_groups = np.flatnonzero(sizes >= 2)
     hist: dict[str, int] = {}
     for sz, cnt in zip(*np.unique(sizes[dup_groups], return_counts=True)):
         hist[str(int(sz))] = int(cnt)
     pairs: dict[str, int] = {}
-    if drop.any():
-        a, b = src[drop], src[surv[drop]]
-        keys = np.where(a <= b, np.char.add(np.char.add(a.astype(str), "+"), b.astype(str)),
-                        np.char.add(np.char.add(b.astype(str), "+"), a.astype(str)))
-        for k, c in zip(*np.unique(keys, return_counts=True)):
-            pairs[str(k)] = int(c)
+    if drop.any():  # "a+b" of each dropped row's and its survivor's sources, the smaller first
+        m = len(names)
+        for k, c in zip(*np.unique(src[drop] * m + src[surv[drop]], return_counts=True)):
+            a, b = sorted((names[int(k) // m], names[int(k) % m]))
+            pairs[f"{a}+{b}"] = pairs.get(f"{a}+{b}", 0) + int(c)
+        pairs = dict(sorted(pairs.items()))
     cross = int((src[drop] != src[surv[drop]]).sum()) if drop.any() else 0
     # Example clusters: most sources first, then largest, then by survivor id (deterministic).
     examples_c: list[list[dict]] = []

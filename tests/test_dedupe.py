@@ -156,6 +156,31 @@ def test_exact_duplicates_across_alpaca_sources(mirror):
     assert res.stats["source_pairs"][f"{HIKARI}+{TRANS}"] == res.stats["cross_source_duplicates"]
 
 
+def test_source_pairs_count_each_dropped_row_with_its_survivors_source(mirror):
+    """group_stats counts sources as codes: the figures equal a plain count over the dropped rows,
+    with several sources (one a prefix of another, one non-Latin) copied across each other."""
+    from curate.duplicates import group_stats
+
+    rows = _load(mirror, TRANS, "alpaca_chinese_part_8.json")[:300]
+    names = [TRANS, HIKARI, "alpaca", "中文源", "a+b"]
+    rng = random.Random(3)
+    df = records_frame([{**r, "source": rng.choice(names)} for r in rows])
+    dup = records_frame([{**rows[rng.randrange(300)], "source": rng.choice(names), "row": 10_000 + k}
+                         for k in range(400)])
+    df = pd.concat([df, dup], ignore_index=True)
+    labels = pd.factorize(df["instruction"] + "\n" + df["output"])[0]
+    surv = survivors(df, labels)
+    stats = group_stats(df, labels, surv, "exact_duplicate", np.full(len(df), "", dtype=object))
+    src = df["source"].tolist()
+    want: dict[str, int] = {}
+    for r in np.flatnonzero(surv != np.arange(len(df))):
+        a, b = sorted((src[r], src[surv[r]]))
+        want[f"{a}+{b}"] = want.get(f"{a}+{b}", 0) + 1
+    assert stats["source_pairs"] == want and list(stats["source_pairs"]) == sorted(want)
+    assert len(want) > 8 and stats["cross_source_duplicates"] == sum(
+        c for k, c in want.items() if k not in {f"{n}+{n}" for n in names})
+
+
 def test_exact_key_folds_width_and_spaces_only(trans0, hikari0):
     # real pair: the same Alpaca row with full-width vs half-width brackets (row 294 of both)
     t, h = trans0[294], hikari0[294]
