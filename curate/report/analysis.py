@@ -119,8 +119,10 @@ def analyse_frame(allrows: pd.DataFrame, names: list[str], seed: int = 0, n_clus
     emb = embedder if embedder is not None else Embedder(seed=seed)
     with_novelty = "novelty" in allrows.columns and not allrows["novelty"].isna().any()
 
-    gcol = allrows["_group"].to_numpy()
-    groups = {name: np.flatnonzero(gcol == name) for name in names}
+    # group codes, not an object array of every row's group name (a Python string a row)
+    codes, uniques = pd.factorize(allrows["_group"])
+    code_of = {g: c for c, g in enumerate(uniques)}
+    groups = {name: np.flatnonzero(codes == code_of.get(name, -2)) for name in names}
     if overall:
         if overall in groups:
             raise ValueError(f"analyse_groups: overall name {overall!r} is also a group")
