@@ -171,14 +171,19 @@ def allocate(sizes: dict[Any, int], total: int, rng: np.random.Generator | None 
 def _groups(pool: pd.DataFrame, positions: np.ndarray, column: str) -> dict[str, np.ndarray]:
     """The ``positions`` grouped by their value of ``column`` as text (keys sorted), each group in
     the order given. Factorized, so millions of positions cost integer codes, not a string each."""
-    codes, uniques = pd.factorize(pool[column].to_numpy()[positions], use_na_sentinel=False)
+    # the whole column factorized (Arrow strings are encoded without a Python string a row), then
+    # the codes of the positions; values no position holds give no group
+    codes, uniques = pd.factorize(pool[column], use_na_sentinel=False)
+    codes = codes[positions]
     by_key: dict[str, list[int]] = {}
     for k, u in enumerate(uniques):
         by_key.setdefault(str(u), []).append(k)  # values with the same text form one group
     out: dict[str, np.ndarray] = {}
     for key in sorted(by_key):
         ks = by_key[key]
-        out[key] = positions[codes == ks[0] if len(ks) == 1 else np.isin(codes, ks)]
+        group = positions[codes == ks[0] if len(ks) == 1 else np.isin(codes, ks)]
+        if len(group):
+            out[key] = group
     return out
 
 
