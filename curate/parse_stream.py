@@ -44,7 +44,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .encodings import GZIP_MAGIC, PARQUET_MAGIC, SNIFF_BYTES, container_kind, sniff_bom, sniff_utf16_32
 from .parse import (_DECODER, _RESYNC_LINE, _WS, MAX_DEPTH, ParseResult, _depth_over, _FileParser, _Locator,
@@ -89,6 +89,16 @@ class _Reader:
 
     def __iter__(self) -> Iterator[Piece]:
         raise NotImplementedError
+
+    def _head(self, fh: Any, refuse: Callable[[bytes, str, str | None], str]) -> tuple[bytes, int]:
+        """The file's first window and the length of its byte-order mark; :class:`NotStreamable`
+        when ``refuse`` (head, name, codec) says why the file is not this reader's."""
+        head = fh.read(max(self.window, SNIFF_BYTES))
+        codec, offset = sniff_bom(head)
+        why = refuse(head, self.rel, codec)
+        if why:
+            raise NotStreamable(f"{self.source}/{self.rel}: {why}")
+        return head, offset
 
     def _parser(self, encoding: str) -> _FileParser:
         return _FileParser(self.path, self.source, self.rel, encoding, self.columns, self.expect)
@@ -189,11 +199,7 @@ class JsonLinesReader(_Reader):
     def __iter__(self) -> Iterator[Piece]:
         p = self._parser("utf-8")
         with open(self.path, "rb") as fh:
-            head = fh.read(max(self.window, SNIFF_BYTES))
-            codec, offset = sniff_bom(head)
-            why = _not_lines(head, self.rel, codec)
-            if why:
-                raise NotStreamable(f"{self.source}/{self.rel}: {why}")
+            head, offset = self._head(fh, _not_lines)
             yield from self._read(p, fh, head[offset:], offset)
         self._finish(p)
 
@@ -327,11 +333,7 @@ class JsonArrayReader(_Reader):
         p = self._parser("utf-8")
         p.format = "json_array"
         with open(self.path, "rb") as fh:
-            head = fh.read(max(self.window, SNIFF_BYTES))
-            codec, offset = sniff_bom(head)
-            why = _not_array(head, self.rel, codec)
-            if why:
-                raise NotStreamable(f"{self.source}/{self.rel}: {why}")
+            head, offset = self._head(fh, _not_array)
             yield from self._read(p, _Windows(fh, head[offset:], offset, self.window, f"{self.source}/{self.rel}"))
         self._finish(p)
 

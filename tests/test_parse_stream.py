@@ -35,15 +35,21 @@ def _hostile_lines(mirror: Path, dest: Path) -> Path:
     return path
 
 
-def _same(path: Path, window: int, piece_rows: int = 7) -> int:
+def _as_read_whole(reader, path: Path) -> list:
+    """The reader's pieces, checked to hold the rows, quarantine and outcome ``parse_file`` gives."""
     whole = parse_file(path, "s", path.name)
-    reader = JsonLinesReader(path, "s", path.name, window=window, piece_rows=piece_rows)
     pieces = list(reader)
     assert [r for p in pieces for r in p.records] == whole.records
     assert [q for p in pieces for q in p.quarantine] == whole.quarantine
     res = reader.result
     assert (res.n_in, res.format, res.schemas, res.repairs, res.encoding, res.bytes) == (
         whole.n_in, whole.format, whole.schemas, whole.repairs, whole.encoding, whole.bytes)
+    return pieces
+
+
+def _same(path: Path, window: int, piece_rows: int = 7) -> int:
+    reader = JsonLinesReader(path, "s", path.name, window=window, piece_rows=piece_rows)
+    pieces = _as_read_whole(reader, path)
     assert all(len(p.records) + len(p.quarantine) <= piece_rows for p in pieces[:-1]) or piece_rows == 1
     return len(pieces)
 
@@ -93,12 +99,34 @@ def test_files_that_are_not_utf8_json_lines_are_not_streamed(mirror, tmp_path):
         JsonLinesReader(late, "s", late.name, window=0)
 
 
+def _stage_whole_and_in_groups(files: list[dict], tmp_path: Path, group_bytes: int):
+    """The parse stage over ``files`` read whole (its ledger) and planned in groups of
+    ``group_bytes`` with every group run (the plan, not yet merged)."""
+    from curate import pipeline
+
+    whole = pipeline.plan_parse(files, tmp_path / "whole", group_bytes=1 << 40)
+    pipeline.run_parse_group(whole, 0, len(files))
+    ledger = pipeline.finish_parse(whole)
+    plan = pipeline.plan_parse(files, tmp_path / "pieces", group_bytes=group_bytes)
+    for a, b in plan.groups:
+        pipeline.run_parse_group(plan, a, b)
+    return ledger, plan
+
+
+def _merged_as_whole(plan, ledger: dict, tmp_path: Path) -> None:
+    """The plan's merge gives the ledger and the very bytes of the stage read whole."""
+    from curate import pipeline
+
+    assert pipeline.finish_parse(plan) == ledger
+    for name in ("kept.parquet", "dropped.parquet", "stats.json", "ledger.json"):
+        assert (tmp_path / "pieces" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
 def test_the_parse_stage_reads_a_large_json_lines_file_in_pieces(mirror, tmp_path, monkeypatch):
     """A JSON-lines file larger than its group is read a window at a time and saved a piece of rows
     at a time; the stage writes the bytes of one pass over the files read whole. A file that turns
     out not to be UTF-8 JSON lines (late bad bytes) is read whole, nothing of its pieces left."""
     import curate.parse_stream
-    from curate import pipeline
 
     monkeypatch.setattr(curate.parse_stream, "PIECE_ROWS", 97)
     big = _hostile_lines(mirror, tmp_path)
@@ -109,22 +137,14 @@ def test_the_parse_stage_reads_a_large_json_lines_file_in_pieces(mirror, tmp_pat
              {"source": "belle", "file": "late.jsonl", "path": str(late)},
              {"source": "trans", "file": "part_0.json",
               "path": str(mirror / "trans_chinese_alpaca" / "alpaca_chinese_part_0.json")}]
-    whole = pipeline.plan_parse(files, tmp_path / "whole", group_bytes=1 << 40)
-    pipeline.run_parse_group(whole, 0, len(files))
-    ledger = pipeline.finish_parse(whole)
-
-    plan = pipeline.plan_parse(files, tmp_path / "pieces", group_bytes=200_000)
+    ledger, plan = _stage_whole_and_in_groups(files, tmp_path, 200_000)
     assert plan.groups[0] == (0, 1)  # the large file alone
-    for a, b in plan.groups:
-        pipeline.run_parse_group(plan, a, b)
     gdir = plan.group_dir(0, 1)
     pieces = json.loads((gdir / "pieces.json").read_text())
     assert len(pieces) > 10 and all(p["kept"] + p["quarantined"] == 97 for p in pieces[:-1])
     late_dir = plan.group_dir(*next(g for g in plan.groups if g[0] == 2))
     assert not (late_dir / "pieces.json").exists() and not list(late_dir.glob("piece-*"))
-    assert pipeline.finish_parse(plan) == ledger
-    for name in ("kept.parquet", "dropped.parquet", "stats.json", "ledger.json"):
-        assert (tmp_path / "pieces" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    _merged_as_whole(plan, ledger, tmp_path)
     res = parse_files(files)
     assert ledger["in"] == res.stats["in"] and len(pd.read_parquet(tmp_path / "pieces" / "kept.parquet")) == len(res.kept)
 
@@ -174,14 +194,8 @@ def _tables(mirror: Path, dest: Path) -> dict[str, Path]:
 
 def _same_table(path: Path, window: int, piece_rows: int) -> list:
     """The pieces of ``reader_for(path)``, checked against ``parse_file`` on the whole file."""
-    whole = parse_file(path, "s", path.name)
     reader = reader_for(path, "s", path.name, window=window, piece_rows=piece_rows)
-    pieces = list(reader)
-    assert [r for p in pieces for r in p.records] == whole.records
-    assert [q for p in pieces for q in p.quarantine] == whole.quarantine
-    res = reader.result
-    assert (res.n_in, res.format, res.schemas, res.repairs, res.encoding, res.bytes) == (
-        whole.n_in, whole.format, whole.schemas, whole.repairs, whole.encoding, whole.bytes)
+    pieces = _as_read_whole(reader, path)
     assert all(len(p.records) + len(p.quarantine) == piece_rows for p in pieces[:-1])
     return pieces
 
@@ -248,19 +262,12 @@ def test_the_parse_stage_reads_large_tables_in_pieces(mirror, tmp_path, monkeypa
     time; the stage writes the bytes of one pass over the files read whole. CSV files that turn out
     not to be UTF-8 (at the start, or far in) are read whole, nothing of their pieces left."""
     import curate.parse_stream
-    from curate import pipeline
 
     monkeypatch.setattr(curate.parse_stream, "PIECE_ROWS", 97)
     paths = {**_tables(mirror, tmp_path), **_not_utf8_tables(mirror, tmp_path)}
     files = [{"source": "user", "file": name, "path": str(path)} for name, path in paths.items()]
     files.insert(2, {"source": "hostile", "file": "rows.csv", "path": str(DATA / "hostile" / "rows.csv")})
-    whole = pipeline.plan_parse(files, tmp_path / "whole", group_bytes=1 << 40)
-    pipeline.run_parse_group(whole, 0, len(files))
-    ledger = pipeline.finish_parse(whole)
-
-    plan = pipeline.plan_parse(files, tmp_path / "pieces", group_bytes=100_000)
-    for a, b in plan.groups:
-        pipeline.run_parse_group(plan, a, b)
+    ledger, plan = _stage_whole_and_in_groups(files, tmp_path, 100_000)
     for i, f in enumerate(files):
         if Path(f["path"]).stat().st_size < 100_000:
             continue
@@ -271,9 +278,7 @@ def test_the_parse_stage_reads_large_tables_in_pieces(mirror, tmp_path, monkeypa
         else:
             pieces = json.loads((gdir / "pieces.json").read_text())
             assert len(pieces) > 10 and all(p["kept"] + p["quarantined"] == 97 for p in pieces[:-1]), f["file"]
-    assert pipeline.finish_parse(plan) == ledger
-    for name in ("kept.parquet", "dropped.parquet", "stats.json", "ledger.json"):
-        assert (tmp_path / "pieces" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    _merged_as_whole(plan, ledger, tmp_path)
     stats = json.loads((tmp_path / "pieces" / "stats.json").read_text())
     assert stats["formats"] == {"csv": 4, "parquet": 1, "tsv": 1}
     assert {stats["files"][f"user/{n}"]["encoding"] for n in ("gb.csv", "late.csv")} == {"gb18030", "utf-8+invalid"}
@@ -328,15 +333,9 @@ def _arrays(mirror: Path, dest: Path) -> dict[str, Path]:
 
 def _same_array(path: Path, window: int, piece_rows: int) -> list:
     """The pieces of ``reader_for(path)`` (a JSON array reader), checked against ``parse_file``."""
-    whole = parse_file(path, "s", path.name)
     reader = reader_for(path, "s", path.name, window=window, piece_rows=piece_rows)
     assert type(reader) is JsonArrayReader
-    pieces = list(reader)
-    assert [r for p in pieces for r in p.records] == whole.records
-    assert [q for p in pieces for q in p.quarantine] == whole.quarantine
-    res = reader.result
-    assert (res.n_in, res.format, res.schemas, res.repairs, res.encoding, res.bytes) == (
-        whole.n_in, whole.format, whole.schemas, whole.repairs, whole.encoding, whole.bytes)
+    pieces = _as_read_whole(reader, path)
     assert all(len(p.records) + len(p.quarantine) >= piece_rows for p in pieces[:-1])
     return pieces
 
@@ -436,7 +435,6 @@ def test_the_parse_stage_reads_a_large_json_array_in_pieces(mirror, tmp_path, mo
     a piece of rows at a time; defective ones are read whole, nothing of their pieces left; the stage
     writes the bytes of one pass over the files read whole."""
     import curate.parse_stream
-    from curate import pipeline
 
     monkeypatch.setattr(curate.parse_stream, "PIECE_ROWS", 97)
     good = _arrays(mirror, tmp_path)
@@ -448,13 +446,7 @@ def test_the_parse_stage_reads_a_large_json_array_in_pieces(mirror, tmp_path, mo
     paths = {**good, **bad, "numbers.json": tmp_path / "numbers.json", "empty.json": tmp_path / "empty.json"}
     files = [{"source": "user", "file": n, "path": str(paths[n])} for n in names]
     files.insert(2, {"source": "bad", "file": "wrong_types.json", "path": str(DATA / "bad" / "wrong_types.json")})
-    whole = pipeline.plan_parse(files, tmp_path / "whole", group_bytes=1 << 40)
-    pipeline.run_parse_group(whole, 0, len(files))
-    ledger = pipeline.finish_parse(whole)
-
-    plan = pipeline.plan_parse(files, tmp_path / "pieces", group_bytes=100_000)
-    for a, b in plan.groups:
-        pipeline.run_parse_group(plan, a, b)
+    ledger, plan = _stage_whole_and_in_groups(files, tmp_path, 100_000)
     for i, f in enumerate(files):
         if f["source"] == "bad":
             continue
@@ -468,9 +460,7 @@ def test_the_parse_stage_reads_a_large_json_array_in_pieces(mirror, tmp_path, mo
         else:
             pieces = json.loads((gdir / "pieces.json").read_text())
             assert len(pieces) > 10 and all(p["kept"] + p["quarantined"] >= 97 for p in pieces[:-1]), f["file"]
-    assert pipeline.finish_parse(plan) == ledger
-    for name in ("kept.parquet", "dropped.parquet", "stats.json", "ledger.json"):
-        assert (tmp_path / "pieces" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    _merged_as_whole(plan, ledger, tmp_path)
     stats = json.loads((tmp_path / "pieces" / "stats.json").read_text())
     assert stats["formats"] == {"json_array": 8, "unreadable": 1}
     assert stats["files"]["user/bad_utf8.json"]["encoding"] == "utf-8+invalid"
