@@ -136,8 +136,8 @@ def group_stats(df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, reason: 
     n = len(df)
     pos = np.arange(n)
     drop = surv != pos
-    # sources as codes: an object array of every row's source string cost ~60 bytes a row, which
-    # the allocator kept after the stats were done
+    # sources as codes: an object array of every row's source string cost a Python string a row,
+    # which the allocator kept after the stats were done
     codes, uniques = pd.factorize(df["source"].astype(str))
     names = [str(u) for u in uniques]
     src = codes.astype(np.int64)

@@ -95,8 +95,8 @@ def drop_frame(df: pd.DataFrame, stage: str, reason: str | pd.Series, detail: st
 
 def empty_like(df: pd.DataFrame) -> pd.DataFrame:
     """An empty frame with ``df``'s columns and dtypes that holds none of its data. (``df.iloc[:0]``
-    of Arrow-backed columns is a zero-length slice that keeps a whole Arrow chunk alive: a part's
-    empty head kept per part held tens of MiB each.)"""
+    of Arrow-backed columns is a zero-length slice that keeps a whole Arrow chunk alive, so an empty
+    head kept per part held that part's data.)"""
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in df.dtypes.items()}, columns=df.columns)
 
 
