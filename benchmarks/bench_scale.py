@@ -328,15 +328,35 @@ def run_dedupe_dask(root: Path, sizes: list[int], params: dict) -> list[dict]:
 # --------------------------------------------------------------------------------------- flow
 
 
-def _watch(proc, every: float = 0.5) -> tuple[list[tuple[float, float, float]], dict[int, float]]:
+def _role(p, root_pid: int, workers: dict[int, str]) -> str:
+    """A readable name for a process of the run's tree: the flow's own process, Prefect's server,
+    or a worker (numbered in the order they appeared)."""
+    if p.pid == root_pid:
+        return "flow"
+    try:
+        cmd = " ".join(p.cmdline())
+    except Exception:  # noqa: BLE001 - gone or unreadable: still a process of the tree
+        cmd = ""
+    if "uvicorn" in cmd or ("prefect" in cmd and "server" in cmd):
+        return "prefect-server"
+    if "resource_tracker" in cmd:
+        return "resource-tracker"
+    if p.pid not in workers:
+        workers[p.pid] = f"worker-{len(workers) + 1}"
+    return workers[p.pid]
+
+
+def _watch(proc, every: float = 0.5) -> tuple[list[tuple[float, float, float, str]], dict[str, float]]:
     """Follow ``proc`` and its descendants until it exits: a timeline of (seconds, CPU seconds of
     the whole tree, exited processes included at their last reading, the largest process's RSS
-    then in MiB) and each process's peak RSS (VmHWM, MiB)."""
+    then in MiB, and that process's role) and each process's peak RSS (VmHWM, MiB) by role."""
     import psutil
 
     root = psutil.Process(proc.pid)
     last_cpu: dict[int, float] = {}
-    peak: dict[int, float] = {}
+    peak: dict[str, float] = {}
+    roles: dict[int, str] = {}
+    workers: dict[int, str] = {}
     timeline = []
     t0 = time.perf_counter()
     while True:
@@ -344,18 +364,23 @@ def _watch(proc, every: float = 0.5) -> tuple[list[tuple[float, float, float]], 
             procs = [root] + root.children(recursive=True)
         except psutil.NoSuchProcess:
             procs = []
-        rss_now = 0.0
+        rss_now, who = 0.0, ""
         for p in procs:
             try:
                 c = p.cpu_times()  # not children_*: those are counted as processes of the tree
                 last_cpu[p.pid] = c.user + c.system
+                if p.pid not in roles:
+                    roles[p.pid] = _role(p, root.pid, workers)
                 with open(f"/proc/{p.pid}/status") as f:
                     hwm = next((int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:")), 0.0)
-                peak[p.pid] = max(peak.get(p.pid, 0.0), hwm)
-                rss_now = max(rss_now, p.memory_info().rss / 2**20)
+                r = roles[p.pid]
+                peak[r] = max(peak.get(r, 0.0), hwm)
+                rss = p.memory_info().rss / 2**20
+                if rss > rss_now:
+                    rss_now, who = rss, r
             except (psutil.NoSuchProcess, OSError):
                 pass
-        timeline.append((time.perf_counter() - t0, sum(last_cpu.values()), rss_now))
+        timeline.append((time.perf_counter() - t0, sum(last_cpu.values()), rss_now, who))
         if proc.poll() is not None:
             return timeline, peak
         time.sleep(every)
@@ -368,9 +393,10 @@ def _cpu_at(timeline: list[tuple[float, float]], t: float) -> float:
     return timeline[min(i, len(timeline) - 1)][1]
 
 
-def _rss_between(timeline: list[tuple[float, float, float]], a: float, b: float) -> float:
-    """The largest process's RSS seen between seconds ``a`` and ``b`` (sampled every half second)."""
-    return max((r for t, _, r in timeline if a <= t <= b), default=0.0)
+def _rss_between(timeline: list[tuple[float, float, float, str]], a: float, b: float) -> tuple[float, str]:
+    """The largest process's RSS seen between seconds ``a`` and ``b`` (sampled every half second)
+    and which process it was."""
+    return max(((r, who) for t, _, r, who in timeline if a <= t <= b), default=(0.0, ""))
 
 
 def _stage_ends(run_dir: Path, t_start: float) -> list[tuple[str, float]]:
@@ -414,18 +440,19 @@ def run_flow(root: Path, sizes: list[int], runner: str, recipe: str | None, code
         stages, prev = [], 0.0
         for name, end in _stage_ends(run_dir, t_wall):
             c = _cpu_at(timeline, end) - _cpu_at(timeline, prev)
+            rss, who = _rss_between(timeline, prev, end)
             stages.append({"stage": name, "seconds": round(end - prev, 1), "cpu": round(c, 1),
-                           "rss_mib": round(_rss_between(timeline, prev, end))})
+                           "rss_mib": round(rss), "rss_process": who})
             prev = end
-        peaks = sorted(peak.values(), reverse=True)
-        out.append({"rows": n, "seconds": sec, "cpu": cpu, "peak_mib": peaks[0] if peaks else 0.0,
-                    "process_peaks_mib": [round(v) for v in peaks[:8]], "stages": stages})
-        print(f"{n:,} rows: {sec:.1f} s wall, {cpu:.1f} CPU-s, {n / sec:,.0f} rows/s; largest process peaks "
-              f"{', '.join(f'{v:,.0f}' for v in peaks[:4])} MiB")
-        print(f"  {'stage (from the previous end)':<30}{'wall s':>8}{'CPU s':>8}{'CPU/wall':>9}{'max RSS MiB':>12}")
+        peaks = sorted(peak.items(), key=lambda kv: -kv[1])
+        out.append({"rows": n, "seconds": sec, "cpu": cpu, "peak_mib": peaks[0][1] if peaks else 0.0,
+                    "process_peaks_mib": {r: round(v) for r, v in peaks}, "stages": stages})
+        print(f"{n:,} rows: {sec:.1f} s wall, {cpu:.1f} CPU-s, {n / sec:,.0f} rows/s; process peaks "
+              f"{', '.join(f'{r} {v:,.0f}' for r, v in peaks)} MiB")
+        print(f"  {'stage (from the previous end)':<30}{'wall s':>8}{'CPU s':>8}{'CPU/wall':>9}{'max RSS MiB':>12}  process")
         for st in stages:
             print(f"  {st['stage']:<30}{st['seconds']:>8.1f}{st['cpu']:>8.1f}{st['cpu'] / max(st['seconds'], 1e-9):>9.2f}"
-                  f"{st['rss_mib']:>12,}", flush=True)
+                  f"{st['rss_mib']:>12,}  {st['rss_process']}", flush=True)
     return out
 
 
