@@ -168,34 +168,40 @@ def allocate(sizes: dict[Any, int], total: int, rng: np.random.Generator | None 
     return alloc
 
 
-def _groups(pool: pd.DataFrame, positions: np.ndarray, column: str) -> dict[str, np.ndarray]:
-    """The ``positions`` grouped by their value of ``column`` as text (keys sorted), each group in
-    the order given. Factorized, so millions of positions cost integer codes, not a string each."""
-    # the whole column factorized (Arrow strings are encoded without a Python string a row), then
-    # the codes of the positions; values no position holds give no group
+def _codes(pool: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str]]:
+    """``column`` coded once: each row's group number and the groups' keys, the values as text,
+    sorted. Factorized, so millions of rows cost integer codes, not a Python string each; values
+    with the same text (1 and "1") are one group."""
     codes, uniques = pd.factorize(pool[column], use_na_sentinel=False)
-    codes = codes[positions]
-    by_key: dict[str, list[int]] = {}
-    for k, u in enumerate(uniques):
-        by_key.setdefault(str(u), []).append(k)  # values with the same text form one group
-    out: dict[str, np.ndarray] = {}
-    for key in sorted(by_key):
-        ks = by_key[key]
-        group = positions[codes == ks[0] if len(ks) == 1 else np.isin(codes, ks)]
-        if len(group):
-            out[key] = group
-    return out
+    texts = [str(u) for u in uniques]
+    keys = sorted(set(texts))
+    number = {k: i for i, k in enumerate(keys)}
+    return np.array([number[t] for t in texts], dtype=np.int64)[codes], keys
+
+
+def _groups(coded: tuple[np.ndarray, list[str]], positions: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``positions`` grouped by a column coded by ``_codes`` (keys sorted), each group in the
+    order given (a stable sort); keys no position holds give no group."""
+    groups, keys = coded
+    g = groups[positions]
+    ordered = positions[np.argsort(g, kind="stable")]
+    ends = np.cumsum(np.bincount(g, minlength=len(keys)))
+    return {keys[i]: ordered[e - n:e] for i, (n, e) in enumerate(zip(np.diff(ends, prepend=0), ends)) if n}
 
 
 def _stratified(pool: pd.DataFrame, positions: np.ndarray, levels: list[str], total: int,
-                rng: np.random.Generator) -> np.ndarray:
+                rng: np.random.Generator, coded: dict | None = None) -> np.ndarray:
     if total >= len(positions):
         return positions
     if not levels:
         return _sample(positions, total, rng)
-    groups = _groups(pool, positions, levels[0])
+    coded = {} if coded is None else coded  # each level's column coded once, for all its groups
+    if levels[0] not in coded:
+        coded[levels[0]] = _codes(pool, levels[0])
+    groups = _groups(coded[levels[0]], positions)
     alloc = allocate({k: len(v) for k, v in groups.items()}, total, rng)
-    parts = [_stratified(pool, groups[k], levels[1:], alloc[k], rng) for k in sorted(groups) if alloc[k] > 0]
+    parts = [_stratified(pool, groups[k], levels[1:], alloc[k], rng, coded)
+             for k in sorted(groups) if alloc[k] > 0]
     return np.concatenate(parts) if parts else np.array([], dtype=np.int64)
 
 
