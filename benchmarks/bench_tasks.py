@@ -3,11 +3,13 @@ the merge) in a fresh process, with its wall and CPU seconds and peak RSS.
 
     .venv/bin/python benchmarks/bench_tasks.py RUN_DIR 04_dedupe [--jobs 2] [--json F]
     .venv/bin/python benchmarks/bench_tasks.py RUN_DIR mixtures        # or report
+    .venv/bin/python benchmarks/bench_tasks.py RUN_DIR 01_parse --mirror /tmp/tiger-scale/N/mirror
 
 ``RUN_DIR`` is a run folder a ``tiger run`` left (e.g. ``bench_scale.py --parts flow`` under
 /tmp/tiger-bench-flow/N/processed/run-*). The stage reads the previous stage's ``kept.parquet``
 there and writes under ``--out`` (default /tmp/tiger-bench-tasks/<stage>), so the run is not
-touched. Tasks run as the flow runs them (``curate.pipeline.plan_stage`` / ``run_task`` /
+touched (01_parse reads the mirror's files of the default recipe's sources, in place, as the
+flow does; RUN_DIR is then only named in the figures). Tasks run as the flow runs them (``curate.pipeline.plan_stage`` / ``run_task`` /
 ``finish_stage``), ``--jobs`` at a time within a round, each in its own process: the peak of a task
 is its own (VmHWM), not a worker's high-water mark over many tasks. The merge also prints its
 progress messages with the RSS at each, so its peak can be placed.
@@ -58,6 +60,10 @@ def _child(kind: str, args: dict, q) -> None:
         pipeline.run_shard(plan, args["start"], args["stop"])
     elif kind == "merge":
         pipeline.finish_stage(plan, progress=progress)
+    elif kind == "parse-group":
+        pipeline.run_parse_group(plan, args["start"], args["stop"], progress=progress)
+    elif kind == "parse-merge":
+        pipeline.finish_parse(plan, progress=progress)
     elif kind == "mixtures":
         from curate.recipe import load_recipe
 
@@ -87,8 +93,8 @@ def _round(tasks: list[tuple[str, int]], plan, jobs: int) -> list[dict]:
     from concurrent.futures import ThreadPoolExecutor
 
     def one(task: tuple) -> dict:
-        if task[0] == "shard":
-            res = _run("shard", {"plan": plan, "start": task[1], "stop": task[2]})
+        if task[0] in ("shard", "parse-group"):
+            res = _run(task[0], {"plan": plan, "start": task[1], "stop": task[2]})
         else:
             res = _run("task", {"plan": plan, "step": task[0], "index": task[1]})
         return {"task": " ".join(map(str, task)), **res}
@@ -97,13 +103,29 @@ def _round(tasks: list[tuple[str, int]], plan, jobs: int) -> list[dict]:
         return list(ex.map(one, tasks))
 
 
+def _mirror_files(mirror: Path) -> tuple[list[dict], list[dict]]:
+    """The files the flow parses from ``mirror`` for the default recipe's sources, and those it skips."""
+    from curate.download import fetch_source, load_registry
+    from curate.recipe import load_recipe
+
+    registry = {s.name: s for s in load_registry()}
+    files: list[dict] = []
+    skipped: list[dict] = []
+    for source in load_recipe(None).sources:
+        if source in registry and (mirror / source).is_dir():
+            files += fetch_source(registry[source], "/tmp/tiger-bench-tasks/raw", mirror=mirror,
+                                  progress=False, skipped=skipped)
+    return files, skipped
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir")
-    ap.add_argument("stage", help="an operator stage of the default recipe (04_dedupe, 05_diversity), mixtures or report")
+    ap.add_argument("stage", help="01_parse, an operator stage of the default recipe (04_dedupe, 05_diversity), mixtures or report")
     ap.add_argument("--jobs", type=int, default=2, help="tasks side by side within a round")
     ap.add_argument("--shard-rows", type=int, default=None, help="default: the flow's")
     ap.add_argument("--out", help="default /tmp/tiger-bench-tasks/<stage>")
+    ap.add_argument("--mirror", help="01_parse: the mirror the run read (e.g. /tmp/tiger-scale/N/mirror)")
     ap.add_argument("--json")
     a = ap.parse_args()
     from curate import pipeline
@@ -120,6 +142,15 @@ def main() -> None:
         else:
             res = _run("report", {"run_dir": str(run_dir)})  # writes run_dir/report (same bytes)
         rows.append({"task": a.stage, **res})
+    elif a.stage == "01_parse":
+        if not a.mirror:
+            raise SystemExit("01_parse: give the run's --mirror")
+        files, skipped = _mirror_files(Path(a.mirror))
+        plan = pipeline.plan_parse(files, out, skipped)
+        print(f"{len(files)} files in {len(plan.groups)} groups", flush=True)
+        rows += _round([("parse-group", x, y) for x, y in plan.groups], plan, a.jobs)
+        print("merge", flush=True)
+        rows.append({"task": "merge", **_run("parse-merge", {"plan": plan})})
     else:
         stage = load_recipe(None).stage(a.stage)
         prev = STAGES[STAGES.index(a.stage) - 1]
