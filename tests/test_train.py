@@ -300,6 +300,30 @@ def test_lora_steps_lower_the_training_loss(tiny_dir, tokenizer, train_files, tm
     assert (tmp_path / "run" / "checkpoint-24" / "eval.json").is_file()
 
 
+def test_eval_items_are_scored_on_the_final_adapter(tiny_dir, tokenizer, train_files, tmp_path):
+    """The per-item losses in eval_items.parquet are the final adapter's (reused from the last
+    checkpoint's evaluation, not an earlier one's), and the final eval loss is their token mean."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from train.evaluate import item_losses
+    from train.finetune import finetune, load_alpaca_json
+
+    mix, ev = train_files
+    finetune(mix, tmp_path / "run", base_model=str(tiny_dir), eval_path=ev, eval_generate=True, max_steps=6,
+             save_steps=2, micro_batch_size=8, learning_rate=3e-2, warmup_steps=1, cutoff_len=96,
+             gen_max_new_tokens=4, seed=2)
+    items = pd.read_parquet(tmp_path / "run" / "eval_items.parquet")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [2, 4, 6]
+    assert lines[-1]["eval_loss_micro"] == pytest.approx(items["nll"].sum() / items["tokens"].sum(), rel=1e-12)
+    assert lines[0]["eval_loss_micro"] != pytest.approx(lines[-1]["eval_loss_micro"], rel=1e-3)  # the steps differ
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_dir), tmp_path / "run" / "adapter")
+    fresh = item_losses(tuned, tokenizer, get_template("alpaca_zh"), load_alpaca_json(ev), cutoff_len=96)
+    assert items["tokens"].tolist() == [n for _, n in fresh]
+    np.testing.assert_allclose(items["nll"], [x for x, _ in fresh], rtol=1e-4)
+
+
 def test_interrupted_run_resumes_from_its_checkpoint(tiny_dir, train_files, tmp_path):
     from transformers import TrainerCallback
     from safetensors.torch import load_file

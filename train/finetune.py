@@ -26,7 +26,7 @@ from curate.io import read_json, sha256_file, write_json
 
 from .checks import TrainInputError, check_base_model, check_rows
 from .constraints import adapter_delta_norm, build_constraint, response_ce
-from .evaluate import FIXED_PROMPTS, eval_loss_by_type, generate, pad_batch, repetition_metrics
+from .evaluate import FIXED_PROMPTS, generate, item_losses, loss_by_type, pad_batch, repetition_metrics
 from .prompt import get_template, tokenize_example
 
 # Arguments that change how a run is carried out or logged, not what it learns.
@@ -174,11 +174,15 @@ def finetune(
         max_steps = steps_for_budget(train_data, response_token_budget, micro_batch_size * gradient_accumulation_steps)
 
     # ---- evaluation at every checkpoint ----
+    scored: dict[int, list] = {}  # the eval items' losses at the last step evaluated in this process
+
     def evaluate_now(step: int) -> dict:
         t0 = time.time()
         row: dict[str, Any] = {"step": step}
         if eval_records:
-            ev = eval_loss_by_type(model, tokenizer, tmpl, eval_records, cutoff_len, eval_batch_size)
+            scored.clear()
+            scored[step] = item_losses(model, tokenizer, tmpl, eval_records, cutoff_len, eval_batch_size)
+            ev = loss_by_type(eval_records, scored[step])
             row.update(eval_loss=ev["loss"], eval_ppl=ev["ppl"], eval_loss_micro=ev["loss_micro"],
                        by_type=ev["by_type"])
         gens = generate(model, tokenizer, tmpl, FIXED_PROMPTS, gen_max_new_tokens, cutoff_len, eval_batch_size)
@@ -277,7 +281,8 @@ def finetune(
         from curate.io import write_parquet
 
         write_parquet(output_dir / "eval_items.parquet",
-                      score_items(model, tokenizer, tmpl, eval_records, cutoff_len, gen_max_new_tokens, eval_batch_size))
+                      score_items(model, tokenizer, tmpl, eval_records, cutoff_len, gen_max_new_tokens, eval_batch_size,
+                                  losses=scored.get(trainer.state.global_step)))  # the final checkpoint's, if scored here
     train_losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
     peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -315,14 +320,15 @@ def steps_for_budget(train_data: list[dict], budget: int, batch: int) -> int:
 
 
 def score_items(model, tokenizer, tmpl, records: list[dict], cutoff_len: int, max_new_tokens: int,
-                batch_size: int):
+                batch_size: int, losses: list[tuple[float, int]] | None = None):
     """One row per eval item: its loss and response tokens, the greedy answer, exact match (checkable
-    task types only) and chrF."""
+    task types only) and chrF. ``losses``: the items' ``item_losses`` on this model, when known."""
     import pandas as pd
 
-    from .evaluate import CHECKABLE_TYPES, chrf, exact_match, item_losses
+    from .evaluate import CHECKABLE_TYPES, chrf, exact_match
 
-    losses = item_losses(model, tokenizer, tmpl, records, cutoff_len, batch_size)
+    if losses is None:
+        losses = item_losses(model, tokenizer, tmpl, records, cutoff_len, batch_size)
     gens = generate(model, tokenizer, tmpl, records, max_new_tokens, cutoff_len, batch_size)
     rows = []
     for i, (r, (nll, n), g) in enumerate(zip(records, losses, gens)):
