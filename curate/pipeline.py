@@ -184,6 +184,7 @@ class ParsePlan:
     skipped: tuple[dict, ...] = ()
     groups: tuple[tuple[int, int], ...] = ()  # ranges of ``files``
     group_bytes: int = PARSE_GROUP_BYTES
+    sizes: tuple[int, ...] = ()  # each file's bytes when planned (0: missing), so a group need not stat it
 
     def group_dir(self, start: int, stop: int) -> Path:
         return Path(self.out_dir) / "_shards" / f"files-{start:06d}-{stop:06d}"
@@ -207,15 +208,19 @@ def plan_parse(files: list[dict], out_dir: str | Path, skipped: list[dict] | Non
         return plan
     sweep_temps(out_dir)  # what a killed run left half-written
     fault_point("01_parse", "before")
-    groups, start, size = [], 0, 0
+    groups, start, size, sizes = [], 0, 0, []
     for i, f in enumerate(files):
-        n = os.stat(f["path"]).st_size if os.path.exists(f["path"]) else 0
+        try:
+            n = os.stat(f["path"]).st_size
+        except OSError:  # missing or unreadable: parse_files says why
+            n = 0
+        sizes.append(n)
         if i > start and size + n > group_bytes:
             groups.append((start, i))
             start, size = i, 0
         size += n
     groups.append((start, len(files)))
-    return ParsePlan(plan.files, plan.out_dir, key, False, plan.skipped, tuple(groups), int(group_bytes))
+    return ParsePlan(plan.files, plan.out_dir, key, False, plan.skipped, tuple(groups), int(group_bytes), tuple(sizes))
 
 
 def run_parse_group(plan: ParsePlan, start: int, stop: int, progress: Progress = None) -> str:
@@ -231,7 +236,7 @@ def run_parse_group(plan: ParsePlan, start: int, stop: int, progress: Progress =
         progress(f"parse: files {start + 1}-{stop} of {len(plan.files)}")
     files = list(plan.files[start:stop])
     gdir.mkdir(parents=True, exist_ok=True)
-    big = len(files) == 1 and os.path.exists(files[0]["path"]) and os.stat(files[0]["path"]).st_size > plan.group_bytes
+    big = len(files) == 1 and plan.sizes[start] > plan.group_bytes
     if not (big and _parse_in_pieces(plan, gdir, files[0], progress)):
         res = parse_files(files)
         _save_part(gdir, "kept", res.kept, ["source"])
