@@ -134,17 +134,23 @@ def group_stats(df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, reason: 
     """Figures shared by both deduplicators (all plain JSON types, deterministic order). ``fetch``:
     for a light frame (no texts), the example rows at those positions of ``df``, all columns."""
     n = len(df)
-    pos = np.arange(n)
-    drop = surv != pos
+    drop = surv != np.arange(n)
     # sources as codes: an object array of every row's source string cost a Python string a row,
     # which the allocator kept after the stats were done
     codes, uniques = pd.factorize(df["source"].astype(str))
     names = [str(u) for u in uniques]
     src = codes.astype(np.int64)
-    _, lab, sizes = np.unique(labels, return_inverse=True, return_counts=True)
-    dup_groups = np.flatnonzero(sizes >= 2)
+    # rows per group, counted over positions: labels are rows (a group's first row or leader), so a
+    # bincount does what np.unique's sort of every row would, and only rows in groups of two or
+    # more are looked at further
+    labels = np.asarray(labels)
+    if n and labels.dtype.kind in "iu" and labels.min() >= 0 and labels.max() < n:
+        count = np.bincount(labels, minlength=n)
+    else:  # other labels: numbered 0.. in their sorted order first
+        _, labels, count = np.unique(labels, return_inverse=True, return_counts=True)
+    sizes = count[count >= 2]
     hist: dict[str, int] = {}
-    for sz, cnt in zip(*np.unique(sizes[dup_groups], return_counts=True)):
+    for sz, cnt in zip(*np.unique(sizes, return_counts=True)):
         hist[str(int(sz))] = int(cnt)
     pairs: dict[str, int] = {}
     if drop.any():  # "a+b" of each dropped row's and its survivor's sources, the smaller first
@@ -157,16 +163,17 @@ def group_stats(df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, reason: 
     # Example clusters: most sources first, then largest, then by survivor id (deterministic).
     examples_c: list[list[dict]] = []
     shown = []  # the rows the examples show: up to 8 per picked cluster, then the first drops
-    if len(dup_groups):
-        members = pd.DataFrame({"lab": lab, "src": src, "pos": pos})
-        members = members[np.isin(lab, dup_groups)]
+    if len(sizes):
+        in_groups = np.flatnonzero(count[labels] >= 2)
+        members = pd.DataFrame({"lab": labels[in_groups], "src": src[in_groups], "pos": in_groups})
         nsrc = members.groupby("lab")["src"].nunique()
-        size_of = pd.Series(sizes[nsrc.index.to_numpy()], index=nsrc.index)
+        size_of = pd.Series(count[nsrc.index.to_numpy()], index=nsrc.index)
         sid = pd.Series(ids_at(df, surv[members.groupby("lab")["pos"].first().to_numpy()]), index=nsrc.index)
         pick = pd.DataFrame({"nsrc": nsrc, "size": size_of, "sid": sid}).sort_values(
             ["nsrc", "size", "sid"], ascending=[False, False, True]).head(max_clusters).index
+        lab = members["lab"].to_numpy()
         for g in pick:
-            rows = np.flatnonzero(lab == g)
+            rows = in_groups[lab == g]
             shown.append(np.concatenate(([surv[rows[0]]], [r for r in rows if r != surv[rows[0]]]))[:8])
     first_drops = np.flatnonzero(drop)[:3]
     rows_of = _example_rows(df, np.concatenate([*shown, first_drops]).astype(np.int64), fetch)
@@ -185,7 +192,7 @@ def group_stats(df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, reason: 
     return {
         "reasons": {reason: int(drop.sum())} if drop.any() else {},
         "examples": {reason: ex} if ex else {},
-        "clusters": int(len(dup_groups)),
+        "clusters": int(len(sizes)),
         "cluster_sizes": hist,
         "source_pairs": pairs,
         "cross_source_duplicates": cross,

@@ -179,6 +179,13 @@ def test_source_pairs_count_each_dropped_row_with_its_survivors_source(mirror):
     assert stats["source_pairs"] == want and list(stats["source_pairs"]) == sorted(want)
     assert len(want) > 8 and stats["cross_source_duplicates"] == sum(
         c for k, c in want.items() if k not in {f"{n}+{n}" for n in names})
+    # clusters counted by hand; the figures do not depend on what numbers label the groups
+    sizes = pd.Series(labels).value_counts()
+    assert stats["clusters"] == int((sizes >= 2).sum())
+    assert stats["cluster_sizes"] == {str(k): int(v) for k, v in sorted((sizes[sizes >= 2]).value_counts().items())}
+    first_row = pd.Series(np.arange(len(df))).groupby(labels).transform("min").to_numpy()
+    for other in (first_row, labels * 7 + 1_000_000, labels.astype(np.int32)):
+        assert group_stats(df, other, surv, "exact_duplicate", np.full(len(df), "", dtype=object)) == stats
 
 
 def test_exact_key_folds_width_and_spaces_only(trans0, hikari0):
