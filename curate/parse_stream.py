@@ -31,17 +31,21 @@ a key; a trailing comma; no ``]``; anything but blanks after it, NUL too; a row 
 ``_DEEP``) is one ``parse_file`` reads value by value, with other locations and repairs: it raises
 :class:`NotStreamable`, after pieces were handed out too.
 
-Anything else raises :class:`NotStreamable`: gzip, another encoding, a Parquet file pyarrow cannot
-read, or bytes that are not UTF-8 (found in a later part, after pieces were handed out: the caller
+A gzip file is read the same way through ``gzip``: its kind told by its decompressed first bytes
+and its name less ``.gz``, positions counting decompressed bytes, a ``decompressed_gzip`` repair,
+as ``parse_file`` reads it. Anything else raises :class:`NotStreamable`: another encoding, Parquet
+inside gzip, a damaged gzip file, a Parquet file pyarrow cannot read, or bytes that are not UTF-8 (found in a later part, after pieces were handed out: the caller
 discards them and reads the file whole). A JSON stream that turns out to hold a single document
 (SQuAD data) is read as ``parse_file`` reads it, from the text held so far, which is then all of it.
 """
 from __future__ import annotations
 
 import codecs
+import gzip
 import io
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -86,22 +90,39 @@ class _Reader:
         self.columns, self.expect = columns, expect
         self.window, self.piece_rows = int(window), int(piece_rows)
         self.result: ParseResult | None = None
+        with open(self.path, "rb") as fh:
+            self.gzipped = fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+        # the name the kind is told by: parse_file drops ".gz" from a gzip file's
+        self.lower = rel.lower().removesuffix(".gz") if self.gzipped else rel.lower()
 
     def __iter__(self) -> Iterator[Piece]:
+        try:
+            yield from self._pieces()
+        except (EOFError, zlib.error, gzip.BadGzipFile) as e:  # a gzip file cut short or damaged
+            raise NotStreamable(f"{self.source}/{self.rel}: a damaged gzip file ({e})") from None
+
+    def _pieces(self) -> Iterator[Piece]:
         raise NotImplementedError
+
+    def _open(self) -> Any:
+        """The file's bytes, decompressed when it is gzip."""
+        return gzip.open(self.path, "rb") if self.gzipped else open(self.path, "rb")
 
     def _head(self, fh: Any, refuse: Callable[[bytes, str, str | None], str]) -> tuple[bytes, int]:
         """The file's first window and the length of its byte-order mark; :class:`NotStreamable`
         when ``refuse`` (head, name, codec) says why the file is not this reader's."""
         head = fh.read(max(self.window, SNIFF_BYTES))
         codec, offset = sniff_bom(head)
-        why = refuse(head, self.rel, codec)
+        why = refuse(head, self.lower, codec)
         if why:
             raise NotStreamable(f"{self.source}/{self.rel}: {why}")
         return head, offset
 
     def _parser(self, encoding: str) -> _FileParser:
-        return _FileParser(self.path, self.source, self.rel, encoding, self.columns, self.expect)
+        p = _FileParser(self.path, self.source, self.rel, encoding, self.columns, self.expect)
+        if self.gzipped:
+            p.repair("decompressed_gzip", {"byte": 0})  # first, as parse_file notes it
+        return p
 
     def _full(self, p: _FileParser) -> Piece | None:
         """The rows ``p`` holds, taken from it as a piece, once there are ``piece_rows`` of them."""
@@ -142,9 +163,17 @@ def reader_for(path: str | Path, source: str, rel: str, columns: dict[str, str] 
     for what it cannot read)."""
     with open(path, "rb") as fh:
         head = fh.read(SNIFF_BYTES)
+    lower = rel.lower()
+    if head.startswith(GZIP_MAGIC):  # told by what it holds, and its name less ".gz"
+        lower = lower.removesuffix(".gz")
+        try:
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(SNIFF_BYTES)
+        except (OSError, EOFError, zlib.error) as e:
+            raise NotStreamable(f"{source}/{rel}: a damaged gzip file ({e})") from None
     if head.startswith(PARQUET_MAGIC):
         kind: type[_Reader] = ParquetReader
-    elif rel.lower().endswith((".csv", ".tsv")):
+    elif lower.endswith((".csv", ".tsv")):
         kind = CsvReader
     elif _first_byte(head) == b"[":
         kind = JsonArrayReader
@@ -156,11 +185,11 @@ def reader_for(path: str | Path, source: str, rel: str, columns: dict[str, str] 
 class ParquetReader(_Reader):
     """A Parquet file, a batch of rows at a time (``window`` is not used)."""
 
-    def __iter__(self) -> Iterator[Piece]:
+    def _pieces(self) -> Iterator[Piece]:
         from .tabular import parquet_rows
 
         with open(self.path, "rb") as fh:
-            if not fh.read(len(PARQUET_MAGIC)).startswith(PARQUET_MAGIC):
+            if not fh.read(len(PARQUET_MAGIC)).startswith(PARQUET_MAGIC):  # gzip of Parquet too: read whole
                 raise NotStreamable(f"{self.source}/{self.rel}: not a Parquet file")
         p = self._parser("parquet")
         p.format = "parquet"
@@ -171,20 +200,20 @@ class ParquetReader(_Reader):
 class CsvReader(_Reader):
     """A UTF-8 CSV/TSV file (by name), a line at a time; ``window`` characters are decoded at a time."""
 
-    def __iter__(self) -> Iterator[Piece]:
+    def _pieces(self) -> Iterator[Piece]:
         from .tabular import csv_rows
 
-        lower = self.rel.lower()
+        lower = self.lower
         if not lower.endswith((".csv", ".tsv")):
             raise NotStreamable(f"{self.source}/{self.rel}: not named .csv or .tsv")
-        p = self._parser("utf-8")
-        p.format = lower[-3:]
-        with open(self.path, "rb") as fh:
+        with self._open() as fh:
             head = fh.read(SNIFF_BYTES)
             codec, offset = sniff_bom(head)
             why = _not_utf8(head, codec)
             if why:
                 raise NotStreamable(f"{self.source}/{self.rel}: {why}")
+            p = self._parser("utf-8")
+            p.format = lower[-3:]
             fh.seek(offset)  # past a UTF-8 byte-order mark, which parse_file strips too
             with io.TextIOWrapper(fh, encoding="utf-8", newline="") as text:
                 text._CHUNK_SIZE = self.window  # how much is decoded at a time
@@ -196,9 +225,9 @@ class CsvReader(_Reader):
 class JsonLinesReader(_Reader):
     """A UTF-8 JSON-lines file, a window of bytes at a time (see above)."""
 
-    def __iter__(self) -> Iterator[Piece]:
+    def _pieces(self) -> Iterator[Piece]:
         p = self._parser("utf-8")
-        with open(self.path, "rb") as fh:
+        with self._open() as fh:
             head, offset = self._head(fh, _not_lines)
             yield from self._read(p, fh, head[offset:], offset)
         self._finish(p)
@@ -329,10 +358,10 @@ class _Windows:
 class JsonArrayReader(_Reader):
     """A well-formed UTF-8 JSON array, a value at a time from windows of bytes (see above)."""
 
-    def __iter__(self) -> Iterator[Piece]:
+    def _pieces(self) -> Iterator[Piece]:
         p = self._parser("utf-8")
         p.format = "json_array"
-        with open(self.path, "rb") as fh:
+        with self._open() as fh:
             head, offset = self._head(fh, _not_array)
             yield from self._read(p, _Windows(fh, head[offset:], offset, self.window, f"{self.source}/{self.rel}"))
         self._finish(p)

@@ -168,8 +168,8 @@ def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
 # files. No process holds more than a group's rows. A file larger than a group is a group alone,
 # read a part at a time and saved a piece of rows at a time (``curate.parse_stream``), so its rows
 # are never all in memory either, when it is Parquet (batches of rows), UTF-8 CSV/TSV (lines), a
-# well-formed UTF-8 JSON array or UTF-8 JSON lines (windows of ``group_bytes``); any other file (an
-# array with a defect, gzip, another encoding …) is read whole.
+# well-formed UTF-8 JSON array or UTF-8 JSON lines (windows of ``group_bytes``), or gzip of one of
+# these; any other file (an array with a defect, another encoding …) is read whole.
 
 PARSE_GROUP_BYTES = 16 << 20
 STREAM_MIN_WINDOW = 64 << 10  # tiny groups (tests) still read a large file in windows this big

@@ -84,8 +84,8 @@ def test_any_window_reads_a_stream_as_reading_it_whole(mirror, tmp_path):
 
 
 def test_files_that_are_not_utf8_json_lines_are_not_streamed(mirror, tmp_path):
-    """Arrays, other encodings, gzip, tables: NotStreamable, naming the file (the stage reads them
-    whole); bytes that are not UTF-8 after the first window too."""
+    """Arrays (gzip of one too), other encodings, tables: NotStreamable, naming the file (the stage
+    reads them whole); bytes that are not UTF-8 after the first window too."""
     for path in [mirror / "trans_chinese_alpaca" / "alpaca_chinese_part_0.json", DATA / "bad" / "gbk.json",
                  DATA / "hostile" / "utf16_no_bom.jsonl", DATA / "hostile" / "rows.json.gz",
                  DATA / "hostile" / "rows.csv"]:
@@ -251,10 +251,8 @@ def test_a_csv_that_is_not_utf8_is_read_whole(mirror, tmp_path):
         for piece in reader_for(files["late.csv"], "s", "late.csv", window=4096, piece_rows=50):
             pieces.append(piece)
     assert len(pieces) > 10
-    for path, rel in ((DATA / "hostile" / "corrupt.parquet", "corrupt.parquet"),
-                      (DATA / "hostile" / "rows.json.gz", "gzipped.csv")):  # gzip: read whole
-        with pytest.raises(NotStreamable, match=rel):
-            list(reader_for(path, "s", rel))
+    with pytest.raises(NotStreamable, match="corrupt.parquet"):
+        list(reader_for(DATA / "hostile" / "corrupt.parquet", "s", "corrupt.parquet"))
 
 
 def test_the_parse_stage_reads_large_tables_in_pieces(mirror, tmp_path, monkeypatch):
@@ -465,3 +463,77 @@ def test_the_parse_stage_reads_a_large_json_array_in_pieces(mirror, tmp_path, mo
     assert stats["formats"] == {"json_array": 8, "unreadable": 1}
     assert stats["files"]["user/bad_utf8.json"]["encoding"] == "utf-8+invalid"
     assert stats["files"]["user/numbers.json"]["quarantined"] == 30_000
+
+
+# ---- gzip ---------------------------------------------------------------------------------------
+
+def _gzipped(paths: list[Path], dest: Path) -> dict[str, Path]:
+    """Each file gzip-compressed, named as it was plus ``.gz``."""
+    import gzip
+
+    out = {}
+    for path in paths:
+        out[path.name + ".gz"] = dest / (path.name + ".gz")
+        out[path.name + ".gz"].write_bytes(gzip.compress(path.read_bytes(), mtime=0))
+    return out
+
+
+def test_gzip_files_are_read_in_pieces_as_reading_them_whole(mirror, tmp_path):
+    """gzip of JSON lines, a JSON array, a CSV and a TSV: read through gzip by the reader their
+    decompressed start and their name less ``.gz`` call for, with parse_file's rows, positions (in
+    decompressed bytes), repairs (``decompressed_gzip`` first) and counts for any window. gzip of
+    Parquet, of a defective array, of GB18030 text, or cut short: NotStreamable, read whole."""
+    import gzip
+
+    src = tmp_path / "src"
+    src.mkdir()
+    plain = [_hostile_lines(mirror, src), _arrays(mirror, src)["big.json"], *list(_tables(mirror, src).values())[:2]]
+    kinds = {"big.jsonl.gz": JsonLinesReader, "big.json.gz": JsonArrayReader, "big.csv.gz": CsvReader,
+             "big.tsv.gz": CsvReader}
+    for name, path in _gzipped(plain, tmp_path).items():
+        whole = parse_file(path, "s", name)
+        assert whole.repairs[0] == {"kind": "decompressed_gzip", "byte": 0} and whole.n_in > 1000
+        assert type(reader_for(path, "s", name)) is kinds[name]
+        for window in (333, 65_536):
+            _as_read_whole(reader_for(path, "s", name, window=window, piece_rows=50), path)
+    lines = parse_file(tmp_path / "big.jsonl.gz", "s", "big.jsonl.gz")
+    assert max(r.get("byte", 0) for r in lines.repairs) > 2 * lines.bytes  # positions in decompressed bytes
+    refused = _gzipped([_tables(mirror, src)["big.parquet"], _defective_arrays(mirror, src)["broken_late.json"],
+                        DATA / "bad" / "gbk.json"], tmp_path)
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress((mirror / "belle" / "dev1K.json").read_bytes())[:-2000])
+    for name, path in {**refused, "cut.jsonl.gz": cut}.items():
+        with pytest.raises(NotStreamable, match=name):
+            list(reader_for(path, "s", name, window=4096))
+    with pytest.raises(NotStreamable, match="a damaged gzip file"):
+        list(JsonLinesReader(cut, "s", "cut.jsonl.gz", window=4096))
+
+
+def test_the_parse_stage_reads_a_large_gzip_file_in_pieces(mirror, tmp_path, monkeypatch):
+    """gzip files larger than their group are read and saved a piece of rows at a time, a damaged
+    one is read whole (and fails as it does read whole); the stage writes the bytes of one pass
+    over the files read whole."""
+    import gzip
+
+    import curate.parse_stream
+
+    monkeypatch.setattr(curate.parse_stream, "PIECE_ROWS", 97)
+    src = tmp_path / "src"
+    src.mkdir()
+    paths = _gzipped([_hostile_lines(mirror, src), _arrays(mirror, src)["big.json"]], tmp_path)
+    (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress((mirror / "belle" / "dev1K.json").read_bytes() * 60)[:-9000])
+    paths["cut.jsonl.gz"] = tmp_path / "cut.jsonl.gz"
+    files = [{"source": "user", "file": n, "path": str(p)} for n, p in paths.items()]
+    assert all(p.stat().st_size > 50_000 for p in paths.values())
+    ledger, plan = _stage_whole_and_in_groups(files, tmp_path, 50_000)
+    for i, f in enumerate(files):
+        gdir = plan.group_dir(i, i + 1)
+        if f["file"] == "cut.jsonl.gz":
+            assert not (gdir / "pieces.json").exists() and not list(gdir.glob("piece-*"))
+        else:
+            pieces = json.loads((gdir / "pieces.json").read_text())
+            assert len(pieces) > 10 and all(p["kept"] + p["quarantined"] >= 97 for p in pieces[:-1]), f["file"]
+    _merged_as_whole(plan, ledger, tmp_path)
+    stats = json.loads((tmp_path / "pieces" / "stats.json").read_text())
+    assert stats["files"]["user/cut.jsonl.gz"]["format"] == "unreadable"
+    assert stats["formats"]["json_lines"] == 1 and stats["formats"]["json_array"] == 1
