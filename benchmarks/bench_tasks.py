@@ -4,6 +4,7 @@ the merge) in a fresh process, with its wall and CPU seconds and peak RSS.
     .venv/bin/python benchmarks/bench_tasks.py RUN_DIR 04_dedupe [--jobs 2] [--json F]
     .venv/bin/python benchmarks/bench_tasks.py RUN_DIR mixtures        # or report
     .venv/bin/python benchmarks/bench_tasks.py RUN_DIR 01_parse --mirror /tmp/tiger-scale/N/mirror
+    .venv/bin/python benchmarks/bench_tasks.py RUN_DIR 04_dedupe --work SAVED   # the merge only
 
 ``RUN_DIR`` is a run folder a ``tiger run`` left (e.g. ``bench_scale.py --parts flow`` under
 /tmp/tiger-bench-flow/N/processed/run-*). The stage reads the previous stage's ``kept.parquet``
@@ -13,6 +14,10 @@ flow does; RUN_DIR is then only named in the figures). Tasks run as the flow run
 ``finish_stage``), ``--jobs`` at a time within a round, each in its own process: the peak of a task
 is its own (VmHWM), not a worker's high-water mark over many tasks. The merge also prints its
 progress messages with the RSS at each, so its peak can be placed.
+
+``--work SAVED`` replays only a partitioned stage's merge: SAVED is a copy of an earlier run's
+``<stage>/_work/<key>`` folder with every round done (saved with ``cp -al`` while that run's merge
+ran: the stage deletes it when done), hard-linked in under this replay's key.
 """
 from __future__ import annotations
 
@@ -125,6 +130,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="tasks side by side within a round")
     ap.add_argument("--shard-rows", type=int, default=None, help="default: the flow's")
     ap.add_argument("--out", help="default /tmp/tiger-bench-tasks/<stage>")
+    ap.add_argument("--work", help="a partitioned stage: its rounds' files from an earlier run; only the merge runs")
     ap.add_argument("--mirror", help="01_parse: the mirror the run read (e.g. /tmp/tiger-scale/N/mirror)")
     ap.add_argument("--json")
     a = ap.parse_args()
@@ -158,6 +164,13 @@ def main() -> None:
                                    a.shard_rows or pipeline.DEFAULT_SHARD_ROWS)
         rounds = [list(t) for t in plan.rounds] or [[]]
         rounds[0] = [("shard", x, y) for x, y in plan.shards] + rounds[0]
+        if a.work:
+            if plan.job is None or plan.shards:
+                raise SystemExit(f"--work: {a.stage} is not a partitioned stage without shards")
+            shutil.copytree(a.work, Path(plan.job.work_dir).parent, copy_function=os.link, dirs_exist_ok=True)
+            if plan.job.missing():
+                raise SystemExit(f"--work: {a.work} lacks tasks: {plan.job.missing()[:5]}")
+            rounds = []
         for r, tasks in enumerate(rounds):
             print(f"round {r}: {len(tasks)} tasks", flush=True)
             rows += _round(tasks, plan, a.jobs)
