@@ -15,7 +15,7 @@ from curate.threads import pin_blas
 from curate.usersources import UserSource
 
 # Stages skip themselves through completion markers keyed on inputs + params + code (curate.pipeline).
-from .progress import TASK_OPTS
+from .progress import TASK_OPTS, releasing
 from .progress import progress as _progress
 
 
@@ -53,11 +53,13 @@ def user_source_task(source: UserSource, raw_dir: str) -> dict:
 
 
 @task(name="parse-files", task_run_name="parse files {start}-{stop}", **TASK_OPTS)
+@releasing
 def parse_group_task(plan: pipeline.ParsePlan, start: int, stop: int) -> str:
     return pipeline.run_parse_group(plan, start, stop, progress=_progress)
 
 
 @task(name="parse", **TASK_OPTS)
+@releasing
 def parse_merge_task(plan: pipeline.ParsePlan) -> dict:
     return pipeline.finish_parse(plan, progress=_progress)
 
@@ -75,16 +77,19 @@ def parse_task(files: list[dict], out_dir: str, skipped: list[dict] | None = Non
 
 
 @task(name="shard", task_run_name="{plan.stage.name} rows {start}-{stop}", **TASK_OPTS)
+@releasing
 def shard_task(plan: pipeline.StagePlan, start: int, stop: int) -> str:
     return pipeline.run_shard(plan, start, stop, progress=_progress)
 
 
 @task(name="partition", task_run_name="{plan.stage.name} {step} {index}", **TASK_OPTS)
+@releasing
 def partition_task(plan: pipeline.StagePlan, step: str, index: int) -> str:
     return pipeline.run_task(plan, step, index, progress=_progress)
 
 
 @task(name="merge", task_run_name="{plan.stage.name}", **TASK_OPTS)
+@releasing
 def merge_task(plan: pipeline.StagePlan) -> dict:
     return pipeline.finish_stage(plan, progress=_progress)
 
@@ -107,11 +112,13 @@ def run_stage(stage: Stage, in_path: str, out_dir: str, shard_rows: int) -> dict
 
 
 @task(name="mixtures", **TASK_OPTS)
+@releasing
 def mixtures_task(in_path: str, out_dir: str, specs: tuple[MixtureSpec, ...], licenses: dict[str, str]) -> list[dict]:
     return pipeline.mixtures_stage(in_path, out_dir, specs, progress=_progress, licenses=licenses)
 
 
 @task(name="report", **TASK_OPTS)
+@releasing
 def report_task(run_dir: str) -> str:
     from prefect.artifacts import create_markdown_artifact
 
@@ -155,7 +162,9 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
         seconds.append(time.perf_counter() - t0)
         prev = run_dir / stage.name / "kept.parquet"
     pipeline.check_chain(ledgers)  # fails loudly if any record went missing between stages
-    mixtures = mixtures_task(str(prev), str(run_dir / "mixtures"), recipe.mixtures, recipe.licenses())
+    # mixtures and the report go to the runner like every stage: on a cluster they run on a worker,
+    # not in this process, which holds the flow and the cluster's client
+    mixtures = mixtures_task.submit(str(prev), str(run_dir / "mixtures"), recipe.mixtures, recipe.licenses()).result()
 
     write_json(run_dir / "manifest.json", {
         "run_id": run_dir.name,
@@ -167,7 +176,7 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
         "ledger": ledgers,
         "mixtures": [{k: m[k] for k in ("name", "rows", "file")} for m in mixtures],
     })
-    report = report_task(str(run_dir))
+    report = report_task.submit(str(run_dir)).result()
     _progress(summary(ledgers, seconds, mixtures, report))
     return str(run_dir)
 

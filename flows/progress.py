@@ -1,6 +1,9 @@
 """Progress lines that go to the Prefect run log when there is one, and always to stdout."""
 from __future__ import annotations
 
+import functools
+from typing import Any, Callable
+
 from . import settings  # noqa: F401  (Prefect env defaults before prefect is imported)
 from prefect import get_run_logger
 from prefect.cache_policies import NONE as NO_CACHE
@@ -16,3 +19,18 @@ def progress(msg: str) -> None:
     except Exception:  # outside a run context
         pass
     print(msg, flush=True)
+
+
+def releasing(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The task, then the memory it freed handed back to the system (``curate.memory``): a worker
+    runs task after task, and what one left with the allocators added to the next one's peak."""
+    from curate.memory import release_memory
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            release_memory()
+
+    return run
