@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .records import StageResult, drop_frame
+from .records import StageResult, drop_frame, text_codes
 
 def check_frame(df: pd.DataFrame, fields: Sequence[str], who: str) -> None:
     missing = [f for f in list(fields) + ["id", "source"] if f not in df.columns]
@@ -137,11 +137,7 @@ def group_stats(df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, reason: 
     drop = surv != np.arange(n)
     # sources as codes: an object array of every row's source string cost a Python string a row,
     # which the allocator kept after the stats were done
-    codes, uniques = pd.factorize(df["source"], use_na_sentinel=False)
-    names = sorted({str(u) for u in uniques})  # values with the same text (1 and "1") are one source
-    number = {t: k for k, t in enumerate(names)}
-    src = np.array([number[str(u)] for u in uniques], dtype=np.int64)[codes]
-    del codes
+    src, names = text_codes(df["source"])
     # rows per group, counted over positions: labels are rows (a group's first row or leader), so a
     # bincount does what np.unique's sort of every row would, and only rows in groups of two or
     # more are looked at further

@@ -42,7 +42,7 @@ import pandas as pd
 from . import io
 from .diversity import diversity_metrics
 from .export import sharegpt_dataset_info, system_prompt, write_exports
-from .records import history_pairs
+from .records import history_pairs, text_codes
 from .registry import Registry
 from .tasktype import TASK_TYPES
 
@@ -168,20 +168,9 @@ def allocate(sizes: dict[Any, int], total: int, rng: np.random.Generator | None 
     return alloc
 
 
-def _codes(pool: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str]]:
-    """``column`` coded once: each row's group number and the groups' keys, the values as text,
-    sorted. Factorized, so millions of rows cost integer codes, not a Python string each; values
-    with the same text (1 and "1") are one group."""
-    codes, uniques = pd.factorize(pool[column], use_na_sentinel=False)
-    texts = [str(u) for u in uniques]
-    keys = sorted(set(texts))
-    number = {k: i for i, k in enumerate(keys)}
-    return np.array([number[t] for t in texts], dtype=np.int64)[codes], keys
-
-
 def _groups(coded: tuple[np.ndarray, list[str]], positions: np.ndarray) -> dict[str, np.ndarray]:
-    """The ``positions`` grouped by a column coded by ``_codes`` (keys sorted), each group in the
-    order given (a stable sort); keys no position holds give no group."""
+    """The ``positions`` grouped by a column coded by ``records.text_codes`` (keys sorted), each
+    group in the order given (a stable sort); keys no position holds give no group."""
     groups, keys = coded
     g = groups[positions]
     ordered = positions[np.argsort(g, kind="stable")]
@@ -197,7 +186,7 @@ def _stratified(pool: pd.DataFrame, positions: np.ndarray, levels: list[str], to
         return _sample(positions, total, rng)
     coded = {} if coded is None else coded  # each level's column coded once, for all its groups
     if levels[0] not in coded:
-        coded[levels[0]] = _codes(pool, levels[0])
+        coded[levels[0]] = text_codes(pool[levels[0]])
     groups = _groups(coded[levels[0]], positions)
     alloc = allocate({k: len(v) for k, v in groups.items()}, total, rng)
     parts = [_stratified(pool, groups[k], levels[1:], alloc[k], rng, coded)

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 RECORD_COLUMNS = [
@@ -91,6 +92,16 @@ def drop_frame(df: pd.DataFrame, stage: str, reason: str | pd.Series, detail: st
     out["reason"] = reason
     out["detail"] = detail
     return out
+
+
+def text_codes(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Each value's number in ``keys``, the values' texts sorted; values with the same text (1 and
+    "1") share one. Factorized, so millions of rows cost integer codes, not a Python string each."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    texts = [str(u) for u in uniques]
+    keys = sorted(set(texts))
+    number = {k: i for i, k in enumerate(keys)}
+    return np.array([number[t] for t in texts], dtype=np.int64)[codes], keys
 
 
 def empty_like(df: pd.DataFrame) -> pd.DataFrame:

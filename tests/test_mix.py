@@ -459,14 +459,15 @@ def test_a_lazy_pool_builds_the_same_mixtures_as_the_whole_frame(pool, tmp_path,
 def test_strata_group_positions_by_their_text_in_the_order_given(pool):
     """The strata of real rows: each key holds exactly the given positions whose value reads so, in
     the order given; a cluster number and the same number as text are one stratum."""
-    from curate.mix import _codes, _groups
+    from curate.mix import _groups
+    from curate.records import text_codes
 
     rng = np.random.default_rng(0)
     mixed = pool.assign(cluster=pool["cluster"].astype(object))
     mixed.loc[mixed.index[::3], "cluster"] = mixed["cluster"][::3].astype(str)  # 5 and "5": one stratum
     for frame, column in ((pool, "task_type"), (pool, "source"), (mixed, "cluster")):
         positions = rng.permutation(len(frame))[: len(frame) // 2]
-        groups = _groups(_codes(frame, column), positions)
+        groups = _groups(text_codes(frame[column]), positions)
         texts = frame[column].astype(str).to_numpy()[positions]
         assert list(groups) == sorted(set(texts))
         for key, got in groups.items():
