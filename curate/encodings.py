@@ -66,6 +66,29 @@ def container_kind(data: bytes) -> tuple[str, str] | None:
     return None
 
 
+def gb_counts(text: str) -> tuple[int, int, int]:
+    """``gb_plausible``'s evidence in ``text``: (two-byte characters, those whose second byte is
+    ≥ 0x80, bytes that decoded to nothing). Counts add up, so a file can be judged a part at a time."""
+    pairs = high = bad = 0
+    for ch in text:
+        o = ord(ch)
+        if o < 0x80:
+            continue
+        if 0xDC00 <= o <= 0xDCFF:  # a byte that decoded to nothing (ASCII ones too: a cut 4-byte character)
+            bad += 1
+            continue
+        b = ch.encode("gb18030")
+        if len(b) == 2:
+            pairs += 1
+            high += b[1] >= 0x80
+    return pairs, high, bad
+
+
+def gb_verdict(pairs: int, high: int, bad: int) -> bool:
+    """``gb_plausible`` from the summed ``gb_counts``."""
+    return pairs > 0 and high >= 0.5 * pairs and bad <= max(2, 0.05 * pairs)
+
+
 def gb_plausible(text: str) -> bool:
     """Is ``text`` (bytes decoded as GB18030 with ``surrogateescape``) really GBK/GB18030 Chinese?
 
@@ -73,19 +96,7 @@ def gb_plausible(text: str) -> bool:
     letter followed by an ASCII letter is a valid GBK pair (``é`` + ``t`` → one rare ideograph). In
     Chinese GBK text the second byte of a pair is nearly always ≥ 0x80 (GB2312 puts both bytes in
     0xA1–0xFE), and bytes that decode to nothing are rare; in Latin-1 text neither holds."""
-    pairs = high = bad = 0
-    for ch in text:
-        o = ord(ch)
-        if o < 0x80:
-            continue
-        if 0xDC80 <= o <= 0xDCFF:  # a byte that decoded to nothing
-            bad += 1
-            continue
-        b = ch.encode("gb18030")
-        if len(b) == 2:
-            pairs += 1
-            high += b[1] >= 0x80
-    return pairs > 0 and high >= 0.5 * pairs and bad <= max(2, 0.05 * pairs)
+    return gb_verdict(*gb_counts(text))
 
 
 def legacy_guess(data: bytes) -> str:

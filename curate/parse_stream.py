@@ -7,13 +7,14 @@ positions, repairs and stats ``parse_file`` gives (:func:`reader_for` picks the 
 ``parse_file`` tells the kinds apart):
 
 * Parquet (``PAR1`` first): a batch of rows at a time (:class:`ParquetReader`);
-* UTF-8 CSV/TSV (by name, ``.csv``/``.tsv``): a line at a time by the ``csv`` module, so a quoted
+* CSV/TSV (by name, ``.csv``/``.tsv``): a line at a time by the ``csv`` module, so a quoted
   field may span lines (:class:`CsvReader`);
-* a well-formed UTF-8 JSON array (``[`` first): a value at a time from windows of bytes
+* a well-formed JSON array (``[`` first): a value at a time from windows of bytes
   (:class:`JsonArrayReader`);
-* UTF-8 JSON lines (anything else): a window of bytes at a time (:class:`JsonLinesReader`).
+* JSON lines (anything else): a window of bytes at a time (:class:`JsonLinesReader`).
 
-A JSON-lines window is cut after a line break (a UTF-8 character never spans one). A value, or a
+A JSON-lines window is cut after a line break (and decoded incrementally, so a character cut
+at its end is held for the next). A value, or a
 broken fragment, that may go on past the window is read again with the next window appended, so
 where a window ends never changes how a row is read:
 
@@ -23,8 +24,7 @@ where a window ends never changes how a row is read:
 * a broken fragment ends at the next line that starts with ``{``, found inside the window.
 
 A JSON array (``[`` its first non-blank character) is read as ``parse_file`` reads a well-formed
-one: decoded strictly, each row located by its ``item`` only. Its windows are decoded from UTF-8 cut
-at a character boundary; a value counts only once the ``,`` or ``]`` after it is inside the window,
+one: decoded strictly, each row located by its ``item`` only. Its windows are decoded incrementally; a value counts only once the ``,`` or ``]`` after it is inside the window,
 and a syntax error is believed as above. An array with any defect (a value that does not decode
 strictly: a raw control character in a string, a number too long for ``int`` …; a row that repeats
 a key; a trailing comma; no ``]``; anything but blanks after it, NUL too; a row nested deeper than
@@ -33,10 +33,19 @@ a key; a trailing comma; no ``]``; anything but blanks after it, NUL too; a row 
 
 A gzip file is read the same way through ``gzip``: its kind told by its decompressed first bytes
 and its name less ``.gz``, positions counting decompressed bytes, a ``decompressed_gzip`` repair,
-as ``parse_file`` reads it. Anything else raises :class:`NotStreamable`: another encoding, Parquet
-inside gzip, a damaged gzip file, a Parquet file pyarrow cannot read, or bytes that are not UTF-8 (found in a later part, after pieces were handed out: the caller
-discards them and reads the file whole). A JSON stream that turns out to hold a single document
-(SQuAD data) is read as ``parse_file`` reads it, from the text held so far, which is then all of it.
+as ``parse_file`` reads it. A JSON stream that turns out to hold a single document (SQuAD data) is
+read as ``parse_file`` reads it, from the text held so far, which is then all of it.
+
+Text is read as UTF-8 first. Text that is not (a byte-order mark or zero bytes of UTF-16/32 at the
+start, or a byte that is not UTF-8 anywhere, found after pieces were handed out) raises
+:class:`NotUtf8`: the caller discards the pieces, asks :func:`text_encoding` how ``parse_file`` would
+decode the file (GB18030, UTF-16/32, UTF-8 with escaped bytes; decided in one pass a window at a
+time, from counts that add up over windows) and reads it again with that ``encoding``: an
+incremental decoder keeps undecodable bytes as escapes, so rows holding them are quarantined as
+reading it whole quarantines them, and positions count the file's own bytes.
+
+Anything else raises :class:`NotStreamable` (read it whole): Parquet inside gzip, a damaged gzip
+file, a Parquet file pyarrow cannot read, text in no encoding ``parse_file`` reads (Latin-1).
 """
 from __future__ import annotations
 
@@ -50,9 +59,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from .encodings import GZIP_MAGIC, PARQUET_MAGIC, SNIFF_BYTES, container_kind, sniff_bom, sniff_utf16_32
-from .parse import (_DECODER, _RESYNC_LINE, _WS, MAX_DEPTH, ParseResult, _depth_over, _FileParser, _Locator,
-                    _RepeatedKeys, decode_value)
+from .encodings import (ESCAPE, GZIP_MAGIC, PARQUET_MAGIC, SNIFF_BYTES, container_kind, gb_counts, gb_verdict,
+                        sniff_bom, sniff_utf16_32)
+from .parse import (_DECODER, _ESCAPED_BYTE, _RESYNC_LINE, _WS, MAX_DEPTH, ParseResult, _depth_over, _FileParser,
+                    _Locator, _RepeatedKeys, decode_value)
 
 # Bytes (JSON lines) or characters (CSV/TSV) read at a time; a piece is handed out once it holds
 # this many rows (kept or quarantined).
@@ -71,6 +81,114 @@ class NotStreamable(Exception):
     """The file is not one this module reads (see above): read it whole (``parse.parse_file``)."""
 
 
+class NotUtf8(NotStreamable):
+    """The text is not UTF-8: find how ``parse_file`` would decode it (:func:`text_encoding`) and
+    read it again with that encoding."""
+
+
+@dataclass(frozen=True)
+class TextEncoding:
+    """How ``parse_file`` decodes a text file that is not plain UTF-8: ``label`` is the parse result's
+    encoding ("gb18030+invalid", "utf-16-le" …), ``codec`` what decodes it (undecodable bytes kept as
+    ``tiger-escape`` escapes), ``offset`` the byte-order mark's length, ``repair`` the (kind, byte)
+    the file's repairs note."""
+
+    label: str
+    codec: str
+    offset: int
+    repair: tuple[str, int | None] | None
+
+
+def _gzipped(path: str | Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+
+
+def _chunks(path: str | Path, window: int, skip: int = 0) -> Iterator[bytes]:
+    """The file's bytes (decompressed when gzip) from ``skip`` on, ``window`` at a time."""
+    try:
+        with (gzip.open(path, "rb") if _gzipped(path) else open(path, "rb")) as fh:
+            fh.read(skip)
+            while chunk := fh.read(window):
+                yield chunk
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise NotStreamable(f"{path}: a damaged gzip file ({e})") from None
+
+
+def _decoded(path: str | Path, codec: str, offset: int, window: int) -> Iterator[tuple[str, int]]:
+    """(text, bytes before it after the mark) of each window, decoded as ``codec`` with escapes."""
+    dec = codecs.getincrementaldecoder(codec)(ESCAPE)
+    fed = 0
+    for chunk in _chunks(path, window, offset):
+        before = fed - len(dec.getstate()[0])
+        fed += len(chunk)
+        yield dec.decode(chunk), before
+    before = fed - len(dec.getstate()[0])
+    yield dec.decode(b"", final=True), before
+
+
+def text_encoding(path: str | Path, window: int = WINDOW_BYTES) -> TextEncoding:
+    """How ``parse.parse_file`` decodes the text file at ``path`` (``decode_bytes``, ``_decode_unicode``),
+    decided from one pass over its bytes a window at a time instead of from all of them at once: the
+    counts it decides by (bytes that are not UTF-8 against valid non-ASCII characters; ``gb_counts``)
+    add up over windows. :class:`NotStreamable` when no encoding fits (read whole: its rows are
+    quarantined there as ``undecodable_file``)."""
+    chunks = _chunks(path, SNIFF_BYTES)
+    head = next(chunks, b"")
+    chunks.close()
+    codec, offset = sniff_bom(head)
+    codec = codec or sniff_utf16_32(head)
+    if codec and codec != "utf-8":  # UTF-16/32: a damaged code unit is kept as an escape
+        invalid = any(_ESCAPED_BYTE.search(t) for t, _ in _decoded(path, codec, offset, window))
+        return TextEncoding(codec + "+invalid" if invalid else codec, codec, offset,
+                            ("decoded_" + codec.replace("-", "_"), 0))
+    bad = good = 0
+    first: int | None = None
+    for t, before in _decoded(path, "utf-8", offset, window):
+        m = _ESCAPED_BYTE.search(t)
+        if m is None:
+            good += len(t) - len(t.encode("ascii", "ignore"))
+            continue
+        if first is None:
+            first = offset + before + len(t[:m.start()].encode("utf-8"))
+        esc = len(_ESCAPED_BYTE.findall(t))
+        bad += esc
+        good += len(t) - len(t.encode("ascii", "ignore")) - esc
+    if first is None:
+        return TextEncoding("utf-8", "utf-8", offset, None)
+    if good > bad:
+        return TextEncoding("utf-8+invalid", "utf-8", offset, ("invalid_utf8_bytes", first))
+    pairs = high = gb_bad = 0
+    invalid = False
+    for t, _ in _decoded(path, "gb18030", offset, window):
+        p, h, b = gb_counts(t)
+        pairs, high, gb_bad = pairs + p, high + h, gb_bad + b
+        invalid = invalid or bool(_ESCAPED_BYTE.search(t))
+    if gb_verdict(pairs, high, gb_bad):
+        return TextEncoding("gb18030+invalid" if invalid else "gb18030", "gb18030", offset, ("decoded_gb18030", first))
+    raise NotStreamable(f"{path}: neither UTF-8 nor GB18030 text")
+
+
+class _Decode:
+    """A file's bytes to text a part at a time: strict UTF-8 (:class:`NotUtf8` at a byte that is not),
+    or, with an ``encoding``, as ``parse_file`` decodes the file (undecodable bytes kept as escapes)."""
+
+    def __init__(self, encoding: TextEncoding | None, name: str, byte0: int):
+        self.strict = encoding is None
+        self._dec = codecs.getincrementaldecoder("utf-8" if encoding is None else encoding.codec)(
+            "strict" if encoding is None else ESCAPE)
+        self.name, self.byte = name, byte0  # where the next bytes start in the file
+
+    def __call__(self, chunk: bytes, final: bool = False) -> str:
+        held = len(self._dec.getstate()[0])  # the start of a character cut at the last part's end
+        try:
+            text = self._dec.decode(chunk, final)
+        except UnicodeDecodeError as e:
+            raise NotUtf8(f"{self.name}: not UTF-8 near byte {self.byte - held + e.start}") from None
+        self.byte += len(chunk)
+        return text
+
+
 @dataclass
 class Piece:
     records: list[dict]
@@ -82,7 +200,8 @@ class _Reader:
     outcome (``n_in``, format, schemas, repairs, encoding, bytes) with no rows in it."""
 
     def __init__(self, path: str | Path, source: str, rel: str, columns: dict[str, str] | None = None,
-                 expect: str | None = None, window: int = WINDOW_BYTES, piece_rows: int | None = None):
+                 expect: str | None = None, window: int = WINDOW_BYTES, piece_rows: int | None = None,
+                 encoding: TextEncoding | None = None):
         piece_rows = PIECE_ROWS if piece_rows is None else piece_rows
         if window < 1 or piece_rows < 1:
             raise ValueError(f"{type(self).__name__}: window and piece_rows must be >= 1, got {window}, {piece_rows}")
@@ -90,8 +209,9 @@ class _Reader:
         self.columns, self.expect = columns, expect
         self.window, self.piece_rows = int(window), int(piece_rows)
         self.result: ParseResult | None = None
-        with open(self.path, "rb") as fh:
-            self.gzipped = fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+        # None: UTF-8, or NotUtf8 is raised; else the file's text encoding (``text_encoding``)
+        self.encoding = encoding
+        self.gzipped = _gzipped(self.path)
         # the name the kind is told by: parse_file drops ".gz" from a gzip file's
         self.lower = rel.lower().removesuffix(".gz") if self.gzipped else rel.lower()
 
@@ -108,20 +228,39 @@ class _Reader:
         """The file's bytes, decompressed when it is gzip."""
         return gzip.open(self.path, "rb") if self.gzipped else open(self.path, "rb")
 
-    def _head(self, fh: Any, refuse: Callable[[bytes, str, str | None], str]) -> tuple[bytes, int]:
+    def _head(self, fh: Any, refuse: Callable[[str, str], str]) -> tuple[bytes, int]:
         """The file's first window and the length of its byte-order mark; :class:`NotStreamable`
-        when ``refuse`` (head, name, codec) says why the file is not this reader's."""
+        when ``refuse`` (its first character after blanks, name) says why the file is not this
+        reader's, or it is no text (:class:`NotUtf8` when it is text in another encoding)."""
         head = fh.read(max(self.window, SNIFF_BYTES))
-        codec, offset = sniff_bom(head)
-        why = refuse(head, self.lower, codec)
+        codec, offset = self._text_head(head)
+        why = refuse(_first_char(head, offset, self.encoding), self.lower)
         if why:
             raise NotStreamable(f"{self.source}/{self.rel}: {why}")
         return head, offset
 
-    def _parser(self, encoding: str) -> _FileParser:
-        p = _FileParser(self.path, self.source, self.rel, encoding, self.columns, self.expect)
+    def _text_head(self, head: bytes) -> tuple[str | None, int]:
+        """(byte-order mark's codec, its length); :class:`NotStreamable` for a compressed or binary
+        file, :class:`NotUtf8` for UTF-16/32 text read without its ``encoding``."""
+        codec, offset = sniff_bom(head)
+        why = _not_text(head)
+        if why:
+            raise NotStreamable(f"{self.source}/{self.rel}: {why}")
+        if self.encoding is None and (codec not in (None, "utf-8") or (codec is None and sniff_utf16_32(head))):
+            raise NotUtf8(f"{self.source}/{self.rel}: UTF-16/32 text")
+        return codec, offset
+
+    def _parser(self, label: str | None = None) -> _FileParser:
+        """The file's parser; ``label`` for a table format, else a text file in ``encoding``, whose
+        decoding is noted as ``parse_file`` notes it."""
+        text = label is None
+        label = label or (self.encoding.label if self.encoding else "utf-8")
+        p = _FileParser(self.path, self.source, self.rel, label, self.columns, self.expect)
         if self.gzipped:
             p.repair("decompressed_gzip", {"byte": 0})  # first, as parse_file notes it
+        if text and self.encoding is not None and self.encoding.repair is not None:
+            kind, byte = self.encoding.repair
+            p.repair(kind, {"byte": byte})
         return p
 
     def _full(self, p: _FileParser) -> Piece | None:
@@ -147,6 +286,8 @@ class _Reader:
         try:
             yield from rows
         except Exception as e:  # noqa: BLE001  (parse_file reads the file whole and contains it)
+            if self.encoding is None and isinstance(e, UnicodeDecodeError):
+                raise NotUtf8(f"{self.source}/{self.rel}: {what} ({e})") from e
             raise NotStreamable(f"{self.source}/{self.rel}: {what} ({type(e).__name__}: {str(e)[:160]})") from e
 
 
@@ -157,10 +298,11 @@ def _take(p: _FileParser) -> Piece:
 
 
 def reader_for(path: str | Path, source: str, rel: str, columns: dict[str, str] | None = None,
-               expect: str | None = None, window: int = WINDOW_BYTES, piece_rows: int | None = None) -> _Reader:
+               expect: str | None = None, window: int = WINDOW_BYTES, piece_rows: int | None = None,
+               encoding: TextEncoding | None = None) -> _Reader:
     """The reader for a file, told as ``parse_file`` tells it: Parquet by content, CSV/TSV by name, a
     JSON array by ``[`` first, anything else JSON lines (each reader raises :class:`NotStreamable`
-    for what it cannot read)."""
+    for what it cannot read). ``encoding``: the text's (``text_encoding``) when it is not UTF-8."""
     with open(path, "rb") as fh:
         head = fh.read(SNIFF_BYTES)
     lower = rel.lower()
@@ -175,11 +317,11 @@ def reader_for(path: str | Path, source: str, rel: str, columns: dict[str, str] 
         kind: type[_Reader] = ParquetReader
     elif lower.endswith((".csv", ".tsv")):
         kind = CsvReader
-    elif _first_byte(head) == b"[":
+    elif _first_char(head, sniff_bom(head)[1], encoding) == "[":
         kind = JsonArrayReader
     else:
         kind = JsonLinesReader
-    return kind(path, source, rel, columns, expect, window, piece_rows)
+    return kind(path, source, rel, columns, expect, window, piece_rows, encoding)
 
 
 class ParquetReader(_Reader):
@@ -208,14 +350,13 @@ class CsvReader(_Reader):
             raise NotStreamable(f"{self.source}/{self.rel}: not named .csv or .tsv")
         with self._open() as fh:
             head = fh.read(SNIFF_BYTES)
-            codec, offset = sniff_bom(head)
-            why = _not_utf8(head, codec)
-            if why:
-                raise NotStreamable(f"{self.source}/{self.rel}: {why}")
-            p = self._parser("utf-8")
+            _, offset = self._text_head(head)
+            p = self._parser()
             p.format = lower[-3:]
-            fh.seek(offset)  # past a UTF-8 byte-order mark, which parse_file strips too
-            with io.TextIOWrapper(fh, encoding="utf-8", newline="") as text:
+            fh.seek(offset)  # past a byte-order mark, which parse_file strips too
+            enc = self.encoding
+            with io.TextIOWrapper(fh, encoding=enc.codec if enc else "utf-8", errors=ESCAPE if enc else "strict",
+                                  newline="") as text:
                 text._CHUNK_SIZE = self.window  # how much is decoded at a time
                 rows = csv_rows(text, "\t" if lower.endswith(".tsv") else ",")
                 yield from self._table(p, self._refuse(rows, "not UTF-8, or unreadable"))
@@ -223,10 +364,10 @@ class CsvReader(_Reader):
 
 
 class JsonLinesReader(_Reader):
-    """A UTF-8 JSON-lines file, a window of bytes at a time (see above)."""
+    """A JSON-lines file, a window of bytes at a time (see above)."""
 
     def _pieces(self) -> Iterator[Piece]:
-        p = self._parser("utf-8")
+        p = self._parser()
         with self._open() as fh:
             head, offset = self._head(fh, _not_lines)
             yield from self._read(p, fh, head[offset:], offset)
@@ -235,6 +376,8 @@ class JsonLinesReader(_Reader):
     def _read(self, p: _FileParser, fh: Any, pending: bytes, byte0: int) -> Iterator[Piece]:
         text, line0, eof, pos = "", 1, False, 0
         held: list[tuple[str, Any, int]] | None = []  # the first two events, until the stream is known to be lines
+        decode = _Decode(self.encoding, f"{self.source}/{self.rel}", byte0)
+        label = self.encoding.label if self.encoding else "utf-8"
 
         def more() -> None:  # append the next window's text, cut after its last line break
             nonlocal pending, text, eof
@@ -245,14 +388,11 @@ class JsonLinesReader(_Reader):
                 cut = len(pending) if eof else pending.rfind(b"\n") + 1
                 if cut or eof:
                     break
-            try:
-                text += pending[:cut].decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise NotStreamable(f"{self.source}/{self.rel}: not UTF-8 near byte {byte0 + e.start}") from None
+            text += decode(pending[:cut], eof)
             pending = pending[cut:]
 
         more()
-        where = _Locator(text, byte0, "utf-8", line0)
+        where = _Locator(text, byte0, label, line0)
         while True:
             pos = _WS.match(text, pos).end()
             if pos >= len(text):
@@ -269,7 +409,7 @@ class JsonLinesReader(_Reader):
                     at = where.at(start)
                     text, pos, byte0, line0 = text[start:], pos - start, at["byte"], at["line"]
                 more()
-                where = _Locator(text, byte0, "utf-8", line0) if held is None else where
+                where = _Locator(text, byte0, label, line0) if held is None else where
                 where.text = text
                 continue
             (kind, payload, at), end, ctrl = event
@@ -320,29 +460,22 @@ class JsonLinesReader(_Reader):
 
 
 class _Windows:
-    """The text of a UTF-8 file from ``pos`` on, a window of its bytes decoded at a time (cut at a
-    character boundary, so a window's end never changes the text)."""
+    """The text of a file from ``pos`` on, a window of its bytes decoded at a time (``_Decode``, which
+    holds a character cut at a window's end for the next, so a window's end never changes the text)."""
 
-    def __init__(self, fh: Any, first: bytes, byte0: int, window: int, name: str):
+    def __init__(self, fh: Any, first: bytes, byte0: int, window: int, name: str, encoding: TextEncoding | None = None):
         """``first``: the file's first bytes after ``byte0`` (a byte-order mark), already read."""
         self.fh, self.window, self.name = fh, window, name
         self.text, self.pos, self.eof = "", 0, False
         self._first: bytes | None = first
-        self._byte = byte0  # where the next window starts in the file
-        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._decode = _Decode(encoding, name, byte0)
 
     def more(self) -> None:
         """Drop the text before ``pos`` and append the next window's."""
         chunk = self._first if self._first is not None else self.fh.read(self.window)
         self._first = None
         self.eof = not chunk
-        held = len(self._utf8.getstate()[0])  # the start of a character cut at the last window's end
-        try:
-            new = self._utf8.decode(chunk, final=self.eof)
-        except UnicodeDecodeError as e:
-            raise NotStreamable(f"{self.name}: not UTF-8 near byte {self._byte - held + e.start}") from None
-        self._byte += len(chunk)
-        self.text, self.pos = self.text[self.pos:] + new, 0
+        self.text, self.pos = self.text[self.pos:] + self._decode(chunk, self.eof), 0
 
     def skip(self) -> bool:
         """Move ``pos`` past blanks, reading on; False at the end of the file."""
@@ -356,14 +489,15 @@ class _Windows:
 
 
 class JsonArrayReader(_Reader):
-    """A well-formed UTF-8 JSON array, a value at a time from windows of bytes (see above)."""
+    """A well-formed JSON array, a value at a time from windows of bytes (see above)."""
 
     def _pieces(self) -> Iterator[Piece]:
-        p = self._parser("utf-8")
+        p = self._parser()
         p.format = "json_array"
         with self._open() as fh:
             head, offset = self._head(fh, _not_array)
-            yield from self._read(p, _Windows(fh, head[offset:], offset, self.window, f"{self.source}/{self.rel}"))
+            yield from self._read(p, _Windows(fh, head[offset:], offset, self.window, f"{self.source}/{self.rel}",
+                                              self.encoding))
         self._finish(p)
 
     def _read(self, p: _FileParser, w: _Windows) -> Iterator[Piece]:
@@ -422,35 +556,30 @@ class JsonArrayReader(_Reader):
         return NotStreamable(f"{self.source}/{self.rel}: not a well-formed JSON array: {what}")
 
 
-def _first_byte(head: bytes) -> bytes:
-    """The first byte of ``head`` that is not blank (or NUL), after a UTF-8 byte-order mark."""
-    return head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\n\r\x00")[:1]
+def _first_char(head: bytes, offset: int, encoding: TextEncoding | None) -> str:
+    """The first character of the text ``head`` starts (after its byte-order mark of ``offset``
+    bytes) that is not blank or NUL, as ``parse_file`` reads it; "" when none is in ``head``."""
+    dec = codecs.getincrementaldecoder(encoding.codec if encoding else "utf-8")(ESCAPE)
+    text = dec.decode(head[offset:offset + SNIFF_BYTES])
+    return text[_WS.match(text).end():][:1]
 
 
-def _not_utf8(head: bytes, codec: str | None) -> str:
-    """Why a file starting with ``head`` is not UTF-8 text ("" when it may be), as ``parse_file``
-    tells the kinds apart; bytes that are not UTF-8 are found while reading."""
+def _not_text(head: bytes) -> str:
+    """Why a file starting with ``head`` is not text at all ("" when it may be)."""
     if head.startswith(GZIP_MAGIC) or container_kind(head) or head.startswith(PARQUET_MAGIC):
         return "a compressed or binary file"
-    if codec not in (None, "utf-8") or (codec is None and sniff_utf16_32(head)):
-        return "UTF-16/32 text"
     return ""
 
 
-def _not_lines(head: bytes, rel: str, codec: str | None) -> str:
-    """Why a file starting with ``head`` is not read as JSON lines ("" when it is)."""
+def _not_lines(first: str, rel: str) -> str:
+    """Why a file whose text starts with ``first`` is not read as JSON lines ("" when it is)."""
     if rel.lower().endswith((".csv", ".tsv")):
         return "a table"
-    why = _not_utf8(head, codec)
-    if why:
-        return why
-    if _first_byte(head) == b"[":
-        return "a JSON array"
-    return ""
+    return "a JSON array" if first == "[" else ""
 
 
-def _not_array(head: bytes, rel: str, codec: str | None) -> str:
-    """Why a file starting with ``head`` is not read as a JSON array ("" when it is)."""
+def _not_array(first: str, rel: str) -> str:
+    """Why a file whose text starts with ``first`` is not read as a JSON array ("" when it is)."""
     if rel.lower().endswith((".csv", ".tsv")):
         return "a table"
-    return _not_utf8(head, codec) or ("" if _first_byte(head) == b"[" else "not a JSON array")
+    return "" if first == "[" else "not a JSON array"

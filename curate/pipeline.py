@@ -247,14 +247,14 @@ def run_parse_group(plan: ParsePlan, start: int, stop: int, progress: Progress =
 
 
 def _parse_in_pieces(plan: ParsePlan, gdir: Path, f: dict, progress: Progress = None) -> bool:
-    """A large Parquet, UTF-8 CSV/TSV, well-formed UTF-8 JSON array or UTF-8 JSON-lines file read a
-    part at a time into ``gdir/piece-NNNNN/`` folders (one piece of rows each, listed in
+    """A large Parquet, CSV/TSV, well-formed JSON array or JSON-lines file (text in UTF-8, GB18030 or
+    UTF-16/32, as ``parse_file`` decodes it; ``parse_stream.text_encoding``) read a part at a time into ``gdir/piece-NNNNN/`` folders (one piece of rows each, listed in
     ``pieces.json``) and ``stats.json`` as ``parse_files([f])`` gives them; False, with nothing left
     behind, when the file is not such a file (read whole then)."""
     import shutil
 
     from .parse import ParseTally, row_frames
-    from .parse_stream import NotStreamable, reader_for
+    from .parse_stream import NotStreamable, NotUtf8, reader_for, text_encoding
 
     def clear() -> None:
         for d in gdir.glob("piece-*"):
@@ -272,17 +272,31 @@ def _parse_in_pieces(plan: ParsePlan, gdir: Path, f: dict, progress: Progress = 
         _save_part(pdir, "dropped", dropped, ["source", "reason"])
         pieces.append({"dir": pdir.name, "kept": len(kept), "quarantined": len(dropped)})
 
-    try:
-        reader = reader_for(f["path"], f["source"], f["file"], f.get("columns"), f.get("format"),
-                            window=max(plan.group_bytes, STREAM_MIN_WINDOW))
-        for piece in reader:
-            tally.rows(piece.records, piece.quarantine)
-            save(piece.records, piece.quarantine)
-            if progress:
-                progress(f"parse: {f['source']}/{f['file']}: {tally.kept + tally.quarantined:,} rows")
-    except (NotStreamable, OSError):  # not a file read in parts, or unreadable: parse_files reads it, or says why
-        clear()
-        return False
+    window = max(plan.group_bytes, STREAM_MIN_WINDOW)
+    encoding = None  # UTF-8; text in another encoding is read again once its encoding is known
+    while True:
+        try:
+            reader = reader_for(f["path"], f["source"], f["file"], f.get("columns"), f.get("format"),
+                                window=window, encoding=encoding)
+            for piece in reader:
+                tally.rows(piece.records, piece.quarantine)
+                save(piece.records, piece.quarantine)
+                if progress:
+                    progress(f"parse: {f['source']}/{f['file']}: {tally.kept + tally.quarantined:,} rows")
+            break
+        except NotUtf8:
+            clear()
+            tally, pieces[:] = ParseTally(), []
+            try:
+                if encoding is None:
+                    encoding = text_encoding(f["path"], window)
+                    continue
+            except (NotStreamable, OSError):
+                pass
+            return False
+        except (NotStreamable, OSError):  # not a file read in parts, or unreadable: parse_files reads it, or says why
+            clear()
+            return False
     if not pieces:  # no rows: one empty piece, so the merge has the file's columns
         save([], [])
     tally.file(f, reader.result, tally.kept, tally.quarantined)

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.parse import parse_file, parse_files
-from curate.parse_stream import (CsvReader, JsonArrayReader, JsonLinesReader, NotStreamable, ParquetReader,
-                                  reader_for)
+from curate.parse_stream import (CsvReader, JsonArrayReader, JsonLinesReader, NotStreamable, NotUtf8, ParquetReader,
+                                  reader_for, text_encoding)
 
 DATA = Path(__file__).parent / "data"
 
@@ -125,7 +125,7 @@ def _merged_as_whole(plan, ledger: dict, tmp_path: Path) -> None:
 def test_the_parse_stage_reads_a_large_json_lines_file_in_pieces(mirror, tmp_path, monkeypatch):
     """A JSON-lines file larger than its group is read a window at a time and saved a piece of rows
     at a time; the stage writes the bytes of one pass over the files read whole. A file that turns
-    out not to be UTF-8 JSON lines (late bad bytes) is read whole, nothing of its pieces left."""
+    out not to be UTF-8 (late bad bytes) is read again in its encoding, its first pieces discarded."""
     import curate.parse_stream
 
     monkeypatch.setattr(curate.parse_stream, "PIECE_ROWS", 97)
@@ -143,7 +143,9 @@ def test_the_parse_stage_reads_a_large_json_lines_file_in_pieces(mirror, tmp_pat
     pieces = json.loads((gdir / "pieces.json").read_text())
     assert len(pieces) > 10 and all(p["kept"] + p["quarantined"] == 97 for p in pieces[:-1])
     late_dir = plan.group_dir(*next(g for g in plan.groups if g[0] == 2))
-    assert not (late_dir / "pieces.json").exists() and not list(late_dir.glob("piece-*"))
+    late_pieces = json.loads((late_dir / "pieces.json").read_text())
+    assert len(late_pieces) > 5 and len(list(late_dir.glob("piece-*"))) == len(late_pieces)
+    assert json.loads((late_dir / "stats.json").read_text())["files"]["belle/late.jsonl"]["encoding"] == "utf-8+invalid"
     _merged_as_whole(plan, ledger, tmp_path)
     res = parse_files(files)
     assert ledger["in"] == res.stats["in"] and len(pd.read_parquet(tmp_path / "pieces" / "kept.parquet")) == len(res.kept)
@@ -238,19 +240,26 @@ def _not_utf8_tables(mirror: Path, dest: Path) -> dict[str, Path]:
     return out
 
 
-def test_a_csv_that_is_not_utf8_is_read_whole(mirror, tmp_path):
-    """A GB18030 CSV is refused at its start; a CSV with a byte that is not UTF-8 far into it is
-    refused after pieces were handed out: both are NotStreamable, naming the file, and read whole."""
+def test_a_csv_that_is_not_utf8_is_read_in_its_encoding(mirror, tmp_path):
+    """A GB18030 CSV is found not UTF-8 at its start; a CSV with a byte that is not UTF-8 far into it
+    after pieces were handed out: both raise NotUtf8, naming the file. Read again in the encoding
+    ``text_encoding`` finds, they give parse_file's rows, quarantine and repairs for any window."""
     files = _not_utf8_tables(mirror, tmp_path)
     assert parse_file(files["gb.csv"], "s", "gb.csv").encoding == "gb18030"
     assert parse_file(files["late.csv"], "s", "late.csv").encoding == "utf-8+invalid"
-    with pytest.raises(NotStreamable, match="gb.csv"):
+    with pytest.raises(NotUtf8, match="gb.csv"):
         next(iter(reader_for(files["gb.csv"], "s", "gb.csv", window=4096)))
     pieces = []
-    with pytest.raises(NotStreamable, match="late.csv"):
+    with pytest.raises(NotUtf8, match="late.csv"):
         for piece in reader_for(files["late.csv"], "s", "late.csv", window=4096, piece_rows=50):
             pieces.append(piece)
     assert len(pieces) > 10
+    for name, path in files.items():
+        for window in (333, 4096):
+            encoding = text_encoding(path, window)
+            reader = reader_for(path, "s", name, window=window, piece_rows=50, encoding=encoding)
+            assert type(reader) is CsvReader
+            _as_read_whole(reader, path)
     with pytest.raises(NotStreamable, match="corrupt.parquet"):
         list(reader_for(DATA / "hostile" / "corrupt.parquet", "s", "corrupt.parquet"))
 
@@ -258,7 +267,7 @@ def test_a_csv_that_is_not_utf8_is_read_whole(mirror, tmp_path):
 def test_the_parse_stage_reads_large_tables_in_pieces(mirror, tmp_path, monkeypatch):
     """Parquet, CSV and TSV files larger than their group are read and saved a piece of rows at a
     time; the stage writes the bytes of one pass over the files read whole. CSV files that turn out
-    not to be UTF-8 (at the start, or far in) are read whole, nothing of their pieces left."""
+    not to be UTF-8 (at the start, or far in) are read again in their encoding, in pieces too."""
     import curate.parse_stream
 
     monkeypatch.setattr(curate.parse_stream, "PIECE_ROWS", 97)
@@ -271,11 +280,8 @@ def test_the_parse_stage_reads_large_tables_in_pieces(mirror, tmp_path, monkeypa
             continue
         gdir = plan.group_dir(i, i + 1)
         assert (i, i + 1) in plan.groups
-        if f["file"] in ("gb.csv", "late.csv"):
-            assert not (gdir / "pieces.json").exists() and not list(gdir.glob("piece-*")), f["file"]
-        else:
-            pieces = json.loads((gdir / "pieces.json").read_text())
-            assert len(pieces) > 10 and all(p["kept"] + p["quarantined"] == 97 for p in pieces[:-1]), f["file"]
+        pieces = json.loads((gdir / "pieces.json").read_text())
+        assert len(pieces) > 10 and all(p["kept"] + p["quarantined"] == 97 for p in pieces[:-1]), f["file"]
     _merged_as_whole(plan, ledger, tmp_path)
     stats = json.loads((tmp_path / "pieces" / "stats.json").read_text())
     assert stats["formats"] == {"csv": 4, "parquet": 1, "tsv": 1}
@@ -450,7 +456,7 @@ def test_the_parse_stage_reads_a_large_json_array_in_pieces(mirror, tmp_path, mo
             continue
         gdir = plan.group_dir(i, i + 1)
         assert (i, i + 1) in plan.groups
-        if f["file"] in bad:
+        if f["file"] in bad and f["file"] != "bad_utf8.json":  # bytes that are not UTF-8: read in their encoding
             assert not (gdir / "pieces.json").exists() and not list(gdir.glob("piece-*")), f["file"]
         elif f["file"] == "empty.json":
             empty = [{"dir": "piece-00000", "kept": 0, "quarantined": 0}]
@@ -482,7 +488,8 @@ def test_gzip_files_are_read_in_pieces_as_reading_them_whole(mirror, tmp_path):
     """gzip of JSON lines, a JSON array, a CSV and a TSV: read through gzip by the reader their
     decompressed start and their name less ``.gz`` call for, with parse_file's rows, positions (in
     decompressed bytes), repairs (``decompressed_gzip`` first) and counts for any window. gzip of
-    Parquet, of a defective array, of GB18030 text, or cut short: NotStreamable, read whole."""
+    Parquet, of a defective array, or cut short: NotStreamable, read whole; of GB18030 text:
+    NotUtf8 (read again in its encoding, below)."""
     import gzip
 
     src = tmp_path / "src"
@@ -537,3 +544,108 @@ def test_the_parse_stage_reads_a_large_gzip_file_in_pieces(mirror, tmp_path, mon
     stats = json.loads((tmp_path / "pieces" / "stats.json").read_text())
     assert stats["files"]["user/cut.jsonl.gz"]["format"] == "unreadable"
     assert stats["formats"]["json_lines"] == 1 and stats["formats"]["json_array"] == 1
+
+
+# ---- text that is not UTF-8 -----------------------------------------------------------------------
+
+def _other_encodings(mirror: Path, dest: Path) -> dict[str, Path]:
+    """Real rows in the encodings parse_file reads besides UTF-8: BELLE's dev set (with the hostile
+    lines) as GB18030 JSON lines, with a byte that is not GB18030 and a four-byte sequence cut by a
+    line break; the array items as GB18030; UTF-16-LE lines without a byte-order mark; a UTF-16-BE
+    array with one; UTF-8 with stray bytes far in; gzip of the GB18030 lines; a Latin-1 file (no
+    encoding fits: read whole)."""
+    import gzip
+
+    lines = _hostile_lines(mirror, dest).read_text(encoding="utf-8")
+    # characters GB18030 cannot write (lone surrogates) are left out of the GB18030 copies
+    gb = lines.encode("gb18030", "replace")
+    gb = gb.replace(b"\n{", b'\n{"instruction": "\xff\xfe", "output": "x"}\n{', 1)
+    gb += b'\n{"instruction": "\x81\x30\n", "output": "x"}\n'
+    items = _array_items(mirror)
+    out = {n: dest / n for n in ("gb.jsonl", "gb_array.json", "utf16.jsonl", "utf16be.json", "stray.jsonl",
+                                 "gb.jsonl.gz", "latin1.jsonl")}
+    out["gb.jsonl"].write_bytes(gb)
+    out["gb_array.json"].write_bytes(("[\n" + ",\n".join(items) + "\n]\n").encode("gb18030", "replace"))
+    out["utf16.jsonl"].write_bytes((mirror / "belle" / "dev1K.json").read_text(encoding="utf-8").encode("utf-16-le"))
+    out["utf16be.json"].write_bytes(b"\xfe\xff" + ("[" + ",".join(items[:300]) + "]").encode("utf-16-be", "replace"))
+    raw = (mirror / "belle" / "dev1K.json").read_bytes()
+    out["stray.jsonl"].write_bytes(raw + raw.replace("。".encode(), b"\xe3\x80", 3))
+    out["gb.jsonl.gz"].write_bytes(gzip.compress(gb, mtime=0))
+    out["latin1.jsonl"].write_bytes((DATA / "hostile" / "latin1.jsonl").read_bytes() * 400)
+    return out
+
+
+def test_text_in_other_encodings_is_read_in_pieces_as_reading_it_whole(mirror, tmp_path):
+    """Every file parse_file decodes as GB18030, UTF-16 or UTF-8 with bad bytes: the UTF-8 reader
+    raises NotUtf8; ``text_encoding``, deciding a window at a time, finds parse_file's encoding, and
+    the reader with it gives parse_file's rows, quarantine (``invalid_gbk``, ``invalid_utf8``, with
+    their bytes), repairs and counts for any window. No encoding fits Latin-1: NotStreamable."""
+    files = _other_encodings(mirror, tmp_path)
+    kinds = {"gb_array.json": JsonArrayReader, "utf16be.json": JsonArrayReader}
+    labels = set()
+    for name, path in files.items():
+        whole = parse_file(path, "s", name) if name != "latin1.jsonl" else None
+        with pytest.raises(NotUtf8 if whole else NotStreamable, match=name):
+            list(reader_for(path, "s", name, window=4096))
+        if whole is None:
+            with pytest.raises(NotStreamable, match="neither UTF-8 nor GB18030"):
+                text_encoding(path, 4096)
+            continue
+        assert whole.n_in > 200 and whole.encoding != "utf-8"
+        labels.add(whole.encoding)
+        for window in (333, 65_536):
+            encoding = text_encoding(path, window)
+            assert encoding.label == whole.encoding
+            reader = reader_for(path, "s", name, window=window, piece_rows=50, encoding=encoding)
+            assert type(reader) is kinds.get(name, JsonLinesReader)
+            _as_read_whole(reader, path)
+    assert labels == {"gb18030+invalid", "gb18030", "utf-16-le", "utf-16-be", "utf-8+invalid"}
+    gb = parse_file(files["gb.jsonl"], "s", "gb.jsonl")
+    assert [q["reason"] for q in gb.quarantine].count("invalid_gbk") == 2
+    assert any(q["reason"] == "invalid_utf8" for q in parse_file(files["stray.jsonl"], "s", "x").quarantine)
+
+
+def test_a_gbk_file_cut_inside_a_four_byte_character_is_read(tmp_path):
+    """A GB18030 file that ends inside a four-byte character (a download cut short) decodes its last
+    bytes as escapes of ASCII bytes too; deciding the encoding must not fail on them (it raised
+    UnicodeEncodeError): the file is GB18030, and only the cut row is quarantined, read in pieces
+    or whole."""
+    rows = "".join(f'{{"instruction": "第{i}个问题是什么", "output": "这是中文的回答"}}\n' for i in range(30))
+    path = tmp_path / "cut.jsonl"
+    path.write_bytes(rows.encode("gb18030") + '{"instruction": "问题'.encode("gb18030") + b"\x81\x30")
+    res = parse_file(path, "s", path.name)
+    assert res.encoding == "gb18030+invalid" and len(res.records) == 30 and len(res.quarantine) == 1
+    assert {"kind": "decoded_gb18030", "byte": 17} in res.repairs  # "第", the first byte that is not UTF-8
+    for window in (1, 5, 4096):
+        _as_read_whole(reader_for(path, "s", path.name, window=window, encoding=text_encoding(path, window)), path)
+    # UTF-8 cut inside a character: the first bad byte is in the decoder's last flush
+    path.write_bytes(rows.encode() + b'{"instruction": "\xe9\x97')
+    res = parse_file(path, "s", path.name)
+    assert res.encoding == "utf-8+invalid" and {"kind": "invalid_utf8_bytes", "byte": len(rows.encode()) + 17} in res.repairs
+    for window in (1, 5, 4096):
+        _as_read_whole(reader_for(path, "s", path.name, window=window, encoding=text_encoding(path, window)), path)
+
+
+def test_the_parse_stage_reads_large_files_in_other_encodings_in_pieces(mirror, tmp_path, monkeypatch):
+    """Large GB18030, UTF-16 and damaged UTF-8 files are read in pieces in their encoding (the
+    UTF-8 attempt's pieces discarded), a Latin-1 one whole; the stage writes the bytes of one pass
+    over the files read whole."""
+    import curate.parse_stream
+
+    monkeypatch.setattr(curate.parse_stream, "PIECE_ROWS", 97)
+    paths = _other_encodings(mirror, tmp_path)
+    files = [{"source": "user", "file": n, "path": str(p)} for n, p in paths.items()]
+    assert all(p.stat().st_size > 50_000 for p in paths.values())
+    ledger, plan = _stage_whole_and_in_groups(files, tmp_path, 50_000)
+    for i, f in enumerate(files):
+        gdir = plan.group_dir(i, i + 1)
+        if f["file"] == "latin1.jsonl":
+            assert not (gdir / "pieces.json").exists() and not list(gdir.glob("piece-*"))
+        else:
+            pieces = json.loads((gdir / "pieces.json").read_text())
+            assert len(pieces) > 3 and all(p["kept"] + p["quarantined"] >= 97 for p in pieces[:-1]), f["file"]
+            assert len(list(gdir.glob("piece-*"))) == len(pieces)
+    _merged_as_whole(plan, ledger, tmp_path)
+    stats = json.loads((tmp_path / "pieces" / "stats.json").read_text())
+    assert stats["files"]["user/latin1.jsonl"]["format"] == "undecodable"
+    assert stats["files"]["user/gb.jsonl.gz"]["encoding"] == "gb18030+invalid"
