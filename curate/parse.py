@@ -233,15 +233,16 @@ def _safe(s: str) -> str:
 class _Locator:
     """Character offset → line, column, byte offset in the file; incremental because offsets rise."""
 
-    def __init__(self, text: str, byte_offset: int, encoding: str = "utf-8", first_line: int = 1):
-        """``text`` starts at byte ``byte_offset`` of the file, at the start of line ``first_line``."""
-        self.text, self.byte_offset, self.first_line = text, byte_offset, first_line
+    def __init__(self, text: str, byte_offset: int, encoding: str = "utf-8", first_line: int = 1, first_col: int = 1):
+        """``text`` starts at byte ``byte_offset`` of the file, on line ``first_line`` at column
+        ``first_col`` (a part of a file read a part at a time may start inside a line)."""
+        self.text, self.byte_offset, self.first_line, self.first_col = text, byte_offset, first_line, first_col
         # how the file's bytes became this text, to count them back
         self.codec = (encoding.split("+")[0], ESCAPE)
         self._reset()
 
     def _reset(self) -> None:
-        self.pos, self.line, self.line_start, self.byte = 0, self.first_line, 0, 0
+        self.pos, self.line, self.line_start, self.byte = 0, self.first_line, 1 - self.first_col, 0
 
     def at(self, pos: int) -> dict[str, int]:
         if pos < self.pos:

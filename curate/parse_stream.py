@@ -29,7 +29,9 @@ and a syntax error is believed as above. An array with any defect (a value that 
 strictly: a raw control character in a string, a number too long for ``int`` …; a row that repeats
 a key; a trailing comma; no ``]``; anything but blanks after it, NUL too; a row nested deeper than
 ``_DEEP``) is one ``parse_file`` reads value by value, with other locations and repairs: it raises
-:class:`NotStreamable`, after pieces were handed out too.
+:class:`NotWellFormed`, after pieces were handed out too, and the caller reads it again with
+:class:`TolerantArrayReader`, which reads it value by value as ``parse_file`` does, holding the
+current item and a window (its positions kept by a locator that may start inside a line).
 
 A gzip file is read the same way through ``gzip``: its kind told by its decompressed first bytes
 and its name less ``.gz``, positions counting decompressed bytes, a ``decompressed_gzip`` repair,
@@ -61,8 +63,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .encodings import (ESCAPE, GZIP_MAGIC, PARQUET_MAGIC, SNIFF_BYTES, container_kind, gb_counts, gb_verdict,
                         sniff_bom, sniff_utf16_32)
-from .parse import (_DECODER, _ESCAPED_BYTE, _RESYNC_LINE, _WS, MAX_DEPTH, ParseResult, _depth_over, _FileParser,
-                    _Locator, _RepeatedKeys, decode_value)
+from .parse import (_DECODER, _ESCAPED_BYTE, _RESYNC_ARRAY, _RESYNC_LINE, _TRAILING_CLOSE, _WS, MAX_DEPTH, ParseResult,
+                    _cannot_decode, _depth_over, _FileParser, _Locator, _RepeatedKeys, decode_value)
 
 # Bytes (JSON lines) or characters (CSV/TSV) read at a time; a piece is handed out once it holds
 # this many rows (kept or quarantined).
@@ -79,6 +81,11 @@ _DEEP = 2 * MAX_DEPTH
 
 class NotStreamable(Exception):
     """The file is not one this module reads (see above): read it whole (``parse.parse_file``)."""
+
+
+class NotWellFormed(NotStreamable):
+    """A JSON array with a defect: ``parse_file`` reads it value by value, with other locations and
+    repairs; read it again with :class:`TolerantArrayReader`."""
 
 
 class NotUtf8(NotStreamable):
@@ -299,10 +306,11 @@ def _take(p: _FileParser) -> Piece:
 
 def reader_for(path: str | Path, source: str, rel: str, columns: dict[str, str] | None = None,
                expect: str | None = None, window: int = WINDOW_BYTES, piece_rows: int | None = None,
-               encoding: TextEncoding | None = None) -> _Reader:
+               encoding: TextEncoding | None = None, tolerant: bool = False) -> _Reader:
     """The reader for a file, told as ``parse_file`` tells it: Parquet by content, CSV/TSV by name, a
     JSON array by ``[`` first, anything else JSON lines (each reader raises :class:`NotStreamable`
-    for what it cannot read). ``encoding``: the text's (``text_encoding``) when it is not UTF-8."""
+    for what it cannot read). ``encoding``: the text's (``text_encoding``) when it is not UTF-8;
+    ``tolerant``: a JSON array is one with a defect (:class:`TolerantArrayReader`)."""
     with open(path, "rb") as fh:
         head = fh.read(SNIFF_BYTES)
     lower = rel.lower()
@@ -318,7 +326,7 @@ def reader_for(path: str | Path, source: str, rel: str, columns: dict[str, str] 
     elif lower.endswith((".csv", ".tsv")):
         kind = CsvReader
     elif _first_char(head, sniff_bom(head)[1], encoding) == "[":
-        kind = JsonArrayReader
+        kind = TolerantArrayReader if tolerant else JsonArrayReader
     else:
         kind = JsonLinesReader
     return kind(path, source, rel, columns, expect, window, piece_rows, encoding)
@@ -553,7 +561,148 @@ class JsonArrayReader(_Reader):
             return value, sep
 
     def _defect(self, what: str) -> NotStreamable:
-        return NotStreamable(f"{self.source}/{self.rel}: not a well-formed JSON array: {what}")
+        return NotWellFormed(f"{self.source}/{self.rel}: not a well-formed JSON array: {what}")
+
+
+class _Text:
+    """A file's text from a point on, a window of its bytes at a time, with a locator for it; ``more``
+    drops the text before a position (the locator starting there, mid-line too) and appends the next
+    window's."""
+
+    def __init__(self, fh: Any, first: bytes, byte0: int, window: int, decode: "_Decode", label: str):
+        self.fh, self.window, self.decode, self.label = fh, window, decode, label
+        self._first: bytes | None = first
+        self.text, self.eof = "", False
+        self.where = _Locator("", byte0, label)
+
+    def more(self, keep: int) -> int:
+        """Drop the text before ``keep``, read the next window; the positions' shift (``keep``)."""
+        chunk = self._first if self._first is not None else self.fh.read(self.window)
+        self._first = None
+        self.eof = not chunk
+        new = self.decode(chunk, self.eof)
+        if keep:
+            at = self.where.at(keep)
+            self.text = self.text[keep:] + new
+            self.where = _Locator(self.text, at["byte"], self.label, at["line"], at["col"])
+        else:
+            self.text += new
+            self.where.text = self.text
+        return keep
+
+
+class TolerantArrayReader(_Reader):
+    """A JSON array with a defect, value by value as ``parse_file`` reads one (``tolerant_array``):
+    broken items quarantined with their item, line, column and byte, the array resumed at the next
+    ``{"`` that starts an item, repairs for a trailing comma or a missing ``]``, text after the
+    ``]`` quarantined. Only the current item and a window are held. Raises :class:`NotStreamable`
+    where ``parse_file`` gives up on the whole file (a number too long for ``int``), or for an item
+    nested deeper than ``_DEEP`` (whether a decoder gives up on it depends on its stack)."""
+
+    def _pieces(self) -> Iterator[Piece]:
+        p = self._parser()
+        p.format = "json_array"
+        with self._open() as fh:
+            head, offset = self._head(fh, _not_array)
+            label = self.encoding.label if self.encoding else "utf-8"
+            t = _Text(fh, head[offset:], offset, self.window, _Decode(self.encoding, f"{self.source}/{self.rel}", offset),
+                      label)
+            yield from self._read(p, t)
+        self._finish(p)
+
+    def _read(self, p: _FileParser, t: _Text) -> Iterator[Piece]:
+        t.more(0)
+        pos = _WS.match(t.text).end()
+        while pos >= len(t.text) and not t.eof:  # a head of blanks
+            pos -= t.more(pos)
+            pos = _WS.match(t.text, pos).end()
+        pos, item = pos + 1, 0  # past the "["
+        while True:
+            text, n = t.text, len(t.text)
+            pos = _WS.match(text, pos).end()
+            if pos >= n:
+                if not t.eof:
+                    pos -= t.more(pos)
+                    continue
+                p.repair("missing_close_bracket", t.where.at(pos))
+                break
+            c = text[pos]
+            if c in ",]":
+                after = _WS.match(text, pos + 1).end()
+                if after >= n and not t.eof:  # what follows decides
+                    pos -= t.more(pos)
+                    continue
+                if c == ",":  # separators are skipped; one right before "]" is the trailing-comma defect
+                    if after < n and text[after] == "]":
+                        p.repair("trailing_comma", t.where.at(pos))
+                    pos += 1
+                    continue
+                if after < n:  # text after the closing "]": all of it, one quarantined fragment
+                    while not t.eof:
+                        pos -= t.more(pos)
+                    after = _WS.match(t.text, pos + 1).end()
+                    p.drop("junk_after_array", "text after the closing ']' of the array",
+                           t.text[after:], {"item": item, **t.where.at(after)}, fragment=True)
+                break
+            step = self._item(p, t, pos, item)
+            if step is None:  # the window ends inside the item: read on
+                pos -= t.more(pos)
+                continue
+            pos, more_items = step
+            item += 1
+            piece = self._full(p)
+            if piece:
+                yield piece
+            if not more_items:
+                break
+        if p.records or p.quarantine:
+            yield _take(p)
+
+    def _item(self, p: _FileParser, t: _Text, pos: int, item: int) -> tuple[int, bool] | None:
+        """Read the item at ``pos`` into ``p`` as ``tolerant_array`` does: (where the array goes on,
+        whether it does), or None when the rest of the file could change the item."""
+        text, n, eof, where = t.text, len(t.text), t.eof, t.where
+        try:
+            value, end, ctrl = decode_value(text, pos)
+        except (RecursionError, MemoryError) as e:
+            m = _RESYNC_ARRAY.search(text, pos + 1)
+            if m is None and not eof:
+                return None
+            stop = m.start(1) if m else n
+            p.drop(*_cannot_decode(e), text[pos:stop].rstrip().removesuffix(","),
+                   {"item": item, **where.at(pos)}, fragment=True)
+            return stop, m is not None
+        except json.JSONDecodeError as e:
+            if not eof and (e.msg.startswith("Unterminated string") or e.pos >= n - _EDGE_CHARS):
+                return None
+            m = _RESYNC_ARRAY.search(text, pos + 1)
+            if m is None and not eof:
+                return None
+            stop = m.start(1) if m else n
+            frag = text[pos:stop].rstrip().removesuffix(",")  # the separator is not the element's
+            loc = {"item": item, **where.at(pos)}
+            err = where.at(e.pos)
+            closed = None
+            if not m:  # a well-formed "]" closing the file is not part of the broken element
+                closed = _TRAILING_CLOSE.search(frag)
+                frag = frag[:closed.start()] if closed else frag
+            p.drop("invalid_json", f"cannot decode ({e.msg.removesuffix(' at')} at line {err['line']} col {err['col']})",
+                   frag, loc, fragment=True)
+            if not m and not closed:
+                p.repair("missing_close_bracket", where.at(n))
+            return stop, m is not None
+        except ValueError as e:  # e.g. a number too long for int: parse_file gives up on the file
+            raise NotStreamable(f"{self.source}/{self.rel}: item {item} cannot be read ({str(e)[:120]})") from None
+        if end >= n and not eof:  # a number cut short by the window still decodes
+            return None
+        if text.count("[", pos, end) + text.count("{", pos, end) > _DEEP and _depth_over(value, _DEEP):
+            raise NotStreamable(f"{self.source}/{self.rel}: item {item} is nested more than {_DEEP} levels deep")
+        if ctrl is not None:
+            p.repair("control_character_in_string", where.at(ctrl))
+        p.span = text[pos:end]
+        p.guarded(value, {"item": item, **where.at(pos)})
+        p.span = None
+        return end, True
 
 
 def _first_char(head: bytes, offset: int, encoding: TextEncoding | None) -> str:

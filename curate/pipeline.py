@@ -247,14 +247,14 @@ def run_parse_group(plan: ParsePlan, start: int, stop: int, progress: Progress =
 
 
 def _parse_in_pieces(plan: ParsePlan, gdir: Path, f: dict, progress: Progress = None) -> bool:
-    """A large Parquet, CSV/TSV, well-formed JSON array or JSON-lines file (text in UTF-8, GB18030 or
-    UTF-16/32, as ``parse_file`` decodes it; ``parse_stream.text_encoding``) read a part at a time into ``gdir/piece-NNNNN/`` folders (one piece of rows each, listed in
+    """A large Parquet, CSV/TSV, JSON-array or JSON-lines file (text in UTF-8, GB18030 or UTF-16/32, as
+    ``parse_file`` decodes it; ``parse_stream.text_encoding``) read a part at a time into ``gdir/piece-NNNNN/`` folders (one piece of rows each, listed in
     ``pieces.json``) and ``stats.json`` as ``parse_files([f])`` gives them; False, with nothing left
     behind, when the file is not such a file (read whole then)."""
     import shutil
 
     from .parse import ParseTally, row_frames
-    from .parse_stream import NotStreamable, NotUtf8, reader_for, text_encoding
+    from .parse_stream import NotStreamable, NotUtf8, NotWellFormed, reader_for, text_encoding
 
     def clear() -> None:
         for d in gdir.glob("piece-*"):
@@ -273,23 +273,28 @@ def _parse_in_pieces(plan: ParsePlan, gdir: Path, f: dict, progress: Progress = 
         pieces.append({"dir": pdir.name, "kept": len(kept), "quarantined": len(dropped)})
 
     window = max(plan.group_bytes, STREAM_MIN_WINDOW)
-    encoding = None  # UTF-8; text in another encoding is read again once its encoding is known
+    # Read as UTF-8 and, for an array, as well-formed; text in another encoding is read again once
+    # its encoding is known, an array with a defect again value by value (the pieces so far discarded).
+    encoding, tolerant = None, False
     while True:
         try:
             reader = reader_for(f["path"], f["source"], f["file"], f.get("columns"), f.get("format"),
-                                window=window, encoding=encoding)
+                                window=window, encoding=encoding, tolerant=tolerant)
             for piece in reader:
                 tally.rows(piece.records, piece.quarantine)
                 save(piece.records, piece.quarantine)
                 if progress:
                     progress(f"parse: {f['source']}/{f['file']}: {tally.kept + tally.quarantined:,} rows")
             break
-        except NotUtf8:
+        except (NotUtf8, NotWellFormed) as e:
             clear()
             tally, pieces[:] = ParseTally(), []
             try:
-                if encoding is None:
+                if isinstance(e, NotUtf8) and encoding is None:
                     encoding = text_encoding(f["path"], window)
+                    continue
+                if isinstance(e, NotWellFormed) and not tolerant:
+                    tolerant = True
                     continue
             except (NotStreamable, OSError):
                 pass

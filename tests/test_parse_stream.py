@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from curate.parse import parse_file, parse_files
-from curate.parse_stream import (CsvReader, JsonArrayReader, JsonLinesReader, NotStreamable, NotUtf8, ParquetReader,
-                                  reader_for, text_encoding)
+from curate.parse_stream import (CsvReader, JsonArrayReader, JsonLinesReader, NotStreamable, NotUtf8, NotWellFormed,
+                                  ParquetReader, TolerantArrayReader, reader_for, text_encoding)
 
 DATA = Path(__file__).parent / "data"
 
@@ -406,9 +406,18 @@ def _defective_arrays(mirror: Path, dest: Path) -> dict[str, Path]:
     return out
 
 
-def test_a_json_array_with_any_defect_is_read_whole(mirror, tmp_path):
-    """An array parse_file reads value by value (or in another encoding) is NotStreamable, naming
-    the file, even after pieces were handed out: its locations, repairs or encoding differ."""
+def _same_tolerant(path: Path, window: int, encoding=None) -> list:
+    reader = reader_for(path, "s", path.name, window=window, piece_rows=97, encoding=encoding, tolerant=True)
+    assert type(reader) is TolerantArrayReader
+    return _as_read_whole(reader, path)
+
+
+def test_a_json_array_with_any_defect_is_read_value_by_value(mirror, tmp_path):
+    """An array parse_file reads value by value raises NotWellFormed, naming the file, even after
+    pieces were handed out (its locations and repairs differ). Read again by TolerantArrayReader, it
+    gives parse_file's rows, quarantine (broken items with item, line, column, byte; text after the
+    ``]``), repairs (trailing comma, missing ``]``, control characters) and counts for any window,
+    one byte included. A number too long for ``int`` (parse_file gives up on the file): NotStreamable."""
     for name, path in _defective_arrays(mirror, tmp_path).items():
         if name == "huge_int.json":  # the value-by-value read gives up on the whole file (read_file contains it)
             with pytest.raises(ValueError, match="4300 digits"):
@@ -420,15 +429,27 @@ def test_a_json_array_with_any_defect_is_read_whole(mirror, tmp_path):
             assert whole.repairs or whole.encoding != "utf-8" or not strict or name == "nul_after.json", name
         for window in (7, 4096):
             pieces = []
-            with pytest.raises(NotStreamable, match=name):
+            with pytest.raises(NotUtf8 if name == "bad_utf8.json" else NotWellFormed, match=name):
                 for piece in reader_for(path, "s", name, window=window, piece_rows=97):
                     pieces.append(piece)
             assert len(pieces) > (5 if name.endswith(("_late.json", "_after.json")) or name == "too_deep.json" else -1)
-    for path in (DATA / "bad" / "gbk.json", DATA / "bad" / "trailing_comma.json", DATA / "bad" / "truncated.json",
+        if name == "bad_utf8.json":  # well-formed in its encoding (above: text in other encodings)
+            continue
+        for window in (333, 65_536):
+            if name == "huge_int.json":
+                with pytest.raises(NotStreamable, match="digits"):
+                    list(reader_for(path, "s", name, window=window, tolerant=True))
+            else:
+                _same_tolerant(path, window)
+    for path in (DATA / "bad" / "trailing_comma.json", DATA / "bad" / "truncated.json",
                  DATA / "bad" / "junk_after_end.json", DATA / "hostile" / "deep_array.json",
-                 DATA / "hostile" / "utf16_bom.json", mirror / "alpaca_chinese" / "translated" /
-                 "alpaca_data-9407-12345-中文-未完成.json"):
-        with pytest.raises(NotStreamable, match=path.name):
+                 mirror / "alpaca_chinese" / "translated" / "alpaca_data-9407-12345-中文-未完成.json"):
+        with pytest.raises(NotWellFormed, match=path.name):
+            list(JsonArrayReader(path, "s", path.name, window=4096))
+        for window in ((1, 7, 4096) if path.stat().st_size < 10_000 else (4096, 65_536)):
+            _same_tolerant(path, window)
+    for path in (DATA / "bad" / "gbk.json", DATA / "hostile" / "utf16_bom.json"):
+        with pytest.raises(NotUtf8, match=path.name):
             list(JsonArrayReader(path, "s", path.name, window=4096))
     with pytest.raises(NotStreamable, match="not a JSON array"):
         list(JsonArrayReader(mirror / "belle" / "dev1K.json", "s", "dev1K.json"))
@@ -436,8 +457,9 @@ def test_a_json_array_with_any_defect_is_read_whole(mirror, tmp_path):
 
 def test_the_parse_stage_reads_a_large_json_array_in_pieces(mirror, tmp_path, monkeypatch):
     """Well-formed arrays larger than their group (of rows, of non-objects, empty) are read and saved
-    a piece of rows at a time; defective ones are read whole, nothing of their pieces left; the stage
-    writes the bytes of one pass over the files read whole."""
+    a piece of rows at a time; defective ones too, read again value by value (the first pieces
+    discarded), except one parse_file gives up on (read whole); the stage writes the bytes of one
+    pass over the files read whole."""
     import curate.parse_stream
 
     monkeypatch.setattr(curate.parse_stream, "PIECE_ROWS", 97)
@@ -456,7 +478,7 @@ def test_the_parse_stage_reads_a_large_json_array_in_pieces(mirror, tmp_path, mo
             continue
         gdir = plan.group_dir(i, i + 1)
         assert (i, i + 1) in plan.groups
-        if f["file"] in bad and f["file"] != "bad_utf8.json":  # bytes that are not UTF-8: read in their encoding
+        if f["file"] == "huge_int.json":
             assert not (gdir / "pieces.json").exists() and not list(gdir.glob("piece-*")), f["file"]
         elif f["file"] == "empty.json":
             empty = [{"dir": "piece-00000", "kept": 0, "quarantined": 0}]
@@ -464,9 +486,11 @@ def test_the_parse_stage_reads_a_large_json_array_in_pieces(mirror, tmp_path, mo
         else:
             pieces = json.loads((gdir / "pieces.json").read_text())
             assert len(pieces) > 10 and all(p["kept"] + p["quarantined"] >= 97 for p in pieces[:-1]), f["file"]
+            assert len(list(gdir.glob("piece-*"))) == len(pieces), f["file"]
     _merged_as_whole(plan, ledger, tmp_path)
     stats = json.loads((tmp_path / "pieces" / "stats.json").read_text())
     assert stats["formats"] == {"json_array": 8, "unreadable": 1}
+    assert any("line" in json.loads(q) for q in pd.read_parquet(tmp_path / "pieces" / "dropped.parquet")["extra"])
     assert stats["files"]["user/bad_utf8.json"]["encoding"] == "utf-8+invalid"
     assert stats["files"]["user/numbers.json"]["quarantined"] == 30_000
 
@@ -553,7 +577,7 @@ def _other_encodings(mirror: Path, dest: Path) -> dict[str, Path]:
     lines) as GB18030 JSON lines, with a byte that is not GB18030 and a four-byte sequence cut by a
     line break; the array items as GB18030; UTF-16-LE lines without a byte-order mark; a UTF-16-BE
     array with one; UTF-8 with stray bytes far in; gzip of the GB18030 lines; a Latin-1 file (no
-    encoding fits: read whole)."""
+    encoding fits: read whole); a GB18030 array with a broken item, a trailing comma and no ``]``."""
     import gzip
 
     lines = _hostile_lines(mirror, dest).read_text(encoding="utf-8")
@@ -563,9 +587,11 @@ def _other_encodings(mirror: Path, dest: Path) -> dict[str, Path]:
     gb += b'\n{"instruction": "\x81\x30\n", "output": "x"}\n'
     items = _array_items(mirror)
     out = {n: dest / n for n in ("gb.jsonl", "gb_array.json", "utf16.jsonl", "utf16be.json", "stray.jsonl",
-                                 "gb.jsonl.gz", "latin1.jsonl")}
+                                 "gb.jsonl.gz", "latin1.jsonl", "gb_broken.json")}
     out["gb.jsonl"].write_bytes(gb)
     out["gb_array.json"].write_bytes(("[\n" + ",\n".join(items) + "\n]\n").encode("gb18030", "replace"))
+    broken = items[:200] + [items[200].replace('"output":', '"output"', 1)] + items[201:]
+    out["gb_broken.json"].write_bytes(("[\n" + ",\n".join(broken) + ",\n").encode("gb18030", "replace"))
     out["utf16.jsonl"].write_bytes((mirror / "belle" / "dev1K.json").read_text(encoding="utf-8").encode("utf-16-le"))
     out["utf16be.json"].write_bytes(b"\xfe\xff" + ("[" + ",".join(items[:300]) + "]").encode("utf-16-be", "replace"))
     raw = (mirror / "belle" / "dev1K.json").read_bytes()
@@ -581,7 +607,7 @@ def test_text_in_other_encodings_is_read_in_pieces_as_reading_it_whole(mirror, t
     the reader with it gives parse_file's rows, quarantine (``invalid_gbk``, ``invalid_utf8``, with
     their bytes), repairs and counts for any window. No encoding fits Latin-1: NotStreamable."""
     files = _other_encodings(mirror, tmp_path)
-    kinds = {"gb_array.json": JsonArrayReader, "utf16be.json": JsonArrayReader}
+    kinds = {"gb_array.json": JsonArrayReader, "utf16be.json": JsonArrayReader, "gb_broken.json": TolerantArrayReader}
     labels = set()
     for name, path in files.items():
         whole = parse_file(path, "s", name) if name != "latin1.jsonl" else None
@@ -596,7 +622,11 @@ def test_text_in_other_encodings_is_read_in_pieces_as_reading_it_whole(mirror, t
         for window in (333, 65_536):
             encoding = text_encoding(path, window)
             assert encoding.label == whole.encoding
-            reader = reader_for(path, "s", name, window=window, piece_rows=50, encoding=encoding)
+            tolerant = name == "gb_broken.json"
+            if tolerant:
+                with pytest.raises(NotWellFormed, match=name):
+                    list(reader_for(path, "s", name, window=window, encoding=encoding))
+            reader = reader_for(path, "s", name, window=window, piece_rows=50, encoding=encoding, tolerant=tolerant)
             assert type(reader) is kinds.get(name, JsonLinesReader)
             _as_read_whole(reader, path)
     assert labels == {"gb18030+invalid", "gb18030", "utf-16-le", "utf-16-be", "utf-8+invalid"}
