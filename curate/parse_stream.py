@@ -13,10 +13,9 @@ positions, repairs and stats ``parse_file`` gives (:func:`reader_for` picks the 
   (:class:`JsonArrayReader`);
 * JSON lines (anything else): a window of bytes at a time (:class:`JsonLinesReader`).
 
-A JSON-lines window is cut after a line break (and decoded incrementally, so a character cut
-at its end is held for the next). A value, or a
-broken fragment, that may go on past the window is read again with the next window appended, so
-where a window ends never changes how a row is read:
+A JSON-lines window is cut after a line break (and decoded incrementally, so a character cut at
+its end is held for the next). A value, or a broken fragment, that may go on past the window is
+read again with the next window appended, so where a window ends never changes how a row is read:
 
 * a value counts as read only when it ends before the window does (a number cut short still decodes);
 * a syntax error counts only when it is found before the window's last characters and is not an
@@ -24,8 +23,9 @@ where a window ends never changes how a row is read:
 * a broken fragment ends at the next line that starts with ``{``, found inside the window.
 
 A JSON array (``[`` its first non-blank character) is read as ``parse_file`` reads a well-formed
-one: decoded strictly, each row located by its ``item`` only. Its windows are decoded incrementally; a value counts only once the ``,`` or ``]`` after it is inside the window,
-and a syntax error is believed as above. An array with any defect (a value that does not decode
+one: decoded strictly, each row located by its ``item`` only. Its windows are decoded incrementally;
+a value counts only once the ``,`` or ``]`` after it is inside the window, and a syntax error is
+believed as above. An array with any defect (a value that does not decode
 strictly: a raw control character in a string, a number too long for ``int`` …; a row that repeats
 a key; a trailing comma; no ``]``; anything but blanks after it, NUL too; a row nested deeper than
 ``_DEEP``) is one ``parse_file`` reads value by value, with other locations and repairs: it raises
@@ -181,7 +181,6 @@ class _Decode:
     or, with an ``encoding``, as ``parse_file`` decodes the file (undecodable bytes kept as escapes)."""
 
     def __init__(self, encoding: TextEncoding | None, name: str, byte0: int):
-        self.strict = encoding is None
         self._dec = codecs.getincrementaldecoder("utf-8" if encoding is None else encoding.codec)(
             "strict" if encoding is None else ESCAPE)
         self.name, self.byte = name, byte0  # where the next bytes start in the file
