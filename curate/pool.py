@@ -37,20 +37,39 @@ class LazyPool:
     (whole rows at pool positions, index = the positions), as on the sorted frame."""
 
     def __init__(self, path: str | Path, heavy: tuple[str, ...] = HEAVY):
+        import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         self.path = str(path)
-        names = pq.ParquetFile(self.path).schema_arrow.names
+        schema = pq.ParquetFile(self.path).schema_arrow
+        names = schema.names
         if "id" not in names:
             raise KeyError(f"{self.path}: the pool has no 'id' column")
         small = [c for c in names if c not in heavy]
-        table = pq.read_table(self.path, columns=small)
+        # Label columns (source, task type) repeat a few values: read as dictionaries (4 bytes a row)
+        # and decoded one column at a time once in id order, so the whole table is never held twice
+        # (without pre-buffering: whole column chunks held while they decode).
+        labels = [c for c in small if c != "id" and (pa.types.is_string(schema.field(c).type)
+                                                     or pa.types.is_large_string(schema.field(c).type))]
+        table = pq.read_table(self.path, columns=small, read_dictionary=labels, pre_buffer=False)
         # the order sorted_by_id gives: a stable sort by id (Arrow orders UTF-8 bytes, which is the
         # code-point order Python compares strings in)
         order = pc.sort_indices(table, sort_keys=[("id", "ascending")])
-        table = table.take(order)
-        self.frame = history_strings(arrow_ids_frame(table))
+        ordered = {}
+        pool = pa.default_memory_pool()
+        for name in small:
+            col = table.column(name).take(order)
+            table = table.drop_columns([name])  # its buffers go now, and back to the system
+            pool.release_unused()
+            if pa.types.is_dictionary(col.type):
+                col = col.cast(col.type.value_type)
+            ordered[name] = col
+            if name != "id":  # as arrow_ids_frame converts it, one column at a time
+                ordered[name] = pa.table({name: col}).to_pandas()[name]
+        ids = pd.arrays.ArrowExtensionArray(ordered["id"])
+        frame = pd.DataFrame({k: (ids if k == "id" else v) for k, v in ordered.items()})
+        self.frame = history_strings(frame)
         self.file_rows = order.to_numpy().astype(np.int64)  # pool position -> row of the file
         self.columns = pd.Index(names)
         self.iloc = _ILoc(self)
