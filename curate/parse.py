@@ -565,17 +565,7 @@ class _FileParser:
             except json.JSONDecodeError as e:
                 m = _RESYNC_ARRAY.search(text, pos + 1)
                 stop = m.start(1) if m else n
-                frag = text[pos:stop].rstrip().removesuffix(",")  # the separator is not the element's
-                loc = {"item": item, **where.at(pos)}
-                err = where.at(e.pos)
-                closed = None
-                if not m:  # a well-formed "]" closing the file is not part of the broken element
-                    closed = _TRAILING_CLOSE.search(frag)
-                    frag = frag[:closed.start()] if closed else frag
-                self.drop("invalid_json", f"cannot decode ({e.msg.removesuffix(' at')} at line {err['line']} col {err['col']})",
-                          frag, loc, fragment=True)
-                if not m and not closed:
-                    self.repair("missing_close_bracket", where.at(n))
+                self.broken_item(text, pos, stop, m is None, e, item, where)
                 item += 1
                 pos = stop
                 if not m:
@@ -586,6 +576,23 @@ class _FileParser:
             self.span = None
             item += 1
             pos = end
+
+    def broken_item(self, text: str, pos: int, stop: int, last: bool, e: json.JSONDecodeError, item: int,
+                    where: _Locator) -> None:
+        """Quarantine the array item at ``pos`` that does not decode (``e``) as ``invalid_json``, its
+        text up to ``stop`` (where the next item starts; with ``last``, the end of ``text``, which
+        is then the end of the file: a missing ``]`` is noted)."""
+        frag = text[pos:stop].rstrip().removesuffix(",")  # the separator is not the element's
+        loc = {"item": item, **where.at(pos)}
+        err = where.at(e.pos)
+        closed = None
+        if last:  # a well-formed "]" closing the file is not part of the broken element
+            closed = _TRAILING_CLOSE.search(frag)
+            frag = frag[:closed.start()] if closed else frag
+        self.drop("invalid_json", f"cannot decode ({e.msg.removesuffix(' at')} at line {err['line']} col {err['col']})",
+                  frag, loc, fragment=True)
+        if last and not closed:
+            self.repair("missing_close_bracket", where.at(len(text)))
 
     def stream(self, text: str, start: int, where: _Locator) -> None:
         n, pos = len(text), start

@@ -63,7 +63,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .encodings import (ESCAPE, GZIP_MAGIC, PARQUET_MAGIC, SNIFF_BYTES, container_kind, gb_counts, gb_verdict,
                         sniff_bom, sniff_utf16_32)
-from .parse import (_DECODER, _ESCAPED_BYTE, _RESYNC_ARRAY, _RESYNC_LINE, _TRAILING_CLOSE, _WS, MAX_DEPTH, ParseResult,
+from .parse import (_DECODER, _ESCAPED_BYTE, _RESYNC_ARRAY, _RESYNC_LINE, _WS, MAX_DEPTH, ParseResult,
                     _cannot_decode, _depth_over, _FileParser, _Locator, _RepeatedKeys, decode_value)
 
 # Bytes (JSON lines) or characters (CSV/TSV) read at a time; a piece is handed out once it holds
@@ -677,19 +677,8 @@ class TolerantArrayReader(_Reader):
             m = _RESYNC_ARRAY.search(text, pos + 1)
             if m is None and not eof:
                 return None
-            stop = m.start(1) if m else n
-            frag = text[pos:stop].rstrip().removesuffix(",")  # the separator is not the element's
-            loc = {"item": item, **where.at(pos)}
-            err = where.at(e.pos)
-            closed = None
-            if not m:  # a well-formed "]" closing the file is not part of the broken element
-                closed = _TRAILING_CLOSE.search(frag)
-                frag = frag[:closed.start()] if closed else frag
-            p.drop("invalid_json", f"cannot decode ({e.msg.removesuffix(' at')} at line {err['line']} col {err['col']})",
-                   frag, loc, fragment=True)
-            if not m and not closed:
-                p.repair("missing_close_bracket", where.at(n))
-            return stop, m is not None
+            p.broken_item(text, pos, m.start(1) if m else n, m is None, e, item, where)
+            return (m.start(1) if m else n), m is not None
         except ValueError as e:  # e.g. a number too long for int: parse_file gives up on the file
             raise NotStreamable(f"{self.source}/{self.rel}: item {item} cannot be read ({str(e)[:120]})") from None
         if end >= n and not eof:  # a number cut short by the window still decodes
