@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import pandas as pd
 
 
@@ -95,8 +96,18 @@ def _history_lists(col: pd.Series, where: str) -> Any:
 
     from .records import history_pairs
 
-    vals = [history_pairs(v, f"{where}: row {i}") for i, v in enumerate(col.tolist())]
-    return pa.array(vals, type=pa.list_(pa.list_(pa.string())))
+    # Built from offsets: most rows have no history ("[]" as make_record stores it), and neither
+    # parsing their JSON nor a Python list per row is needed (the same array as ``pa.array``).
+    lengths = np.zeros(len(col), dtype=np.int64)
+    pairs: list[list[str]] = []
+    for i, v in enumerate(col.tolist()):
+        if type(v) is str and v == "[]":
+            continue
+        hist = history_pairs(v, f"{where}: row {i}")
+        lengths[i] = len(hist)
+        pairs.extend(hist)
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(pairs, type=pa.list_(pa.string())))
 
 
 def history_strings(df: pd.DataFrame) -> pd.DataFrame:

@@ -39,14 +39,15 @@ def test_history_is_an_arrow_list_on_disk_and_json_text_in_memory(tmp_path):
     from curate.records import make_record
 
     recs = [make_record("s", "a.json", 0, "问", "", "答", [["你好", "你好！"], ["再见", ""]]),
-            make_record("s", "a.json", 1, "问2", "入", "答2")]
+            make_record("s", "a.json", 1, "问2", "入", "答2"),
+            make_record("s", "a.json", 2, "问3", "", "答3", [["一", "二"]])]
     df = pd.DataFrame(recs).astype({"history": "str"})
     path = write_parquet(tmp_path / "k.parquet", df)
     assert str(pq.read_schema(path).field("history").type) == "list<element: list<element: string>>"
-    assert pq.read_table(path).column("history").to_pylist() == [[["你好", "你好！"], ["再见", ""]], []]
+    assert pq.read_table(path).column("history").to_pylist() == [[["你好", "你好！"], ["再见", ""]], [], [["一", "二"]]]
     back = read_parquet(path)
     assert back.equals(df)
-    bad = df.assign(history=['[["只有一个"], 3]', "[]"])
+    bad = df.assign(history=['[["只有一个"], 3]', "[]", "[]"])
     with pytest.raises(ValueError, match=r"bad\.parquet: row 0: history"):
         write_parquet(tmp_path / "bad.parquet", bad)
     assert not (tmp_path / "bad.parquet").exists()
