@@ -43,3 +43,30 @@ def test_flow_tasks_release_memory_and_keep_their_parameters():
         assert t.fn.__wrapped__.__module__ == "flows.curate_flow"
         assert list(inspect.signature(t.fn).parameters) == list(inspect.signature(t.fn.__wrapped__).parameters)
     assert list(inspect.signature(cf.shard_task.fn).parameters) == ["plan", "start", "stop"]
+
+
+def test_long_lived_objects_are_frozen_and_new_cycles_still_collected():
+    """What survives a release in bulk (a module a task imported) is frozen, so the next task's release
+    does not walk it again; garbage cycles made afterwards are still collected."""
+    import gc
+    import weakref
+
+    from curate.memory import FREEZE_AT
+
+    release_memory()
+    frozen = gc.get_freeze_count()
+    kept = [[i] for i in range(FREEZE_AT + 10_000)]  # tracked objects that outlive the task
+    release_memory()
+    assert gc.get_freeze_count() >= frozen + len(kept)
+    assert len(gc.get_objects(generation=2)) < FREEZE_AT
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # a cycle: reference counts alone never free it
+    gone = weakref.ref(a)
+    del a, b
+    release_memory()
+    assert gone() is None
+    assert kept[-1] == [FREEZE_AT + 9_999]
