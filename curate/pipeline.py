@@ -383,12 +383,23 @@ def _run_ops(df: pd.DataFrame, steps: tuple[Step, ...], stage: str, drops: list[
              jobs: dict[int, Any] | None = None) -> tuple[pd.DataFrame, list, dict]:
     """:func:`run_steps`' loop, from a state (kept rows, drops so far, stats so far) to the next;
     a step with a job in ``jobs`` (by index in ``steps``) is finished from the job's files."""
+    from .ops.base import Mapper, MapperLists
+
     jobs = jobs or {}
+    lists = None  # consecutive mappers share one conversion of the text fields (MapperLists)
     for k, step in enumerate(steps):
         op = step.build()
         if progress:
             progress(f"{stage}: {step.op} on {len(df):,} rows")
         n_in = len(df)
+        if isinstance(op, Mapper) and k not in jobs:
+            if lists is None:
+                lists = MapperLists(df)
+            stats["steps"].append({"op": step.op, "params": step.params, "in": n_in, "kept": n_in,
+                                   "dropped": 0, **op.map_lists(lists)})
+            continue
+        if lists is not None:
+            df, lists = lists.frame(), None
         res = op.finish_job(df, jobs[k]) if k in jobs else op(df)
         res.check(n_in, f"{stage}/{step.op}")
         if len(res.dropped):
@@ -398,6 +409,8 @@ def _run_ops(df: pd.DataFrame, steps: tuple[Step, ...], stage: str, drops: list[
         stats["steps"].append({"op": step.op, "params": step.params, "in": n_in, "kept": len(res.kept),
                                "dropped": len(res.dropped), **res.stats})
         df = res.kept
+    if lists is not None:
+        df = lists.frame()
     return df, drops, stats
 
 

@@ -1,6 +1,7 @@
 """Normalisation mappers on real mirror rows (files read directly with json), plus properties."""
 import json
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -209,6 +210,33 @@ def test_mappers_are_deterministic(mirror):
         a, b = op(df), op(df)
         assert a.kept.equals(b.kept) and json.dumps(a.stats) == json.dumps(b.stats)
         df = a.kept
+
+
+def test_the_stage_runs_its_mappers_on_one_conversion_as_each_in_turn(mirror):
+    """The pipeline hands consecutive mappers one set of lists (MapperLists): the same frame and the
+    same per-operator stats as calling each mapper on the previous one's frame."""
+    from curate.pipeline import run_steps
+    from curate.recipe import load_recipe
+
+    chats = rows_of(mirror, "traditional/chinese_vicuna_chat_sample.jsonl")
+    recs = [make_record("traditional", "chat.jsonl", i, c["input"][0], "", c["output"][0],
+                        history=[[c["input"][0], "<b>軟體</b>\u3000是程式"]] if i % 2 else None)
+            for i, c in enumerate(chats)]
+    rows = rows_of(mirror, TRANSLATED + "alpaca_data-15323-18280-中文.json")[:300]
+    recs += [make_record("alpaca_chinese", "f", i, r["instruction"], r.get("input", ""), r["output"] + " &amp;<br>")
+             for i, r in enumerate(rows)]
+    df = records_frame(recs)
+    steps = load_recipe().stage("02_normalize").steps
+    staged = run_steps(df, steps, "02_normalize")
+    one_by_one, per_op = df, []
+    for step in steps:
+        res = run(step.build(), one_by_one)
+        per_op.append(res.stats)
+        one_by_one = res.kept
+    pd.testing.assert_frame_equal(staged.kept, one_by_one.reset_index(drop=True))
+    assert [{k: v for k, v in st.items() if k not in ("op", "params", "in", "kept", "dropped")}
+            for st in staged.stats["steps"]] == per_op
+    assert sum(st["changed"] for st in per_op) > 300 and per_op[2]["by_field"]["history"] > 0
 
 
 _ALPHABET = st.sampled_from(list(

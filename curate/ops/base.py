@@ -74,9 +74,28 @@ def _diff_window(before: str, after: str, pad: int = 30, cap: int = 160) -> tupl
     return before[a:len(before) - j + pad][:cap], after[a:len(after) - j + pad][:cap]
 
 
+class MapperLists:
+    """A frame's text fields as Python lists, converted once and shared by consecutive mappers
+    (each changes them in place); ``frame()`` is the frame with the changed fields put back."""
+
+    def __init__(self, df: pd.DataFrame):
+        self.df = df
+        self.cols = {f: df[f].tolist() for f in FIELDS}
+        self.ids, self.files, self.rows = df["id"].tolist(), df["file"].tolist(), df["row"].tolist()
+        self.changed: set[str] = set()
+
+    def frame(self) -> pd.DataFrame:
+        kept = self.df.copy()
+        for f in FIELDS:
+            if f in self.changed:
+                kept[f] = pd.Series(self.cols[f], index=self.df.index, dtype=self.df[f].dtype)
+        return kept
+
+
 class Mapper(Operator):
     """Changes text, drops nothing: ``transform(text, field, context)`` on every text field of every
-    row (history turns included); counts the rows and fields it changed, with examples."""
+    row (history turns included); counts the rows and fields it changed, with examples. The pipeline
+    runs consecutive mappers on one :class:`MapperLists` (``map_lists``), as calling them in turn."""
 
     kind = "mapper"
     row_local = True
@@ -88,13 +107,17 @@ class Mapper(Operator):
         return {}
 
     def __call__(self, df: pd.DataFrame) -> StageResult:
-        n = len(df)
-        cols = {f: df[f].tolist() for f in FIELDS}
-        ids, files, rows = df["id"].tolist(), df["file"].tolist(), df["row"].tolist()
+        lists = MapperLists(df)
+        stats = self.map_lists(lists)
+        return StageResult(lists.frame(), empty_drops(df, self.name), stats)
+
+    def map_lists(self, lists: MapperLists) -> dict:
+        """Maps ``lists`` in place; returns the stats."""
+        cols, ids, files, rows = lists.cols, lists.ids, lists.files, lists.rows
+        n = len(lists.ids)
         by_field = {f: 0 for f in FIELDS}
         changed_rows = 0
         examples: list[dict] = []
-        new = {f: list(v) for f, v in cols.items()}
         fn = self.transform
         for k in tqdm(range(n), desc=self.name, disable=None, leave=False, mininterval=1.0):
             ins, inp = cols["instruction"][k], cols["input"][k]
@@ -107,7 +130,7 @@ class Mapper(Operator):
                                     f"{type(v).__name__}, not str")
                 out = fn(v, f, context)
                 if out != v:
-                    new[f][k] = out
+                    cols[f][k] = out
                     by_field[f] += 1
                     row_changed = True
                     if len(examples) < 3:
@@ -117,20 +140,16 @@ class Mapper(Operator):
             if h not in ("[]", "", None):
                 out_h, before, after = self._history(h, files[k], rows[k])
                 if out_h != h:
-                    new["history"][k] = out_h
+                    cols["history"][k] = out_h
                     by_field["history"] += 1
                     row_changed = True
                     if len(examples) < 3:
                         b, a = _diff_window(before, after)
                         examples.append({"id": ids[k], "field": "history", "before": b, "after": a})
             changed_rows += row_changed
-        kept = df.copy()
-        for f in FIELDS:
-            if by_field[f]:
-                kept[f] = pd.Series(new[f], index=df.index, dtype=df[f].dtype)
-        stats = {"rows": n, "changed": int(changed_rows), "by_field": by_field, "examples": examples,
-                 **self.extra_stats()}
-        return StageResult(kept, empty_drops(df, self.name), stats)
+        lists.changed.update(f for f in FIELDS if by_field[f])
+        return {"rows": n, "changed": int(changed_rows), "by_field": by_field, "examples": examples,
+                **self.extra_stats()}
 
     def _history(self, h: str, file: str, row: int) -> tuple[str, str, str]:
         try:
