@@ -10,7 +10,7 @@ from .base import Tagger, register
 
 def _sample_examples(df: pd.DataFrame, labels: list[str], per_label: int = 2) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
-    for rid, ins, lab in zip(df["id"], df["instruction"], labels):
+    for rid, ins, lab in zip(df["id"].tolist(), df["instruction"].tolist(), labels):
         bucket = out.setdefault(lab, [])
         if len(bucket) < per_label:
             bucket.append({"id": str(rid), "instruction": str(ins)[:120]})
@@ -43,9 +43,10 @@ class TaskTypeTagger(Tagger):
     def __call__(self, df: pd.DataFrame) -> StageResult:
         from ..tasktype_model import label_rows
 
-        hist = df["history"] if "history" in df.columns else None
-        it = tqdm(df["instruction"], total=len(df), desc=self.name, disable=None, leave=False)
-        labels, decided, conf = label_rows(it, df["input"], df["output"], hist, model=self.model)
+        # lists: iterating an Arrow-backed column costs more per value than the conversion
+        hist = df["history"].tolist() if "history" in df.columns else None
+        it = tqdm(df["instruction"].tolist(), total=len(df), desc=self.name, disable=None, leave=False)
+        labels, decided, conf = label_rows(it, df["input"].tolist(), df["output"].tolist(), hist, model=self.model)
         rules = [d.removeprefix("rule:") for d in decided]
         kept = df.copy()
         kept[self.column] = pd.Series(labels, index=df.index, dtype="str")
