@@ -82,7 +82,7 @@ def cmd_run(a: argparse.Namespace) -> None:
 
     from .curate_flow import curate_flow
 
-    from .runners import make_task_runner
+    from .runners import make_task_runner, share_local_api
 
     if a.run_id:
         check_run_id(a.run_id)  # before any work: a run id is a folder name, never a path
@@ -98,6 +98,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         with Client(f"tcp://{a.runner[len('dask://'):]}", timeout=30) as client:
             print(f"dask: {len(client.scheduler_info()['workers'])} workers at {a.runner}; dashboard "
                   f"{client.dashboard_link}", flush=True)
+    share_local_api(a.runner)
     flow = curate_flow.with_options(task_runner=make_task_runner(a.runner, a.workers))
     run_dir = flow(recipe_path=a.recipe, mirror=mirror, data_dir=a.data_dir, run_id=a.run_id,
                    shard_rows=a.shard_rows)

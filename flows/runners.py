@@ -12,6 +12,9 @@
                       workers need the project installed and the run folder on a shared file
                       system, since tasks pass paths.
 
+``tiger run`` with ``process`` or ``dask`` first starts the run's ephemeral Prefect API and hands
+its URL to the local workers (``share_local_api``), so the whole run reports to one API.
+
 The choice changes where tasks run, never what they write: the stages' outputs are byte-identical
 whatever the runner (tests/test_runners.py).
 """
@@ -49,3 +52,26 @@ def make_task_runner(spec: str | None = "thread", workers: int | None = None, pr
             raise ValueError(f"--runner {spec!r}: expected dask://HOST:PORT")
         return DaskTaskRunner(address=f"tcp://{address}")
     raise ValueError(f"unknown task runner {spec!r}; one of: {', '.join(RUNNERS)}")
+
+
+def share_local_api(spec: str | None) -> str | None:
+    """Before a run on local worker processes (``process``, ``dask``): start the flow's ephemeral
+    Prefect API now and put its URL in the environment the workers inherit, so they report their
+    task runs to it. Otherwise each worker process starts an API server of its own (about 225 MiB
+    and seconds of CPU each), and the task runs it records vanish with it. Nothing for the thread
+    runner, for ``dask://`` (workers started elsewhere) or when ``PREFECT_API_URL`` names a server.
+    Returns the URL it shared, or None."""
+    spec = (spec or "thread").strip()
+    if spec not in ("process", "dask") or os.environ.get("PREFECT_API_URL"):
+        return None
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the instance the flow's own client would start: one server
+    server.start()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    return server.api_url
+

@@ -141,6 +141,76 @@ def test_task_runner_specs():
             make_task_runner(bad)
 
 
+_SHARED_API_PROBE = """
+import glob, os, sys
+sys.path.insert(0, sys.argv[1])
+import flows.settings  # noqa: F401  (the project's Prefect defaults)
+from prefect import flow, task
+from flows.runners import make_task_runner, share_local_api
+
+
+def children():
+    out = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            if int(open(stat).read().split()[3]) == os.getpid():
+                out.append(open(stat[:-4] + "cmdline").read().replace("\\0", " "))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+@task
+def probe():
+    from prefect.runtime import task_run
+    return os.getpid(), os.environ.get("PREFECT_API_URL"), children(), task_run.id is not None
+
+
+@flow
+def two_tasks():
+    return [f.result() for f in (probe.submit(), probe.submit())]
+
+
+if __name__ == "__main__":  # worker processes are spawned: they import this file
+    kind = sys.argv[2]
+    url = share_local_api(kind)
+    got = two_tasks.with_options(task_runner=make_task_runner(kind, 2))()
+    servers = [c for c in children() if "uvicorn" in c]
+    print(repr((url, got, len(servers))))
+"""
+
+
+@pytest.mark.parametrize("kind", ["process", "dask"])
+def test_local_workers_report_to_the_flows_own_api(tmp_path, kind):
+    """`tiger run --runner process|dask`: the worker processes use the flow's ephemeral Prefect API
+    (one server for the run) instead of each starting a server of its own."""
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "probe.py"
+    script.write_text(_SHARED_API_PROBE, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    out = subprocess.run([sys.executable, str(script), str(ROOT), kind], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    url, got, servers = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    assert url and url.startswith("http://127.0.0.1:")
+    assert servers == 1  # the flow process's one API server
+    for pid, worker_url, worker_children, has_run in got:
+        assert pid != os.getpid() and worker_url == url and has_run
+        assert not [c for c in worker_children if "uvicorn" in c], worker_children
+
+
+def test_no_api_is_shared_where_workers_are_not_local(monkeypatch):
+    from flows.runners import share_local_api
+
+    assert share_local_api("thread") is None and share_local_api("dask://10.0.0.5:8786") is None
+    monkeypatch.setenv("PREFECT_API_URL", "http://prefect.example:4200/api")
+    assert share_local_api("process") is None
+
+
 @pytest.fixture
 def dask_cluster(tmp_path):
     """A scheduler and two single-threaded worker processes on loopback, started as separate
