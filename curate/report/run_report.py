@@ -345,7 +345,7 @@ def _lengths(run_dir: Path, pool: pd.DataFrame, ps: pd.DataFrame | None, md: lis
     ``ps``: the pool's ``parquet_text_stats`` (None when there is no pool)."""
     if ps is None or not len(pool):
         return "<p><em>no pool</em></p>"
-    by_source = {"all": ps, **{g: ps.iloc[pos].reset_index(drop=True) for g, pos in source_positions(pool).items()}}
+    by_source = {"all": ps, **{g: _Rows(ps, pos) for g, pos in source_positions(pool).items()}}
     by_mix: dict[str, pd.DataFrame] = {}
     from .analysis import read_mixture_rows
 
@@ -377,6 +377,20 @@ def _lengths(run_dir: Path, pool: pd.DataFrame, ps: pd.DataFrame | None, md: lis
     if tok is not None:
         out.append(_tokens(run_dir, pool, by_mix_paths(run_dir), tok, seed))
     return "".join(out)
+
+
+class _Rows:
+    """Rows ``pos`` of a per-row stats frame, read a column at a time: what the length figures read
+    of a group, without a copy of the whole frame per source (8 columns of every pooled row)."""
+
+    def __init__(self, frame: pd.DataFrame, pos: np.ndarray):
+        self.frame, self.pos = frame, pos
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def __getitem__(self, column: str) -> pd.Series:
+        return pd.Series(self.frame[column].to_numpy()[self.pos])
 
 
 def source_positions(pool: pd.DataFrame) -> dict[str, np.ndarray]:
