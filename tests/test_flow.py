@@ -115,6 +115,34 @@ def test_mixtures_and_report(slice_run):
     assert len(pool) > 1000
 
 
+def test_drop_sections_count_every_reason_and_show_its_first_rows(slice_run, tmp_path):
+    """Each stage's drop section counts every (stage, reason) of its dropped.parquet and shows the
+    first three rows of each in file order. Texts are read only for the rows shown, so the same
+    rows reordered to interleave the reasons, in row groups of 7, must be shown just as well."""
+    import re
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from curate.report.html import drops_html
+
+    _, _, run_dir = slice_run
+    for stage in ["01_parse", "03_filter", "04_dedupe"]:
+        table = pq.read_table(run_dir / stage / "dropped.parquet")
+        order = np.array(sorted(range(table.num_rows), key=lambda i: (i % 5, i)))
+        (tmp_path / stage).mkdir()
+        pq.write_table(table.take(order), tmp_path / stage / "dropped.parquet", row_group_size=7)
+        for folder, frame in [(run_dir, table.to_pandas()), (tmp_path, table.take(order).to_pandas())]:
+            page = drops_html(folder, stage)
+            groups = frame.groupby(["stage", "reason"])
+            sections = page.split("<h4>")[1:]
+            assert len(sections) == groups.ngroups > 0, stage
+            for sec, ((st, reason), part) in zip(sections, groups):
+                assert sec.startswith(f"{st} — {reason}: {len(part):,}</h4>")
+                shown = [int(v) for v in re.findall(r"<td data-v='(\d+)'>", sec)]
+                assert shown == part["row"].head(3).tolist(), (stage, reason)
+
+
 def test_rerun_resumes_and_is_byte_identical(slice_run, tmp_path):
     root, m, run_dir = slice_run
     before = _digest(run_dir)

@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -137,18 +138,27 @@ def drops_html(run_dir: Path, stage: str, per_reason: int = 3) -> str:
     p = run_dir / stage / "dropped.parquet"
     if not p.exists():  # a stage that dropped nothing writes no dropped.parquet
         return "<p>Nothing dropped here.</p>" if (run_dir / stage / "_SUCCESS.json").exists() else ""
-    # only what is shown (the raw `extra` of quarantined rows can be most of the file)
-    have = pq.ParquetFile(p).schema_arrow.names
-    df = pd.read_parquet(p, columns=[c for c in ("stage", "reason", "source", "file", "row", "detail", "instruction",
-                                                 "output") if c in have])
-    if not len(df):
+    from ..io import read_positions
+
+    # Counts from the two key columns; the texts only of the rows shown (a dedupe of millions drops
+    # a million rows: reading all their texts to show three per reason cost a GiB)
+    keys = pd.read_parquet(p, columns=["stage", "reason"])
+    if not len(keys):
         return "<p>Nothing dropped here.</p>"
+    groups = {g: np.asarray(pos) for g, pos in sorted(keys.groupby(["stage", "reason"]).indices.items())}
+    del keys
+    shown = {g: pos[:per_reason] for g, pos in groups.items()}
+    have = pq.ParquetFile(p).schema_arrow.names
+    cols = [c for c in ("source", "file", "row", "detail", "instruction", "output") if c in have]
+    at = np.unique(np.concatenate(list(shown.values()))) if shown else np.empty(0, np.int64)
+    rows = read_positions(p, at, cols).to_dict("records")
+    row_at = dict(zip(at.tolist(), rows))
     out = ["<h3>Dropped, by reason</h3>"]
-    for (st, reason), part in df.groupby(["stage", "reason"], sort=True):
-        out.append(f"<h4>{esc(st)} — {esc(reason)}: {len(part):,}</h4>")
+    for (st, reason), pos in groups.items():
+        out.append(f"<h4>{esc(st)} — {esc(reason)}: {len(pos):,}</h4>")
         ex = [{"source": r["source"], "file": r["file"], "row": int(r["row"]), "detail": str(r["detail"])[:200],
                "instruction": str(r["instruction"])[:120], "output": str(r["output"])[:80]}
-              for r in part.head(per_reason).to_dict("records")]
+              for r in (row_at[i] for i in shown[(st, reason)].tolist())]
         out.append(examples_html(ex))
     return "".join(out)
 
