@@ -1,6 +1,8 @@
 """The curation flow: thin Prefect orchestration over curate/ (tasks pass paths and small values)."""
 from __future__ import annotations
 
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -119,12 +121,21 @@ def mixtures_task(in_path: str, out_dir: str, specs: tuple[MixtureSpec, ...], li
 
 @task(name="report", **TASK_OPTS)
 @releasing
-def report_task(run_dir: str) -> str:
+def report_task(run_dir: str, flow_process: tuple[str, int]) -> str:
+    """The run's report. ``flow_process``: (host, pid) of the flow. On a worker elsewhere (process
+    runner, Dask), which ran stages before, the report is built in a process of its own."""
+    import os
+    import socket
+
     from prefect.artifacts import create_markdown_artifact
 
-    from curate.report import build_report
+    from curate.report import build_report, build_report_fresh
 
-    html_path, md = build_report(Path(run_dir))
+    if (socket.gethostname(), os.getpid()) == tuple(flow_process):
+        html_path, md = build_report(Path(run_dir))
+    else:
+        _progress("report: in a process of its own (this worker ran other tasks before)")
+        html_path, md = build_report_fresh(Path(run_dir))
     create_markdown_artifact(key="tiger-curation-report", markdown=md,
                              description=f"tiger curation report ({Path(run_dir).name})")
     return str(html_path)
@@ -176,7 +187,7 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
         "ledger": ledgers,
         "mixtures": [{k: m[k] for k in ("name", "rows", "file")} for m in mixtures],
     })
-    report = report_task.submit(str(run_dir)).result()
+    report = report_task.submit(str(run_dir), (socket.gethostname(), os.getpid())).result()
     _progress(summary(ledgers, seconds, mixtures, report))
     return str(run_dir)
 

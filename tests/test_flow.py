@@ -191,6 +191,29 @@ def test_report_reuses_the_diversity_stages_embedding_and_writes_the_same_bytes(
     assert not (copy / "_cache").exists()
 
 
+def test_report_in_a_process_of_its_own_writes_the_same_bytes(slice_run, tmp_path):
+    """On a worker that ran other stages, the flow builds the report in a new Python process: the same
+    page and summary as in this process, the Markdown returned; a failure there names the run."""
+    import os
+    import shutil
+
+    from curate.report import build_report_fresh
+
+    _, _, run_dir = slice_run
+    copy = tmp_path / run_dir.name
+    shutil.copytree(run_dir, copy)
+    page = (run_dir / "report" / "report.html").read_bytes()
+    shutil.rmtree(copy / "report")
+    before = os.times().children_user
+    html, md = build_report_fresh(copy)
+    assert os.times().children_user > before  # the work ran in a child process
+    assert html == copy / "report" / "report.html" and html.read_bytes() == page
+    assert md == (run_dir / "report" / "summary.md").read_text(encoding="utf-8")
+    (copy / "manifest.json").unlink()
+    with pytest.raises(RuntimeError, match=f"report of {copy}.*own process"):
+        build_report_fresh(copy)
+
+
 def test_rows_are_read_a_row_group_at_a_time_in_the_order_asked(slice_run, tmp_path):
     """parquet_rows / rows_by_id (the report's reads of a few rows of a large file) give exactly what
     pandas gives from the whole frame, across row-group boundaries and in any order."""
