@@ -341,6 +341,8 @@ def _role(p, root_pid: int, workers: dict[int, str]) -> str:
         return "prefect-server"
     if "resource_tracker" in cmd:
         return "resource-tracker"
+    if "build_report" in cmd:  # the report in a process of its own (curate.report.build_report_fresh)
+        return "report"
     if p.pid not in workers:
         workers[p.pid] = f"worker-{len(workers) + 1}"
     return workers[p.pid]
