@@ -19,10 +19,44 @@ _LIBC = None
 FREEZE_AT = 50_000
 
 
+# glibc serves a block of at least M_MMAP_THRESHOLD bytes with a mapping of its own and unmaps it
+# when freed, so the next such block faults its pages in again, each one zeroed by the kernel. By
+# default the threshold adapts to the blocks a process frees (up to 32 MiB, with a trim threshold of
+# twice that), but setting the trim threshold turns the adaptation off, and Dask starts its workers
+# with MALLOC_TRIM_THRESHOLD_=65536: there every numpy temporary above 128 KiB was a fresh mapping,
+# and MinHash signatures spent 2.5 times their user time in the kernel. ``tune_malloc`` sets what
+# the adaptation ends at. (Higher thresholds fault less still, but a worker keeps more: figures in
+# benchmarks/README.md.) What is free when a task ends goes back then (``release_memory``).
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 64 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+_TUNED = False
+
+
+def _libc():
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        except OSError:
+            _LIBC = False
+    return _LIBC
+
+
+def tune_malloc() -> bool:
+    """Set glibc's mmap and trim thresholds (above) in this process, once; True when they are set
+    (False where the C library has no ``mallopt``, e.g. musl, macOS: nothing changes there)."""
+    global _TUNED
+    if not _TUNED:
+        mallopt = getattr(_libc(), "mallopt", None) if _libc() else None
+        _TUNED = bool(mallopt is not None and mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+                      and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
+    return _TUNED
+
+
 def release_memory() -> None:
     """Collect garbage, then return the free memory of Arrow's pool and of the C heap to the system
     (``malloc_trim``, where the C library has it). Never fails: it only hands memory back."""
-    global _LIBC
     gc.collect()
     if len(gc.get_objects(generation=2)) >= FREEZE_AT:
         gc.freeze()
@@ -32,11 +66,6 @@ def release_memory() -> None:
         pa.default_memory_pool().release_unused()
     except Exception:  # noqa: BLE001 - an allocator that cannot release: nothing to hand back
         pass
-    if _LIBC is None:
-        try:
-            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        except OSError:
-            _LIBC = False
-    trim = getattr(_LIBC, "malloc_trim", None) if _LIBC else None
+    trim = getattr(_libc(), "malloc_trim", None) if _libc() else None
     if trim is not None:
         trim(0)

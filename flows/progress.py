@@ -24,10 +24,11 @@ def progress(msg: str) -> None:
 def releasing(fn: Callable[..., Any]) -> Callable[..., Any]:
     """The task, then the memory it freed handed back to the system (``curate.memory``): a worker
     runs task after task, and what one left with the allocators added to the next one's peak."""
-    from curate.memory import release_memory
+    from curate.memory import release_memory, tune_malloc
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
+        tune_malloc()  # in whichever process runs the task (a worker's first task sets it there)
         try:
             return fn(*args, **kwargs)
         finally:

@@ -91,7 +91,8 @@ def build_report(run_dir: Path, tokenizer: str | Path | None = None) -> tuple[Pa
 
 
 # The child's program: build the report of argv[1] (with the tokenizer argv[2], when given).
-_CHILD = ("import sys\nfrom curate.report.run_report import build_report\n"
+_CHILD = ("import sys\nfrom curate.memory import tune_malloc\nfrom curate.report.run_report import build_report\n"
+          "tune_malloc()\n"
           "build_report(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)\n")
 
 
