@@ -2,7 +2,7 @@
 the merge) in a fresh process, with its wall and CPU seconds and peak RSS.
 
     .venv/bin/python benchmarks/bench_tasks.py RUN_DIR 04_dedupe [--jobs 2] [--json F]
-    .venv/bin/python benchmarks/bench_tasks.py RUN_DIR mixtures        # or report
+    .venv/bin/python benchmarks/bench_tasks.py RUN_DIR mixtures        # its selections, then the merge; or report
     .venv/bin/python benchmarks/bench_tasks.py RUN_DIR 01_parse --mirror /tmp/tiger-scale/N/mirror
     .venv/bin/python benchmarks/bench_tasks.py RUN_DIR 04_dedupe --work SAVED   # the merge only
 
@@ -69,10 +69,10 @@ def _child(kind: str, args: dict, q) -> None:
         pipeline.run_parse_group(plan, args["start"], args["stop"], progress=progress)
     elif kind == "parse-merge":
         pipeline.finish_parse(plan, progress=progress)
+    elif kind == "mixture-select":
+        pipeline.run_mixture_task(plan, args["step"], args["index"], progress=progress)
     elif kind == "mixtures":
-        from curate.recipe import load_recipe
-
-        pipeline.mixtures_stage(args["in_path"], args["out"], load_recipe(None).mixtures, progress=progress)
+        pipeline.finish_mixtures(plan, progress=progress)
     elif kind == "report":
         from curate.report import build_report
 
@@ -100,6 +100,8 @@ def _round(tasks: list[tuple[str, int]], plan, jobs: int) -> list[dict]:
     def one(task: tuple) -> dict:
         if task[0] in ("shard", "parse-group"):
             res = _run(task[0], {"plan": plan, "start": task[1], "stop": task[2]})
+        elif task[0] == "select":
+            res = _run("mixture-select", {"plan": plan, "step": task[0], "index": task[1]})
         else:
             res = _run("task", {"plan": plan, "step": task[0], "index": task[1]})
         return {"task": " ".join(map(str, task)), **res}
@@ -142,12 +144,14 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     rows: list[dict] = []
     t0, c0 = time.perf_counter(), _cpu()
-    if a.stage in ("mixtures", "report"):
-        if a.stage == "mixtures":
-            res = _run("mixtures", {"in_path": str(run_dir / STAGES[-1] / "kept.parquet"), "out": str(out)})
-        else:
-            res = _run("report", {"run_dir": str(run_dir)})  # writes run_dir/report (same bytes)
-        rows.append({"task": a.stage, **res})
+    if a.stage == "mixtures":
+        plan = pipeline.plan_mixtures(run_dir / STAGES[-1] / "kept.parquet", out, load_recipe(None).mixtures)
+        print(f"selections: {len(plan.tasks)} tasks", flush=True)
+        rows += _round(list(plan.tasks), plan, a.jobs)
+        print("merge", flush=True)
+        rows.append({"task": "merge", **_run("mixtures", {"plan": plan})})
+    elif a.stage == "report":
+        rows.append({"task": a.stage, **_run("report", {"run_dir": str(run_dir)})})  # writes run_dir/report (same bytes)
     elif a.stage == "01_parse":
         if not a.mirror:
             raise SystemExit("01_parse: give the run's --mirror")

@@ -122,8 +122,24 @@ Strategy = Callable[[pd.DataFrame, MixtureSpec, np.random.Generator], tuple[np.n
 STRATEGIES = Registry("mixture strategy")
 
 
-def strategy(name: str) -> Callable[[Strategy], Strategy]:
-    return lambda fn: STRATEGIES.add(name, fn)
+def strategy(name: str, reads_texts: bool = False) -> Callable[[Strategy], Strategy]:
+    """Register a strategy; ``reads_texts``: it reads and embeds row texts (seconds to minutes on a
+    large pool), so a runner gives it a task of its own instead of one shared with the strategies
+    that only read label columns (``selection_groups``)."""
+    def add(fn: Strategy) -> Strategy:
+        fn.reads_texts = bool(reads_texts)  # type: ignore[attr-defined]
+        return STRATEGIES.add(name, fn)
+
+    return add
+
+
+def selection_groups(specs: list[MixtureSpec]) -> list[list[int]]:
+    """The specs (by index) in groups a runner can select side by side: one group per spec whose
+    strategy reads texts, in order, then one of all the others (their cost is mostly loading the
+    pool's label columns, which a group does once)."""
+    heavy = [i for i, s in enumerate(specs) if getattr(STRATEGIES.get(s.strategy), "reads_texts", False)]
+    light = [i for i in range(len(specs)) if i not in heavy]
+    return [[i] for i in heavy] + ([light] if light else [])
 
 
 def _need(pool: pd.DataFrame, spec: MixtureSpec, columns: list[str]) -> None:
@@ -404,7 +420,7 @@ def deita_select(x: np.ndarray | Callable[[np.ndarray], np.ndarray], scores: np.
     return chosen[:m], examined
 
 
-@strategy("kcenter")
+@strategy("kcenter", reads_texts=True)
 def _kcenter(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
     _need(pool, spec, ["instruction", "input"])
     n = len(pool)
@@ -422,7 +438,7 @@ def _kcenter(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
                     "embedding": "tfidf-char-svd128"}
 
 
-@strategy("deita")
+@strategy("deita", reads_texts=True)
 def _deita(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
     _need(pool, spec, ["instruction", "input", "output"])
     threshold = float(spec.options.get("threshold", 0.2))
@@ -477,6 +493,28 @@ def build_mixtures(df: pd.DataFrame, specs: list[MixtureSpec | dict | str],
     if "id" not in df.columns:
         raise KeyError(f"mixture {specs[0].name if specs else ''!r}: the pool has no 'id' column")
     pool = df if isinstance(df, LazyPool) else sorted_by_id(df)
+    chosen = select_mixtures(pool, specs, progress)
+    if isinstance(pool, LazyPool):
+        union = np.unique(np.concatenate([p for p, _ in chosen])) if chosen else np.zeros(0, np.int64)
+        rows = pool.take(union)
+        take = lambda pos: rows.loc[pos]  # noqa: E731
+    else:
+        take = lambda pos: pool.iloc[pos]  # noqa: E731
+    out = []
+    for positions, info in chosen:
+        mix = take(positions).reset_index(drop=True)
+        mix.attrs["mixture"] = info
+        out.append(mix)
+    return out
+
+
+def select_mixtures(pool: pd.DataFrame, specs: list[MixtureSpec],
+                    progress: Callable[[str], None] | None = None) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """Each spec's chosen pool positions (sorted) and what was decided (the manifest's ``mixture``),
+    on a pool sorted by id (a frame from ``sorted_by_id``, or a ``LazyPool``). A spec's choice
+    depends on the pool and the spec alone, so specs can be selected in any grouping."""
+    if "id" not in pool.columns:
+        raise KeyError(f"mixture {specs[0].name if specs else ''!r}: the pool has no 'id' column")
     n_clusters = int(pool["cluster"].nunique()) if "cluster" in pool.columns else None
     chosen = []
     for spec in specs:
@@ -492,18 +530,7 @@ def build_mixtures(df: pd.DataFrame, specs: list[MixtureSpec | dict | str],
             "capped": bool(len(positions) < spec.size),
             **{k: (v if not isinstance(v, np.integer) else int(v)) for k, v in info.items()},
         }))
-    if isinstance(pool, LazyPool):
-        union = np.unique(np.concatenate([p for p, _ in chosen])) if chosen else np.zeros(0, np.int64)
-        rows = pool.take(union)
-        take = lambda pos: rows.loc[pos]  # noqa: E731
-    else:
-        take = lambda pos: pool.iloc[pos]  # noqa: E731
-    out = []
-    for positions, info in chosen:
-        mix = take(positions).reset_index(drop=True)
-        mix.attrs["mixture"] = info
-        out.append(mix)
-    return out
+    return chosen
 
 
 def alpaca_records(df: pd.DataFrame) -> list[dict[str, Any]]:

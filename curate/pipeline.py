@@ -33,11 +33,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
-from .io import (arrow_ids_frame, atomic_path, part_facts, read_json, read_parquet, sha256_file, sweep_temps,
-                 write_json, write_parquet, write_parquet_parts)
+from .io import (arrow_ids_frame, atomic_path, part_facts, read_json, read_parquet, read_positions, sha256_file,
+                 sweep_temps, write_json, write_parquet, write_parquet_parts)
 from .io import read_rows as io_read_rows
+from .jobs import TaskJob
 from .mix import MixtureSpec
 from .recipe import Recipe, Stage, Step
 from .records import LedgerError, StageResult, drop_frame, empty_drops, ledger_row
@@ -941,34 +943,119 @@ def run_stage(stage: Stage, in_path: str | Path, out_dir: str | Path, progress: 
     return finish_stage(plan_stage(stage, in_path, out_dir, shard_rows=None), progress=progress)
 
 
-def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs: tuple[MixtureSpec, ...],
-                   progress: Progress = None, licenses: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """Every mixture of ``specs`` from the pool at ``in_path``, written with its exports; ``licenses``:
-    each source's licence (default: the registry's), carried by every exported row."""
-    from .mix import build_mixtures, clear_embed_cache, write_mixture
-    from .pool import LazyPool
+@dataclass(frozen=True)
+class MixtureJob(TaskJob):
+    """The mixtures' selections as tasks: ``select g`` chooses the mixtures of group g
+    (``mix.selection_groups``: a spec that embeds texts alone, the others together) and keeps, per
+    mixture, the chosen rows as rows of the pool file in id order (``select-<spec>.npy``) and what
+    was decided (``select-<spec>.json``). The merge reads those rows and writes the mixtures."""
+
+    in_path: str
+    work_dir: str
+    specs: tuple[MixtureSpec, ...]
+    groups: tuple[tuple[int, ...], ...]
+
+    def rounds(self) -> tuple[tuple[tuple[str, int], ...], ...]:
+        return (tuple(("select", g) for g in range(len(self.groups))),)
+
+    def step(self, step: str, index: int) -> None:
+        from .mix import clear_embed_cache, select_mixtures
+        from .pool import LazyPool
+
+        if step != "select":
+            raise ValueError(f"mixtures: unknown step {step!r}")
+        pool = LazyPool(self.in_path)
+        try:
+            for i, (positions, info) in zip(self.groups[index],
+                                            select_mixtures(pool, [self.specs[i] for i in self.groups[index]])):
+                with atomic_path(self.path(f"select-{i:05d}.npy")) as tmp:
+                    with open(tmp, "wb") as f:
+                        np.save(f, pool.file_rows[positions])  # in pool (id) order
+                write_json(self.path(f"select-{i:05d}.json"), info)
+        finally:
+            clear_embed_cache()  # it holds the pool
+
+
+@dataclass(frozen=True)
+class MixturePlan:
+    in_path: str
+    out_dir: str
+    specs: tuple[MixtureSpec, ...]
+    licenses: dict[str, str] | None
+    key: str
+    done: bool
+    job: MixtureJob
+
+    @property
+    def tasks(self) -> tuple[tuple[str, int], ...]:
+        return () if self.done else self.job.rounds()[0]
+
+
+def plan_mixtures(in_path: str | Path, out_dir: str | Path, specs: tuple[MixtureSpec, ...],
+                  licenses: dict[str, str] | None = None) -> MixturePlan:
+    """The mixtures stage as tasks (``run_mixture_task``, side by side) and a merge
+    (``finish_mixtures``); ``done`` when its outputs are there for these inputs and settings."""
+    from .mix import selection_groups
 
     out_dir = Path(out_dir)
+    specs = tuple(specs)
     key = cache_key([in_path], {"mixtures": [s.to_dict() for s in specs], "licenses": licenses})
-    if is_done(out_dir, key):
+    groups = tuple(tuple(g) for g in selection_groups(list(specs)))
+    job = MixtureJob(str(in_path), str(out_dir / "_work" / key), specs, groups)
+    return MixturePlan(str(in_path), str(out_dir), specs, licenses, key, is_done(out_dir, key), job)
+
+
+def run_mixture_task(plan: MixturePlan, step: str, index: int, progress: Progress = None) -> str:
+    """One selection task of the plan (skipped when its marker says it is done)."""
+    if progress:
+        names = ", ".join(plan.specs[i].name for i in plan.job.groups[index])
+        progress(f"mixtures: {names}")
+    return plan.job.run(step, index)
+
+
+def finish_mixtures(plan: MixturePlan, progress: Progress = None) -> list[dict[str, Any]]:
+    """Every mixture of the plan written with its exports, from the selections (made here for any
+    task not done); returns what ``mixtures.json`` lists."""
+    import shutil
+
+    from .mix import write_mixture
+
+    out_dir = Path(plan.out_dir)
+    if plan.done or is_done(out_dir, plan.key):
+        shutil.rmtree(out_dir / "_work", ignore_errors=True)
         return read_json(out_dir / "mixtures.json")
     sweep_temps(out_dir)  # what a killed run left half-written
     fault_point("mixtures", "before")
-    # once, not once per mixture; its label columns in memory, texts read for the rows that need them
-    pool = LazyPool(in_path)
+    for step, index in plan.tasks:  # those a runner did not run
+        run_mixture_task(plan, step, index, progress)
+    job = plan.job
+    picked = [np.load(job.path(f"select-{i:05d}.npy")) for i in range(len(plan.specs))]
+    infos = [read_json(job.path(f"select-{i:05d}.json")) for i in range(len(plan.specs))]
+    # the rows of every mixture in one pass over the file (one read, not one per mixture)
+    union = np.unique(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
+    rows = read_positions(plan.in_path, union)
+    rows.index = pd.Index(union)
     results = []
-    try:
-        for spec, mix in zip(specs, build_mixtures(pool, list(specs), progress)):
-            # keep the manifest free of absolute paths so equal runs write equal bytes
-            written = write_mixture(mix, spec, out_dir, licenses=licenses)
-            results.append({k: v for k, v in written.items() if k != "paths"})
-            fault_point("mixtures", "mid")
-    finally:
-        clear_embed_cache()  # it holds the pool: let it go before the report stage
+    for spec, file_rows, info in zip(plan.specs, picked, infos):
+        mix = rows.loc[file_rows].reset_index(drop=True)
+        mix.attrs["mixture"] = info
+        # keep the manifest free of absolute paths so equal runs write equal bytes
+        written = write_mixture(mix, spec, out_dir, licenses=plan.licenses)
+        results.append({k: v for k, v in written.items() if k != "paths"})
+        fault_point("mixtures", "mid")
     write_json(out_dir / "mixtures.json", results)
-    write_json(out_dir / "_SUCCESS.json", {"key": key, "stage": "mixtures"})
+    write_json(out_dir / "_SUCCESS.json", {"key": plan.key, "stage": "mixtures"})
     fault_point("mixtures", "after")
+    shutil.rmtree(out_dir / "_work", ignore_errors=True)
     return results
+
+
+def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs: tuple[MixtureSpec, ...],
+                   progress: Progress = None, licenses: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every mixture of ``specs`` from the pool at ``in_path``, written with its exports, in this
+    process; ``licenses``: each source's licence (default: the registry's), carried by every
+    exported row."""
+    return finish_mixtures(plan_mixtures(in_path, out_dir, specs, licenses), progress)
 
 
 def run_dir_for(data_dir: str | Path, recipe: Recipe, files: list[dict], run_id: str | None = None) -> Path:

@@ -113,10 +113,25 @@ def run_stage(stage: Stage, in_path: str, out_dir: str, shard_rows: int) -> dict
     return merge_task.submit(plan).result()
 
 
+@task(name="mixture-select", task_run_name="select mixtures {index}", **TASK_OPTS)
+@releasing
+def mixture_select_task(plan: pipeline.MixturePlan, step: str, index: int) -> str:
+    return pipeline.run_mixture_task(plan, step, index, progress=_progress)
+
+
 @task(name="mixtures", **TASK_OPTS)
 @releasing
-def mixtures_task(in_path: str, out_dir: str, specs: tuple[MixtureSpec, ...], licenses: dict[str, str]) -> list[dict]:
-    return pipeline.mixtures_stage(in_path, out_dir, specs, progress=_progress, licenses=licenses)
+def mixtures_task(plan: pipeline.MixturePlan) -> list[dict]:
+    return pipeline.finish_mixtures(plan, progress=_progress)
+
+
+def mixtures_stage(in_path: str, out_dir: str, specs: tuple[MixtureSpec, ...], licenses: dict[str, str]) -> list[dict]:
+    """The mixtures through the task runner: the selections side by side (a strategy that embeds
+    texts has a task of its own), then the merge, which writes them; a finished stage is skipped."""
+    plan = pipeline.plan_mixtures(in_path, out_dir, specs, licenses)
+    for f in [mixture_select_task.submit(plan, step, index) for step, index in plan.tasks]:
+        f.result()
+    return mixtures_task.submit(plan).result()
 
 
 @task(name="report", **TASK_OPTS)
@@ -175,7 +190,7 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     pipeline.check_chain(ledgers)  # fails loudly if any record went missing between stages
     # mixtures and the report go to the runner like every stage: on a cluster they run on a worker,
     # not in this process, which holds the flow and the cluster's client
-    mixtures = mixtures_task.submit(str(prev), str(run_dir / "mixtures"), recipe.mixtures, recipe.licenses()).result()
+    mixtures = mixtures_stage(str(prev), str(run_dir / "mixtures"), recipe.mixtures, recipe.licenses())
 
     write_json(run_dir / "manifest.json", {
         "run_id": run_dir.name,

@@ -39,7 +39,7 @@ def test_flow_tasks_release_memory_and_keep_their_parameters():
     from flows import curate_flow as cf
 
     for t in (cf.parse_group_task, cf.parse_merge_task, cf.shard_task, cf.partition_task, cf.merge_task,
-              cf.mixtures_task, cf.report_task):
+              cf.mixture_select_task, cf.mixtures_task, cf.report_task):
         assert t.fn.__wrapped__.__module__ == "flows.curate_flow"
         assert list(inspect.signature(t.fn).parameters) == list(inspect.signature(t.fn.__wrapped__).parameters)
     assert list(inspect.signature(cf.shard_task.fn).parameters) == ["plan", "start", "stop"]

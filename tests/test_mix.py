@@ -473,3 +473,36 @@ def test_strata_group_positions_by_their_text_in_the_order_given(pool):
         for key, got in groups.items():
             assert got.tolist() == positions[texts == key].tolist()
         assert sum(len(g) for g in groups.values()) == len(positions)
+
+
+def test_mixture_tasks_in_any_order_write_what_one_pass_writes(pool, tmp_path):
+    """The mixtures stage as tasks: a strategy that embeds texts gets a task of its own, the others
+    share one; run in any order, then merged, they write each mixture's files byte for byte as
+    building them from the whole frame does, and the finished stage is found done."""
+    from curate.io import write_parquet
+    from curate.mix import build_mixtures, clear_embed_cache
+    from curate.pipeline import finish_mixtures, plan_mixtures, run_mixture_task
+
+    path = tmp_path / "pool.parquet"
+    write_parquet(path, pool.sample(frac=1.0, random_state=5).reset_index(drop=True))
+    specs = tuple(parse_mixture_specs(["random-300", "kcenter-150", "per_source-300", "diverse-300", "narrow-200",
+                                       "deita-150"]))
+    plan = plan_mixtures(path, tmp_path / "tasks", specs)
+    assert [[specs[i].name for i in g] for g in plan.job.groups] == [
+        ["kcenter-150"], ["deita-150"], ["random-300", "per_source-300", "diverse-300", "narrow-200"]]
+    assert len(plan.tasks) == 3 and not plan.done
+    for step, index in reversed(plan.tasks):
+        clear_embed_cache()  # as in a process of its own
+        run_mixture_task(plan, step, index)
+    listed = finish_mixtures(plan)
+    assert [m["name"] for m in listed] == [s.name for s in specs]
+    clear_embed_cache()
+    for spec, mix in zip(specs, build_mixtures(pool, list(specs))):
+        write_mixture(mix, spec, tmp_path / "whole")
+    files = sorted(p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("*") if p.is_file())
+    assert len(files) >= 6 * 5
+    for f in files:
+        assert (tmp_path / "tasks" / f).read_bytes() == (tmp_path / "whole" / f).read_bytes(), f
+    again = plan_mixtures(path, tmp_path / "tasks", specs)
+    assert again.done and again.tasks == () and finish_mixtures(again) == listed
+    assert not (tmp_path / "tasks" / "_work").exists()
