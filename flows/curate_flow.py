@@ -139,9 +139,6 @@ def mixtures_stage(in_path: str, out_dir: str, specs: tuple[MixtureSpec, ...], l
 def report_task(run_dir: str, flow_process: tuple[str, int]) -> str:
     """The run's report. ``flow_process``: (host, pid) of the flow. On a worker elsewhere (process
     runner, Dask), which ran stages before, the report is built in a process of its own."""
-    import os
-    import socket
-
     from prefect.artifacts import create_markdown_artifact
 
     from curate.report import build_report, build_report_fresh
