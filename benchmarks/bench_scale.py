@@ -348,10 +348,24 @@ def _role(p, root_pid: int, workers: dict[int, str]) -> str:
     return workers[p.pid]
 
 
-def _watch(proc, every: float = 0.5) -> tuple[list[tuple[float, float, float, str]], dict[str, float]]:
+def _last_line(log: Path | None) -> str:
+    """The last complete line of the run's log (its latest progress message), or ""."""
+    if log is None:
+        return ""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 400))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        return lines[-1][:100] if lines else ""
+    except OSError:
+        return ""
+
+
+def _watch(proc, every: float = 0.5, log: Path | None = None) -> tuple[list[tuple], dict[str, float]]:
     """Follow ``proc`` and its descendants until it exits: a timeline of (seconds, CPU seconds of
     the whole tree, exited processes included at their last reading, the largest process's RSS
-    then in MiB, and that process's role) and each process's peak RSS (VmHWM, MiB) by role."""
+    then in MiB, that process's role, and the last line of ``log``) and each process's peak RSS
+    (VmHWM, MiB) by role."""
     import psutil
 
     root = psutil.Process(proc.pid)
@@ -382,7 +396,7 @@ def _watch(proc, every: float = 0.5) -> tuple[list[tuple[float, float, float, st
                     rss_now, who = rss, r
             except (psutil.NoSuchProcess, OSError):
                 pass
-        timeline.append((time.perf_counter() - t0, sum(last_cpu.values()), rss_now, who))
+        timeline.append((time.perf_counter() - t0, sum(last_cpu.values()), rss_now, who, _last_line(log)))
         if proc.poll() is not None:
             return timeline, peak
         time.sleep(every)
@@ -398,7 +412,26 @@ def _cpu_at(timeline: list[tuple[float, float]], t: float) -> float:
 def _rss_between(timeline: list[tuple[float, float, float, str]], a: float, b: float) -> tuple[float, str]:
     """The largest process's RSS seen between seconds ``a`` and ``b`` (sampled every half second)
     and which process it was."""
-    return max(((r, who) for t, _, r, who in timeline if a <= t <= b), default=(0.0, ""))
+    return max(((r, who) for t, _, r, who, *_ in timeline if a <= t <= b), default=(0.0, ""))
+
+
+def _idle_spans(timeline: list[tuple], ends: list[tuple[str, float]], cores: int | None = None,
+                every: float = 5.0) -> list[dict]:
+    """Where cores sat idle: per ``every``-second window, the cores busy on average (CPU seconds of
+    the tree over wall seconds), the stage, and the log's last line at the window's end; only the
+    windows with less than ``cores`` - 0.5 busy, so the list shows where the run waited on one task."""
+    cores = cores or os.cpu_count() or 1
+    out, w0 = [], 0
+    for i, row in enumerate(timeline):
+        if row[0] - timeline[w0][0] >= every or i == len(timeline) - 1:
+            dt = row[0] - timeline[w0][0]
+            busy = (row[1] - timeline[w0][1]) / dt if dt > 0 else 0.0
+            stage = next((s for s, end in ends if end >= row[0]), "end")
+            if busy < cores - 0.5:
+                out.append({"t": round(timeline[w0][0], 1), "s": round(dt, 1), "busy": round(busy, 2),
+                            "stage": stage, "log": row[4]})
+            w0 = i
+    return out
 
 
 def _stage_ends(run_dir: Path, t_start: float) -> list[tuple[str, float]]:
@@ -431,7 +464,7 @@ def run_flow(root: Path, sizes: list[int], runner: str, recipe: str | None, code
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([code, os.environ.get("PYTHONPATH", "")])}
             print(f"  code from {code}")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=code or ROOT, env=env)
-        timeline, peak = _watch(proc)
+        timeline, peak = _watch(proc, log=data.parent / f"{data.name}.log")
         sec = time.perf_counter() - t
         log.close()
         if proc.returncode != 0:
@@ -448,7 +481,8 @@ def run_flow(root: Path, sizes: list[int], runner: str, recipe: str | None, code
             prev = end
         peaks = sorted(peak.items(), key=lambda kv: -kv[1])
         out.append({"rows": n, "seconds": sec, "cpu": cpu, "peak_mib": peaks[0][1] if peaks else 0.0,
-                    "process_peaks_mib": {r: round(v) for r, v in peaks}, "stages": stages})
+                    "process_peaks_mib": {r: round(v) for r, v in peaks}, "stages": stages,
+                    "idle": _idle_spans(timeline, _stage_ends(run_dir, t_wall))})
         print(f"{n:,} rows: {sec:.1f} s wall, {cpu:.1f} CPU-s, {n / sec:,.0f} rows/s; process peaks "
               f"{', '.join(f'{r} {v:,.0f}' for r, v in peaks)} MiB")
         print(f"  {'stage (from the previous end)':<30}{'wall s':>8}{'CPU s':>8}{'CPU/wall':>9}{'max RSS MiB':>12}  process")

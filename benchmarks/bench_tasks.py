@@ -5,6 +5,7 @@ the merge) in a fresh process, with its wall and CPU seconds and peak RSS.
     .venv/bin/python benchmarks/bench_tasks.py RUN_DIR mixtures        # its selections, then the merge; or report
     .venv/bin/python benchmarks/bench_tasks.py RUN_DIR 01_parse --mirror /tmp/tiger-scale/N/mirror
     .venv/bin/python benchmarks/bench_tasks.py RUN_DIR 04_dedupe --work SAVED   # the merge only
+    BENCH_PROFILE=/tmp/merge.prof .venv/bin/python benchmarks/bench_tasks.py ...  # the merge under cProfile
 
 ``RUN_DIR`` is a run folder a ``tiger run`` left (e.g. ``bench_scale.py --parts flow`` under
 /tmp/tiger-bench-flow/N/processed/run-*). The stage reads the previous stage's ``kept.parquet``
@@ -63,6 +64,11 @@ def _child(kind: str, args: dict, q) -> None:
         pipeline.run_task(plan, args["step"], args["index"])
     elif kind == "shard":
         pipeline.run_shard(plan, args["start"], args["stop"])
+    elif kind == "merge" and os.environ.get("BENCH_PROFILE"):  # where the merge's time goes
+        import cProfile
+
+        cProfile.runctx("pipeline.finish_stage(plan, progress=progress)", globals(), locals(),
+                        os.environ["BENCH_PROFILE"])
     elif kind == "merge":
         pipeline.finish_stage(plan, progress=progress)
     elif kind == "parse-group":
