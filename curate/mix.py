@@ -376,9 +376,43 @@ def quality_scores(df: pd.DataFrame) -> np.ndarray:
     # the same ufuncs as a per-row loop, on whole arrays
     ans = np.minimum(np.log1p(out_len) / np.log1p(2000), 1.0)
     tsk = np.minimum(np.log1p(task_len) / np.log1p(500), 1.0)
-    var = np.array([len(set(o[:500])) / max(1, len(o[:500])) if o else 0.0 for o in out])
-    var = np.minimum(var * 2.0, 1.0)  # half the characters distinct is already varied text
+    var = np.minimum(char_variety(out, 500) * 2.0, 1.0)  # half the characters distinct is already varied text
     return 0.5 * ans + 0.3 * tsk + 0.2 * var
+
+
+def char_variety(texts: list[str], head: int = 500, block: int = 4096) -> np.ndarray:
+    """Per text, distinct characters / characters over its first ``head`` characters (0.0 for an
+    empty text): ``len(set(t[:head])) / len(t[:head])``, the same floats, without a Python set of
+    one-character strings per row (several times faster on millions of answers). A block's texts are
+    laid out as code points in a padded matrix, rows of similar length together (so padding stays
+    small), each row sorted, and the changes between neighbours counted."""
+    res = np.zeros(len(texts), dtype=np.float64)
+    pad = np.uint32(0xFFFFFFFF)  # above every code point: sorts after a row's characters
+    for a in range(0, len(texts), block):
+        heads = [t[:head] for t in texts[a:a + block]]
+        lens = np.fromiter(map(len, heads), dtype=np.int64, count=len(heads))
+        cps = np.frombuffer("".join(heads).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        starts = np.cumsum(lens) - lens
+        order = np.argsort(lens, kind="stable")
+        sorted_lens = lens[order]
+        distinct = np.zeros(len(heads), dtype=np.int64)
+        i = 0
+        while i < len(order):
+            # the rows up to twice as long as the shortest left: at most half of a matrix is padding
+            j = int(np.searchsorted(sorted_lens, max(8, 2 * int(sorted_lens[i])), side="right"))
+            rows = order[i:j]
+            width = int(sorted_lens[j - 1])
+            if width:
+                col = np.arange(width)
+                valid = col[None, :] < lens[rows][:, None]
+                chars = np.where(valid, cps[np.where(valid, starts[rows][:, None] + col[None, :], 0)], pad)
+                chars.sort(axis=1)
+                first = np.ones_like(valid)
+                first[:, 1:] = chars[:, 1:] != chars[:, :-1]
+                distinct[rows] = (first & valid).sum(axis=1)
+            i = j
+        res[a:a + len(heads)] = np.where(lens > 0, distinct / np.maximum(lens, 1), 0.0)
+    return res
 
 
 def deita_select(x: np.ndarray | Callable[[np.ndarray], np.ndarray], scores: np.ndarray, k: int, min_distance: float,
@@ -398,10 +432,18 @@ def deita_select(x: np.ndarray | Callable[[np.ndarray], np.ndarray], scores: np.
     m = 0
     max_sim = 1.0 - min_distance
     examined = 0
+    # Rows are embedded a window of blocks at a time, the window doubling up to 16 blocks: a lazy
+    # pool reads every row group that holds one of the rows asked for, and the rows by score are
+    # spread over the whole file, so fewer, larger reads cost far less. A row's vector does not
+    # depend on the rows embedded with it, so the choices are the same.
+    window, win_start, win_x = block, 0, None
     with blas_threads():
         for a in range(0, len(order), block):
             cand = order[a:a + block]
-            xc = rows(cand)
+            if win_x is None or a >= win_start + len(win_x):
+                win_start, win_x = a, rows(order[a:a + window])
+                window = min(16 * block, 2 * window)
+            xc = win_x[a - win_start:a - win_start + len(cand)]
             if cmat is None:
                 cmat = np.empty((k, xc.shape[1]), dtype=xc.dtype)
             ok = (cmat[:m] @ xc.T).max(axis=0) < max_sim if m else np.ones(len(cand), dtype=bool)

@@ -318,6 +318,17 @@ def test_quality_scores_prefer_substantial_answers():
     assert q[0] > q[2] > q[1] and ((q >= 0) & (q <= 1)).all()
 
 
+def test_char_variety_is_the_share_of_distinct_characters_of_each_answers_head(pool):
+    from curate.mix import char_variety
+
+    texts = pool["output"].astype(str).tolist() + [
+        "", "a", "哈" * 300, "春天" * 400, "\ud800x\ud800", "\U0001F600\U0001F600b", "x" * 499 + "yz", " \n\t "]
+    want = np.array([len(set(t[:500])) / len(t[:500]) if t else 0.0 for t in texts])
+    got = char_variety(texts, 500, block=1000)  # several blocks, rows of every length class
+    assert got.dtype == np.float64 and np.array_equal(got, want)
+    assert char_variety(["ab", "aab"], head=2).tolist() == [1.0, 0.5] and len(char_variety([])) == 0
+
+
 def test_strategies_figures_in_one_embedding(pool):
     """The figures the report shows: random vs kcenter vs deita at the same size, on real rows."""
     sp = _sorted_pool(pool)
@@ -384,6 +395,8 @@ def test_deita_embeds_only_what_it_examines(pool):
     assert [a.tolist() if hasattr(a, "tolist") else a for a in lazy] == \
         [a.tolist() if hasattr(a, "tolist") else a for a in deita_select(x, q, 300, 0.2)]
     assert sum(asked) < len(sp) and sum(asked) >= lazy[1]
+    # a window of blocks at a time, doubling: 512, 1024, … rows, not one read per block of 512
+    assert asked == [min(512 * 2 ** i, 16 * 512) for i in range(len(asked))]
 
 
 def test_a_sorted_pool_is_not_sorted_again_and_the_embedder_is_fitted_once(pool):
