@@ -891,8 +891,9 @@ def _light_frame(path: str) -> pd.DataFrame:
 
 def _decided_result(plan: StagePlan, n_in: int, progress: Progress = None) -> StageResult:
     """The stage's result from its jobs' decisions, taken on a light frame (no texts): the kept and
-    dropped rows stay in the input file and are written a part of ``PART_ROWS`` input rows at a
-    time, the same bytes as the in-memory result. Example rows are read by position."""
+    dropped rows are split off the input a part of ``PART_ROWS`` input rows at a time
+    (``_split_parts``) and written a part at a time, the same bytes as the in-memory result.
+    Example rows are read by position."""
     import numpy as np
 
     from .io import read_positions
@@ -915,27 +916,55 @@ def _decided_result(plan: StagePlan, n_in: int, progress: Progress = None) -> St
             drops.append((f"{stage.name}/{step.op}", d.reason, rows[drop], d.details[drop]))
             drop_sources.append(pd.DataFrame({"source": light["source"].to_numpy()[drop], "reason": d.reason}))
         light = light[~drop]
+    small_kept = light[["source"]].reset_index(drop=True)
     alive = np.zeros(n_in, dtype=bool)
     alive[light.index.to_numpy()] = True
-    parts = [(a, min(n_in, a + PART_ROWS)) for a in range(0, n_in, PART_ROWS)]
-
-    def kept_part(a: int, b: int) -> pd.DataFrame:
-        return read_rows(path, a, b)[alive[a:b]].reset_index(drop=True)
-
-    def dropped_part(name: str, reason: str, rows: np.ndarray, details: np.ndarray, a: int, b: int) -> pd.DataFrame:
-        i, j = np.searchsorted(rows, [a, b])
-        sel = read_positions(path, rows[i:j])
-        return drop_frame(sel, name, reason, pd.Series(details[i:j], index=sel.index, dtype=object))
-
+    del light
+    kept_parts, drop_parts = _split_parts(plan, n_in, alive, drops, progress)
     src = read_rows(path, 0, 0)  # the input's columns: the drops' frame starts from an empty one
-    dropped_loads = [lambda: empty_drops(src, stage.name)]
-    dropped_loads += [(lambda a=a, b=b, dr=dr: dropped_part(*dr, a, b))
-                      for dr in drops for a, b in parts if np.searchsorted(dr[2], a) < np.searchsorted(dr[2], b)]
-    kept = RowParts(tuple((lambda a=a, b=b: kept_part(a, b)) for a, b in parts),
-                    light[["source"]].reset_index(drop=True))
-    dropped = RowParts(tuple(dropped_loads), pd.concat([pd.DataFrame({"source": [], "reason": []}), *drop_sources],
-                                                       ignore_index=True))
+    empty = empty_drops(src, stage.name)
+    kept = RowParts(tuple(load for load, _ in kept_parts), small_kept, tuple(f for _, f in kept_parts))
+    dropped = RowParts((lambda: empty_drops(src, stage.name),) + tuple(load for load, _ in drop_parts),
+                       pd.concat([pd.DataFrame({"source": [], "reason": []}), *drop_sources], ignore_index=True),
+                       (part_facts(empty, stage.name),) + tuple(f for _, f in drop_parts))
     return StageResult(kept, dropped, stats)
+
+
+def _split_parts(plan: StagePlan, n_in: int, alive: Any, drops: list[tuple[str, str, Any, Any]],
+                 progress: Progress = None) -> tuple[list[tuple[Callable[[], pd.DataFrame], dict]], ...]:
+    """The decided stage's kept rows and each drop's rows, read from the input a part of
+    ``PART_ROWS`` rows at a time, each part once: every piece is kept as a pickle (exact dtypes)
+    under ``_shards/decided`` with its ``io.part_facts``, so the writer loads it once more only,
+    from the pickle. (Reading the input once for the kept rows and once per deduplicator for its
+    drops, each twice for the row-group measure, was most of the merge.) Returns (load, facts) of
+    the kept pieces in input order, and of the drops' pieces, drop by drop, each in input order."""
+    import numpy as np
+
+    folder = Path(plan.out_dir) / "_shards" / "decided"
+    folder.mkdir(parents=True, exist_ok=True)
+    kept: list[tuple[Callable[[], pd.DataFrame], dict]] = []
+    dropped: list[list[tuple[Callable[[], pd.DataFrame], dict]]] = [[] for _ in drops]
+
+    def keep(frame: pd.DataFrame, name: str) -> tuple[Callable[[], pd.DataFrame], dict]:
+        path = folder / f"{name}.pkl"
+        with atomic_path(path) as tmp:
+            frame.to_pickle(tmp)
+        return (lambda path=path: pd.read_pickle(path)), part_facts(frame, f"{plan.stage.name} {name}")
+
+    parts = [(a, min(n_in, a + PART_ROWS)) for a in range(0, n_in, PART_ROWS)]
+    for a, b in parts:
+        if progress:
+            progress(f"{plan.stage.name}: rows {a:,}-{b:,} of {n_in:,} split into kept and dropped")
+        df = read_rows(plan.in_path, a, b)
+        kept.append(keep(df[alive[a:b]].reset_index(drop=True), f"kept-{a:012d}"))
+        for d, (name, reason, rows, details) in enumerate(drops):
+            i, j = np.searchsorted(rows, [a, b])
+            if i < j:
+                sel = df.iloc[rows[i:j] - a].reset_index(drop=True)
+                frame = drop_frame(sel, name, reason, pd.Series(details[i:j], index=sel.index, dtype=object))
+                dropped[d].append(keep(frame, f"dropped-{d:02d}-{a:012d}"))
+        del df
+    return kept, [piece for pieces in dropped for piece in pieces]
 
 
 def run_stage(stage: Stage, in_path: str | Path, out_dir: str | Path, progress: Progress = None) -> dict[str, Any]:
