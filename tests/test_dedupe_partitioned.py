@@ -58,3 +58,27 @@ def test_the_operator_on_partitions_writes_the_same_bytes(rows, tmp_path):
     assert drop(plain.stats) == drop(split.stats)
     planted = split.dropped[split.dropped["source"] == "plant"]
     assert len(planted) == 3  # one survivor of the four copies, though they lie in three partitions
+
+
+def test_bucket_order_is_the_three_key_lexsort(rows):
+    """The buckets' order (band key, whole hash, row) from one argsort and a sort of the shared keys
+    only: the same permutation as lexsort, on real band keys (few shared) and on keys drawn from a
+    handful of values (every key shared, whole hashes tied too)."""
+    from curate.minhash.lsh import row_hash
+    from curate.minhash.partitioned import bucket_order
+
+    mh = MinHashConfig(ngram=3, num_perm=128, threshold=0.55)
+    sig = config_signatures(mh, row_texts(rows, ("instruction", "input", "output")), progress=False)
+    n = len(sig)
+    for k in (0, 7):
+        key = row_hash(sig, cols=slice(k * mh.rows, (k + 1) * mh.rows))
+        whole, row = row_hash(sig), np.arange(n, dtype=np.int64)
+        assert np.array_equal(bucket_order(key, whole, row), np.lexsort((row, whole, key)))
+        assert len(np.unique(key)) < n  # real buckets of two or more rows
+    rng = np.random.default_rng(0)
+    key = rng.integers(0, 5, 5000).astype(np.uint64)
+    whole = rng.integers(0, 3, 5000).astype(np.uint64)
+    row = rng.permutation(5000).astype(np.int64)
+    assert np.array_equal(bucket_order(key, whole, row), np.lexsort((row, whole, key)))
+    assert len(bucket_order(key[:0], whole[:0], row[:0])) == 0
+    assert np.array_equal(bucket_order(key[:1], whole[:1], row[:1]), [0])

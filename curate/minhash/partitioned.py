@@ -28,6 +28,27 @@ from .signatures import config_signatures, row_texts
 _SPLIT = np.uint64(0x9E3779B97F4A7C15)  # a different mix of the key than the bucket key itself
 
 
+def bucket_order(key: np.ndarray, whole: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """``np.lexsort((row, whole, key))``: by band key, then whole-signature hash, then row. Faster:
+    one (unstable, vectorised) argsort of the keys, then a lexsort of only the rows whose key is
+    shared (the buckets; most keys are one row's). The triples are distinct (a row has one key
+    per band), so the order is the same."""
+    o = np.argsort(key)
+    k = key[o]
+    tie = k[1:] == k[:-1]
+    if not tie.any():
+        return o
+    shared = np.zeros(len(k), dtype=bool)
+    shared[1:] = tie
+    shared[:-1] |= tie
+    at = np.flatnonzero(shared)  # positions, in key order, of the rows in a bucket of two or more
+    starts = np.ones(len(at), dtype=bool)
+    starts[1:] = ~tie[at[1:] - 1]  # a bucket starts where the key differs from the one before
+    sub = o[at]
+    o[at] = sub[np.lexsort((row[sub], whole[sub], np.cumsum(starts)))]
+    return o
+
+
 def _route(h: np.ndarray, parts: int) -> np.ndarray:
     return ((h * _SPLIT) >> np.uint64(40)) % np.uint64(parts)
 
@@ -113,7 +134,7 @@ def partitioned_near_duplicate_pairs(sigs: PartitionedSignatures, threshold: flo
                 keys = np.concatenate([a for a, _, _ in by_part[q]])
                 whole = np.concatenate([b for _, b, _ in by_part[q]])
                 row = np.concatenate([c for _, _, c in by_part[q]])
-                o = np.lexsort((row, whole, keys))
+                o = bucket_order(keys, whole, row)
                 left, right = _bucket_pairs(keys[o], row[o], window)
                 pi.append(left)
                 pj.append(right)
@@ -298,7 +319,7 @@ def _bucket_step(job: PartitionJob, q: int) -> None:
         if live is not None:
             rec = rec[live[rec["row"]]]
         key, whole, row = rec["key"], rec["whole"], rec["row"]
-        o = np.lexsort((row, whole, key))
+        o = bucket_order(key, whole, row)
         key, whole, row = key[o], whole[o], row[o]
         # one representative per distinct signature (its first row): equal signatures share every key
         first = np.concatenate(([True], (key[1:] != key[:-1]) | (whole[1:] != whole[:-1]))) if len(row) else \
