@@ -88,6 +88,16 @@ class RowJob(TaskJob):
         else:
             raise ValueError(f"{type(self).__name__}: unknown step {step!r}")
 
+    # the work of a row task per row, relative to other jobs' (a stage runs its longest tasks first)
+    cost_per_row = 1.0
+
+    def task_cost(self, step: str, index: int) -> float:
+        """About how long task ``(step, index)`` takes, in units shared by every job's tasks of a round."""
+        if step != "rows":
+            return 0.0
+        a, b = self.row_parts()[index]
+        return self.cost_per_row * (b - a)
+
     def fit_step(self) -> None:
         raise NotImplementedError
 

@@ -497,13 +497,20 @@ class StagePlan:
                 out = [pre[0] + first, *pre[1:], *rest]
             else:
                 out = [(("prefix", 0),) * (self.split > 0) + first, *rest]
-        for k, job in self.tag_jobs:  # side by side with each other: round r of every job together
+        # the taggers' jobs side by side with each other: round r of every job together, the costliest
+        # tasks first (``RowJob.task_cost``), so that short ones, not a long one, end a round while the
+        # other workers wait for it
+        tagged: dict[int, list[tuple[float, tuple[str, int]]]] = {}
+        for k, job in self.tag_jobs:
+            cost = getattr(job, "task_cost", lambda s, i: 0.0)
             for r, tasks in enumerate(job.rounds()):
-                named = tuple((f"{k}:{s}", i) for s, i in tasks)
-                if r < len(out):
-                    out[r] = out[r] + named
-                else:
-                    out.append(named)
+                tagged.setdefault(r, []).extend((cost(s, i), (f"{k}:{s}", i)) for s, i in tasks)
+        for r in sorted(tagged):
+            named = tuple(t for _, t in sorted(tagged[r], key=lambda ct: -ct[0]))  # stable: ties keep order
+            if r < len(out):
+                out[r] = out[r] + named
+            else:
+                out.append(named)
         return tuple(out)
 
     def jobs(self) -> dict[int, Any]:

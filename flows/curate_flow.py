@@ -103,9 +103,14 @@ def run_stage(stage: Stage, in_path: str, out_dir: str, shard_rows: int) -> dict
     plan = pipeline.plan_stage(stage, in_path, out_dir, shard_rows)
     if plan.done:
         return merge_task(plan)  # returns the stored ledger
+    # The rounds read the stage's input, not the shards: they run beside them. The first round goes
+    # in before the shards, so the later rounds (which wait on it only) queue up behind the shards
+    # instead of starting after them, when a worker would sit idle until the last shard ends.
+    rounds = list(plan.rounds)
+    first = [partition_task.submit(plan, step, index) for step, index in (rounds[0] if rounds else ())]
     shards = [shard_task.submit(plan, a, b) for a, b in plan.shards]
-    for tasks in plan.rounds:  # they read the stage's input, not the shards: they run beside them
-        futures = [partition_task.submit(plan, step, index) for step, index in tasks]
+    for i, tasks in enumerate(rounds):
+        futures = first if i == 0 else [partition_task.submit(plan, step, index) for step, index in tasks]
         for f in futures:
             f.result()
     for f in shards:

@@ -59,6 +59,12 @@ def test_tagger_jobs_in_process_write_the_in_memory_bytes(in_path, in_memory, tm
     assert len(jobs[1].row_parts()) >= 3 and jobs[1].step_rows == 1400  # 1000 rounded up to 2 chunks of 700
     assert len(jobs[2].row_parts()) >= 2 and jobs[2].step_rows == 2048  # the neighbour search's chunk
     assert [sorted({s for s, _ in r}) for r in plan.rounds] == [["1:fit", "2:fit"], ["1:rows", "2:rows"]]
+    # the costliest row tasks first (the neighbour search's, then the largest partitions), so a short
+    # task ends the round; every task once
+    cost = {f"{k}:{s}": (j, s) for k, j in jobs.items() for s in ("rows", "fit")}
+    costs = [cost[s][0].task_cost(cost[s][1], i) for s, i in plan.rounds[1]]
+    assert costs == sorted(costs, reverse=True) and plan.rounds[1][0][0] == "2:rows" and plan.rounds[1][-1][0] == "1:rows"
+    assert sorted(plan.rounds[1]) == sorted([(f"{k}:rows", p) for k, j in jobs.items() for p in range(len(j.row_parts()))])
     for a, b in plan.shards:
         pipeline.run_shard(plan, a, b)
     with pytest.raises(RuntimeError, match="not done"):

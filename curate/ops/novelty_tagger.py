@@ -95,6 +95,8 @@ class NoveltyJob(RowJob):
 
     op: NoveltyTagger | None = None
     store: str | None = None
+    # a row's neighbour search costs about three times its cluster assignment (benchmarks/README.md)
+    cost_per_row = 3.0
 
     def _texts(self, frame: pd.DataFrame) -> list[str]:
         return instruction_texts(frame, self.op.input_chars)
