@@ -11,7 +11,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -191,6 +191,26 @@ def _write_tables(path: Path, schema: Any, tables: Iterator[Any], rows: int, cos
             writer.close()
 
 
+_END = object()
+
+
+def ahead(items: Iterable[Any]) -> Iterator[Any]:
+    """``items`` in order, the next one made in a thread of its own while the caller works on the
+    current one: a stage's writer encodes Parquet and pyarrow decodes it with the GIL released, so
+    loading (or reading) the next part overlaps the work on this one. One item is held ahead."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    it = iter(items)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tiger-ahead") as pool:
+        nxt = pool.submit(next, it, _END)
+        while True:
+            item = nxt.result()  # raises what making the item raised
+            if item is _END:
+                return
+            nxt = pool.submit(next, it, _END)
+            yield item
+
+
 def write_parquet(path: str | os.PathLike, df: pd.DataFrame) -> Path:
     """Write ``df`` as Parquet that HF datasets reads (``datasets.load_dataset('parquet', …)``),
     ``history`` (JSON text in memory) as an Arrow list of string pairs.
@@ -249,7 +269,8 @@ def write_parquet_parts(path: str | os.PathLike, parts: Sequence[Callable[[], pd
             table = _arrow_table(aligned(k), where)
             costs[k], schemas[k] = _table_cost(table), table.schema
     schema = pa.unify_schemas(schemas, promote_options="permissive")
-    _write_tables(Path(path), schema, (_arrow_table(aligned(k), where) for k in range(len(parts))), rows, sum(costs))
+    # the next part is loaded while this one is encoded
+    _write_tables(Path(path), schema, ahead(_arrow_table(aligned(k), where) for k in range(len(parts))), rows, sum(costs))
     return Path(path)
 
 

@@ -36,7 +36,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .io import (arrow_ids_frame, atomic_path, part_facts, read_json, read_parquet, read_positions, sha256_file,
+from .io import (ahead, arrow_ids_frame, atomic_path, part_facts, read_json, read_parquet, read_positions, sha256_file,
                  sweep_temps, write_json, write_parquet, write_parquet_parts)
 from .io import read_rows as io_read_rows
 from .jobs import TaskJob
@@ -959,10 +959,10 @@ def _split_parts(plan: StagePlan, n_in: int, alive: Any, drops: list[tuple[str, 
         return (lambda path=path: pd.read_pickle(path)), part_facts(frame, f"{plan.stage.name} {name}")
 
     parts = [(a, min(n_in, a + PART_ROWS)) for a in range(0, n_in, PART_ROWS)]
-    for a, b in parts:
+    # the next part is read (pyarrow decodes without the GIL) while this one is split and pickled
+    for (a, b), df in ahead(((a, b), read_rows(plan.in_path, a, b)) for a, b in parts):
         if progress:
             progress(f"{plan.stage.name}: rows {a:,}-{b:,} of {n_in:,} split into kept and dropped")
-        df = read_rows(plan.in_path, a, b)
         kept.append(keep(df[alive[a:b]].reset_index(drop=True), f"kept-{a:012d}"))
         for d, (name, reason, rows, details) in enumerate(drops):
             i, j = np.searchsorted(rows, [a, b])

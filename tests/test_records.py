@@ -1,3 +1,5 @@
+import time
+
 import pandas as pd
 import pytest
 
@@ -100,6 +102,45 @@ def test_written_in_parts_the_bytes_equal_the_whole(tmp_path, monkeypatch, mirro
     with pytest.raises(ValueError, match=r"x\.parquet: parts have different columns"):
         io.write_parquet_parts(tmp_path / "x.parquet", [lambda: df.iloc[:3], lambda: df.iloc[3:6, :-1]])
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_ahead_gives_the_items_in_order_one_made_ahead_and_raises_where_the_source_does(tmp_path):
+    """io.ahead (the writers load the next part while one is encoded): the same items in order, the
+    next one made in another thread before the caller asks, at most one ahead; an error in making
+    an item reaches the caller at that item; a partly written file is not left behind."""
+    import threading
+
+    from curate import io
+
+    made: list[tuple[int, str]] = []
+
+    def items(n):
+        for k in range(n):
+            made.append((k, threading.current_thread().name))
+            yield k
+
+    got = []
+    for k in io.ahead(items(6)):
+        # while the caller works on item k, item k + 1 is made (and no more: one is held ahead)
+        want = list(range(min(6, k + 2)))
+        deadline = time.monotonic() + 30
+        while len(made) < len(want) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [m for m, _ in made] == want
+        got.append(k)
+    assert got == list(range(6)) and all(name.startswith("tiger-ahead") for _, name in made)
+
+    def broken():
+        yield pd.DataFrame({"a": ["x"]})
+        raise ValueError("part 2 of f.parquet is unreadable")
+
+    with pytest.raises(ValueError, match="part 2 of f.parquet"):
+        list(io.ahead(broken()))
+    parts = [lambda: pd.DataFrame({"a": ["x"]}), lambda: (_ for _ in ()).throw(OSError("part 1 is gone"))]
+    facts = [io.part_facts(pd.DataFrame({"a": ["x"]}))] * 2
+    with pytest.raises(OSError, match="part 1 is gone"):
+        io.write_parquet_parts(tmp_path / "f.parquet", parts, facts)
+    assert not list(tmp_path.iterdir())  # no file, no temporary file
 
 
 def test_a_parts_facts_and_empty_drops_hold_none_of_its_rows(tmp_path, mirror):
