@@ -630,6 +630,9 @@ def run_shard(plan: StagePlan, start: int, stop: int, progress: Progress = None)
     # pickles, not Parquet: intermediate files that must give back the exact dtypes (object vs str)
     # so the merged stage writes the same bytes as one unsharded run; removed after the merge
     sdir.mkdir(parents=True, exist_ok=True)
+    if _tail_is_tagged(plan):  # the wording figures of the stage's summary, counted here, side by side
+        with atomic_path(sdir / "text_counts.pkl") as tmp:
+            pd.to_pickle(_shard_text_counts(res.kept), tmp)
     _save_part(sdir, "kept", res.kept, ["source"])
     with atomic_path(sdir / "dropped.pkl") as tmp:
         dropped.to_pickle(tmp)
@@ -804,6 +807,31 @@ def _job_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResult
     return _assemble(df, drops, stats), n_in
 
 
+def _tail_is_tagged(plan: StagePlan) -> bool:
+    """Whether the stage's steps after its shards are all taggers with jobs that give their columns
+    without the rows (``tag_values``): then the merge writes each shard's rows plus those columns."""
+    stage, k = plan.stage, plan.stage.local_prefix()
+    jobs = plan.jobs()
+    return bool(plan.shards) and k < len(stage.steps) and all(
+        i in jobs and op.kind == "tagger" and hasattr(op, "tag_values")
+        for i, op in enumerate((s.build() for s in stage.steps[k:]), k))
+
+
+def _shard_text_counts(df: pd.DataFrame) -> dict[Any, dict[str, Any]]:
+    """The instructions' wording counts (``diversity.text_counts``) of a shard's kept rows, of all of
+    them (key None) and per source: what the merge adds up for the stage's summary."""
+    from .diversity import text_counts
+
+    if "instruction" not in df.columns:
+        return {}
+    texts = df["instruction"].astype(str)
+    counts = {None: text_counts(texts.tolist())}
+    keys = df["source"].astype(str)
+    for g in sorted(keys.unique()):
+        counts[g] = text_counts(texts[(keys == g).to_numpy()].tolist())
+    return counts
+
+
 def _tagged_tail(plan: StagePlan) -> tuple[RowParts, list[dict[str, Any]]] | None:
     """For a sharded stage whose steps after the shards are all taggers with finished jobs that
     give their columns without the rows (``tag_values``): the kept rows as each shard's rows plus
@@ -812,14 +840,13 @@ def _tagged_tail(plan: StagePlan) -> tuple[RowParts, list[dict[str, Any]]] | Non
     the instructions' wording figures, counted a shard at a time, are in ``small.attrs``."""
     import pyarrow.parquet as pq
 
-    from .diversity import METRIC_INPUTS, merge_text_counts, text_counts, text_figures
+    from .diversity import METRIC_INPUTS, merge_text_counts, text_figures
     from .io import read_positions
 
     stage, k = plan.stage, plan.stage.local_prefix()
     jobs = plan.jobs()
     tail = [s.build() for s in stage.steps[k:]]
-    if not plan.shards or k == len(stage.steps) or any(
-            i not in jobs or op.kind != "tagger" or not hasattr(op, "tag_values") for i, op in enumerate(tail, k)):
+    if not _tail_is_tagged(plan):
         return None
     n = pq.ParquetFile(plan.in_path).metadata.num_rows
     fetch = lambda pos: read_positions(plan.in_path, pos, ["id", "instruction"])  # noqa: E731
@@ -842,16 +869,14 @@ def _tagged_tail(plan: StagePlan) -> tuple[RowParts, list[dict[str, Any]]] | Non
     # the summary's columns, less the instructions: their wording figures are counted a shard at
     # a time (diversity.text_counts, merged), for all rows and per source
     smalls, counts, facts = [], {}, []
-    for load in loads:
+    for (a, b), load in zip(plan.shards, loads):
         df = load()
         facts.append(part_facts(df, f"{stage.name} shard"))  # so the writer loads each part once more only
         smalls.append(df[[c for c in ("source", *METRIC_INPUTS) if c in df.columns and c != "instruction"]])
-        if "instruction" in df.columns:
-            texts = df["instruction"].astype(str)
-            counts[None] = merge_text_counts(counts.get(None), text_counts(texts.tolist()))
-            keys = df["source"].astype(str)
-            for g in sorted(keys.unique()):
-                counts[g] = merge_text_counts(counts.get(g), text_counts(texts[(keys == g).to_numpy()].tolist()))
+        saved = plan.shard_dir(a, b) / "text_counts.pkl"  # counted by the shard's task, beside the others
+        shard_counts = pd.read_pickle(saved) if saved.exists() else _shard_text_counts(df)
+        for g, c in shard_counts.items():  # None (all rows) first, then the sources in order
+            counts[g] = merge_text_counts(counts.get(g), c)
         del df
     small = pd.concat(smalls, ignore_index=True)
     small.attrs["text_figures"] = {g: text_figures(c) for g, c in counts.items()}

@@ -67,6 +67,9 @@ def test_tagger_jobs_in_process_write_the_in_memory_bytes(in_path, in_memory, tm
     assert sorted(plan.rounds[1]) == sorted([(f"{k}:rows", p) for k, j in jobs.items() for p in range(len(j.row_parts()))])
     for a, b in plan.shards:
         pipeline.run_shard(plan, a, b)
+    # each shard's task counted its instructions' wording for the summary; one left to the merge
+    assert all((plan.shard_dir(a, b) / "text_counts.pkl").exists() for a, b in plan.shards)
+    (plan.shard_dir(*plan.shards[1]) / "text_counts.pkl").unlink()
     with pytest.raises(RuntimeError, match="not done"):
         pipeline.finish_stage(plan)
     pipeline.run_task(plan, "1:fit", 0)
