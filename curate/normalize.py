@@ -135,7 +135,7 @@ _CODE_HINTS = re.compile(
     r"|std::|std：：|\b(?:print|def|if|for|while|switch|return|function)\s*[(（]"
     r"|^[ \t]*(?:import|from|def|class|public|private|static|return|var|let|const|int|void|#define)\b"
     r"|;[ \t]*(?:$|\\n)|[{}]|==|!=|&&|\|\||\+\+|=>|%[sdifc]\b|\\[0\"'\\]"
-    r"|\$[^$\n]*\\[A-Za-z]|\\(?:frac|sqrt|sum|int|neq|nabla|nu|newline|left|right|begin|end|cdot|times"
+    r"|\$[^$\r\n]*\\[A-Za-z]|\\(?:frac|sqrt|sum|int|neq|nabla|nu|newline|left|right|begin|end|cdot|times"
     r"|alpha|beta|gamma|delta|theta|lambda|mu|pi|sigma|infty|leq|geq|text|mathrm|mathbf)\b"
     r"|\b[A-Za-z]:\\",
     re.M,

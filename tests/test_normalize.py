@@ -3,7 +3,7 @@ import json
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from curate.normalize import (
@@ -247,6 +247,9 @@ _ALPHABET = st.sampled_from(list(
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_ALPHABET, max_size=40).map("".join), st.sampled_from(["t2s", "tw2sp"]))
+# found by a CI run: "$…\\n" read as LaTeX across a "\r" kept the <br>; once the "\r" was a line
+# break, the next pass stripped it
+@example("<br>$\r\\n", "t2s")
 def test_normalize_text_is_idempotent_and_never_crashes(s, config):
     once = normalize_text(s, config)
     assert isinstance(once, str)
