@@ -926,10 +926,6 @@ def _decided_result(plan: StagePlan, n_in: int, progress: Progress = None) -> St
     dropped rows are split off the input a part of ``PART_ROWS`` input rows at a time
     (``_split_parts``) and written a part at a time, the same bytes as the in-memory result.
     Example rows are read by position."""
-    import numpy as np
-
-    from .io import read_positions
-
     stage, jobs, path = plan.stage, plan.jobs(), plan.in_path
     light = _light_frame(path)
     stats: dict[str, Any] = {"steps": []}
@@ -956,7 +952,7 @@ def _decided_result(plan: StagePlan, n_in: int, progress: Progress = None) -> St
     src = read_rows(path, 0, 0)  # the input's columns: the drops' frame starts from an empty one
     empty = empty_drops(src, stage.name)
     kept = RowParts(tuple(load for load, _ in kept_parts), small_kept, tuple(f for _, f in kept_parts))
-    dropped = RowParts((lambda: empty_drops(src, stage.name),) + tuple(load for load, _ in drop_parts),
+    dropped = RowParts((lambda: empty,) + tuple(load for load, _ in drop_parts),
                        pd.concat([pd.DataFrame({"source": [], "reason": []}), *drop_sources], ignore_index=True),
                        (part_facts(empty, stage.name),) + tuple(f for _, f in drop_parts))
     return StageResult(kept, dropped, stats)
@@ -970,8 +966,6 @@ def _split_parts(plan: StagePlan, n_in: int, alive: Any, drops: list[tuple[str, 
     from the pickle. (Reading the input once for the kept rows and once per deduplicator for its
     drops, each twice for the row-group measure, was most of the merge.) Returns (load, facts) of
     the kept pieces in input order, and of the drops' pieces, drop by drop, each in input order."""
-    import numpy as np
-
     folder = Path(plan.out_dir) / "_shards" / "decided"
     folder.mkdir(parents=True, exist_ok=True)
     kept: list[tuple[Callable[[], pd.DataFrame], dict]] = []
