@@ -195,6 +195,8 @@ def history_context(history: str | list | None, request: str = "") -> str:
     characters or more that is not a lone question), or ""; ``history`` as stored (JSON) or a list.
     Only for a follow-up ``request``: one of at most ``_FOLLOW_UP_MAX`` characters or one that points
     back; a longer request stands on its own."""
+    if hasattr(history, "tolist"):  # as pandas reads a list column of Parquet: arrays of arrays
+        history = history.tolist()
     if not history or history == "[]":
         return ""
     if len(request) > _FOLLOW_UP_MAX and not _POINTS_BACK.search(request):

@@ -49,8 +49,9 @@ rule decided (``curate.tasktype_model``, opt-in), and every label gets a confide
 
 Speed: each rule pattern is split (``_SplitRx``) into the branches that can only match text holding a
 Latin letter and the rest; most instructions are all Chinese and skip the English alternatives,
-whose ASCII word-boundary look-arounds are tried at every position (same answers, tested; figures in
-``benchmarks/README.md``).
+whose ASCII word-boundary look-arounds are tried at every position. A part of many branches is
+first screened by one scan for the characters every match of it holds (``_required_chars``): most
+rows hold none of them and skip it. Same answers, tested; figures in ``benchmarks/README.md``.
 """
 from __future__ import annotations
 
@@ -114,13 +115,102 @@ def _needs_latin(branch: str) -> bool:
     return bool(re.search(r"[A-Za-z]", plain))
 
 
+# A pattern of at least this many top-level branches gets a prefilter (``_required_chars``); a
+# shorter one costs about as much as the prefilter's scan.
+_PREFILTER_MIN_BRANCHES = 4
+_CHAR_FREQ: dict[str, float] | None = None
+
+
+def _char_freq() -> dict[str, float]:
+    """Share of instructions holding each common character (``char_freq.tsv``, written by
+    ``benchmarks/char_freq.py``); it guides which characters a prefilter tests, never a label."""
+    global _CHAR_FREQ
+    if _CHAR_FREQ is None:
+        from pathlib import Path
+
+        freq: dict[str, float] = {}
+        path = Path(__file__).resolve().parent / "char_freq.tsv"
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                code, share = line.split("\t")
+                freq[chr(int(code))] = float(share)
+        _CHAR_FREQ = freq
+    return _CHAR_FREQ
+
+
+def _required_chars(pattern: str, flags: int = _FLAGS) -> frozenset[str] | None:
+    """Characters of which every match of ``pattern`` holds at least one (None: no such set known).
+
+    Read off the parsed pattern: a literal needs itself, a small class its members, a group or a
+    repeat of at least once what its body needs, an alternation the union of what each branch
+    needs, a sequence what its rarest needing element needs (by ``_char_freq``). Optional parts,
+    look-arounds, anchors and wide classes (``.``, ``\\d``) need nothing. So a text holding none of the
+    characters cannot match: the regex is skipped for it, with the same answer."""
+    try:
+        import re._constants as C
+        import re._parser as P
+    except ImportError:  # before Python 3.11
+        import sre_constants as C  # type: ignore[no-redef]
+        import sre_parse as P  # type: ignore[no-redef]
+    freq = _char_freq()
+
+    def cost(s: frozenset[str]) -> float:
+        return sum(freq.get(c, 0.0) + 1e-6 for c in s)
+
+    def seq(items) -> frozenset[str] | None:
+        best = None
+        for op, av in items:
+            s = node(op, av)
+            if s is not None and (best is None or cost(s) < cost(best)):
+                best = s
+        return best
+
+    def node(op, av) -> frozenset[str] | None:
+        if op is C.LITERAL:
+            return frozenset(chr(av))
+        if op is C.IN:
+            out: set[str] = set()
+            for o, a in av:
+                if o is C.LITERAL:
+                    out.add(chr(a))
+                elif o is C.RANGE and a[1] - a[0] < 64:
+                    out.update(chr(c) for c in range(a[0], a[1] + 1))
+                else:  # a negated class, a category (\\d, \\w), a wide range
+                    return None
+            return frozenset(out)
+        if op is C.SUBPATTERN:
+            return seq(av[3])
+        if op is getattr(C, "ATOMIC_GROUP", None):
+            return seq(av)
+        if op is C.BRANCH:
+            alts = [seq(alt) for alt in av[1]]
+            return None if any(a is None for a in alts) else frozenset().union(*alts)
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None)):
+            return seq(av[2]) if av[0] >= 1 else None
+        return None
+
+    try:
+        return seq(P.parse(pattern, flags))
+    except Exception:  # an unparsable pattern gets no prefilter (the regex alone decides)
+        return None
+
+
+def _prefilter(pattern: str, flags: int = _FLAGS) -> re.Pattern | None:
+    """A character class of ``_required_chars(pattern)`` (same flags, so case folds as the pattern's
+    letters do), or None when there is none."""
+    need = _required_chars(pattern, flags)
+    if not need:
+        return None
+    return re.compile("[" + "".join(re.escape(c) for c in sorted(need)) + "]", flags)
+
+
 class _SplitRx:
     """A rule pattern split in two: the branches that can only match text holding a Latin letter, and
     the rest. Most instructions are all Chinese (87 % of the pool), so the long English alternatives
     (and their ASCII word-boundary look-arounds, which are tried at every position) are skipped for
     them; the answer (does it match?) is the same as the whole pattern's, which tests check."""
 
-    __slots__ = ("pattern", "_always", "_latin")
+    __slots__ = ("pattern", "_always", "_latin", "_need_always", "_need_latin")
 
     def __init__(self, pattern: str):
         self.pattern = pattern
@@ -130,18 +220,25 @@ class _SplitRx:
         comp = lambda bs: re.compile("|".join(bs).replace(r"\b", _ASCII_B), _FLAGS) if bs else None  # noqa: E731
         # A pattern anchored with ^ in one branch keeps its meaning: each branch is compiled as it stood.
         self._always, self._latin = comp(always), comp(latin)
+        # A long alternation tries every branch at every position; a text without any character the
+        # part needs is turned away by one scan of a character class first (``_required_chars``).
+        pre = lambda rx, bs: _prefilter(rx.pattern) if rx is not None and len(bs) >= _PREFILTER_MIN_BRANCHES else None  # noqa: E731
+        self._need_always, self._need_latin = pre(self._always, always), pre(self._latin, latin)
+
+    def _part(self, how: str, text: str):
+        m = None
+        if self._always is not None and (self._need_always is None or self._need_always.search(text)):
+            m = getattr(self._always, how)(text)
+        if m is None and self._latin is not None and _LATIN.search(text) \
+                and (self._need_latin is None or self._need_latin.search(text)):
+            m = getattr(self._latin, how)(text)
+        return m
 
     def search(self, text: str):
-        m = self._always.search(text) if self._always is not None else None
-        if m is None and self._latin is not None and _LATIN.search(text):
-            m = self._latin.search(text)
-        return m
+        return self._part("search", text)
 
     def match(self, text: str):
-        m = self._always.match(text) if self._always is not None else None
-        if m is None and self._latin is not None and _LATIN.search(text):
-            m = self._latin.match(text)
-        return m
+        return self._part("match", text)
 
 
 def _rx(pattern: str) -> _SplitRx:

@@ -73,6 +73,13 @@ def test_history_context_only_for_follow_ups():
     # a short earlier question is not a text
     assert history_context([["你知道李清照吗？", "知道，她是宋代词人。"]], "她有哪些代表作？") == ""
     assert history_context("[]", "帮我概括一下") == "" and history_context(None) == "" and history_context("not json", "x") == ""
+    # as pandas reads Parquet's list column: arrays of arrays, read as the lists they hold
+    import numpy as np
+
+    arr = np.array([np.array(t, dtype=object) for t in json.loads(hist)] + [np.array(["你好", "你好！"], dtype=object)],
+                   dtype=object)
+    assert history_context(arr, "里面有哪些是鸡蛋？") == history_context(hist, "里面有哪些是鸡蛋？") != ""
+    assert history_context(np.array([], dtype=object), "帮我概括一下") == ""
 
 
 def test_request_and_context_prefers_the_input():

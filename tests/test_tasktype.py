@@ -1,8 +1,10 @@
 """Task-type labeller and cluster tagger on real rows of the offline mirror."""
 import json
+import re
 from collections import Counter
 
 import numpy as np
+
 import pytest
 
 from curate.records import make_record, records_frame
@@ -291,11 +293,45 @@ def test_split_patterns_agree_with_whole_patterns(mirror):
     texts += ["\u212aotlin程序", "ſcratch的积木", "写一个PYTHON函数", "ıf语句", "", "43*38="]
     pats = [(n, v) for n, v in vars(tt).items() if isinstance(v, tt._SplitRx)]
     assert len(pats) >= 40
+    # the long patterns have prefilters (a parse that found nothing would leave them all None)
+    assert sum(v._need_always is not None for _, v in pats) >= 15
+    # texts that hold a prefilter's characters but in other contexts, and each character alone
+    needed = sorted({c for _, v in pats for rx, need in ((v._always, v._need_always), (v._latin, v._need_latin))
+                     if need is not None for c in tt._required_chars(rx.pattern)})
+    texts += needed + ["".join(needed[i:i + 7]) for i in range(0, len(needed), 7)]
+    texts += [t + c for t, c in zip(texts[:len(needed)], needed)]
     for name, split in pats:
         whole = re.compile(split.pattern.replace(r"\b", tt._ASCII_B), tt._FLAGS)
         for t in texts:
             assert bool(split.search(t)) == bool(whole.search(t)), (name, t)
             assert bool(split.match(t)) == bool(whole.match(t)), (name, t)
+
+
+def test_required_chars():
+    from curate.tasktype import _prefilter, _required_chars
+
+    need = _required_chars("代码|编程")  # one character of each branch (its rarest)
+    assert len(need) == 2 and need & set("代码") and need & set("编程")
+    # optional parts, look-arounds, anchors and wide classes need nothing; a repeat of at least once does
+    assert _required_chars(r"(?<!视频)脚本") in (frozenset("脚"), frozenset("本"))
+    assert _required_chars(r"a?b*") is None and _required_chars(r".{0,8}") is None
+    assert _required_chars(r"\d+|x") is None  # one branch needs nothing known: the pattern gets no prefilter
+    assert _required_chars(r"[一二三]+个") in (frozenset("一二三"), frozenset("个"))
+    assert _required_chars(r"[^a]") is None and _required_chars(r"^(?=x)") is None
+    # a class of the same flags folds case as the pattern does (Kelvin sign, long s)
+    rx = _prefilter(r"kotlin|scala", re.IGNORECASE)
+    assert rx.search("\u212aOTLIN") and rx.search("ſcala") and not rx.search("代码")
+    # the characters a prefilter picks change only its speed: with no frequencies, the same answers
+    import curate.tasktype as tt
+
+    saved = tt._CHAR_FREQ
+    try:
+        tt._CHAR_FREQ = {}
+        plain = tt._SplitRx(tt._CLASSIFY.pattern)
+    finally:
+        tt._CHAR_FREQ = saved
+    for t in ["判断以下句子是积极还是消极", "这是哪一类动物", "写一首诗", "is this a cat", "输出是或否", ""]:
+        assert bool(plain.search(t)) == bool(tt._CLASSIFY.search(t)), t
 
 
 def test_task_type_tagger_is_deterministic(mirror):
