@@ -125,3 +125,27 @@ def test_empty_text_filter_on_real_rows(mirror):
                                                                     6: "empty_output"}
     assert res.stats["reasons"] == {"empty_instruction": 1, "empty_output": 2}
     assert set(res.stats["examples"]) == {"empty_instruction", "empty_output"}
+
+
+def test_units_of_han_only_text_match_the_general_count(mirror):
+    """``units`` counts a prompt of Han and punctuation in one scan: the same Counter as one match per
+    unit, on every prompt of real files and on text mixing scripts, digits and marks."""
+    from collections import Counter
+
+    from curate.language import _UNIT, units
+
+    def general(s: str) -> Counter:
+        c: Counter = Counter()
+        for m in _UNIT.finditer(s):
+            c[m.lastgroup] += 1
+        return c
+
+    texts = ["", "１２３。", "〇一二三", "什么是BlocksEngine？", "韩语短语 - 장보기", "カタカナ・ひらがな漢字",
+             "αβγ中文", "中文αβγ", "𠀀𠀁汉字", "Ünïcödé 中文", "中_文", "中\u0301文", "中ｶ文"]
+    for rel in ["trans_chinese_alpaca/alpaca_chinese_part_0.json", "alpaca_chinese/supplementary/翻译问题.json"]:
+        for r in json.loads((mirror / rel).read_text(encoding="utf-8")):
+            texts += [r.get("instruction") or "", r.get("input") or ""]
+    texts += [json.loads(line)["instruction"] for line in (mirror / "belle/dev1K.json").read_text(encoding="utf-8").splitlines()]
+    assert len(texts) > 3000
+    for t in texts:
+        assert units(t) == general(t), t
