@@ -176,6 +176,8 @@ def _text(value: Any, key: str) -> str:
 
 def _depth_over(value: Any, limit: int) -> bool:
     """Whether lists/objects in ``value`` nest deeper than ``limit`` (without recursing, whatever the depth)."""
+    if isinstance(value, dict) and not any(isinstance(x, (dict, list)) for x in value.values()):
+        return limit < 1  # a flat record (the common case): depth 1
     stack = [(value, 1)]
     while stack:
         v, d = stack.pop()

@@ -51,8 +51,9 @@ def make_record(source: str, file: str, row: int, instruction: str, input: str =
         "instruction": instruction,
         "input": input,
         "output": output,
-        "history": json.dumps(history or [], ensure_ascii=False),
-        "extra": json.dumps(extra or {}, ensure_ascii=False, sort_keys=True),
+        # most records have neither: their JSON spelled out (as json.dumps writes it) costs nothing
+        "history": json.dumps(history, ensure_ascii=False) if history else "[]",
+        "extra": json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else "{}",
     }
 
 

@@ -14,6 +14,23 @@ def test_id_is_stable_and_location_sensitive():
     assert a["id"] == b["id"] and a["id"] != c["id"]
 
 
+def test_history_and_extra_are_the_json_dumps_writes():
+    import json
+
+    for hist, extra in [(None, None), ([], {}), ([["问", "答"]], {"b": "二", "a": 1}), ([["q", "a"], ["甲", ""]], {"k": [1, {"x": None}]})]:
+        r = make_record("s", "f", 0, "i", history=hist, extra=extra)
+        assert r["history"] == json.dumps(hist or [], ensure_ascii=False)
+        assert r["extra"] == json.dumps(extra or {}, ensure_ascii=False, sort_keys=True)
+
+
+def test_nesting_depth_of_flat_and_nested_values():
+    from curate.parse import _depth_over
+
+    assert not _depth_over({"a": "x", "b": 1}, 1) and _depth_over({"a": "x"}, 0)
+    assert _depth_over({"a": [[1]]}, 2) and not _depth_over({"a": [[1]]}, 3)
+    assert not _depth_over({}, 1) and not _depth_over(None, 1) and _depth_over([[[]]], 2)
+
+
 def test_ledger_check_fails_when_rows_vanish():
     df = records_frame([make_record("s", "f", i, f"问题{i}", "", "答") for i in range(3)])
     ok = StageResult(df.iloc[:2], drop_frame(df.iloc[2:], "x", "because"))
