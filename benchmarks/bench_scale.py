@@ -361,11 +361,11 @@ def _last_line(log: Path | None) -> str:
         return ""
 
 
-def _watch(proc, every: float = 0.5, log: Path | None = None) -> tuple[list[tuple], dict[str, float]]:
+def _watch(proc, every: float = 0.5, log: Path | None = None) -> tuple[list[tuple], dict[str, float], dict[str, float]]:
     """Follow ``proc`` and its descendants until it exits: a timeline of (seconds, CPU seconds of
     the whole tree, exited processes included at their last reading, the largest process's RSS
-    then in MiB, that process's role, and the last line of ``log``) and each process's peak RSS
-    (VmHWM, MiB) by role."""
+    then in MiB, that process's role, and the last line of ``log``), each process's peak RSS
+    (VmHWM, MiB) by role, and the CPU seconds by role (at each process's last reading)."""
     import psutil
 
     root = psutil.Process(proc.pid)
@@ -398,7 +398,10 @@ def _watch(proc, every: float = 0.5, log: Path | None = None) -> tuple[list[tupl
                 pass
         timeline.append((time.perf_counter() - t0, sum(last_cpu.values()), rss_now, who, _last_line(log)))
         if proc.poll() is not None:
-            return timeline, peak
+            cpu_by: dict[str, float] = {}
+            for pid, c in last_cpu.items():
+                cpu_by[roles.get(pid, "?")] = cpu_by.get(roles.get(pid, "?"), 0.0) + c
+            return timeline, peak, cpu_by
         time.sleep(every)
 
 
@@ -464,7 +467,7 @@ def run_flow(root: Path, sizes: list[int], runner: str, recipe: str | None, code
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([code, os.environ.get("PYTHONPATH", "")])}
             print(f"  code from {code}")
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=code or ROOT, env=env)
-        timeline, peak = _watch(proc, log=data.parent / f"{data.name}.log")
+        timeline, peak, cpu_by = _watch(proc, log=data.parent / f"{data.name}.log")
         sec = time.perf_counter() - t
         log.close()
         if proc.returncode != 0:
@@ -482,9 +485,11 @@ def run_flow(root: Path, sizes: list[int], runner: str, recipe: str | None, code
         peaks = sorted(peak.items(), key=lambda kv: -kv[1])
         out.append({"rows": n, "seconds": sec, "cpu": cpu, "peak_mib": peaks[0][1] if peaks else 0.0,
                     "process_peaks_mib": {r: round(v) for r, v in peaks}, "stages": stages,
+                    "process_cpu_s": {r: round(v, 1) for r, v in sorted(cpu_by.items(), key=lambda kv: -kv[1])},
                     "idle": _idle_spans(timeline, _stage_ends(run_dir, t_wall))})
         print(f"{n:,} rows: {sec:.1f} s wall, {cpu:.1f} CPU-s, {n / sec:,.0f} rows/s; process peaks "
               f"{', '.join(f'{r} {v:,.0f}' for r, v in peaks)} MiB")
+        print("  CPU-s by process: " + ", ".join(f"{r} {v:,.1f}" for r, v in sorted(cpu_by.items(), key=lambda kv: -kv[1])))
         print(f"  {'stage (from the previous end)':<30}{'wall s':>8}{'CPU s':>8}{'CPU/wall':>9}{'max RSS MiB':>12}  process")
         for st in stages:
             print(f"  {st['stage']:<30}{st['seconds']:>8.1f}{st['cpu']:>8.1f}{st['cpu'] / max(st['seconds'], 1e-9):>9.2f}"
