@@ -210,7 +210,7 @@ class _SplitRx:
     (and their ASCII word-boundary look-arounds, which are tried at every position) are skipped for
     them; the answer (does it match?) is the same as the whole pattern's, which tests check."""
 
-    __slots__ = ("pattern", "_always", "_latin", "_need_always", "_need_latin")
+    __slots__ = ("pattern", "_always", "_latin", "_need_always", "_need_latin", "search", "match")
 
     def __init__(self, pattern: str):
         self.pattern = pattern
@@ -224,21 +224,30 @@ class _SplitRx:
         # part needs is turned away by one scan of a character class first (``_required_chars``).
         pre = lambda rx, bs: _prefilter(rx.pattern) if rx is not None and len(bs) >= _PREFILTER_MIN_BRANCHES else None  # noqa: E731
         self._need_always, self._need_latin = pre(self._always, always), pre(self._latin, latin)
+        # ``search`` and ``match`` are made per pattern with only the steps it has: they run tens of
+        # times a row, so a layer of Python calls or attribute look-ups costs as much as a regex.
+        self.search, self.match = self._make("search"), self._make("match")
 
-    def _part(self, how: str, text: str):
-        m = None
-        if self._always is not None and (self._need_always is None or self._need_always.search(text)):
-            m = getattr(self._always, how)(text)
-        if m is None and self._latin is not None and _LATIN.search(text) \
-                and (self._need_latin is None or self._need_latin.search(text)):
-            m = getattr(self._latin, how)(text)
-        return m
+    def _make(self, how: str):
+        def bound(rx):
+            return getattr(rx, how) if rx is not None else None
 
-    def search(self, text: str):
-        return self._part("search", text)
+        a, need_a = bound(self._always), (self._need_always.search if self._need_always is not None else None)
+        lat, need_l = bound(self._latin), (self._need_latin.search if self._need_latin is not None else None)
+        has_latin = _LATIN.search
+        if lat is None:
+            if a is None:
+                return lambda text: None
+            if need_a is None:
+                return a
+            return lambda text: a(text) if need_a(text) else None
 
-    def match(self, text: str):
-        return self._part("match", text)
+        def both(text: str):
+            m = a(text) if a is not None and (need_a is None or need_a(text)) else None
+            if m is None and has_latin(text) and (need_l is None or need_l(text)):
+                m = lat(text)
+            return m
+        return both
 
 
 def _rx(pattern: str) -> _SplitRx:
