@@ -400,7 +400,8 @@ def _watch(proc, every: float = 0.5, log: Path | None = None) -> tuple[list[tupl
         if proc.poll() is not None:
             cpu_by: dict[str, float] = {}
             for pid, c in last_cpu.items():
-                cpu_by[roles.get(pid, "?")] = cpu_by.get(roles.get(pid, "?"), 0.0) + c
+                role = roles.get(pid, "?")
+                cpu_by[role] = cpu_by.get(role, 0.0) + c
             return timeline, peak, cpu_by
         time.sleep(every)
 

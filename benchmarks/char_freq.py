@@ -30,12 +30,11 @@ def main() -> None:
                 docs.update(set((rec.get("instruction") or "").lower()))
                 n += 1
     out = ROOT / "curate" / "char_freq.tsv"
+    top = [(ch, c) for ch, c in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP] if ch.isprintable()]
     with atomic_path(out) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
-            for ch, c in sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]:
-                if ch.isprintable() and ch not in "\t\n\r":
-                    f.write(f"{ord(ch)}\t{c / n:.5f}\n")
-    print(f"{out}: {min(TOP, len(docs))} characters of {n:,} instructions")
+            f.writelines(f"{ord(ch)}\t{c / n:.5f}\n" for ch, c in top)
+    print(f"{out}: {len(top)} characters of {n:,} instructions")
 
 
 if __name__ == "__main__":
