@@ -46,14 +46,16 @@ _CUT = re.compile(
     r"|“[^“”\n]*”|\"[^\"\n]*\"|「[^「」\n]*」|『[^『』\n]*』|《[^《》\n]*》|‘[^‘’\n]*’"
 )
 # Units: one Han character, one Latin word, one word of another script; kana and hangul apart.
-_UNIT = re.compile(rf"(?P<han>[{_HAN}])|(?P<kana>[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f])"
-                   r"|(?P<hangul>[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f])"
+_KANA = "\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f"
+_HANGUL = "\uac00-\ud7af\u1100-\u11ff\u3130-\u318f"
+_UNIT = re.compile(rf"(?P<han>[{_HAN}])|(?P<kana>[{_KANA}])"
+                   rf"|(?P<hangul>[{_HANGUL}])"
                    r"|(?P<latin>[A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f]+)"
                    r"|(?P<other>[^\W\d_]+)")
 
 
 # A character that is a unit but not Han (or starts one): text without any is Han units only.
-_NOT_HAN_UNIT = re.compile(rf"(?![{_HAN}])[^\W\d_]|[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
+_NOT_HAN_UNIT = re.compile(rf"(?![{_HAN}])[^\W\d_]|[{_KANA}{_HANGUL}]")
 _HAN_CHAR = re.compile(f"[{_HAN}]")
 
 

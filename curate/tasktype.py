@@ -179,6 +179,8 @@ def _required_chars(pattern: str, flags: int = _FLAGS) -> frozenset[str] | None:
                     return None
             return frozenset(out)
         if op is C.SUBPATTERN:
+            if av[1] & re.IGNORECASE and not flags & re.IGNORECASE:  # (?i:…): the class would not fold
+                return None
             return seq(av[3])
         if op is getattr(C, "ATOMIC_GROUP", None):
             return seq(av)

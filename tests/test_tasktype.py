@@ -4,7 +4,6 @@ import re
 from collections import Counter
 
 import numpy as np
-
 import pytest
 
 from curate.records import make_record, records_frame
@@ -318,6 +317,8 @@ def test_required_chars():
     assert _required_chars(r"\d+|x") is None  # one branch needs nothing known: the pattern gets no prefilter
     assert _required_chars(r"[一二三]+个") in (frozenset("一二三"), frozenset("个"))
     assert _required_chars(r"[^a]") is None and _required_chars(r"^(?=x)") is None
+    # a group that folds case where the pattern does not: its letters would not fold in the class
+    assert _required_chars(r"(?i:kotlin)", 0) is None and _required_chars(r"(?i:kotlin)", re.IGNORECASE)
     # a class of the same flags folds case as the pattern does (Kelvin sign, long s)
     rx = _prefilter(r"kotlin|scala", re.IGNORECASE)
     assert rx.search("\u212aOTLIN") and rx.search("ſcala") and not rx.search("代码")
