@@ -103,7 +103,7 @@ def char_wb_counts(vec: Any, texts: list[str], block: int = 20000) -> Any:
         words = [w for ws in words_of for w in ws]
         nw = np.fromiter(map(len, words_of), dtype=np.int64, count=len(docs))
         wl = np.fromiter(map(len, words), dtype=np.int64, count=len(words)) + 2  # padded lengths
-        cps = code_points(" " + "  ".join(words) + " ")
+        cps = code_points(" " + "  ".join(words) + " ") if words else np.empty(0, dtype=np.uint64)
         doc = np.repeat(np.repeat(np.arange(len(docs), dtype=np.int64), nw), wl)
         # the n-grams inside each padded word
         for n, p, code in packed_ngrams(cps, wl, [n for n in range(lo, hi + 1) if n in tables]):

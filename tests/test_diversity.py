@@ -257,6 +257,10 @@ def test_char_wb_counts_equal_sklearn_bit_for_bit(mirror):
         assert a.dtype == b.dtype and a.shape == b.shape
         assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
         assert np.array_equal(a.data, b.data)
+    # a block of texts without a single word (blank texts only): empty rows, as sklearn gives
+    blank = ["", " ", "\n\t", "\u3000"]
+    got = char_wb_counts(emb._vec, blank)
+    assert got.shape == (4, len(emb._vec.vocabulary_)) and got.nnz == 0 == emb._vec.transform(blank).nnz
     # settings it does not reproduce are left to sklearn
     from sklearn.feature_extraction.text import TfidfVectorizer
 
