@@ -246,10 +246,20 @@ class Embedder:
         return np.concatenate([self._transform(texts[a:a + chunk]) for a in range(0, len(texts), chunk)])
 
     def _transform(self, texts: list[str]) -> np.ndarray:
+        return self.project(self.tfidf(texts))
+
+    def tfidf(self, texts: list[str]) -> Any:
+        """The texts' TF-IDF rows (CSR), the first half of ``transform``."""
+        if self._vec is None:
+            raise RuntimeError("Embedder.tfidf before fit")
+        return tfidf_transform(self._vec, [t or " " for t in texts])
+
+    def project(self, x: Any) -> np.ndarray:
+        """Unit float32 rows from TF-IDF rows (``tfidf``), the second half of ``transform``; each row
+        depends on its own TF-IDF row alone."""
         from sklearn.preprocessing import normalize
         from .threads import blas_threads
 
-        x = tfidf_transform(self._vec, [t or " " for t in texts])
         with blas_threads(self.n_threads):
             z = self._svd.transform(x) if self._svd is not None else x.toarray()
         z = np.asarray(z, dtype=np.float64)

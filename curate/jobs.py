@@ -13,7 +13,7 @@ even float sums are added in the same order).
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,9 @@ class RowJob(TaskJob):
     n: int
     partition_rows: int
     unit: int = 1
+    # explicit partition edges (0, ..., n), each a multiple of ``unit`` but the last: a job that
+    # shares its partitions' rows with another job's (``SharedTfidfJob``)
+    edges: tuple[int, ...] = field(default=(), kw_only=True)
 
     @property
     def step_rows(self) -> int:
@@ -74,6 +77,8 @@ class RowJob(TaskJob):
         return max(u, -(-self.partition_rows // u) * u)
 
     def row_parts(self) -> list[tuple[int, int]]:
+        if self.edges:
+            return list(zip(self.edges[:-1], self.edges[1:]))
         return [(a, min(self.n, a + self.step_rows)) for a in range(0, self.n, self.step_rows)]
 
     def rounds(self) -> tuple[tuple[tuple[str, int], ...], ...]:
@@ -122,3 +127,115 @@ class RowJob(TaskJob):
     def rows_files(self, name: str) -> list[str]:
         """``name`` (a format string over the partition index) for every partition, in order."""
         return [name.format(p) for p in range(len(self.row_parts()))]
+
+
+def same_tfidf(a: Any, b: Any) -> bool:
+    """Whether two fitted TfidfVectorizers give the same rows for every text: the same settings,
+    vocabulary and idf weights, and (as the embedder writes an empty text as " ") the same row for
+    "" as for " "."""
+    from .embed import tfidf_transform
+
+    if a is b:
+        return True
+    if type(a) is not type(b) or a.get_params() != b.get_params() or a.vocabulary_ != b.vocabulary_:
+        return False
+    if not np.array_equal(a.idf_, b.idf_):
+        return False
+    x = tfidf_transform(a, ["", " "])
+    return (x[0] != x[1]).nnz == 0
+
+
+@dataclass(frozen=True)
+class SharedTfidfJob(TaskJob):
+    """Row jobs whose rows steps start from the same TF-IDF rows (``cluster_tagger``'s and
+    ``novelty_tagger``'s, fitted on the same sample with the same settings): each keeps its own fit
+    task, files and markers, but one task per partition reads the rows and computes their TF-IDF
+    once for all of them, then hands each job its rows (``rows_from_tfidf``). The partitions are
+    those of the job with the largest unit; each other job's edges are those rounded up to its own unit, so every job computes
+    what it computes alone, byte for byte. If the fitted vectorisers differ after all (tiny or
+    degenerate samples), a partition's task runs each job's own rows step instead.
+
+    A member offers ``tfidf_source()`` (its text's ``input_chars`` and its fitted vectoriser) and
+    ``rows_from_tfidf(p, start, stop, x, at)`` (its rows are those of ``x`` from ``at`` on)."""
+
+    members: tuple[tuple[int, RowJob], ...]
+
+    @property
+    def work_dir(self) -> str:  # type: ignore[override]
+        return self.members[0][1].work_dir
+
+    def jobs(self) -> list[RowJob]:
+        return [j for _, j in self.members]
+
+    def rounds(self) -> tuple[tuple[tuple[str, int], ...], ...]:
+        parts = len(self.members[0][1].row_parts())
+        return (tuple(("fit", i) for i in range(len(self.members))), tuple(("rows", p) for p in range(parts)))
+
+    def missing(self) -> list[str]:
+        return [f"{k}:{m}" for k, j in self.members for m in j.missing()]
+
+    def task_cost(self, step: str, index: int) -> float:
+        return sum(j.task_cost(step, index) for j in self.jobs()) if step == "rows" else 0.0
+
+    def run(self, step: str, index: int) -> str:
+        if step == "fit":
+            return self.jobs()[index].run("fit", 0)
+        if step != "rows":
+            raise ValueError(f"SharedTfidfJob: unknown step {step!r}")
+        todo = [j for j in self.jobs() if not j.marker("rows", index).exists()]
+        if todo:
+            self._rows(index, todo)
+        return str(self.jobs()[0].marker("rows", index))
+
+    def _rows(self, p: int, todo: list[RowJob]) -> None:
+        from .embed import instruction_texts, tfidf_transform
+        from .io import read_rows
+
+        sources = [j.tfidf_source() for j in todo]
+        chars, vec = sources[0]
+        if len(todo) < 2 or any(c != chars or not same_tfidf(vec, v) for c, v in sources[1:]):
+            for j in todo:
+                j.run("rows", p)
+            return
+        parts = [j.row_parts()[p] for j in todo]
+        a, b = min(s for s, _ in parts), max(e for _, e in parts)
+        texts = instruction_texts(read_rows(self.in_path, a, b, columns=["instruction", "input"]), chars)
+        x = tfidf_transform(vec, texts)
+        del texts
+        for j, (s, e) in zip(todo, parts):
+            Path(j.work_dir).mkdir(parents=True, exist_ok=True)
+            j.rows_from_tfidf(p, s, e, x, s - a)
+            write_json(j.marker("rows", p), {"step": "rows", "index": p})
+
+    @property
+    def in_path(self) -> str:
+        return self.members[0][1].in_path
+
+
+def share_tfidf(jobs: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """``jobs`` (step index, job) with the row jobs that would compute the same TF-IDF rows
+    (equal ``tfidf_key()``, not None) joined into one :class:`SharedTfidfJob`, at the first one's
+    place; the partitions of the one with the largest unit are kept and the others' aligned to them."""
+    import dataclasses
+
+    groups: dict[Any, list[tuple[int, Any]]] = {}
+    for k, j in jobs:
+        key = j.tfidf_key() if hasattr(j, "tfidf_key") else None
+        if key is not None:
+            groups.setdefault(key, []).append((k, j))
+    out = []
+    for k, j in jobs:
+        key = j.tfidf_key() if hasattr(j, "tfidf_key") else None
+        group = groups.get(key) if key is not None else None
+        if group is None or len(group) < 2:
+            out.append((k, j))
+        elif group[0][0] == k:
+            lead = max(group, key=lambda kj: kj[1].unit)[1]  # the coarsest partitions
+            ends = [e for _, e in lead.row_parts()]
+            members = []
+            for kk, other in group:
+                u = max(1, other.unit)
+                edges = (0, *(min(other.n, -(-e // u) * u) for e in ends))
+                members.append((kk, other if other is lead else dataclasses.replace(other, edges=edges)))
+            out.append((k, SharedTfidfJob(tuple(members))))
+    return out

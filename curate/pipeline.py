@@ -515,8 +515,8 @@ class StagePlan:
 
     def jobs(self) -> dict[int, Any]:
         """Step index → the job that runs that step's operator on partitions."""
-        return {**dict(self.pre_jobs), **({self.split: self.job} if self.job is not None else {}),
-                **dict(self.tag_jobs)}
+        tagged = {k: j for kk, job in self.tag_jobs for k, j in getattr(job, "members", ((kk, job),))}
+        return {**dict(self.pre_jobs), **({self.split: self.job} if self.job is not None else {}), **tagged}
 
 
 # Steps that only drop rows (kept rows unchanged): a job may read the stage's input before they run.
@@ -559,8 +559,11 @@ def _tag_jobs(stage: Stage, in_path: str | Path, work_dir: Path, rows: int,
               store: Path) -> tuple[tuple[int, Any], ...]:
     """The jobs of the stage's taggers that run on row partitions (``op.tag_job``), for the steps
     whose earlier steps are all taggers (they keep every row and its text). Every ``tag_job`` takes
-    the run's fit store (``store``), where fits the report reuses are kept."""
+    the run's fit store (``store``), where fits the report reuses are kept. Jobs that would compute
+    the same TF-IDF rows share one task per partition (``curate.jobs.share_tfidf``)."""
     import pyarrow.parquet as pq
+
+    from .jobs import share_tfidf
 
     out, n = [], None
     for k, step in enumerate(stage.steps):
@@ -574,7 +577,7 @@ def _tag_jobs(stage: Stage, in_path: str | Path, work_dir: Path, rows: int,
         job = make(str(in_path), str(work_dir / f"step{k:02d}"), n, rows, store=str(store))
         if job is not None:
             out.append((k, job))
-    return tuple(out)
+    return tuple(share_tfidf(out))
 
 
 def plan_stage(stage: Stage, in_path: str | Path, out_dir: str | Path,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from curate import pipeline
@@ -54,17 +55,20 @@ def test_tagger_jobs_in_process_write_the_in_memory_bytes(in_path, in_memory, tm
     monkeypatch.setattr(pipeline, "_tagged_tail", lambda plan: seen.append(tail(plan)) or seen[-1])
     out = tmp_path / "run" / "05_diversity"
     plan = pipeline.plan_stage(STAGE, in_path, out, shard_rows=1000)
-    jobs = dict(plan.tag_jobs)
-    assert sorted(jobs) == [1, 2] and plan.job is None
-    assert len(jobs[1].row_parts()) >= 3 and jobs[1].step_rows == 1400  # 1000 rounded up to 2 chunks of 700
-    assert len(jobs[2].row_parts()) >= 2 and jobs[2].step_rows == 2048  # the neighbour search's chunk
-    assert [sorted({s for s, _ in r}) for r in plan.rounds] == [["1:fit", "2:fit"], ["1:rows", "2:rows"]]
-    # the costliest row tasks first (the neighbour search's, then the largest partitions), so a short
-    # task ends the round; every task once
-    cost = {f"{k}:{s}": (j, s) for k, j in jobs.items() for s in ("rows", "fit")}
-    costs = [cost[s][0].task_cost(cost[s][1], i) for s, i in plan.rounds[1]]
-    assert costs == sorted(costs, reverse=True) and plan.rounds[1][0][0] == "2:rows" and plan.rounds[1][-1][0] == "1:rows"
-    assert sorted(plan.rounds[1]) == sorted([(f"{k}:rows", p) for k, j in jobs.items() for p in range(len(j.row_parts()))])
+    # the cluster and novelty jobs compute the same TF-IDF rows: one task per partition does both
+    (k, shared), = plan.tag_jobs
+    jobs = plan.jobs()
+    assert k == 1 and sorted(jobs) == [1, 2] and plan.job is None and dict(shared.members) == jobs
+    # the partitions of the coarser unit (the neighbour search's 2,048-row chunk), the cluster job's
+    # edges rounded up to its 700-row chunks
+    assert jobs[2].step_rows == 2048 and len(jobs[2].row_parts()) >= 3 and jobs[1].unit == 700
+    assert [(-(-a // 700) * 700, min(jobs[1].n, -(-b // 700) * 700)) for a, b in jobs[2].row_parts()] == jobs[1].row_parts()
+    assert [sorted({s for s, _ in r}) for r in plan.rounds] == [["1:fit"], ["1:rows"]]
+    assert plan.rounds[0] == (("1:fit", 0), ("1:fit", 1))
+    # the costliest row tasks first (the largest partitions), so a short task ends the round; every task once
+    costs = [shared.task_cost(s.split(":")[1], i) for s, i in plan.rounds[1]]
+    assert costs == sorted(costs, reverse=True) and costs[-1] < costs[0]
+    assert sorted(plan.rounds[1]) == [("1:rows", p) for p in range(len(jobs[2].row_parts()))]
     for a, b in plan.shards:
         pipeline.run_shard(plan, a, b)
     # each shard's task counted its instructions' wording for the summary; one left to the merge
@@ -73,12 +77,14 @@ def test_tagger_jobs_in_process_write_the_in_memory_bytes(in_path, in_memory, tm
     with pytest.raises(RuntimeError, match="not done"):
         pipeline.finish_stage(plan)
     pipeline.run_task(plan, "1:fit", 0)
-    pipeline.run_task(plan, "2:fit", 0)
+    pipeline.run_task(plan, "1:fit", 1)
     pipeline.run_task(plan, "1:rows", 1)
+    # a task killed between its two jobs' files: the other job's part is done on the rerun
+    (Path(jobs[2].work_dir) / "done-rows-00001.json").unlink()
     # stopped here, the stage resumes: a new plan finds the finished tasks' markers and skips them
     plan = pipeline.plan_stage(STAGE, in_path, out, shard_rows=1000)
-    fit = Path(dict(plan.tag_jobs)[1].work_dir) / "fit.pkl"
-    done = Path(dict(plan.tag_jobs)[1].work_dir) / "labels-00001.npy"
+    fit = Path(plan.jobs()[1].work_dir) / "fit.pkl"
+    done = Path(plan.jobs()[1].work_dir) / "labels-00001.npy"
     mtimes = fit.stat().st_mtime_ns, done.stat().st_mtime_ns
     for r in plan.rounds:
         for step, index in reversed(r):  # any order inside a round
@@ -109,3 +115,63 @@ def test_tagger_jobs_on_a_two_worker_local_cluster(in_path, in_memory, tmp_path)
         client.submit(pipeline.finish_stage, plan, pure=False).result()
     assert len(where) == 2
     _same(out, in_memory)
+
+
+def _finished(ops, jobs, df):
+    """Each job's tagger result (kept frame and figures) from its finished files."""
+    out = []
+    for op, job in zip(ops, jobs):
+        res = op.finish_job(df, job)
+        out.append((res.kept, res.stats))
+    return out
+
+
+def _run_all(job) -> None:
+    for r in job.rounds():
+        for step, index in r:
+            job.run(step, index)
+
+
+@pytest.mark.parametrize("cluster, shared_rows", [
+    # cluster chunks of 2,100 rows lead: the novelty job's edges round up to 4,096, so a partition
+    # of its ends up empty
+    ({"chunk_rows": 2100}, True),
+    # bigrams for the clusters: the vectorisers differ, each job's own rows step runs
+    ({"chunk_rows": 700, "ngram_range": [1, 2]}, False)])
+def test_shared_tfidf_rows_give_each_job_its_own_result(in_path, tmp_path, cluster, shared_rows):
+    import dataclasses
+
+    from curate.io import read_parquet
+    from curate.jobs import SharedTfidfJob, same_tfidf, share_tfidf
+
+    ops = [s.build() for s in parse_steps([
+        {"cluster_tagger": {"n_clusters": 12, "seed": 0, "fit_sample": 2500, **cluster}},
+        {"novelty_tagger": {"k": 10, "ref_size": 1500, "fit_sample": 2500, "seed": 0}}])]
+    df = read_parquet(in_path)
+    n = len(df)
+
+    def jobs(root):
+        return [op.tag_job(str(in_path), str(tmp_path / root / str(i)), n, 1000) for i, op in enumerate(ops)]
+
+    alone = jobs("alone")
+    for job in alone:
+        _run_all(job)
+    want = _finished(ops, alone, df)
+    if shared_rows:
+        (_, shared), = share_tfidf(list(enumerate(jobs("shared"))))
+        nov = shared.members[1][1]
+        assert nov.edges[-2:] == (n, n) and shared.members[0][1] is not None  # an empty last partition
+    else:
+        assert len(share_tfidf(list(enumerate(jobs("shared"))))) == 2  # not joined: different settings
+        c, v = jobs("shared")
+        ends = [b for _, b in v.row_parts()]
+        shared = SharedTfidfJob(((0, dataclasses.replace(c, edges=(0, *(min(n, -(-b // 700) * 700) for b in ends)))),
+                                 (1, v)))
+    _run_all(shared)
+    assert not shared.missing()
+    (_, c), (_, v) = shared.members  # the rows' TF-IDF computed once, or by each job
+    assert same_tfidf(c.tfidf_source()[1], v.tfidf_source()[1]) is shared_rows
+    got = _finished(ops, [j for _, j in shared.members], df)
+    for (gk, gs), (wk, ws) in zip(got, want):
+        pd.testing.assert_frame_equal(gk, wk)
+        assert gs == ws

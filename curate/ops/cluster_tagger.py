@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -155,19 +156,10 @@ class ClusterTagger(Tagger):
     def _chunks(self, fit: dict, texts: list[str], offset: int = 0):
         """``(start, (labels, per-cluster TF-IDF sums))`` of each ``chunk_rows`` chunk of ``texts``,
         in order; ``offset``: where ``texts`` start in the stage's rows (a chunk edge)."""
-        import scipy.sparse as sp
-        from sklearn.preprocessing import normalize
-
         from ..embed import tfidf_transform
 
-        vec, svd, km, k = fit["vec"], fit["svd"], fit["km"], fit["k"]
-
-        def chunk(a: int) -> tuple[np.ndarray, sp.csr_matrix]:
-            x = tfidf_transform(vec, texts[a:a + self.chunk_rows])
-            z = normalize(svd.transform(x)) if svd is not None else normalize(x).toarray()
-            lab = km.predict(z.astype(np.float64))
-            onehot = sp.csr_matrix((np.ones(len(lab), dtype=np.float32), (lab, np.arange(len(lab)))), shape=(k, len(lab)))
-            return lab, (onehot @ x).tocsr()
+        def chunk(a: int) -> tuple[np.ndarray, Any]:
+            return self._assign(fit, tfidf_transform(fit["vec"], texts[a:a + self.chunk_rows]))
 
         starts = range(0, len(texts), self.chunk_rows)
         # Chunks on ``chunk_threads`` threads (much of the work releases the GIL); results are taken in
@@ -175,6 +167,19 @@ class ClusterTagger(Tagger):
         with ThreadPoolExecutor(max_workers=max(1, self.chunk_threads)) as pool:
             for a, res in zip(starts, pool.map(chunk, starts)):
                 yield offset + a, res
+
+    @staticmethod
+    def _assign(fit: dict, x: Any) -> tuple[np.ndarray, Any]:
+        """One chunk's raw k-means labels and per-cluster TF-IDF sums (k x vocabulary, CSR), from
+        its TF-IDF rows ``x``."""
+        import scipy.sparse as sp
+        from sklearn.preprocessing import normalize
+
+        svd, km, k = fit["svd"], fit["km"], fit["k"]
+        z = normalize(svd.transform(x)) if svd is not None else normalize(x).toarray()
+        lab = km.predict(z.astype(np.float64))
+        onehot = sp.csr_matrix((np.ones(len(lab), dtype=np.float32), (lab, np.arange(len(lab)))), shape=(k, len(lab)))
+        return lab, (onehot @ x).tocsr()
 
     def _result(self, df: pd.DataFrame, kept: pd.DataFrame, fit: dict, raw: np.ndarray,
                 raw_sums: np.ndarray) -> StageResult:
@@ -279,10 +284,30 @@ class ClusterJob(RowJob):
 
         fit = self.load("fit.pkl")
         texts = self._texts(read_rows(self.in_path, start, stop, columns=["instruction", "input"]))
-        labels, sums = [], []
         with self.op._blas():
-            for _, (lab, part) in self.op._chunks(fit, texts, start):
-                labels.append(lab)
-                sums.append(part)
+            self._save_rows(p, [res for _, res in self.op._chunks(fit, texts, start)])
+
+    def _save_rows(self, p: int, chunks: list[tuple[np.ndarray, Any]]) -> None:
+        labels = [lab for lab, _ in chunks]
         self.save(f"labels-{p:05d}.npy", np.concatenate(labels) if labels else np.empty(0, np.int64))
-        self.save(f"sums-{p:05d}.pkl", sums)
+        self.save(f"sums-{p:05d}.pkl", [part for _, part in chunks])
+
+    # --- sharing the rows' TF-IDF with another job (curate.jobs.SharedTfidfJob)
+
+    def tfidf_key(self) -> tuple | None:
+        """What fixes the fitted vectoriser and the texts (None: not char_wb n-grams)."""
+        op = self.op
+        if op.tokenizer != "char":
+            return None
+        return ("char_wb", tuple(op.ngram_range), op.max_features, op.fit_sample, op.seed, op.input_chars,
+                self.in_path, self.n)
+
+    def tfidf_source(self) -> tuple[int, Any]:
+        return self.op.input_chars, self.load("fit.pkl")["vec"]
+
+    def rows_from_tfidf(self, p: int, start: int, stop: int, x: Any, at: int = 0) -> None:
+        """``rows_step`` from TF-IDF rows: rows start..stop are those of ``x`` from ``at`` on."""
+        fit, step = self.load("fit.pkl"), self.op.chunk_rows
+        with self.op._blas():
+            self._save_rows(p, [self.op._assign(fit, x[at + a:at + min(a + step, stop - start)])
+                                for a in range(0, stop - start, step)])

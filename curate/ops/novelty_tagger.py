@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,7 +118,36 @@ class NoveltyJob(RowJob):
     def rows_step(self, p: int, start: int, stop: int) -> None:
         from ..io import read_rows
 
-        emb, ref = self.load("embedder.pkl"), self.load("ref.npy")
-        x = emb.transform(self._texts(read_rows(self.in_path, start, stop, columns=["instruction", "input"])))
+        emb = self.load("embedder.pkl")
+        texts = self._texts(read_rows(self.in_path, start, stop, columns=["instruction", "input"]))
+        self._save_rows(p, start, stop, emb.transform(texts) if texts else None)
+
+    def _save_rows(self, p: int, start: int, stop: int, x: np.ndarray | None) -> None:
+        """Partition p's scores from its rows' embeddings ``x`` (None: no rows)."""
+        if x is None:
+            self.save(f"novelty-{p:05d}.npy", np.empty(0, dtype=np.float64))
+            return
         own = reference_slots(self.n, self.op.ref_size, self.op.seed)[start:stop]
-        self.save(f"novelty-{p:05d}.npy", knn_mean_distance(x, ref, k=self.op.k, ref_is_x=own, chunk=KNN_CHUNK))
+        self.save(f"novelty-{p:05d}.npy", knn_mean_distance(x, self.load("ref.npy"), k=self.op.k, ref_is_x=own,
+                                                            chunk=KNN_CHUNK))
+
+    # --- sharing the rows' TF-IDF with another job (curate.jobs.SharedTfidfJob)
+
+    def tfidf_key(self) -> tuple | None:
+        """What fixes the fitted vectoriser and the texts (``Embedder``: char_wb 1-3-grams)."""
+        emb = self.op.embedder()
+        return ("char_wb", tuple(emb.ngram_range), emb.max_features, emb.fit_sample, emb.seed, self.op.input_chars,
+                self.in_path, self.n)
+
+    def tfidf_source(self) -> tuple[int, Any]:
+        return self.op.input_chars, self.load("embedder.pkl")._vec
+
+    def rows_from_tfidf(self, p: int, start: int, stop: int, x: Any, at: int = 0) -> None:
+        """``rows_step`` from TF-IDF rows: rows start..stop are those of ``x`` from ``at`` on,
+        projected as ``Embedder.transform`` does, 50,000 rows at a time."""
+        if stop == start:
+            self._save_rows(p, start, stop, None)
+            return
+        emb, step = self.load("embedder.pkl"), 50_000
+        z = [emb.project(x[at + a:at + min(a + step, stop - start)]) for a in range(0, stop - start, step)]
+        self._save_rows(p, start, stop, np.concatenate(z))
