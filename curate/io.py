@@ -160,10 +160,65 @@ def _arrow_table(df: pd.DataFrame, where: str) -> Any:
     return table.add_column(list(df.columns).index("history"), "history", _history_lists(df["history"], where))
 
 
-def _write_tables(path: Path, schema: Any, tables: Iterator[Any], rows: int, cost: int) -> None:
+class _Digesting:
+    """A binary file that hashes what is written to it on a thread of its own (hashlib lets go of
+    the interpreter lock), beside the writer's own work: the SHA-256 of a file for the price of
+    copying its bytes once."""
+
+    def __init__(self, path: Path):
+        import queue
+        import threading
+
+        self._f = open(path, "wb")
+        self._h = hashlib.sha256()
+        self._q: Any = queue.Queue(maxsize=64)
+        self._t = threading.Thread(target=self._hash, name="tiger-digest", daemon=True)
+        self._t.start()
+        self.closed = False
+
+    def _hash(self) -> None:
+        while (block := self._q.get()) is not None:
+            self._h.update(block)
+
+    def write(self, data: Any) -> int:
+        block = bytes(data)  # the writer may reuse its buffer
+        self._q.put(block)
+        return self._f.write(block)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._q.put(None)
+            self._t.join()
+            self._f.close()
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def _digest_note(path: Path) -> Path:
+    """Where ``sha256_file`` finds the digest a writer noted for ``path`` (a hidden file, which
+    datasets and globs of ``*.parquet`` pass over)."""
+    return path.with_name(f".{path.name}.sha256")
+
+
+def _write_tables(path: Path, schema: Any, tables: Iterator[Any], rows: int, cost: int, note: bool = False) -> None:
     """``tables`` (``rows`` rows in all, measure ``cost``) into one Parquet file as datasets writes one,
     in row groups of equal row counts whatever the tables' sizes; a group is one Arrow chunk per
-    column (the bytes written depend on the chunking)."""
+    column (the bytes written depend on the chunking). With ``note``, the file's SHA-256, hashed as
+    it is written, is noted beside it for ``sha256_file`` (the next stage's cache key reads it)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from datasets import Features, config
@@ -173,7 +228,8 @@ def _write_tables(path: Path, schema: Any, tables: Iterator[Any], rows: int, cos
     schema = features.arrow_schema
     per_group = max(1, rows * ROW_GROUP_BYTES // cost) if cost > 0 else 1
     with atomic_path(path) as tmp:
-        writer = pq.ParquetWriter(str(tmp), schema=schema, use_content_defined_chunking=config.DEFAULT_CDC_OPTIONS,
+        sink = _Digesting(tmp) if note else None
+        writer = pq.ParquetWriter(sink or str(tmp), schema=schema, use_content_defined_chunking=config.DEFAULT_CDC_OPTIONS,
                                   write_page_index=True, **get_parquet_column_options(features, schema))
         try:
             held, n_held = [], 0
@@ -189,6 +245,11 @@ def _write_tables(path: Path, schema: Any, tables: Iterator[Any], rows: int, cos
             writer.add_key_value_metadata({"content_defined_chunking": json.dumps(config.DEFAULT_CDC_OPTIONS)})
         finally:
             writer.close()
+            if sink is not None:
+                sink.close()
+    if sink is not None:  # after the file: the note is never older than the file it describes
+        with atomic_path(_digest_note(path)) as tmp:
+            tmp.write_text(f"{sink.hexdigest()} {path.stat().st_size}\n", encoding="ascii")
 
 
 _END = object()
@@ -211,7 +272,7 @@ def ahead(items: Iterable[Any]) -> Iterator[Any]:
             yield item
 
 
-def write_parquet(path: str | os.PathLike, df: pd.DataFrame) -> Path:
+def write_parquet(path: str | os.PathLike, df: pd.DataFrame, note: bool = False) -> Path:
     """Write ``df`` as Parquet that HF datasets reads (``datasets.load_dataset('parquet', …)``),
     ``history`` (JSON text in memory) as an Arrow list of string pairs.
 
@@ -219,7 +280,7 @@ def write_parquet(path: str | os.PathLike, df: pd.DataFrame) -> Path:
     given in parts to :func:`write_parquet_parts` give the same bytes too.
     """
     table = _arrow_table(df, str(path))
-    _write_tables(Path(path), table.schema, iter([table]), table.num_rows, _table_cost(table))
+    _write_tables(Path(path), table.schema, iter([table]), table.num_rows, _table_cost(table), note)
     return Path(path)
 
 
@@ -234,7 +295,7 @@ def part_facts(df: pd.DataFrame, where: str = "frame") -> dict[str, Any]:
 
 
 def write_parquet_parts(path: str | os.PathLike, parts: Sequence[Callable[[], pd.DataFrame]],
-                        facts: Sequence[dict[str, Any]] | None = None) -> Path:
+                        facts: Sequence[dict[str, Any]] | None = None, note: bool = False) -> Path:
     """Write the frames ``parts`` give, one after another, as :func:`write_parquet` writes their
     concatenation (``pd.concat(…, ignore_index=True)``), byte for byte, holding one part at a time.
 
@@ -270,7 +331,8 @@ def write_parquet_parts(path: str | os.PathLike, parts: Sequence[Callable[[], pd
             costs[k], schemas[k] = _table_cost(table), table.schema
     schema = pa.unify_schemas(schemas, promote_options="permissive")
     # the next part is loaded while this one is encoded
-    _write_tables(Path(path), schema, ahead(_arrow_table(aligned(k), where) for k in range(len(parts))), rows, sum(costs))
+    _write_tables(Path(path), schema, ahead(_arrow_table(aligned(k), where) for k in range(len(parts))), rows, sum(costs),
+                  note)
     return Path(path)
 
 
@@ -371,6 +433,17 @@ def read_positions(path: str | os.PathLike, positions: Any, columns: list[str] |
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """The file's SHA-256: the digest its writer noted (``_write_tables(note=True)``) while the file
+    has the size noted and was not modified after the note was written, else read from the file.
+    (The note holds no time, so equal runs write equal notes.)"""
+    note = _digest_note(Path(path))
+    try:
+        digest, size = note.read_text(encoding="ascii").split()
+        st = os.stat(path)
+        if int(size) == st.st_size and st.st_mtime_ns <= note.stat().st_mtime_ns and len(digest) == 64:
+            return digest
+    except (OSError, ValueError):
+        pass
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):

@@ -119,11 +119,11 @@ class RowParts:
         return self.small[column]
 
 
-def _write_rows(path: Path, rows: pd.DataFrame | RowParts) -> None:
+def _write_rows(path: Path, rows: pd.DataFrame | RowParts, note: bool = False) -> None:
     if isinstance(rows, RowParts):
-        write_parquet_parts(path, rows.loads, rows.facts)
+        write_parquet_parts(path, rows.loads, rows.facts, note=note)
     else:
-        write_parquet(path, rows)
+        write_parquet(path, rows, note=note)
 
 
 def _save_part(folder: Path, name: str, frame: pd.DataFrame, small: list[str]) -> None:
@@ -149,12 +149,19 @@ def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
         with atomic_path(out_dir / "kept.parquet") as tmp:
             tmp.write_bytes(b"PAR1 half-written")
             fault_point(stage, "writing")
-    _write_rows(out_dir / "kept.parquet", res.kept)
-    fault_point(stage, "mid")
-    if len(res.dropped):
-        _write_rows(out_dir / "dropped.parquet", res.dropped)
-    else:  # datasets cannot load a 0-row Parquet file: a stage that drops nothing writes none (a stale one goes)
-        (out_dir / "dropped.parquet").unlink(missing_ok=True)
+    from concurrent.futures import ThreadPoolExecutor
+
+    # The drops are written on a thread beside the kept rows (pyarrow encodes without the
+    # interpreter lock, each file on a core of its own). The kept rows' digest is noted as they
+    # are written: the next stage's cache key does not read the file again.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tiger-drops") as side:
+        drops = side.submit(_write_rows, out_dir / "dropped.parquet", res.dropped) if len(res.dropped) else None
+        _write_rows(out_dir / "kept.parquet", res.kept, note=True)
+        fault_point(stage, "mid")
+        if drops is not None:
+            drops.result()
+        else:  # datasets cannot load a 0-row Parquet file: a stage that drops nothing writes none (a stale one goes)
+            (out_dir / "dropped.parquet").unlink(missing_ok=True)
     write_json(out_dir / "stats.json", res.stats)
     ledger = ledger_row(stage, n_in, res.kept, res.dropped)
     ledger.update(ledger_extra or {})

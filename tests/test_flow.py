@@ -57,6 +57,9 @@ def test_every_stage_balances_and_chains(slice_run):
         dropped = pd.read_parquet(path) if path.exists() else pd.DataFrame({"reason": pd.Series(dtype=str)})
         assert (len(kept), len(dropped)) == (row["kept"], row["dropped"])
         assert dropped["reason"].astype(str).str.len().gt(0).all(), f"{stage}: a drop without a reason"
+        # the kept rows' digest, noted as they were written, is theirs (the next stage's key uses it)
+        noted = (run_dir / stage / ".kept.parquet.sha256").read_text().split()[0]
+        assert noted == hashlib.sha256((run_dir / stage / "kept.parquet").read_bytes()).hexdigest(), stage
     # every input file is in the manifest with its checksum
     assert len(manifest["inputs"]) == sum(len(v) for v in SLICE.values())
     assert all(len(f["sha256"]) == 64 for f in manifest["inputs"])

@@ -121,6 +121,41 @@ def test_written_in_parts_the_bytes_equal_the_whole(tmp_path, monkeypatch, mirro
     assert not (tmp_path / "x.parquet").exists()
 
 
+def test_a_noted_write_gives_the_digest_without_reading_the_file_again(tmp_path, mirror):
+    """A stage's kept rows are hashed as they are written (``note``): the same bytes, a hidden note
+    beside them, and ``sha256_file`` answers from the note only while the file is the one noted."""
+    import hashlib
+    import os
+
+    from curate import io
+    from curate.parse import parse_files
+
+    df = parse_files([{"source": "belle", "file": "dev1K.json", "path": str(mirror / "belle" / "dev1K.json"),
+                       "format": "json"}]).kept
+    plain = io.write_parquet(tmp_path / "plain.parquet", df)
+    noted = io.write_parquet_parts(tmp_path / "kept.parquet", [lambda: df.iloc[:400], lambda: df.iloc[400:]], note=True)
+    real = hashlib.sha256(noted.read_bytes()).hexdigest()
+    assert noted.read_bytes() == plain.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".kept.parquet.sha256", "kept.parquet", "plain.parquet"]
+    note = tmp_path / ".kept.parquet.sha256"
+    assert note.read_text().split()[0] == real == io.sha256_file(noted)
+    assert note.read_text() == f"{real} {noted.stat().st_size}\n"  # no time in it: equal runs, equal notes
+    # the note is what answers: another digest in it is believed while the file is the one noted …
+    fake = "0" * 64
+    note.write_text(f"{fake} {noted.stat().st_size}\n")
+    assert io.sha256_file(noted) == fake
+    # … and not once the file is modified after the note, has another size, or the note is not one
+    st = note.stat()
+    os.utime(noted, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert io.sha256_file(noted) == real
+    os.utime(noted, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert io.sha256_file(noted) == fake
+    note.write_text(f"{fake} {noted.stat().st_size + 1}\n")
+    assert io.sha256_file(noted) == real
+    note.write_text("garbage")
+    assert io.sha256_file(noted) == real
+
+
 def test_ahead_gives_the_items_in_order_one_made_ahead_and_raises_where_the_source_does(tmp_path):
     """io.ahead (the writers load the next part while one is encoded): the same items in order, the
     next one made in another thread before the caller asks, at most one ahead; an error in making
