@@ -244,9 +244,11 @@ def _write_tables(path: Path, schema: Any, tables: Iterator[Any], rows: int, cos
                 writer.write_table(pa.concat_tables(held).combine_chunks())
             writer.add_key_value_metadata({"content_defined_chunking": json.dumps(config.DEFAULT_CDC_OPTIONS)})
         finally:
-            writer.close()
-            if sink is not None:
-                sink.close()
+            try:
+                writer.close()
+            finally:
+                if sink is not None:
+                    sink.close()
     if sink is not None:  # after the file: the note is never older than the file it describes
         with atomic_path(_digest_note(path)) as tmp:
             tmp.write_text(f"{sink.hexdigest()} {path.stat().st_size}\n", encoding="ascii")

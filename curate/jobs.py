@@ -8,7 +8,8 @@ pass files under ``work_dir``, never frames; each leaves a marker ``done-<step>-
 killed stage resumes without redoing finished tasks. The merge then calls
 ``op.finish_job(df, job)``, which reads the partitions' files in order and gives, byte for byte,
 what ``op(df)`` gives in one process (partition edges sit on the operator's own chunk edges, so
-even float sums are added in the same order).
+even float sums are added in the same order). Jobs whose rows steps start from the same TF-IDF
+rows share one task per partition (:class:`SharedTfidfJob`).
 """
 from __future__ import annotations
 
@@ -151,9 +152,10 @@ class SharedTfidfJob(TaskJob):
     ``novelty_tagger``'s, fitted on the same sample with the same settings): each keeps its own fit
     task, files and markers, but one task per partition reads the rows and computes their TF-IDF
     once for all of them, then hands each job its rows (``rows_from_tfidf``). The partitions are
-    those of the job with the largest unit; each other job's edges are those rounded up to its own unit, so every job computes
-    what it computes alone, byte for byte. If the fitted vectorisers differ after all (tiny or
-    degenerate samples), a partition's task runs each job's own rows step instead.
+    those of the job with the largest unit; the others' edges are those rounded up to their own
+    units, so every job computes what it computes alone, byte for byte. If the fitted vectorisers
+    differ after all (tiny or degenerate samples), a partition's task runs each job's own rows
+    step instead.
 
     A member offers ``tfidf_source()`` (its text's ``input_chars`` and its fitted vectoriser) and
     ``rows_from_tfidf(p, start, stop, x, at)`` (its rows are those of ``x`` from ``at`` on)."""
@@ -163,6 +165,10 @@ class SharedTfidfJob(TaskJob):
     @property
     def work_dir(self) -> str:  # type: ignore[override]
         return self.members[0][1].work_dir
+
+    @property
+    def in_path(self) -> str:
+        return self.members[0][1].in_path
 
     def jobs(self) -> list[RowJob]:
         return [j for _, j in self.members]
@@ -206,10 +212,6 @@ class SharedTfidfJob(TaskJob):
             Path(j.work_dir).mkdir(parents=True, exist_ok=True)
             j.rows_from_tfidf(p, s, e, x, s - a)
             write_json(j.marker("rows", p), {"step": "rows", "index": p})
-
-    @property
-    def in_path(self) -> str:
-        return self.members[0][1].in_path
 
 
 def share_tfidf(jobs: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
