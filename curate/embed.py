@@ -28,6 +28,8 @@ import pandas as pd
 
 
 DEFAULT_DIMS = 128
+# Rows ``Embedder.transform`` handles at a time: one chunk's TF-IDF matrix and float64 coordinates held
+TRANSFORM_CHUNK = 50_000
 
 
 def instruction_texts(df: pd.DataFrame, input_chars: int = 100) -> list[str]:
@@ -235,7 +237,7 @@ class Embedder:
                 pass
         return self
 
-    def transform(self, texts: list[str], chunk: int = 50_000) -> np.ndarray:
+    def transform(self, texts: list[str], chunk: int = TRANSFORM_CHUNK) -> np.ndarray:
         """Unit float32 rows, one per text; ``chunk`` texts at a time (a row depends on its text
         alone, so the result is the same whatever the chunk, and only one chunk's TF-IDF matrix
         and float64 coordinates are held)."""

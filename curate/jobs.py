@@ -220,14 +220,13 @@ def share_tfidf(jobs: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
     place; the partitions of the one with the largest unit are kept and the others' aligned to them."""
     import dataclasses
 
+    keys = [j.tfidf_key() if hasattr(j, "tfidf_key") else None for _, j in jobs]
     groups: dict[Any, list[tuple[int, Any]]] = {}
-    for k, j in jobs:
-        key = j.tfidf_key() if hasattr(j, "tfidf_key") else None
+    for (k, j), key in zip(jobs, keys):
         if key is not None:
             groups.setdefault(key, []).append((k, j))
     out = []
-    for k, j in jobs:
-        key = j.tfidf_key() if hasattr(j, "tfidf_key") else None
+    for (k, j), key in zip(jobs, keys):
         group = groups.get(key) if key is not None else None
         if group is None or len(group) < 2:
             out.append((k, j))

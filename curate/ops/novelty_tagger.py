@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..embed import DEFAULT_DIMS, Embedder, embed, instruction_texts
+from ..embed import DEFAULT_DIMS, TRANSFORM_CHUNK, Embedder, embed, instruction_texts
 from ..jobs import RowJob
 from ..novelty import (DEFAULT_REF_SIZE, KNN_CHUNK, knn_mean_distance, novelty_scores, reference_positions,
                        reference_slots)
@@ -144,10 +144,10 @@ class NoveltyJob(RowJob):
 
     def rows_from_tfidf(self, p: int, start: int, stop: int, x: Any, at: int = 0) -> None:
         """``rows_step`` from TF-IDF rows: rows start..stop are those of ``x`` from ``at`` on,
-        projected as ``Embedder.transform`` does, 50,000 rows at a time."""
+        projected as ``Embedder.transform`` does, ``TRANSFORM_CHUNK`` rows at a time."""
         if stop == start:
             self._save_rows(p, start, stop, None)
             return
-        emb, step = self.load("embedder.pkl"), 50_000
+        emb, step = self.load("embedder.pkl"), TRANSFORM_CHUNK
         z = [emb.project(x[at + a:at + min(a + step, stop - start)]) for a in range(0, stop - start, step)]
         self._save_rows(p, start, stop, np.concatenate(z))
