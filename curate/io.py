@@ -296,18 +296,15 @@ def part_facts(df: pd.DataFrame, where: str = "frame") -> dict[str, Any]:
     return {"rows": len(df), "cost": _table_cost(table), "schema": table.schema, "head": empty_like(df)}
 
 
-def write_parquet_parts(path: str | os.PathLike, parts: Sequence[Callable[[], pd.DataFrame]],
-                        facts: Sequence[dict[str, Any]] | None = None, note: bool = False) -> Path:
-    """Write the frames ``parts`` give, one after another, as :func:`write_parquet` writes their
-    concatenation (``pd.concat(…, ignore_index=True)``), byte for byte, holding one part at a time.
-
-    Each part is loaded twice: first for the row count, the row-group measure and the common schema
-    (columns must be the same in every part; their dtypes are made common as ``pd.concat`` would),
-    then to write; once when ``facts`` (each part's :func:`part_facts`) are given."""
+def parts_layout(parts: Sequence[Callable[[], pd.DataFrame]], facts: Sequence[dict[str, Any]] | None = None,
+                 where: str = "parts") -> dict[str, Any]:
+    """How :func:`write_parquet_parts` writes ``parts``: the common dtypes (``dtypes``, as
+    ``pd.concat`` makes them), the file's Arrow schema before datasets' features (``schema``), each
+    part's rows (``rows``) and row-group measure (``costs``). A part is loaded only when its facts
+    are not given or its dtypes change."""
     import pyarrow as pa
 
-    where = str(path)
-    heads, costs, schemas, rows = [], [], [], 0
+    heads, costs, schemas, rows = [], [], [], []
     if facts is not None and len(facts) != len(parts):
         raise ValueError(f"{where}: {len(facts)} facts for {len(parts)} parts")
     for k, load in enumerate(parts):
@@ -318,24 +315,59 @@ def write_parquet_parts(path: str | os.PathLike, parts: Sequence[Callable[[], pd
                              f"{list(f['head'].columns)}")
         costs.append(f["cost"])
         schemas.append(f["schema"])
-        rows += f["rows"]
+        rows.append(f["rows"])
     if not parts:
         raise ValueError(f"{where}: no parts to write")
     dtypes = pd.concat(heads, ignore_index=True).dtypes
-
-    def aligned(k: int) -> pd.DataFrame:
-        df = parts[k]()
-        return df if df.dtypes.equals(dtypes) else df.astype(dtypes.to_dict())
-
     for k, head in enumerate(heads):  # a part whose dtypes change is measured as it will be written
         if not head.dtypes.equals(dtypes):
-            table = _arrow_table(aligned(k), where)
+            table = _arrow_table(parts[k]().astype(dtypes.to_dict()), where)
             costs[k], schemas[k] = _table_cost(table), table.schema
-    schema = pa.unify_schemas(schemas, promote_options="permissive")
+    return {"dtypes": dtypes, "schema": pa.unify_schemas(schemas, promote_options="permissive"), "rows": rows,
+            "costs": costs}
+
+
+def _aligned(df: pd.DataFrame, dtypes: pd.Series) -> pd.DataFrame:
+    return df if df.dtypes.equals(dtypes) else df.astype(dtypes.to_dict())
+
+
+def write_parquet_parts(path: str | os.PathLike, parts: Sequence[Callable[[], pd.DataFrame]],
+                        facts: Sequence[dict[str, Any]] | None = None, note: bool = False) -> Path:
+    """Write the frames ``parts`` give, one after another, as :func:`write_parquet` writes their
+    concatenation (``pd.concat(…, ignore_index=True)``), byte for byte, holding one part at a time.
+
+    Each part is loaded twice: first for the row count, the row-group measure and the common schema
+    (columns must be the same in every part; their dtypes are made common as ``pd.concat`` would),
+    then to write; once when ``facts`` (each part's :func:`part_facts`) are given."""
+    where = str(path)
+    lay = parts_layout(parts, facts, where)
+    dtypes = lay["dtypes"]
     # the next part is loaded while this one is encoded
-    _write_tables(Path(path), schema, ahead(_arrow_table(aligned(k), where) for k in range(len(parts))), rows, sum(costs),
-                  note)
+    _write_tables(Path(path), lay["schema"], ahead(_arrow_table(_aligned(parts[k](), dtypes), where)
+                                                  for k in range(len(parts))),
+                  sum(lay["rows"]), sum(lay["costs"]), note)
     return Path(path)
+
+
+def read_parts_rows(parts: Sequence[Callable[[], pd.DataFrame]], facts: Sequence[dict[str, Any]], start: int,
+                    stop: int, where: str = "parts") -> pd.DataFrame:
+    """Rows ``start:stop`` of the file :func:`write_parquet_parts` would write from ``parts``, as
+    :func:`read_rows` would read them from it, without the file: only the parts holding them are
+    loaded. A stage's tasks read the stage before's rows so while its merge is still writing them."""
+    import pyarrow as pa
+    from datasets import Features
+
+    lay = parts_layout(parts, facts, where)
+    schema = Features.from_arrow_schema(lay["schema"]).arrow_schema  # what the file holds (_write_tables)
+    tables, pos = [], 0
+    for k, m in enumerate(lay["rows"]):
+        if pos + m > start and pos < stop and m:
+            a, b = max(start, pos) - pos, min(stop, pos + m) - pos
+            part = _aligned(parts[k](), lay["dtypes"]).iloc[a:b]
+            tables.append(_arrow_table(part, where).cast(schema))
+        pos += m
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    return history_strings(table.to_pandas().reset_index(drop=True))
 
 
 def read_parquet(path: str | os.PathLike) -> pd.DataFrame:

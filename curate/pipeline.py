@@ -36,8 +36,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .io import (ahead, arrow_ids_frame, atomic_path, part_facts, read_json, read_parquet, read_positions, sha256_file,
-                 sweep_temps, write_json, write_parquet, write_parquet_parts)
+from .io import (ahead, arrow_ids_frame, atomic_path, part_facts, read_json, read_parquet, read_parts_rows,
+                 read_positions, sha256_file, sweep_temps, write_json, write_parquet, write_parquet_parts)
 from .io import read_rows as io_read_rows
 from .jobs import TaskJob
 from .mix import MixtureSpec
@@ -127,19 +127,26 @@ def _write_rows(path: Path, rows: pd.DataFrame | RowParts, note: bool = False) -
 
 
 def _save_part(folder: Path, name: str, frame: pd.DataFrame, small: list[str]) -> None:
-    """A task's part of a stage's rows: ``<name>.pkl`` (exact dtypes) and ``<name>.facts.pkl`` (its
-    ``io.part_facts`` and its ``small`` columns), so the merge loads the part once, to write it."""
+    """A task's part of a stage's rows: ``<name>.pkl`` (exact dtypes), ``<name>.facts.pkl`` (its
+    ``io.part_facts``) and ``<name>.small.pkl`` (its ``small`` columns), so the merge loads the
+    part once, to write it (and the next stage's tasks read the facts alone)."""
     with atomic_path(folder / f"{name}.pkl") as tmp:
         frame.to_pickle(tmp)
+    with atomic_path(folder / f"{name}.small.pkl") as tmp:
+        frame[small].to_pickle(tmp)
     with atomic_path(folder / f"{name}.facts.pkl") as tmp:
-        pd.to_pickle({**part_facts(frame, str(folder / name)), "small": frame[small]}, tmp)
+        pd.to_pickle(part_facts(frame, str(folder / name)), tmp)
+
+
+def _part_loads(folders: list[Path] | tuple[str, ...], name: str) -> tuple[Callable[[], pd.DataFrame], ...]:
+    return tuple((lambda d=Path(d): pd.read_pickle(d / f"{name}.pkl")) for d in folders)
 
 
 def _saved_parts(folders: list[Path], name: str) -> RowParts:
     """The parts :func:`_save_part` wrote in ``folders``, in order, as one stage's rows."""
     facts = [pd.read_pickle(d / f"{name}.facts.pkl") for d in folders]
-    loads = tuple((lambda d=d: pd.read_pickle(d / f"{name}.pkl")) for d in folders)
-    return RowParts(loads, pd.concat([f.pop("small") for f in facts], ignore_index=True), tuple(facts))
+    small = pd.concat([pd.read_pickle(d / f"{name}.small.pkl") for d in folders], ignore_index=True)
+    return RowParts(_part_loads(folders, name), small, tuple(facts))
 
 
 def _finish(out_dir: Path, key: str, stage: str, n_in: int, res: StageResult,
@@ -194,6 +201,7 @@ class ParsePlan:
     groups: tuple[tuple[int, int], ...] = ()  # ranges of ``files``
     group_bytes: int = PARSE_GROUP_BYTES
     sizes: tuple[int, ...] = ()  # each file's bytes when planned (0: missing), so a group need not stat it
+    keep_shards: bool = False  # the merge leaves the groups' folders: the next stage's tasks read them (chain)
 
     def group_dir(self, start: int, stop: int) -> Path:
         return Path(self.out_dir) / "_shards" / f"files-{start:06d}-{stop:06d}"
@@ -335,19 +343,8 @@ def finish_parse(plan: ParsePlan, progress: Progress = None) -> dict[str, Any]:
         raise RuntimeError(f"01_parse: parse every group of files before the merge; not done: {', '.join(missing[:5])}")
     parts = [read_json(d / "stats.json") for d in dirs]
     stats = merge_parse_stats(parts)
-    units = []  # (folder of a part, kept, quarantined): a group's, or each piece's of a file read in pieces
-    for d, p in zip(dirs, parts):
-        if (d / "pieces.json").exists():
-            units += [(d / q["dir"], q["kept"], q["quarantined"]) for q in read_json(d / "pieces.json")]
-        else:
-            units.append((d, p["kept"], p["quarantined"]))
-
-    def rows(name: str, counted: str) -> RowParts:
-        # parts with no rows are left out: an empty frame's dtypes could differ from a full one's
-        i = 1 if counted == "kept" else 2
-        return _saved_parts([u[0] for u in units if u[i]] or [units[0][0]], name)
-
-    res = StageResult(rows("kept", "kept"), rows("dropped", "quarantined"), stats)
+    res = StageResult(_saved_parts(_parse_units(plan, "kept"), "kept"),
+                      _saved_parts(_parse_units(plan, "quarantined"), "dropped"), stats)
     per_file = stats["files"]
     extra = {"files": {
         "read": len(plan.files),
@@ -359,8 +356,31 @@ def finish_parse(plan: ParsePlan, progress: Progress = None) -> dict[str, Any]:
     }}
     # rows seen in the files, counted by the parser independently of what it kept or quarantined
     ledger = _finish(out_dir, plan.key, "01_parse", int(stats["in"]), res, ledger_extra=extra)
-    shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # intermediate: the stage's outputs hold it all
+    if not plan.keep_shards:
+        shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # intermediate: the stage's outputs hold it all
     return ledger
+
+
+def _parse_units(plan: ParsePlan, counted: str = "kept") -> list[Path]:
+    """The folders the parse stage writes its kept (``counted`` = "kept") or quarantined rows
+    from, in order: a group's, or each piece's of a file read in pieces. Parts with no such rows
+    are left out (an empty frame's dtypes could differ from a full one's), unless all are empty."""
+    units = []  # (folder of a part, kept, quarantined)
+    for a, b in plan.groups:
+        d = plan.group_dir(a, b)
+        if (d / "pieces.json").exists():
+            units += [(d / q["dir"], q["kept"], q["quarantined"]) for q in read_json(d / "pieces.json")]
+        else:
+            p = read_json(d / "stats.json")
+            units.append((d, p["kept"], p["quarantined"]))
+    i = 1 if counted == "kept" else 2
+    return [u[0] for u in units if u[i]] or [units[0][0]]
+
+
+def parse_parts(plan: ParsePlan) -> tuple[str, ...]:
+    """Once every group is parsed: the folders of the parts the parse stage's kept rows are written
+    from, in order (``kept.pkl`` and its facts), for the next stage's tasks (``plan_chained``)."""
+    return tuple(str(d) for d in _parse_units(plan, "kept"))
 
 
 def parse_stage(files: list[dict], out_dir: str | Path, progress: Progress = None,
@@ -487,6 +507,12 @@ class StagePlan:
     tag_jobs: tuple[tuple[int, Any], ...] = ()
     # jobs of the steps before ``split``, when every one of them has one (no prefix task then)
     pre_jobs: tuple[tuple[int, Any], ...] = ()
+    # chained on the stage before (``plan_chained``): the folders of its parts, which the shards read
+    # their rows from while its merge writes ``in_path``; whether this stage's merge leaves its own
+    # shards for the stage after; the stage before's shards, which this stage's merge removes
+    sources: tuple[str, ...] = ()
+    keep_shards: bool = False
+    after: str | None = None
 
     def shard_dir(self, start: int, stop: int) -> Path:
         return Path(self.out_dir) / "_shards" / f"{start:012d}-{stop:012d}"
@@ -630,7 +656,11 @@ def run_shard(plan: StagePlan, start: int, stop: int, progress: Progress = None)
     key = hashlib.sha256(f"{plan.key}:{start}:{stop}".encode()).hexdigest()[:16]
     if is_done(sdir, key):
         return str(sdir)
-    df = read_rows(plan.in_path, start, stop)
+    if plan.sources:  # the stage before's parts: its merge may still be writing in_path
+        facts = [pd.read_pickle(Path(d) / "kept.facts.pkl") for d in plan.sources]
+        df = read_parts_rows(_part_loads(plan.sources, "kept"), facts, start, stop, f"{plan.stage.name} input")
+    else:
+        df = read_rows(plan.in_path, start, stop)
     res = run_steps(df, local, plan.stage.name, progress=progress)
     res.check(len(df), f"{plan.stage.name} rows {start}:{stop}")
     # which operator dropped each row, so the merge can order drops as one unsharded run does
@@ -729,7 +759,8 @@ def finish_stage(plan: StagePlan, progress: Progress = None) -> dict[str, Any]:
 
     out_dir, stage = Path(plan.out_dir), plan.stage
     if plan.done or is_done(out_dir, plan.key):
-        shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # left by a run killed after the marker
+        if not plan.keep_shards:
+            shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # left by a run killed after the marker
         shutil.rmtree(out_dir / "_work", ignore_errors=True)
         return read_json(out_dir / "ledger.json")
     from .embed import FIT_STORE, fit_store
@@ -738,9 +769,64 @@ def finish_stage(plan: StagePlan, progress: Progress = None) -> dict[str, Any]:
         res, n_in = _stage_result(plan, progress)
     _summary(stage, res)
     ledger = _finish(out_dir, plan.key, stage.name, n_in, res)
-    shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # intermediate: the stage's outputs hold it all
+    if not plan.keep_shards:
+        shutil.rmtree(out_dir / "_shards", ignore_errors=True)  # intermediate: the stage's outputs hold it all
     shutil.rmtree(out_dir / "_work", ignore_errors=True)
     return ledger
+
+
+# ------------------------------------------------------------------------------ chained stages
+#
+# A stage of row-local operators only (normalize, filter) can start before the stage before it has
+# written its file: its shards (the same row ranges ``plan_stage`` gives) read their rows from that
+# stage's parts (``io.read_parts_rows``: what reading the file would give), so they run beside its
+# merge. Until the file is there the stage's key is not known: the shards are keyed on the stage
+# before's key instead, and the merge (``finish_chained``) takes the stage's real key, which is
+# ``plan_stage``'s, so a chained stage is the same stage, with the same outputs, as a plain one.
+
+
+def chainable(stage: Stage) -> bool:
+    """Whether ``stage`` can run chained: row-local operators only, and no figures of the whole."""
+    return bool(stage.steps) and stage.local_prefix() == len(stage.steps) and stage.summary is None
+
+
+def plan_chained(stage: Stage, in_path: str | Path, out_dir: str | Path, sources: tuple[str, ...], after_key: str,
+                 shard_rows: int = DEFAULT_SHARD_ROWS, after: str | Path | None = None,
+                 keep_shards: bool = False) -> StagePlan:
+    """A plan for ``stage`` on the rows the stage before writes to ``in_path`` from the parts in
+    ``sources`` (folders holding ``kept.pkl`` and its facts, in order), before that file exists.
+    ``after_key``: the stage before's key (the shards' provisional key derives from it); ``after``:
+    that stage's shards folder, removed by this stage's merge; ``keep_shards``: this stage's merge
+    leaves its own shards, for a stage chained after it."""
+    if not chainable(stage):
+        raise ValueError(f"{stage.name}: only a stage of row-local operators runs chained")
+    if shard_rows < 1:
+        raise ValueError(f"shard_rows must be ≥ 1, got {shard_rows}")
+    n = sum(int(pd.read_pickle(Path(d) / "kept.facts.pkl")["rows"]) for d in sources)
+    key = cache_key([], {"after": after_key, "stage": stage.name, "params": stage.key_params()})
+    sweep_temps(Path(out_dir))  # what a killed run left half-written
+    fault_point(stage.name, "before")
+    shards = tuple((a, min(n, a + shard_rows)) for a in range(0, max(n, 1), shard_rows))
+    return StagePlan(stage, str(in_path), str(out_dir), key, False, shards, sources=tuple(str(d) for d in sources),
+                     keep_shards=keep_shards, after=str(after) if after else None)
+
+
+def shard_parts(plan: StagePlan) -> tuple[str, ...]:
+    """The folders of a sharded stage's parts of kept rows, in order (what its merge writes from)."""
+    return tuple(str(plan.shard_dir(a, b)) for a, b in plan.shards)
+
+
+def finish_chained(plan: StagePlan, progress: Progress = None) -> dict[str, Any]:
+    """The merge of a chained stage, once its shards are done and the stage before has written
+    ``plan.in_path``: the stage's real key (``plan_stage``'s), then ``finish_stage``. The stage
+    before's shards are removed first: every shard here has read them."""
+    import dataclasses
+    import shutil
+
+    if plan.after:
+        shutil.rmtree(plan.after, ignore_errors=True)
+    key = cache_key([plan.in_path], plan.stage.key_params())
+    return finish_stage(dataclasses.replace(plan, key=key, done=is_done(Path(plan.out_dir), key)), progress)
 
 
 def _stage_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResult, int]:

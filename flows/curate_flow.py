@@ -1,6 +1,7 @@
 """The curation flow: thin Prefect orchestration over curate/ (tasks pass paths and small values)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -69,13 +70,49 @@ def parse_merge_task(plan: pipeline.ParsePlan) -> dict:
 def parse_task(files: list[dict], out_dir: str, skipped: list[dict] | None = None) -> dict:
     """The parse stage through the task runner: groups of files side by side, then the merge, which
     writes the rows a group at a time; a finished stage is skipped."""
+    return parse_and_chain(files, out_dir, skipped)[0][0]
+
+
+@task(name="merge", task_run_name="{plan.stage.name}", **TASK_OPTS)
+@releasing
+def chained_merge_task(plan: pipeline.StagePlan) -> dict:
+    return pipeline.finish_chained(plan, progress=_progress)
+
+
+def parse_and_chain(files: list[dict], out_dir: str, skipped: list[dict] | None = None, stages: tuple[Stage, ...] = (),
+                    shard_rows: int | None = None) -> tuple[list[dict], list[float]]:
+    """The parse stage, then as many of ``stages`` as run chained (``pipeline.chainable``; their
+    folders beside ``out_dir``): each one's shards read the rows of the stage before from its parts,
+    so they run beside that stage's merge instead of after it. Returns the ledgers of the parse
+    stage and of the stages it ran, and when each was seen done (``time.perf_counter``); a
+    finished parse stage is skipped (nothing is chained then)."""
     plan = pipeline.plan_parse(files, out_dir, skipped)
     if plan.done:
-        return parse_merge_task(plan)  # returns the stored ledger
+        return [parse_merge_task(plan)], [time.perf_counter()]  # the stored ledger
     _progress(f"parse: {len(files)} files in {len(plan.groups)} groups")
     for f in [parse_group_task.submit(plan, a, b) for a, b in plan.groups]:
         f.result()
-    return parse_merge_task.submit(plan).result()
+    chain = []
+    for stage in stages if shard_rows is not None else ():
+        if not pipeline.chainable(stage):
+            break
+        chain.append(stage)
+    merges = [parse_merge_task.submit(dataclasses.replace(plan, keep_shards=bool(chain)))]
+    prev_dir, sources, key = Path(out_dir), pipeline.parse_parts(plan), plan.key
+    ledgers, ends = [], []
+    for i, stage in enumerate(chain):
+        out = prev_dir.parent / stage.name
+        cplan = pipeline.plan_chained(stage, str(prev_dir / "kept.parquet"), str(out), sources, key, shard_rows,
+                                      after=str(prev_dir / "_shards"), keep_shards=i < len(chain) - 1)
+        for f in [shard_task.submit(cplan, a, b) for a, b in cplan.shards]:
+            f.result()
+        ledgers.append(merges[-1].result())  # the stage before has written its file: this stage's key reads it
+        ends.append(time.perf_counter())
+        merges.append(chained_merge_task.submit(cplan))  # ahead of the next stage's shards
+        prev_dir, sources, key = out, pipeline.shard_parts(cplan), cplan.key
+    ledgers.append(merges[-1].result())
+    ends.append(time.perf_counter())
+    return ledgers, ends
 
 
 @task(name="shard", task_run_name="{plan.stage.name} rows {start}-{stop}", **TASK_OPTS)
@@ -181,10 +218,11 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     _progress(f"run folder: {run_dir}")
 
     t0 = time.perf_counter()
-    ledgers = [parse_task(files, str(run_dir / "01_parse"), skipped)]
-    seconds = [time.perf_counter() - t0]
-    prev = run_dir / "01_parse" / "kept.parquet"
-    for stage in recipe.stages:
+    # the row-local stages right after the parse stage run chained on it (their time counted with it)
+    ledgers, ends = parse_and_chain(files, str(run_dir / "01_parse"), skipped, recipe.stages, shard_rows)
+    seconds = [b - a for a, b in zip([t0] + ends[:-1], ends)]
+    prev = run_dir / ([s.name for s in recipe.stages[:len(ledgers) - 1]] or ["01_parse"])[-1] / "kept.parquet"
+    for stage in recipe.stages[len(ledgers) - 1:]:
         t0 = time.perf_counter()
         ledgers.append(run_stage(stage, str(prev), str(run_dir / stage.name), shard_rows))
         seconds.append(time.perf_counter() - t0)

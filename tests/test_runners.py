@@ -1,6 +1,7 @@
 """Sharded stages and task runners: same bytes whatever runs them (real mirror rows)."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -113,6 +114,71 @@ def test_shards_resume_and_read_rows(parsed, tmp_path):
     assert part.equals(whole.iloc[1234:2345].reset_index(drop=True))
     assert list(part.dtypes) == list(whole.dtypes)
     assert len(pipeline.read_rows(parsed, 10**9, 10**9 + 5)) == 0
+
+
+def test_parts_read_as_the_file_they_make(parsed, tmp_path):
+    """A stage's tasks can read the stage before's rows from its parts while its merge writes the
+    file: ``read_parts_rows`` gives what ``read_rows`` gives from the file, dtypes included, with
+    parts of uneven sizes, an empty one, and dtypes that the merge makes common."""
+    from curate.io import part_facts, read_parts_rows, read_rows, write_parquet_parts
+
+    whole = pipeline.read_parquet(parsed)
+    n = len(whole)
+    cuts = [0, 1, 1, 700, 1900, n]
+    parts = [whole.iloc[a:b].reset_index(drop=True) for a, b in zip(cuts, cuts[1:])]
+    parts[2] = parts[2].assign(extra=None, row=parts[2]["row"].astype("float64"))  # object Nones; floats
+    loads = [(lambda f=f: f.copy()) for f in parts]
+    facts = [part_facts(f) for f in parts]
+    path = tmp_path / "kept.parquet"
+    write_parquet_parts(path, loads, facts)
+    for a, b in [(0, 1), (0, n), (650, 1950), (699, 701), (1900, n), (n, n + 5), (5, 5)]:
+        got, want = read_parts_rows(loads, facts, a, b), read_rows(path, a, b)
+        assert got.equals(want), (a, b)
+        assert list(got.dtypes) == list(want.dtypes), (a, b)
+    assert read_rows(path, 650, 1950)["row"].dtype == "float64"  # the merge's common dtype, not the part's
+
+
+def test_chained_stages_write_what_plain_stages_write(parsed, tmp_path, mirror):
+    """normalize and filter chained on the parse stage (their shards read its parts before its
+    merge writes the file) write every byte a plain sharded run writes, stats included; each merge
+    removes the shards of the stage before, the last its own too."""
+    stages = _stages()
+    files = []
+    for source, rels in SLICE.items():
+        for rel in rels:
+            files.append({"source": source, "file": rel, "path": str(mirror / source / rel),
+                          "format": "jsonl" if rel.endswith(".jsonl") else "json"})
+    plan = pipeline.plan_parse(files, tmp_path / "run" / "01_parse", group_bytes=300_000)
+    assert len(plan.groups) > 2
+    for a, b in reversed(plan.groups):
+        pipeline.run_parse_group(plan, a, b)
+    sources = pipeline.parse_parts(plan)
+    prev, key = tmp_path / "run" / "01_parse", plan.key
+    plans = []
+    for i, name in enumerate(("02_normalize", "03_filter")):
+        cplan = pipeline.plan_chained(stages[name], prev / "kept.parquet", tmp_path / "run" / name, sources, key, 700,
+                                      after=prev / "_shards", keep_shards=i == 0)
+        assert not (prev / "kept.parquet").exists() or i == 1
+        for a, b in reversed(cplan.shards):
+            pipeline.run_shard(cplan, a, b)
+        if i == 0:  # the stage before is written now, beside this stage's shards
+            pipeline.finish_parse(dataclasses.replace(plan, keep_shards=True))
+        plans.append(cplan)
+        prev, sources, key = tmp_path / "run" / name, pipeline.shard_parts(cplan), cplan.key
+    for cplan in plans:
+        pipeline.finish_chained(cplan)
+    assert not (tmp_path / "run" / "01_parse" / "_shards").exists()
+    assert not (tmp_path / "run" / "02_normalize" / "_shards").exists()
+    assert not (tmp_path / "run" / "03_filter" / "_shards").exists()
+    prev = tmp_path / "run" / "01_parse" / "kept.parquet"
+    for name in ("02_normalize", "03_filter"):
+        plain = tmp_path / "plain" / name
+        _sharded(stages[name], prev, plain, 700)
+        assert _digest(tmp_path / "run" / name) == _digest(plain), name
+        assert pipeline.plan_stage(stages[name], prev, tmp_path / "run" / name, 700).done  # the same stage
+        prev = plain / "kept.parquet"
+    with pytest.raises(ValueError, match="row-local"):
+        pipeline.plan_chained(stages["04_dedupe"], prev, tmp_path / "x", sources, key)
 
 
 def test_merge_stats():
