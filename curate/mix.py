@@ -122,12 +122,15 @@ Strategy = Callable[[pd.DataFrame, MixtureSpec, np.random.Generator], tuple[np.n
 STRATEGIES = Registry("mixture strategy")
 
 
-def strategy(name: str, reads_texts: bool = False) -> Callable[[Strategy], Strategy]:
+def strategy(name: str, reads_texts: bool = False, embeds: bool = False) -> Callable[[Strategy], Strategy]:
     """Register a strategy; ``reads_texts``: it reads and embeds row texts (seconds to minutes on a
     large pool), so a runner gives it a task of its own instead of one shared with the strategies
-    that only read label columns (``selection_groups``)."""
+    that only read label columns (``selection_groups``); ``embeds``: it embeds rows in the pool's
+    embedding (``embed_rows``, seeded by the spec's ``embed_seed``), whose fit a runner can make
+    beforehand (``prefit_pool_embedders``)."""
     def add(fn: Strategy) -> Strategy:
-        fn.reads_texts = bool(reads_texts)  # type: ignore[attr-defined]
+        fn.reads_texts = bool(reads_texts or embeds)  # type: ignore[attr-defined]
+        fn.embeds = bool(embeds)  # type: ignore[attr-defined]
         return STRATEGIES.add(name, fn)
 
     return add
@@ -287,6 +290,28 @@ def pool_embedder(pool: pd.DataFrame, seed: int = 0, dims: int = 128, input_char
         _EMBED_CACHE.update(key=key, emb=emb)
     _EMBED_CACHE.update(frame=pool, params=params)
     return _EMBED_CACHE["emb"]
+
+
+def prefit_pool_embedders(path: str, specs: list[MixtureSpec]) -> int:
+    """Fit the pool embeddings the specs' strategies will ask for (``pool_embedder``, one per
+    ``embed_seed``) on the rows of the Parquet file ``path``, which holds the pool's rows and texts
+    in any order (the diversity stage's input holds the pool's rows before it is written). Run
+    within a fit store (``curate.embed.fit_store``): the selections then find those very fits there
+    (the key hashes the fit sample's texts) instead of fitting again. Returns how many were fitted."""
+    from .pool import LazyPool
+
+    seeds = sorted({int(s.options.get("embed_seed", 0)) for s in specs
+                    if getattr(STRATEGIES.get(s.strategy), "embeds", False)})
+    if not seeds:
+        return 0
+    clear_embed_cache()  # a fit this process holds would not reach the store
+    pool = LazyPool(path)
+    try:
+        for seed in seeds:
+            pool_embedder(pool, seed=seed)
+    finally:
+        clear_embed_cache()
+    return len(seeds)
 
 
 def embed_rows(pool: pd.DataFrame, positions: np.ndarray, seed: int = 0, dims: int = 128,
@@ -462,7 +487,7 @@ def deita_select(x: np.ndarray | Callable[[np.ndarray], np.ndarray], scores: np.
     return chosen[:m], examined
 
 
-@strategy("kcenter", reads_texts=True)
+@strategy("kcenter", embeds=True)
 def _kcenter(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
     _need(pool, spec, ["instruction", "input"])
     n = len(pool)
@@ -480,7 +505,7 @@ def _kcenter(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
                     "embedding": "tfidf-char-svd128"}
 
 
-@strategy("deita", reads_texts=True)
+@strategy("deita", embeds=True)
 def _deita(pool: pd.DataFrame, spec: MixtureSpec, rng: np.random.Generator):
     _need(pool, spec, ["instruction", "input", "output"])
     threshold = float(spec.options.get("threshold", 0.2))

@@ -1105,6 +1105,7 @@ class MixtureJob(TaskJob):
     work_dir: str
     specs: tuple[MixtureSpec, ...]
     groups: tuple[tuple[int, ...], ...]
+    store: str | None = None  # the run's fit store: pool embeddings fitted beforehand (``prefit_mixtures``)
 
     def rounds(self) -> tuple[tuple[tuple[str, int], ...], ...]:
         return (tuple(("select", g) for g in range(len(self.groups))),)
@@ -1115,10 +1116,13 @@ class MixtureJob(TaskJob):
 
         if step != "select":
             raise ValueError(f"mixtures: unknown step {step!r}")
+        from .embed import fit_store
+
         pool = LazyPool(self.in_path)
         try:
-            for i, (positions, info) in zip(self.groups[index],
-                                            select_mixtures(pool, [self.specs[i] for i in self.groups[index]])):
+            with fit_store(self.store):
+                chosen = select_mixtures(pool, [self.specs[i] for i in self.groups[index]])
+            for i, (positions, info) in zip(self.groups[index], chosen):
                 with atomic_path(self.path(f"select-{i:05d}.npy")) as tmp:
                     with open(tmp, "wb") as f:
                         np.save(f, pool.file_rows[positions])  # in pool (id) order
@@ -1152,7 +1156,9 @@ def plan_mixtures(in_path: str | Path, out_dir: str | Path, specs: tuple[Mixture
     specs = tuple(specs)
     key = cache_key([in_path], {"mixtures": [s.to_dict() for s in specs], "licenses": licenses})
     groups = tuple(tuple(g) for g in selection_groups(list(specs)))
-    job = MixtureJob(str(in_path), str(out_dir / "_work" / key), specs, groups)
+    from .embed import FIT_STORE
+
+    job = MixtureJob(str(in_path), str(out_dir / "_work" / key), specs, groups, str(out_dir.parent / FIT_STORE))
     return MixturePlan(str(in_path), str(out_dir), specs, licenses, key, is_done(out_dir, key), job)
 
 
@@ -1199,6 +1205,24 @@ def finish_mixtures(plan: MixturePlan, progress: Progress = None) -> list[dict[s
     fault_point("mixtures", "after")
     shutil.rmtree(out_dir / "_work", ignore_errors=True)
     return results
+
+
+def keeps_rows(stage: Stage) -> bool:
+    """Whether ``stage`` keeps every row and its texts (taggers only): its output holds its input's
+    rows in order, so work on those rows can start from its input."""
+    return all(s.cls.kind == "tagger" for s in stage.steps)
+
+
+def prefit_mixtures(in_path: str | Path, specs: tuple[MixtureSpec, ...], store: str | Path) -> int:
+    """The pool embeddings the mixtures will fit (``mix.prefit_pool_embedders``), fitted now into
+    the run's fit store ``store`` from ``in_path``, a file with the pool's rows (the last stage's
+    input when that stage keeps its rows): on a task runner, beside that stage's merge, which
+    keeps one core busy. The selections find them there, the same fits. Returns how many."""
+    from .embed import fit_store
+    from .mix import prefit_pool_embedders
+
+    with fit_store(store):
+        return prefit_pool_embedders(str(in_path), list(specs))
 
 
 def mixtures_stage(in_path: str | Path, out_dir: str | Path, specs: tuple[MixtureSpec, ...],

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import socket
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 from . import settings  # noqa: F401  (Prefect env defaults before prefect is imported)
 from prefect import flow, task
 
 from curate import pipeline
+from curate.embed import FIT_STORE
 from curate.io import write_json
 from curate.mix import MixtureSpec
 from curate.recipe import Stage, load_recipe
@@ -133,10 +136,18 @@ def merge_task(plan: pipeline.StagePlan) -> dict:
     return pipeline.finish_stage(plan, progress=_progress)
 
 
-def run_stage(stage: Stage, in_path: str, out_dir: str, shard_rows: int) -> dict:
+@task(name="mixtures-prefit", **TASK_OPTS)
+@releasing
+def mixture_prefit_task(in_path: str, specs: tuple[MixtureSpec, ...], store: str) -> int:
+    return pipeline.prefit_mixtures(in_path, specs, store)
+
+
+def run_stage(stage: Stage, in_path: str, out_dir: str, shard_rows: int,
+              beside: Callable[[], Any] | None = None) -> dict:
     """One operator stage through the task runner: its row-local operators on shards in parallel,
     or the rounds of its partitioned operator (each round's tasks in parallel), then the merge
-    (which runs the rest); a finished stage is skipped."""
+    (which runs the rest); a finished stage is skipped. ``beside()`` submits a task to run beside
+    the merge (which keeps one core busy), awaited with it."""
     plan = pipeline.plan_stage(stage, in_path, out_dir, shard_rows)
     if plan.done:
         return merge_task(plan)  # returns the stored ledger
@@ -152,7 +163,12 @@ def run_stage(stage: Stage, in_path: str, out_dir: str, shard_rows: int) -> dict
             f.result()
     for f in shards:
         f.result()  # raises the first shard's error
-    return merge_task.submit(plan).result()
+    merge = merge_task.submit(plan)
+    extra = beside() if beside is not None else None
+    ledger = merge.result()
+    if extra is not None:
+        extra.result()
+    return ledger
 
 
 @task(name="mixture-select", task_run_name="select mixtures {index}", **TASK_OPTS)
@@ -224,7 +240,10 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     prev = run_dir / ([s.name for s in recipe.stages[:len(ledgers) - 1]] or ["01_parse"])[-1] / "kept.parquet"
     for stage in recipe.stages[len(ledgers) - 1:]:
         t0 = time.perf_counter()
-        ledgers.append(run_stage(stage, str(prev), str(run_dir / stage.name), shard_rows))
+        beside = None
+        if stage is recipe.stages[-1] and pipeline.keeps_rows(stage):  # its input holds the pool's rows
+            beside = functools.partial(mixture_prefit_task.submit, str(prev), recipe.mixtures, str(run_dir / FIT_STORE))
+        ledgers.append(run_stage(stage, str(prev), str(run_dir / stage.name), shard_rows, beside))
         seconds.append(time.perf_counter() - t0)
         prev = run_dir / stage.name / "kept.parquet"
     pipeline.check_chain(ledgers)  # fails loudly if any record went missing between stages

@@ -519,3 +519,37 @@ def test_mixture_tasks_in_any_order_write_what_one_pass_writes(pool, tmp_path):
     again = plan_mixtures(path, tmp_path / "tasks", specs)
     assert again.done and again.tasks == () and finish_mixtures(again) == listed
     assert not (tmp_path / "tasks" / "_work").exists()
+
+
+def test_pool_embeddings_fitted_beforehand_are_those_the_selections_use(pool, tmp_path):
+    """A runner fits the mixtures' pool embedding from the last stage's input (the pool's rows
+    before their labels are added) beside that stage's merge: the selections find that very fit in
+    the run's fit store (nothing fitted or written again) and choose what they choose without it."""
+    from curate.io import write_parquet
+    from curate.mix import clear_embed_cache
+    from curate.pipeline import finish_mixtures, plan_mixtures, prefit_mixtures, run_mixture_task
+
+    rows = pool.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    specs = tuple(parse_mixture_specs(["kcenter-150", "random-100", "deita-150"]))
+    outs = {}
+    for name in ("prefit", "plain"):
+        run = tmp_path / name
+        write_parquet(run / "05_diversity" / "kept.parquet", rows)
+        plan = plan_mixtures(run / "05_diversity" / "kept.parquet", run / "mixtures", specs)
+        store = run / "_cache"
+        if name == "prefit":
+            write_parquet(run / "04_dedupe" / "kept.parquet", rows.drop(columns=["task_type", "cluster"]))
+            assert prefit_mixtures(run / "04_dedupe" / "kept.parquet", specs, store) == 1  # one embed_seed
+            fitted = {p.name: p.stat().st_mtime_ns for p in store.iterdir()}
+            assert len(fitted) == 1
+        for step, index in plan.tasks:
+            clear_embed_cache()  # each task in a process of its own
+            run_mixture_task(plan, step, index)
+        finish_mixtures(plan)
+        outs[name] = {p.relative_to(run / "mixtures"): p.read_bytes() for p in (run / "mixtures").rglob("*") if p.is_file()}
+        if name == "prefit":
+            assert {p.name: p.stat().st_mtime_ns for p in store.iterdir()} == fitted  # found, not fitted again
+        else:
+            assert sorted(p.name for p in store.iterdir()) == sorted(fitted)  # the same key: the same fit
+    assert outs["prefit"] == outs["plain"] and len(outs["plain"]) >= 3 * 5
+    assert prefit_mixtures(tmp_path / "prefit" / "04_dedupe" / "kept.parquet", specs[1:2], tmp_path / "x") == 0
