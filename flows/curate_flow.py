@@ -183,13 +183,26 @@ def mixtures_task(plan: pipeline.MixturePlan) -> list[dict]:
     return pipeline.finish_mixtures(plan, progress=_progress)
 
 
-def mixtures_stage(in_path: str, out_dir: str, specs: tuple[MixtureSpec, ...], licenses: dict[str, str]) -> list[dict]:
+@task(name="pool-analysis", **TASK_OPTS)
+@releasing
+def pool_analysis_task(run_dir: str, recipe: dict) -> str | None:
+    from curate.report.run_report import precompute_pool_analysis
+
+    return precompute_pool_analysis(run_dir, recipe)
+
+
+def mixtures_stage(in_path: str, out_dir: str, specs: tuple[MixtureSpec, ...], licenses: dict[str, str],
+                   beside: Callable[[], Any] | None = None) -> list[dict]:
     """The mixtures through the task runner: the selections side by side (a strategy that embeds
-    texts has a task of its own), then the merge, which writes them; a finished stage is skipped."""
+    texts has a task of its own), then the merge, which writes them; a finished stage is skipped.
+    ``beside()`` submits a task to run after the selections' (the report's analysis of the pool);
+    its future is returned with the mixtures."""
     plan = pipeline.plan_mixtures(in_path, out_dir, specs, licenses)
-    for f in [mixture_select_task.submit(plan, step, index) for step, index in plan.tasks]:
+    selections = [mixture_select_task.submit(plan, step, index) for step, index in plan.tasks]
+    extra = beside() if beside is not None else None
+    for f in selections:
         f.result()
-    return mixtures_task.submit(plan).result()
+    return mixtures_task.submit(plan).result(), extra
 
 
 @task(name="report", **TASK_OPTS)
@@ -249,7 +262,9 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     pipeline.check_chain(ledgers)  # fails loudly if any record went missing between stages
     # mixtures and the report go to the runner like every stage: on a cluster they run on a worker,
     # not in this process, which holds the flow and the cluster's client
-    mixtures = mixtures_stage(str(prev), str(run_dir / "mixtures"), recipe.mixtures, recipe.licenses())
+    # the report's analysis of the pool goes beside the selections; the report finds it done
+    mixtures, analysis = mixtures_stage(str(prev), str(run_dir / "mixtures"), recipe.mixtures, recipe.licenses(),
+                                        functools.partial(pool_analysis_task.submit, str(run_dir), recipe.data))
 
     write_json(run_dir / "manifest.json", {
         "run_id": run_dir.name,
@@ -261,6 +276,8 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
         "ledger": ledgers,
         "mixtures": [{k: m[k] for k in ("name", "rows", "file")} for m in mixtures],
     })
+    if analysis is not None:
+        analysis.result()
     report = report_task.submit(str(run_dir), (socket.gethostname(), os.getpid())).result()
     _progress(summary(ledgers, seconds, mixtures, report))
     return str(run_dir)

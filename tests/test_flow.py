@@ -175,9 +175,19 @@ def test_report_reuses_the_diversity_stages_embedding_and_writes_the_same_bytes(
     _, _, run_dir = slice_run
     stored = sorted((run_dir / "_cache").glob("embedder-*.pkl"))
     assert len(stored) == 1
+    # the flow computed the report's analysis of the pool beside the mixtures; the report found it
+    analysed = sorted((run_dir / "_cache").glob("pool-analysis-*.pkl"))
+    assert len(analysed) == 1
     copy = tmp_path / run_dir.name
     shutil.copytree(run_dir, copy)
     page = (copy / "report" / "report.html").read_bytes()
+    build_report(copy)
+    assert (copy / "report" / "report.html").read_bytes() == page
+    kept = pickle.loads(analysed[0].read_bytes())
+    (copy / "_cache" / analysed[0].name).write_bytes(pickle.dumps({**kept, "examples": {"all": []}}))
+    build_report(copy)
+    assert (copy / "report" / "report.html").read_bytes() != page  # the report read the analysis kept
+    (copy / "_cache" / analysed[0].name).unlink()  # computed here now, from the stored fit
     build_report(copy)
     assert (copy / "report" / "report.html").read_bytes() == page
     # the report reads the stored fit: put another fit under its name and the figures move

@@ -118,7 +118,7 @@ def build_report_fresh(run_dir: Path, tokenizer: str | Path | None = None) -> tu
 
 def _build(run_dir: Path, tok: Path | None) -> tuple[Path, str]:
     manifest = read_json(run_dir / "manifest.json")
-    seed = int(manifest.get("recipe", {}).get("seed", 0) or 0) if isinstance(manifest.get("recipe"), dict) else 0
+    seed = _recipe_seed(manifest.get("recipe"))
     md: list[str] = [f"# tiger curation report — {manifest['run_id']}", ""]
     parts: dict[str, str] = {}
     parts["summary"] = _summary(manifest, md)
@@ -209,6 +209,10 @@ def _normalize(run_dir: Path, md: list[str]) -> str:
     return html_table(nrows) + "".join(nhtml)
 
 
+def _recipe_seed(recipe: Any) -> int:
+    return int(recipe.get("seed", 0) or 0) if isinstance(recipe, dict) else 0
+
+
 def _run_embedder(manifest: dict, seed: int) -> Any:
     """An unfitted ``Embedder`` with the parameters of the run's novelty tagger: the embedding the pool's
     ``novelty`` column was computed in, whose fit the diversity stage kept in the run's fit store.
@@ -239,8 +243,7 @@ def _diversity(run_dir: Path, seed: int, md: list[str], emb: Any = None) -> tupl
         # the label columns only (a few MB at millions of rows); the texts of the rows a figure
         # samples or shows are read from the file when needed (parquet_rows)
         have = pq.ParquetFile(pool_path).schema_arrow.names
-        pool = pd.read_parquet(pool_path, columns=[c for c in ("source", "task_type", "cluster", "novelty",
-                                                                 "task_confidence") if c in have])
+        pool = pd.read_parquet(pool_path, columns=[c for c in POOL_COLUMNS if c in have])
         ct = pd.crosstab(pool["source"], pool["task_type"]).reindex(columns=[t for t in TASK_TYPES_ORDER if t in set(pool["task_type"].unique())])
         dhtml += share_chart(ct, "Task types per source", "source") + html_table(
             [{"source": s, **{k: int(v) for k, v in row.items()}} for s, row in ct.iterrows()])
@@ -254,11 +257,7 @@ def _diversity(run_dir: Path, seed: int, md: list[str], emb: Any = None) -> tupl
     analysis: dict[str, Any] = {}
     if len(pool):
         pool["_group"] = pool["source"].astype(str)
-        n_k = int(pool["cluster"].nunique()) if "cluster" in pool.columns else None
-        known = {"all": div.get("all"), **div.get("by_source", {})} if div else None
-        analysis = analyse_frame(pool, sorted(pool["_group"].unique()), seed=seed, n_clusters=n_k, overall="all", known=known,
-                                 embedder=emb, fetch=parquet_rows(pool_path, ["instruction", "input"]),
-                                 coverage_sample=COVERAGE_SAMPLE)
+        analysis = _pool_analysis(run_dir, pool, seed, emb, div)
         rich = metrics_rows(analysis)
         vendi_rows = analysis["metrics"]["all"].get("vendi_rows", 0)
         verb_rows = analysis["verb_noun"]["all"]["sampled"]
@@ -288,6 +287,76 @@ def _diversity(run_dir: Path, seed: int, md: list[str], emb: Any = None) -> tupl
                         "distinct_2", "distinct_3"] if c in dv_rows[0]]
     md += ["## Diversity per source", "", md_table(dv_rows, cols), ""]
     return dhtml, pool, analysis
+
+
+POOL_COLUMNS = ("source", "task_type", "cluster", "novelty", "task_confidence")
+
+
+def _pool_analysis_path(run_dir: Path, seed: int, emb: Any) -> Path:
+    """Where ``precompute_pool_analysis`` keeps the pool's analysis: in the run's fit store, keyed on
+    the pool file, the diversity stage's figures, the seed, the embedding and the code."""
+    import hashlib
+
+    from ..embed import FIT_STORE
+    from ..io import sha256_file
+    from ..pipeline import code_version
+
+    pool_path = run_dir / "05_diversity" / "kept.parquet"
+    stats = run_dir / "05_diversity" / "stats.json"
+    parts = [sha256_file(pool_path), sha256_file(stats) if stats.exists() else "", str(seed),
+             json.dumps(emb.params() if emb is not None else None, sort_keys=True), str(COVERAGE_SAMPLE), code_version()]
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+    return run_dir / FIT_STORE / f"pool-analysis-{key}.pkl"
+
+
+def _pool_analysis(run_dir: Path, pool: pd.DataFrame, seed: int, emb: Any, div: dict, compute: bool = False) -> dict:
+    """``analyse_frame`` of the pool (its label columns in ``pool``, with ``_group``): the one
+    ``precompute_pool_analysis`` kept for these inputs when there is one (the same figures), else
+    computed here."""
+    import pickle
+
+    path = _pool_analysis_path(run_dir, seed, emb)
+    if not compute and path.is_file():
+        try:
+            return pickle.loads(path.read_bytes())
+        except Exception:  # an unreadable file: computed again
+            pass
+    pool_path = run_dir / "05_diversity" / "kept.parquet"
+    n_k = int(pool["cluster"].nunique()) if "cluster" in pool.columns else None
+    known = {"all": div.get("all"), **div.get("by_source", {})} if div else None
+    return analyse_frame(pool, sorted(pool["_group"].unique()), seed=seed, n_clusters=n_k, overall="all", known=known,
+                         embedder=emb, fetch=parquet_rows(pool_path, ["instruction", "input"]),
+                         coverage_sample=COVERAGE_SAMPLE)
+
+
+def precompute_pool_analysis(run_dir: str | Path, recipe: dict) -> str | None:
+    """The report's analysis of the pool (``analyse_frame``: seconds at millions of rows), computed
+    before the report from the diversity stage's outputs and the run's ``recipe`` (as the manifest
+    will hold it), and kept in the run's fit store where the report finds it: a runner computes it
+    beside the mixtures' selections. Returns its path (None: no pool)."""
+    import pickle
+
+    from ..embed import FIT_STORE, fit_store
+    from ..io import atomic_path
+
+    run_dir = Path(run_dir)
+    pool_path = run_dir / "05_diversity" / "kept.parquet"
+    if not pool_path.exists():
+        return None
+    seed = _recipe_seed(recipe)
+    emb = _run_embedder({"recipe": recipe}, seed)
+    have = pq.ParquetFile(pool_path).schema_arrow.names
+    pool = pd.read_parquet(pool_path, columns=[c for c in POOL_COLUMNS if c in have])
+    if not len(pool):
+        return None
+    pool["_group"] = pool["source"].astype(str)
+    div = load_stage_json(run_dir, "05_diversity", "stats.json").get("diversity", {})
+    with fit_store(run_dir / FIT_STORE, write=False):  # as build_report reads the pool's embedding
+        analysis = _pool_analysis(run_dir, pool, seed, emb, div, compute=True)
+    path = _pool_analysis_path(run_dir, seed, emb)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(pickle.dumps(analysis, protocol=5))
+    return str(path)
 
 
 def _mixtures(run_dir: Path, pool: pd.DataFrame, analysis: dict[str, Any], seed: int, md: list[str]) -> str:
