@@ -128,11 +128,16 @@ def _cut(v: Any, k: int = 120) -> Any:
     return v[:k] if isinstance(v, str) else v
 
 
+# The columns the examples show (``group_stats``): all a light frame's ``fetch`` needs to give.
+EXAMPLE_COLUMNS = ("id", "source", "file", "row", "instruction", "output")
+
+
 def group_stats(df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, reason: str,
                  details: np.ndarray, max_clusters: int = 5,
                  fetch: Callable[[np.ndarray], pd.DataFrame] | None = None) -> dict[str, Any]:
     """Figures shared by both deduplicators (all plain JSON types, deterministic order). ``fetch``:
-    for a light frame (no texts), the example rows at those positions of ``df``, all columns."""
+    for a light frame (no texts), the example rows at those positions of ``df``, with (at least)
+    those of ``EXAMPLE_COLUMNS`` that the rows have."""
     n = len(df)
     drop = surv != np.arange(n)
     # sources as codes: an object array of every row's source string cost a Python string a row,

@@ -1022,8 +1022,14 @@ def _decided_result(plan: StagePlan, n_in: int, progress: Progress = None) -> St
     dropped rows are split off the input a part of ``PART_ROWS`` input rows at a time
     (``_split_parts``) and written a part at a time, the same bytes as the in-memory result.
     Example rows are read by position."""
+    import pyarrow.parquet as pq
+
+    from .duplicates import EXAMPLE_COLUMNS
+
     stage, jobs, path = plan.stage, plan.jobs(), plan.in_path
     light = _light_frame(path)
+    names = pq.ParquetFile(path).schema_arrow.names
+    shown = [c for c in names if c in EXAMPLE_COLUMNS]  # what the examples show, not every text column
     stats: dict[str, Any] = {"steps": []}
     drops: list[tuple[str, str, np.ndarray, np.ndarray]] = []  # (stage/op, reason, input rows, details)
     drop_sources = []
@@ -1032,7 +1038,7 @@ def _decided_result(plan: StagePlan, n_in: int, progress: Progress = None) -> St
         if progress:
             progress(f"{stage.name}: {step.op} on {len(light):,} rows")
         rows = light.index.to_numpy()
-        d = op.decide_job(light, jobs[k], lambda pos, rows=rows: read_positions(path, rows[pos]))
+        d = op.decide_job(light, jobs[k], lambda pos, rows=rows: read_positions(path, rows[pos], shown))
         drop = d.drop
         stats["steps"].append({"op": step.op, "params": step.params, "in": len(light),
                                "kept": int((~drop).sum()), "dropped": int(drop.sum()), **d.stats})
@@ -1060,8 +1066,10 @@ def _split_parts(plan: StagePlan, n_in: int, alive: Any, drops: list[tuple[str, 
     ``PART_ROWS`` rows at a time, each part once: every piece is kept as a pickle (exact dtypes)
     under ``_shards/decided`` with its ``io.part_facts``, so the writer loads it once more only,
     from the pickle. (Reading the input once for the kept rows and once per deduplicator for its
-    drops, each twice for the row-group measure, was most of the merge.) Returns (load, facts) of
-    the kept pieces in input order, and of the drops' pieces, drop by drop, each in input order."""
+    drops, each twice for the row-group measure, was most of the merge; reading the kept rows
+    again as the writer encodes the piece before, instead of their pickles, made it slower still.)
+    Returns (load, facts) of the kept pieces in input order, and of the drops' pieces, drop by
+    drop, each in input order."""
     folder = Path(plan.out_dir) / "_shards" / "decided"
     folder.mkdir(parents=True, exist_ok=True)
     kept: list[tuple[Callable[[], pd.DataFrame], dict]] = []
