@@ -343,8 +343,8 @@ def finish_parse(plan: ParsePlan, progress: Progress = None) -> dict[str, Any]:
         raise RuntimeError(f"01_parse: parse every group of files before the merge; not done: {', '.join(missing[:5])}")
     parts = [read_json(d / "stats.json") for d in dirs]
     stats = merge_parse_stats(parts)
-    res = StageResult(_saved_parts(_parse_units(plan, "kept"), "kept"),
-                      _saved_parts(_parse_units(plan, "quarantined"), "dropped"), stats)
+    units = _parse_units(plan, parts)
+    res = StageResult(_saved_parts(_with_rows(units, 1), "kept"), _saved_parts(_with_rows(units, 2), "dropped"), stats)
     per_file = stats["files"]
     extra = {"files": {
         "read": len(plan.files),
@@ -361,26 +361,30 @@ def finish_parse(plan: ParsePlan, progress: Progress = None) -> dict[str, Any]:
     return ledger
 
 
-def _parse_units(plan: ParsePlan, counted: str = "kept") -> list[Path]:
-    """The folders the parse stage writes its kept (``counted`` = "kept") or quarantined rows
-    from, in order: a group's, or each piece's of a file read in pieces. Parts with no such rows
-    are left out (an empty frame's dtypes could differ from a full one's), unless all are empty."""
-    units = []  # (folder of a part, kept, quarantined)
-    for a, b in plan.groups:
+def _parse_units(plan: ParsePlan, stats: list[dict] | None = None) -> list[tuple[Path, int, int]]:
+    """(folder, kept, quarantined) of each part the parse stage's rows are in, in order: a group's,
+    or each piece's of a file read in pieces. ``stats``: the groups' stats.json, when read."""
+    units = []
+    for k, (a, b) in enumerate(plan.groups):
         d = plan.group_dir(a, b)
         if (d / "pieces.json").exists():
             units += [(d / q["dir"], q["kept"], q["quarantined"]) for q in read_json(d / "pieces.json")]
         else:
-            p = read_json(d / "stats.json")
+            p = stats[k] if stats is not None else read_json(d / "stats.json")
             units.append((d, p["kept"], p["quarantined"]))
-    i = 1 if counted == "kept" else 2
+    return units
+
+
+def _with_rows(units: list[tuple[Path, int, int]], i: int) -> list[Path]:
+    """The folders of the units with kept (``i`` = 1) or quarantined (2) rows: parts with none are
+    left out (an empty frame's dtypes could differ from a full one's), unless all are empty."""
     return [u[0] for u in units if u[i]] or [units[0][0]]
 
 
 def parse_parts(plan: ParsePlan) -> tuple[str, ...]:
     """Once every group is parsed: the folders of the parts the parse stage's kept rows are written
     from, in order (``kept.pkl`` and its facts), for the next stage's tasks (``plan_chained``)."""
-    return tuple(str(d) for d in _parse_units(plan, "kept"))
+    return tuple(str(d) for d in _with_rows(_parse_units(plan), 1))
 
 
 def parse_stage(files: list[dict], out_dir: str | Path, progress: Progress = None,

@@ -192,11 +192,11 @@ def pool_analysis_task(run_dir: str, recipe: dict) -> str | None:
 
 
 def mixtures_stage(in_path: str, out_dir: str, specs: tuple[MixtureSpec, ...], licenses: dict[str, str],
-                   beside: Callable[[], Any] | None = None) -> list[dict]:
+                   beside: Callable[[], Any] | None = None) -> tuple[list[dict], Any]:
     """The mixtures through the task runner: the selections side by side (a strategy that embeds
     texts has a task of its own), then the merge, which writes them; a finished stage is skipped.
-    ``beside()`` submits a task to run after the selections' (the report's analysis of the pool);
-    its future is returned with the mixtures."""
+    ``beside()`` submits a task to run after the selections' (the report's analysis of the pool).
+    Returns what ``mixtures.json`` lists and that task's future (None without one)."""
     plan = pipeline.plan_mixtures(in_path, out_dir, specs, licenses)
     selections = [mixture_select_task.submit(plan, step, index) for step, index in plan.tasks]
     extra = beside() if beside is not None else None
