@@ -353,7 +353,7 @@ def read_parts_rows(parts: Sequence[Callable[[], pd.DataFrame]], facts: Sequence
                     stop: int, where: str = "parts") -> pd.DataFrame:
     """Rows ``start:stop`` of the file :func:`write_parquet_parts` would write from ``parts``, as
     :func:`read_rows` would read them from it, without the file: only the parts holding them are
-    loaded. A stage's tasks read the stage before's rows so while its merge is still writing them."""
+    loaded: a stage's tasks read the stage before's rows this way while its merge writes them."""
     import pyarrow as pa
     from datasets import Features
 
