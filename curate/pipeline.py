@@ -617,6 +617,11 @@ def _tag_jobs(stage: Stage, in_path: str | Path, work_dir: Path, rows: int,
     return tuple(share_tfidf(out))
 
 
+def stage_key(stage: Stage, in_path: str | Path) -> str:
+    """An operator stage's cache key: its input file, its parameters and the code."""
+    return cache_key([in_path], stage.key_params())
+
+
 def plan_stage(stage: Stage, in_path: str | Path, out_dir: str | Path,
                shard_rows: int | None = DEFAULT_SHARD_ROWS) -> StagePlan:
     """The stage's cache key, whether it is done, and its shards (none when ``shard_rows`` is None,
@@ -627,7 +632,7 @@ def plan_stage(stage: Stage, in_path: str | Path, out_dir: str | Path,
 
     if shard_rows is not None and shard_rows < 1:
         raise ValueError(f"shard_rows must be ≥ 1, got {shard_rows}")
-    key = cache_key([in_path], stage.key_params())
+    key = stage_key(stage, in_path)
     if is_done(Path(out_dir), key):
         return StagePlan(stage, str(in_path), str(out_dir), key, True)
     sweep_temps(Path(out_dir))  # what a killed run left half-written
@@ -829,7 +834,7 @@ def finish_chained(plan: StagePlan, progress: Progress = None) -> dict[str, Any]
 
     if plan.after:
         shutil.rmtree(plan.after, ignore_errors=True)
-    key = cache_key([plan.in_path], plan.stage.key_params())
+    key = stage_key(plan.stage, plan.in_path)
     return finish_stage(dataclasses.replace(plan, key=key, done=is_done(Path(plan.out_dir), key)), progress)
 
 

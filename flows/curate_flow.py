@@ -250,7 +250,7 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     # the row-local stages right after the parse stage run chained on it (their time counted with it)
     ledgers, ends = parse_and_chain(files, str(run_dir / "01_parse"), skipped, recipe.stages, shard_rows)
     seconds = [b - a for a, b in zip([t0] + ends[:-1], ends)]
-    prev = run_dir / ([s.name for s in recipe.stages[:len(ledgers) - 1]] or ["01_parse"])[-1] / "kept.parquet"
+    prev = run_dir / ledgers[-1]["stage"] / "kept.parquet"
     for stage in recipe.stages[len(ledgers) - 1:]:
         t0 = time.perf_counter()
         beside = None

@@ -242,8 +242,7 @@ def _diversity(run_dir: Path, seed: int, md: list[str], emb: Any = None) -> tupl
     if pool_path.exists():
         # the label columns only (a few MB at millions of rows); the texts of the rows a figure
         # samples or shows are read from the file when needed (parquet_rows)
-        have = pq.ParquetFile(pool_path).schema_arrow.names
-        pool = pd.read_parquet(pool_path, columns=[c for c in POOL_COLUMNS if c in have])
+        pool = _pool_labels(pool_path)
         ct = pd.crosstab(pool["source"], pool["task_type"]).reindex(columns=[t for t in TASK_TYPES_ORDER if t in set(pool["task_type"].unique())])
         dhtml += share_chart(ct, "Task types per source", "source") + html_table(
             [{"source": s, **{k: int(v) for k, v in row.items()}} for s, row in ct.iterrows()])
@@ -257,7 +256,9 @@ def _diversity(run_dir: Path, seed: int, md: list[str], emb: Any = None) -> tupl
     analysis: dict[str, Any] = {}
     if len(pool):
         pool["_group"] = pool["source"].astype(str)
-        analysis = _pool_analysis(run_dir, pool, seed, emb, div)
+        analysis = _kept_analysis(_pool_analysis_path(run_dir, seed, emb))
+        if analysis is None:
+            analysis = _analyse_pool(run_dir, pool, seed, emb, div)
         rich = metrics_rows(analysis)
         vendi_rows = analysis["metrics"]["all"].get("vendi_rows", 0)
         verb_rows = analysis["verb_noun"]["all"]["sampled"]
@@ -309,18 +310,26 @@ def _pool_analysis_path(run_dir: Path, seed: int, emb: Any) -> Path:
     return run_dir / FIT_STORE / f"pool-analysis-{key}.pkl"
 
 
-def _pool_analysis(run_dir: Path, pool: pd.DataFrame, seed: int, emb: Any, div: dict, compute: bool = False) -> dict:
-    """``analyse_frame`` of the pool (its label columns in ``pool``, with ``_group``): the one
-    ``precompute_pool_analysis`` kept for these inputs when there is one (the same figures), else
-    computed here."""
+def _pool_labels(pool_path: Path) -> pd.DataFrame:
+    """The pool's label columns (a few MB at millions of rows)."""
+    have = pq.ParquetFile(pool_path).schema_arrow.names
+    return pd.read_parquet(pool_path, columns=[c for c in POOL_COLUMNS if c in have])
+
+
+def _kept_analysis(path: Path) -> dict | None:
+    """The analysis ``precompute_pool_analysis`` kept at ``path`` (the same figures), or None."""
     import pickle
 
-    path = _pool_analysis_path(run_dir, seed, emb)
-    if not compute and path.is_file():
-        try:
-            return pickle.loads(path.read_bytes())
-        except Exception:  # an unreadable file: computed again
-            pass
+    if not path.is_file():
+        return None
+    try:
+        return pickle.loads(path.read_bytes())
+    except Exception:  # an unreadable file: computed again
+        return None
+
+
+def _analyse_pool(run_dir: Path, pool: pd.DataFrame, seed: int, emb: Any, div: dict) -> dict:
+    """``analyse_frame`` of the pool (its label columns in ``pool``, with ``_group``)."""
     pool_path = run_dir / "05_diversity" / "kept.parquet"
     n_k = int(pool["cluster"].nunique()) if "cluster" in pool.columns else None
     known = {"all": div.get("all"), **div.get("by_source", {})} if div else None
@@ -345,14 +354,13 @@ def precompute_pool_analysis(run_dir: str | Path, recipe: dict) -> str | None:
         return None
     seed = _recipe_seed(recipe)
     emb = _run_embedder({"recipe": recipe}, seed)
-    have = pq.ParquetFile(pool_path).schema_arrow.names
-    pool = pd.read_parquet(pool_path, columns=[c for c in POOL_COLUMNS if c in have])
+    pool = _pool_labels(pool_path)
     if not len(pool):
         return None
     pool["_group"] = pool["source"].astype(str)
     div = load_stage_json(run_dir, "05_diversity", "stats.json").get("diversity", {})
     with fit_store(run_dir / FIT_STORE, write=False):  # as build_report reads the pool's embedding
-        analysis = _pool_analysis(run_dir, pool, seed, emb, div, compute=True)
+        analysis = _analyse_pool(run_dir, pool, seed, emb, div)
     path = _pool_analysis_path(run_dir, seed, emb)
     with atomic_path(path) as tmp:
         tmp.write_bytes(pickle.dumps(analysis, protocol=5))
