@@ -466,6 +466,19 @@ def read_positions(path: str | os.PathLike, positions: Any, columns: list[str] |
     return history_strings(table.to_pandas().reset_index(drop=True))
 
 
+def read_selected(select: tuple[str, str], start: int, stop: int, columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows ``start:stop`` of the file a decided stage writes, as :func:`read_rows` would read them from
+    it, before it exists: ``select`` is (the stage's input file, an ``.npy`` of the input rows it
+    keeps, in order), so these are the input's rows at ``rows[start:stop]``."""
+    return read_selected_positions(select, slice(start, stop), columns)
+
+
+def read_selected_positions(select: tuple[str, str], positions: Any, columns: list[str] | None = None) -> pd.DataFrame:
+    """:func:`read_positions` of the file a decided stage writes, from its input (see :func:`read_selected`)."""
+    path, rows = select
+    return read_positions(path, np.load(rows, mmap_mode="r")[positions], columns)
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """The file's SHA-256: the digest its writer noted (``_write_tables(note=True)``) while the file
     has the size noted and was not modified after the note was written, else read from the file.

@@ -71,6 +71,23 @@ class RowJob(TaskJob):
     # explicit partition edges (0, ..., n), each a multiple of ``unit`` but the last: a job that
     # shares its partitions' rows with another job's (``SharedTfidfJob``)
     edges: tuple[int, ...] = field(default=(), kw_only=True)
+    # where the rows are read before ``in_path`` exists: (the stage before's input, the .npy of the
+    # rows it keeps), ``io.read_selected`` (``pipeline.plan_selected``)
+    select: tuple[str, str] | None = field(default=None, kw_only=True)
+
+    def read_rows(self, start: int, stop: int, columns: list[str] | None = None) -> Any:
+        """Rows ``start:stop`` of the stage's input (``io.read_rows``)."""
+        from .io import read_rows, read_selected
+
+        return read_selected(self.select, start, stop, columns) if self.select else read_rows(self.in_path, start, stop, columns)
+
+    def read_positions(self, positions: Any, columns: list[str] | None = None) -> Any:
+        """The stage's input rows at ``positions`` (sorted; ``io.read_positions``)."""
+        from .io import read_positions, read_selected_positions
+
+        if self.select:
+            return read_selected_positions(self.select, positions, columns)
+        return read_positions(self.in_path, positions, columns)
 
     @property
     def step_rows(self) -> int:
@@ -195,7 +212,6 @@ class SharedTfidfJob(TaskJob):
 
     def _rows(self, p: int, todo: list[RowJob]) -> None:
         from .embed import instruction_texts, tfidf_transform
-        from .io import read_rows
 
         sources = [j.tfidf_source() for j in todo]
         chars, vec = sources[0]
@@ -205,7 +221,7 @@ class SharedTfidfJob(TaskJob):
             return
         parts = [j.row_parts()[p] for j in todo]
         a, b = min(s for s, _ in parts), max(e for _, e in parts)
-        texts = instruction_texts(read_rows(self.in_path, a, b, columns=["instruction", "input"]), chars)
+        texts = instruction_texts(todo[0].read_rows(a, b, columns=["instruction", "input"]), chars)
         x = tfidf_transform(vec, texts)
         del texts
         for j, (s, e) in zip(todo, parts):

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .io import (ahead, arrow_ids_frame, atomic_path, part_facts, read_json, read_parquet, read_parts_rows,
-                 read_positions, sha256_file, sweep_temps, write_json, write_parquet, write_parquet_parts)
+                 read_positions, read_selected, sha256_file, sweep_temps, write_json, write_parquet, write_parquet_parts)
 from .io import read_rows as io_read_rows
 from .jobs import TaskJob
 from .mix import MixtureSpec
@@ -517,6 +517,9 @@ class StagePlan:
     sources: tuple[str, ...] = ()
     keep_shards: bool = False
     after: str | None = None
+    # planned on the stage before's decision (``plan_selected``): its input file and the rows it
+    # keeps (``decide_stage``), which the shards and jobs read while its merge writes ``in_path``
+    select: tuple[str, str] | None = None
 
     def shard_dir(self, start: int, stop: int) -> Path:
         return Path(self.out_dir) / "_shards" / f"{start:012d}-{stop:012d}"
@@ -593,16 +596,20 @@ def _stage_job(stage: Stage, in_path: str | Path, work_dir: Path) -> tuple[Any, 
 
 
 def _tag_jobs(stage: Stage, in_path: str | Path, work_dir: Path, rows: int,
-              store: Path) -> tuple[tuple[int, Any], ...]:
+              store: Path, n: int | None = None, select: tuple[str, str] | None = None) -> tuple[tuple[int, Any], ...]:
     """The jobs of the stage's taggers that run on row partitions (``op.tag_job``), for the steps
     whose earlier steps are all taggers (they keep every row and its text). Every ``tag_job`` takes
     the run's fit store (``store``), where fits the report reuses are kept. Jobs that would compute
-    the same TF-IDF rows share one task per partition (``curate.jobs.share_tfidf``)."""
+    the same TF-IDF rows share one task per partition (``curate.jobs.share_tfidf``). ``n`` and
+    ``select``: the input's rows and where the jobs read them before ``in_path`` exists
+    (``plan_selected``)."""
+    import dataclasses
+
     import pyarrow.parquet as pq
 
     from .jobs import share_tfidf
 
-    out, n = [], None
+    out = []
     for k, step in enumerate(stage.steps):
         op = step.build()
         if op.kind != "tagger":
@@ -613,7 +620,7 @@ def _tag_jobs(stage: Stage, in_path: str | Path, work_dir: Path, rows: int,
         n = pq.ParquetFile(in_path).metadata.num_rows if n is None else n
         job = make(str(in_path), str(work_dir / f"step{k:02d}"), n, rows, store=str(store))
         if job is not None:
-            out.append((k, job))
+            out.append((k, dataclasses.replace(job, select=select) if select else job))
     return tuple(share_tfidf(out))
 
 
@@ -668,6 +675,8 @@ def run_shard(plan: StagePlan, start: int, stop: int, progress: Progress = None)
     if plan.sources:  # the stage before's parts: its merge may still be writing in_path
         facts = [pd.read_pickle(Path(d) / "kept.facts.pkl") for d in plan.sources]
         df = read_parts_rows(_part_loads(plan.sources, "kept"), facts, start, stop, f"{plan.stage.name} input")
+    elif plan.select:  # the rows the stage before keeps, read from its input while its merge writes them
+        df = read_selected(plan.select, start, stop)
     else:
         df = read_rows(plan.in_path, start, stop)
     res = run_steps(df, local, plan.stage.name, progress=progress)
@@ -836,6 +845,42 @@ def finish_chained(plan: StagePlan, progress: Progress = None) -> dict[str, Any]
         shutil.rmtree(plan.after, ignore_errors=True)
     key = stage_key(plan.stage, plan.in_path)
     return finish_stage(dataclasses.replace(plan, key=key, done=is_done(Path(plan.out_dir), key)), progress)
+
+
+# ------------------------------------------------------------------------------ selected stages
+#
+# The stage after a decided one (dedupe) need not wait for its merge to write its file: once the
+# decisions are taken (``decide_stage``), its rows are the input's rows it keeps, so the next
+# stage's shards and jobs read them from that input (``io.read_selected``) while the merge writes
+# them. Keyed provisionally on the decided stage's key, as a chained stage is, and merged with
+# ``finish_chained``, which takes the stage's real key once the file is written.
+
+
+def selectable(stage: Stage) -> bool:
+    """Whether ``stage`` can run on a decided stage's selection: no operator of it runs as a
+    partitioned job (those read the stage's input file themselves)."""
+    return bool(stage.steps) and not any(hasattr(s.build(), "partition_job") for s in stage.steps)
+
+
+def plan_selected(stage: Stage, in_path: str | Path, out_dir: str | Path, select: tuple[str, str], n: int,
+                  after_key: str, shard_rows: int = DEFAULT_SHARD_ROWS) -> StagePlan:
+    """A plan for ``stage`` on the ``n`` rows a decided stage writes to ``in_path``, before that file
+    exists: ``select`` is (that stage's input, the .npy of the rows it keeps) from ``decide_stage``;
+    ``after_key`` its key. Shards and taggers' jobs as ``plan_stage`` gives them for that file."""
+    if not selectable(stage):
+        raise ValueError(f"{stage.name}: a stage with a partitioned operator reads its input file; it cannot run selected")
+    if shard_rows < 1:
+        raise ValueError(f"shard_rows must be ≥ 1, got {shard_rows}")
+    from .embed import FIT_STORE
+
+    key = cache_key([], {"after": after_key, "selected": stage.name, "params": stage.key_params()})
+    sweep_temps(Path(out_dir))  # what a killed run left half-written
+    fault_point(stage.name, "before")
+    select = (str(select[0]), str(select[1]))
+    shards = tuple((a, min(n, a + shard_rows)) for a in range(0, max(n, 1), shard_rows)) if stage.local_prefix() else ()
+    tag_jobs = _tag_jobs(stage, in_path, Path(out_dir) / "_work" / key, shard_rows, Path(out_dir).parent / FIT_STORE,
+                         n=n, select=select)
+    return StagePlan(stage, str(in_path), str(out_dir), key, False, shards, tag_jobs=tag_jobs, select=select)
 
 
 def _stage_result(plan: StagePlan, progress: Progress = None) -> tuple[StageResult, int]:
@@ -1026,16 +1071,23 @@ def _light_frame(path: str) -> pd.DataFrame:
     return arrow_ids_frame(table)
 
 
-def _decided_result(plan: StagePlan, n_in: int, progress: Progress = None) -> StageResult:
-    """The stage's result from its jobs' decisions, taken on a light frame (no texts): the kept and
-    dropped rows are split off the input a part of ``PART_ROWS`` input rows at a time
-    (``_split_parts``) and written a part at a time, the same bytes as the in-memory result.
-    Example rows are read by position."""
+def _decision_path(plan: StagePlan) -> Path:
+    return Path(plan.job.work_dir).parent / "decision.pkl"
+
+
+def _decide(plan: StagePlan, progress: Progress = None) -> dict[str, Any]:
+    """A decided stage's decisions, taken on a light frame (no texts): which input rows it keeps
+    (``alive``), its drops (stage/op, reason, input rows, details) and their sources, the kept rows'
+    sources and the stats. Loaded when ``decide_stage`` saved them (the same key: same inputs)."""
     import pyarrow.parquet as pq
 
     from .duplicates import EXAMPLE_COLUMNS
 
+    saved = _decision_path(plan)
+    if saved.exists():
+        return pd.read_pickle(saved)
     stage, jobs, path = plan.stage, plan.jobs(), plan.in_path
+    n_in = pq.ParquetFile(path).metadata.num_rows
     light = _light_frame(path)
     names = pq.ParquetFile(path).schema_arrow.names
     shown = [c for c in names if c in EXAMPLE_COLUMNS]  # what the examples show, not every text column
@@ -1055,14 +1107,46 @@ def _decided_result(plan: StagePlan, n_in: int, progress: Progress = None) -> St
             drops.append((f"{stage.name}/{step.op}", d.reason, rows[drop], d.details[drop]))
             drop_sources.append(pd.DataFrame({"source": light["source"].to_numpy()[drop], "reason": d.reason}))
         light = light[~drop]
-    small_kept = light[["source"]].reset_index(drop=True)
     alive = np.zeros(n_in, dtype=bool)
     alive[light.index.to_numpy()] = True
-    del light
-    kept_parts, drop_parts = _split_parts(plan, n_in, alive, drops, progress)
-    src = read_rows(path, 0, 0)  # the input's columns: the drops' frame starts from an empty one
+    return {"alive": alive, "drops": drops, "drop_sources": drop_sources, "stats": stats,
+            "small_kept": light[["source"]].reset_index(drop=True)}
+
+
+def decides(plan: StagePlan) -> bool:
+    """Whether the stage's decisions can be taken before its outputs are written (``decide_stage``)."""
+    return not plan.done and plan.job is not None and not plan.job.missing() and _decided(plan)
+
+
+def decide_stage(plan: StagePlan, rows_path: str | Path, progress: Progress = None) -> int:
+    """A decided stage's decisions once its job's rounds are done, kept for its merge, and the input
+    rows it keeps written to ``rows_path`` (.npy, in order): the next stage reads its rows from the
+    input with them (``plan_selected``) while the merge writes them. Returns how many it keeps."""
+    if not decides(plan):
+        raise ValueError(f"{plan.stage.name}: not a decided stage with its tasks done")
+    saved = _decision_path(plan)
+    d = _decide(plan, progress)
+    if not saved.exists():
+        with atomic_path(saved) as tmp:
+            pd.to_pickle(d, tmp)
+    rows = np.flatnonzero(d["alive"])
+    Path(rows_path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(Path(rows_path)) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, rows)
+    return len(rows)
+
+
+def _decided_result(plan: StagePlan, n_in: int, progress: Progress = None) -> StageResult:
+    """The stage's result from its jobs' decisions (``_decide``): the kept and dropped rows are
+    split off the input a part of ``PART_ROWS`` input rows at a time (``_split_parts``) and written
+    a part at a time, the same bytes as the in-memory result. Example rows are read by position."""
+    d = _decide(plan, progress)
+    stage, drops, drop_sources, stats = plan.stage, d["drops"], d["drop_sources"], d["stats"]
+    kept_parts, drop_parts = _split_parts(plan, n_in, d.pop("alive"), drops, progress)
+    src = read_rows(plan.in_path, 0, 0)  # the input's columns: the drops' frame starts from an empty one
     empty = empty_drops(src, stage.name)
-    kept = RowParts(tuple(load for load, _ in kept_parts), small_kept, tuple(f for _, f in kept_parts))
+    kept = RowParts(tuple(load for load, _ in kept_parts), d["small_kept"], tuple(f for _, f in kept_parts))
     dropped = RowParts((lambda: empty,) + tuple(load for load, _ in drop_parts),
                        pd.concat([pd.DataFrame({"source": [], "reason": []}), *drop_sources], ignore_index=True),
                        (part_facts(empty, stage.name),) + tuple(f for _, f in drop_parts))

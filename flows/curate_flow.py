@@ -142,15 +142,15 @@ def mixture_prefit_task(in_path: str, specs: tuple[MixtureSpec, ...], store: str
     return pipeline.prefit_mixtures(in_path, specs, store)
 
 
-def run_stage(stage: Stage, in_path: str, out_dir: str, shard_rows: int,
-              beside: Callable[[], Any] | None = None) -> dict:
-    """One operator stage through the task runner: its row-local operators on shards in parallel,
-    or the rounds of its partitioned operator (each round's tasks in parallel), then the merge
-    (which runs the rest); a finished stage is skipped. ``beside()`` submits a task to run beside
-    the merge (which keeps one core busy), awaited with it."""
-    plan = pipeline.plan_stage(stage, in_path, out_dir, shard_rows)
-    if plan.done:
-        return merge_task(plan)  # returns the stored ledger
+@task(name="decide", task_run_name="{plan.stage.name} decide", **TASK_OPTS)
+@releasing
+def decide_task(plan: pipeline.StagePlan, rows_path: str) -> int:
+    return pipeline.decide_stage(plan, rows_path, progress=_progress)
+
+
+def _run_tasks(plan: pipeline.StagePlan) -> None:
+    """A planned stage's tasks through the task runner: its shards and its rounds (each round's
+    tasks side by side, a round after the one before), all done when this returns."""
     # The rounds read the stage's input, not the shards: they run beside them. The first round goes
     # in before the shards, so the later rounds (which wait on it only) queue up behind the shards
     # instead of starting after them, when a worker would sit idle until the last shard ends.
@@ -163,12 +163,42 @@ def run_stage(stage: Stage, in_path: str, out_dir: str, shard_rows: int,
             f.result()
     for f in shards:
         f.result()  # raises the first shard's error
-    merge = merge_task.submit(plan)
+
+
+def run_stage(stage: Stage, in_path: str, out_dir: str, shard_rows: int, beside: Callable[[], Any] | None = None,
+              then: tuple[Stage, str, Callable[[], Any] | None] | None = None) -> list[tuple[dict, float]]:
+    """One operator stage through the task runner: its row-local operators on shards in parallel,
+    or the rounds of its partitioned operator (each round's tasks in parallel), then the merge
+    (which runs the rest); a finished stage is skipped. ``beside()`` submits a task to run beside
+    the merge (which keeps one core busy), awaited with it.
+
+    ``then``: the next stage, its folder and its ``beside``. When this stage's decisions come before
+    its outputs (dedupe: ``pipeline.decides``), they are taken first and the next stage runs on them
+    (``pipeline.plan_selected``) beside this stage's merge; the next stage's merge follows. Returns
+    the ledger of each stage run, with when it was seen done (``time.perf_counter``)."""
+    plan = pipeline.plan_stage(stage, in_path, out_dir, shard_rows)
+    if plan.done:
+        return [(merge_task(plan), time.perf_counter())]  # the stored ledger
+    _run_tasks(plan)
+    if then is not None and pipeline.selectable(then[0]) and pipeline.decides(plan):
+        nxt, nxt_dir, nxt_beside = then
+        rows = str(Path(nxt_dir) / "_shards" / "selected-rows.npy")
+        n = decide_task.submit(plan, rows).result()
+        merge = merge_task.submit(plan)
+        nplan = pipeline.plan_selected(nxt, str(Path(out_dir) / "kept.parquet"), nxt_dir, (in_path, rows), n,
+                                       plan.key, shard_rows)
+        _run_tasks(nplan)
+        done = [(merge.result(), time.perf_counter())]  # the file is written: the next stage's key reads it
+        return done + _merged(chained_merge_task.submit(nplan), nxt_beside)
+    return _merged(merge_task.submit(plan), beside)
+
+
+def _merged(merge: Any, beside: Callable[[], Any] | None) -> list[tuple[dict, float]]:
     extra = beside() if beside is not None else None
     ledger = merge.result()
     if extra is not None:
         extra.result()
-    return ledger
+    return [(ledger, time.perf_counter())]
 
 
 @task(name="mixture-select", task_run_name="select mixtures {index}", **TASK_OPTS)
@@ -251,14 +281,23 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     ledgers, ends = parse_and_chain(files, str(run_dir / "01_parse"), skipped, recipe.stages, shard_rows)
     seconds = [b - a for a, b in zip([t0] + ends[:-1], ends)]
     prev = run_dir / ledgers[-1]["stage"] / "kept.parquet"
-    for stage in recipe.stages[len(ledgers) - 1:]:
-        t0 = time.perf_counter()
-        beside = None
+
+    def beside(stage: Stage, in_path: Path) -> Callable[[], Any] | None:
         if stage is recipe.stages[-1] and pipeline.keeps_rows(stage):  # its input holds the pool's rows
-            beside = functools.partial(mixture_prefit_task.submit, str(prev), recipe.mixtures, str(run_dir / FIT_STORE))
-        ledgers.append(run_stage(stage, str(prev), str(run_dir / stage.name), shard_rows, beside))
-        seconds.append(time.perf_counter() - t0)
-        prev = run_dir / stage.name / "kept.parquet"
+            return functools.partial(mixture_prefit_task.submit, str(in_path), recipe.mixtures, str(run_dir / FIT_STORE))
+        return None
+
+    todo = list(recipe.stages[len(ledgers) - 1:])
+    while todo:
+        stage, t0 = todo.pop(0), time.perf_counter()
+        out = run_dir / stage.name
+        then = (todo[0], str(run_dir / todo[0].name), beside(todo[0], out / "kept.parquet")) if todo else None
+        got = run_stage(stage, str(prev), str(out), shard_rows, beside(stage, prev), then)
+        for ledger, end in got:
+            ledgers.append(ledger)
+            seconds.append(end - t0)
+            t0, prev = end, run_dir / ledger["stage"] / "kept.parquet"
+        del todo[:len(got) - 1]  # the next stage too, when it ran on this one's decisions
     pipeline.check_chain(ledgers)  # fails loudly if any record went missing between stages
     # mixtures and the report go to the runner like every stage: on a cluster they run on a worker,
     # not in this process, which holds the flow and the cluster's client

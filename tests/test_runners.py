@@ -181,6 +181,54 @@ def test_chained_stages_write_what_plain_stages_write(parsed, tmp_path, mirror):
         pipeline.plan_chained(stages["04_dedupe"], prev, tmp_path / "x", sources, key)
 
 
+@pytest.mark.parametrize("diversity", ["small", "recipe"])
+def test_a_stage_on_the_decisions_writes_what_it_writes_on_the_file(parsed, tmp_path, diversity):
+    """The diversity stage planned on the dedupe stage's decisions (its shards and jobs read the
+    rows dedupe keeps from dedupe's input, before dedupe's merge writes them) writes every byte the
+    plain stage writes on dedupe's file, and is that stage (a plain rerun finds it done); "recipe":
+    the default stage, whose cluster and novelty jobs share their TF-IDF rows."""
+    import numpy as np
+
+    stages = _stages()
+    if diversity == "recipe":
+        stages["05_diversity"] = load_recipe().stage("05_diversity")
+    prev = parsed
+    for name in ("02_normalize", "03_filter"):
+        _sharded(stages[name], prev, tmp_path / "plain" / name, 700)
+        prev = tmp_path / "plain" / name / "kept.parquet"
+    dedupe, div = tmp_path / "run" / "04_dedupe", tmp_path / "run" / "05_diversity"
+    plan = pipeline.plan_stage(stages["04_dedupe"], prev, dedupe, 700)
+    assert not pipeline.decides(plan)  # its rounds are not done yet
+    for tasks in plan.rounds:
+        for step, index in tasks:
+            pipeline.run_task(plan, step, index)
+    assert pipeline.decides(plan)
+    rows = div / "_shards" / "selected-rows.npy"
+    n = pipeline.decide_stage(plan, rows)
+    dplan = pipeline.plan_selected(stages["05_diversity"], dedupe / "kept.parquet", div, (prev, rows), n, plan.key, 700)
+    assert dplan.shards and dplan.tag_jobs and not (dedupe / "kept.parquet").exists()
+    assert all(j.select == dplan.select for j in dplan.jobs().values())  # every job reads the selection
+    for a, b in reversed(dplan.shards):
+        pipeline.run_shard(dplan, a, b)
+    for tasks in dplan.rounds:
+        for step, index in reversed(tasks):
+            pipeline.run_task(dplan, step, index)
+    ledger = pipeline.finish_stage(plan)  # dedupe's merge, from the decisions it took before
+    assert ledger["kept"] == n < ledger["in"]
+    assert np.array_equal(np.load(rows), np.flatnonzero(~pipeline.read_parquet(prev)["id"].isin(
+        pipeline.read_parquet(dedupe / "dropped.parquet")["id"]).to_numpy()))
+    pipeline.finish_chained(dplan)
+    assert not (div / "_shards").exists() and not (div / "_work").exists()
+    _sharded(stages["04_dedupe"], prev, tmp_path / "plain" / "04_dedupe", 700)
+    assert _digest(dedupe) == _digest(tmp_path / "plain" / "04_dedupe")
+    _sharded(stages["05_diversity"], dedupe / "kept.parquet", tmp_path / "plain" / "05_diversity", 700)
+    assert _digest(div) == _digest(tmp_path / "plain" / "05_diversity")
+    assert pipeline.plan_stage(stages["05_diversity"], dedupe / "kept.parquet", div, 700).done
+    assert not pipeline.selectable(stages["04_dedupe"]) and pipeline.selectable(stages["05_diversity"])
+    with pytest.raises(ValueError, match="partitioned"):
+        pipeline.plan_selected(stages["04_dedupe"], prev, tmp_path / "x", (prev, rows), n, plan.key)
+
+
 def test_merge_stats():
     a = {"changed": 2, "examples": [1, 2, 3], "by_field": {"output": 2}, "params": {"seed": 3}, "config": "t2s"}
     b = {"changed": 5, "examples": [4], "by_field": {"input": 1}, "params": {"seed": 3}, "config": "t2s"}

@@ -273,17 +273,13 @@ class ClusterJob(RowJob):
         return instruction_texts(frame, self.op.input_chars)
 
     def fit_step(self) -> None:
-        from ..io import read_positions
-
-        sample = read_positions(self.in_path, self.op.fit_positions(self.n), ["instruction", "input"])
+        sample = self.read_positions(self.op.fit_positions(self.n), ["instruction", "input"])
         with self.op._blas():
             self.save("fit.pkl", self.op._fit(self._texts(sample)))
 
     def rows_step(self, p: int, start: int, stop: int) -> None:
-        from ..io import read_rows
-
         fit = self.load("fit.pkl")
-        texts = self._texts(read_rows(self.in_path, start, stop, columns=["instruction", "input"]))
+        texts = self._texts(self.read_rows(start, stop, columns=["instruction", "input"]))
         with self.op._blas():
             self._save_rows(p, [res for _, res in self.op._chunks(fit, texts, start)])
 

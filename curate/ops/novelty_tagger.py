@@ -104,22 +104,19 @@ class NoveltyJob(RowJob):
 
     def fit_step(self) -> None:
         from ..embed import fit_store
-        from ..io import read_positions
 
         emb = self.op.embedder()
-        sample = read_positions(self.in_path, emb.fit_positions(self.n), ["instruction", "input"])
+        sample = self.read_positions(emb.fit_positions(self.n), ["instruction", "input"])
         with fit_store(self.store):  # the fit the report reuses, as the in-memory path keeps it
             emb.fit(self._texts(sample), sampled=True)
         ref_idx = reference_positions(self.n, self.op.ref_size, self.op.seed)
-        ref = emb.transform(self._texts(read_positions(self.in_path, ref_idx, ["instruction", "input"])))
+        ref = emb.transform(self._texts(self.read_positions(ref_idx, ["instruction", "input"])))
         self.save("embedder.pkl", emb)
         self.save("ref.npy", ref)
 
     def rows_step(self, p: int, start: int, stop: int) -> None:
-        from ..io import read_rows
-
         emb = self.load("embedder.pkl")
-        texts = self._texts(read_rows(self.in_path, start, stop, columns=["instruction", "input"]))
+        texts = self._texts(self.read_rows(start, stop, columns=["instruction", "input"]))
         self._save_rows(p, start, stop, emb.transform(texts) if texts else None)
 
     def _save_rows(self, p: int, start: int, stop: int, x: np.ndarray | None) -> None:
