@@ -23,6 +23,7 @@ or ``after`` (marker written). Unset, it does nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -219,7 +220,10 @@ def plan_parse(files: list[dict], out_dir: str | Path, skipped: list[dict] | Non
     params: dict[str, Any] = {"files": [(f["source"], f["file"]) for f in files]}
     if skipped:
         params["skipped"] = skipped
-    key = cache_key([f["path"] for f in files], params)
+    # the files' checksums as the download step took them this run (a large corpus is read once
+    # for them, not twice), else read now
+    params["sha256"] = [f.get("sha256") or sha256_file(f["path"]) for f in files]
+    key = cache_key([], params)
     plan = ParsePlan(tuple(files), str(out_dir), key, is_done(out_dir, key), tuple(skipped or ()))
     if plan.done:
         return plan
@@ -520,6 +524,9 @@ class StagePlan:
     # planned on the stage before's decision (``plan_selected``): its input file and the rows it
     # keeps (``decide_stage``), which the shards and jobs read while its merge writes ``in_path``
     select: tuple[str, str] | None = None
+    # a decided stage (``_decided``): the decisions' light frame is read by a task of the first
+    # round, not by the decisions, which wait on the last round
+    light: bool = False
 
     def shard_dir(self, start: int, stop: int) -> Path:
         return Path(self.out_dir) / "_shards" / f"{start:012d}-{stop:012d}"
@@ -537,6 +544,8 @@ class StagePlan:
                 out = [pre[0] + first, *pre[1:], *rest]
             else:
                 out = [(("prefix", 0),) * (self.split > 0) + first, *rest]
+            if self.light:  # the decisions' light frame, read beside the first round
+                out[0] = out[0] + (("light", 0),)
         # the taggers' jobs side by side with each other: round r of every job together, the costliest
         # tasks first (``RowJob.task_cost``), so that short ones, not a long one, end a round while the
         # other workers wait for it
@@ -568,8 +577,6 @@ def _stage_job(stage: Stage, in_path: str | Path, work_dir: Path) -> tuple[Any, 
     them, its step index, and the jobs before it. Either the steps before the last job have no jobs
     (the prefix task runs them) or every one has a job, each handing the next the rows it keeps
     (``mask_to``); (None, -1, ()) when no step has a job or a step before it changes rows."""
-    import dataclasses
-
     import pyarrow.parquet as pq
 
     jobs: list[tuple[int, Any]] = []
@@ -603,8 +610,6 @@ def _tag_jobs(stage: Stage, in_path: str | Path, work_dir: Path, rows: int,
     the same TF-IDF rows share one task per partition (``curate.jobs.share_tfidf``). ``n`` and
     ``select``: the input's rows and where the jobs read them before ``in_path`` exists
     (``plan_selected``)."""
-    import dataclasses
-
     import pyarrow.parquet as pq
 
     from .jobs import share_tfidf
@@ -656,7 +661,8 @@ def plan_stage(stage: Stage, in_path: str | Path, out_dir: str | Path,
 
         tag_jobs = _tag_jobs(stage, in_path, Path(out_dir) / "_work" / key, shard_rows,
                              Path(out_dir).parent / FIT_STORE)
-    return StagePlan(stage, str(in_path), str(out_dir), key, False, shards, job, split, tag_jobs, pre_jobs)
+    plan = StagePlan(stage, str(in_path), str(out_dir), key, False, shards, job, split, tag_jobs, pre_jobs)
+    return dataclasses.replace(plan, light=True) if job is not None and _decided(plan) else plan
 
 
 def read_rows(path: str | Path, start: int, stop: int) -> pd.DataFrame:
@@ -706,6 +712,8 @@ def run_task(plan: StagePlan, step: str, index: int, progress: Progress = None) 
         progress(f"{plan.stage.name}: {step} {index}")
     if step == "prefix":
         return _run_prefix(plan)
+    if step == "light":
+        return _save_light(plan)
     if ":" in step:  # a tagger's job, or a job before the last: "<step index>:<job step>"
         k, sub = step.split(":", 1)
         return dict(plan.tag_jobs + plan.pre_jobs)[int(k)].run(sub, index)
@@ -838,11 +846,12 @@ def finish_chained(plan: StagePlan, progress: Progress = None) -> dict[str, Any]
     """The merge of a chained stage, once its shards are done and the stage before has written
     ``plan.in_path``: the stage's real key (``plan_stage``'s), then ``finish_stage``. The stage
     before's shards are removed first: every shard here has read them."""
-    import dataclasses
     import shutil
 
     if plan.after:
         shutil.rmtree(plan.after, ignore_errors=True)
+    if plan.select:  # the boundary between the stage before (done now) and this one (whose work so
+        fault_point(plan.stage.name, "before")  # far a rerun does not find: it plans the stage plain)
     key = stage_key(plan.stage, plan.in_path)
     return finish_stage(dataclasses.replace(plan, key=key, done=is_done(Path(plan.out_dir), key)), progress)
 
@@ -875,7 +884,6 @@ def plan_selected(stage: Stage, in_path: str | Path, out_dir: str | Path, select
 
     key = cache_key([], {"after": after_key, "selected": stage.name, "params": stage.key_params()})
     sweep_temps(Path(out_dir))  # what a killed run left half-written
-    fault_point(stage.name, "before")
     select = (str(select[0]), str(select[1]))
     shards = tuple((a, min(n, a + shard_rows)) for a in range(0, max(n, 1), shard_rows)) if stage.local_prefix() else ()
     tag_jobs = _tag_jobs(stage, in_path, Path(out_dir) / "_work" / key, shard_rows, Path(out_dir).parent / FIT_STORE,
@@ -1075,6 +1083,21 @@ def _decision_path(plan: StagePlan) -> Path:
     return Path(plan.job.work_dir).parent / "decision.pkl"
 
 
+def _light_path(plan: StagePlan) -> Path:
+    return Path(plan.job.work_dir).parent / "light.pkl"
+
+
+def _save_light(plan: StagePlan) -> str:
+    """The ``light`` task: the decisions' light frame (``_light_frame``), kept for them."""
+    path = _light_path(plan)
+    if not path.exists():
+        frame = _light_frame(plan.in_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            frame.to_pickle(tmp)
+    return str(path)
+
+
 def _decide(plan: StagePlan, progress: Progress = None) -> dict[str, Any]:
     """A decided stage's decisions, taken on a light frame (no texts): which input rows it keeps
     (``alive``), its drops (stage/op, reason, input rows, details) and their sources, the kept rows'
@@ -1088,7 +1111,7 @@ def _decide(plan: StagePlan, progress: Progress = None) -> dict[str, Any]:
         return pd.read_pickle(saved)
     stage, jobs, path = plan.stage, plan.jobs(), plan.in_path
     n_in = pq.ParquetFile(path).metadata.num_rows
-    light = _light_frame(path)
+    light = pd.read_pickle(_light_path(plan)) if _light_path(plan).exists() else _light_frame(path)
     names = pq.ParquetFile(path).schema_arrow.names
     shown = [c for c in names if c in EXAMPLE_COLUMNS]  # what the examples show, not every text column
     stats: dict[str, Any] = {"steps": []}

@@ -133,10 +133,15 @@ def test_exact_dedupe_by_key_hash_partitions_then_the_near_search(in_path, in_me
     assert plan.split == 1 and [k for k, _ in plan.pre_jobs] == [0]
     assert pipeline._decided(plan) and pipeline.read_parquet(in_path).shape[0] > 3 * 777
     assert [sorted({s for s, _ in r}) for r in plan.rounds] == \
-        [["0:keys", "signatures"], ["0:groups"], ["0:mask"], ["buckets"], ["verify"]]
+        [["0:keys", "light", "signatures"], ["0:groups"], ["0:mask"], ["buckets"], ["verify"]]
     for r in plan.rounds:
         for step, index in reversed(r):
             pipeline.run_task(plan, step, index)
+    # the light frame the decisions read, kept by the first round's "light" task, is the file's
+    light = pd.read_pickle(pipeline.run_task(plan, "light", 0))
+    want = pipeline._light_frame(str(in_path))
+    pd.testing.assert_frame_equal(light, want)
+    assert list(light.dtypes) == list(want.dtypes) and light.index.equals(want.index)
     pipeline.finish_stage(plan)
     _same_as_in_memory(out, in_memory)
     # the exact step's own stats (no partition parameters in them) are the in-memory bytes
