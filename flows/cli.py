@@ -77,12 +77,14 @@ def _input_recipe(inputs: list[str], recipe: str | None, data_dir: Path) -> str:
 
 
 def cmd_run(a: argparse.Namespace) -> None:
+    from .runners import launch_local_api, make_task_runner
+
+    api = launch_local_api(a.runner)  # the run's API server boots while the flow's modules import
+
     from curate.paths import check_run_id
     from curate.recipe import load_recipe
 
     from .curate_flow import curate_flow
-
-    from .runners import make_task_runner, share_local_api
 
     if a.run_id:
         check_run_id(a.run_id)  # before any work: a run id is a folder name, never a path
@@ -98,7 +100,8 @@ def cmd_run(a: argparse.Namespace) -> None:
         with Client(f"tcp://{a.runner[len('dask://'):]}", timeout=30) as client:
             print(f"dask: {len(client.scheduler_info()['workers'])} workers at {a.runner}; dashboard "
                   f"{client.dashboard_link}", flush=True)
-    share_local_api(a.runner)
+    if api is not None:
+        api.wait()
     flow = curate_flow.with_options(task_runner=make_task_runner(a.runner, a.workers))
     run_dir = flow(recipe_path=a.recipe, mirror=mirror, data_dir=a.data_dir, run_id=a.run_id,
                    shard_rows=a.shard_rows)

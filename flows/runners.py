@@ -21,6 +21,7 @@ whatever the runner (tests/test_runners.py).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 RUNNERS = ("thread", "process", "dask", "dask://HOST:PORT")
@@ -61,17 +62,95 @@ def share_local_api(spec: str | None) -> str | None:
     and seconds of CPU each), and the task runs it records vanish with it. Nothing for the thread
     runner, for ``dask://`` (workers started elsewhere) or when ``PREFECT_API_URL`` names a server.
     Returns the URL it shared, or None."""
+    api = launch_local_api(spec)
+    return api.wait() if api is not None else None
+
+
+class LocalApi:
+    """The run's ephemeral API server as a process of its own, launched with the command and
+    settings Prefect's ephemeral server (``SubprocessASGIServer``) uses, but without importing the
+    server's modules here (seconds) and without waiting: its URL is in the environment at once (for
+    the workers spawned later), the caller goes on with its imports while it boots, and ``wait()``
+    returns the URL once it answers. Stopped when this process exits."""
+
+    def __init__(self) -> None:
+        self.proc: Any = None
+        self.url = ""
+        self._launch()
+        import atexit
+
+        atexit.register(self.stop)
+
+    def _launch(self) -> None:
+        import importlib.util
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as sock:  # a free port (one that is taken meanwhile: see wait)
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/api"
+        os.environ["PREFECT_API_URL"] = self.url
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+        env.pop("PREFECT_API_URL")  # the server's own settings, as Prefect starts it
+        package = Path(importlib.util.find_spec("prefect").origin).parent  # not imported: seconds saved here
+        self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(package.parent),
+                                      "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+                                      "--port", str(port), "--log-level", "error", "--lifespan", "on"], env=env)
+
+    def wait(self, timeout: float | None = None) -> str:
+        """The server's URL once its health check answers (relaunched on another port if the one
+        chosen was taken: uvicorn exits with 3)."""
+        import time
+
+        import httpx
+        from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+        end = time.monotonic() + (timeout or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+        with httpx.Client() as client:
+            while time.monotonic() < end:
+                code = self.proc.poll()
+                if code == 3:
+                    self._launch()
+                elif code is not None:
+                    raise RuntimeError(f"the ephemeral Prefect API server exited with code {code}")
+                try:
+                    if client.get(f"{self.url}/health").status_code == 200:
+                        return self.url
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the ephemeral Prefect API server did not answer at {self.url} in time")
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def launch_local_api(spec: str | None) -> LocalApi | None:
+    """``share_local_api``'s server, launched but not awaited (``LocalApi.wait``); None where no
+    API is shared. Called first thing, before the flow's imports, which then overlap its start-up."""
     spec = (spec or "thread").strip()
     if spec not in ("process", "dask") or os.environ.get("PREFECT_API_URL"):
         return None
+    api = LocalApi()  # launched before Prefect's settings are read (importing Prefect takes a second)
+    os.environ.pop("PREFECT_API_URL")
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():  # a profile's server, or none
+        api.stop()
         return None
-    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.context import refresh_global_settings_context
 
-    server = SubprocessASGIServer()  # the instance the flow's own client would start: one server
-    server.start()
-    os.environ["PREFECT_API_URL"] = server.api_url
-    return server.api_url
-
+    os.environ["PREFECT_API_URL"] = api.url
+    refresh_global_settings_context()  # Prefect read its settings when imported: this process uses it too
+    return api

@@ -288,6 +288,8 @@ def two_tasks():
 if __name__ == "__main__":  # worker processes are spawned: they import this file
     kind = sys.argv[2]
     url = share_local_api(kind)
+    from prefect.settings import PREFECT_API_URL
+    assert PREFECT_API_URL.value() == url  # this process's Prefect (imported before) uses it too
     got = two_tasks.with_options(task_runner=make_task_runner(kind, 2))()
     servers = [c for c in children() if "uvicorn" in c]
     print(repr((url, got, len(servers))))
