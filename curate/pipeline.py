@@ -544,8 +544,8 @@ class StagePlan:
                 out = [pre[0] + first, *pre[1:], *rest]
             else:
                 out = [(("prefix", 0),) * (self.split > 0) + first, *rest]
-            if self.light:  # the decisions' light frame, read beside the first round
-                out[0] = out[0] + (("light", 0),)
+            if self.light:  # the decisions' light frame, read beside the first round (first: last, it
+                out[0] = (("light", 0),) + out[0]  # would end the round alone while a worker waited)
         # the taggers' jobs side by side with each other: round r of every job together, the costliest
         # tasks first (``RowJob.task_cost``), so that short ones, not a long one, end a round while the
         # other workers wait for it

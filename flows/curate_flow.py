@@ -50,6 +50,16 @@ def download_task(source: str, raw_dir: str, mirror: str | None) -> dict:
     return {"files": files, "skipped": skipped}
 
 
+@task(name="warm-up", **TASK_OPTS)
+@releasing
+def warm_up_task() -> int:
+    """Nothing but its start: submitted first, it has the task runner start its worker processes
+    (which import the curation library, seconds) while the flow downloads and plans the parse."""
+    import curate.parse  # noqa: F401  (what the first tasks run)
+
+    return os.getpid()
+
+
 @task(name="user-source", task_run_name="read {source.name}", **TASK_OPTS)
 def user_source_task(source: UserSource, raw_dir: str) -> dict:
     """``{"files": [...], "skipped": []}`` of a source the recipe brings (local files or an HF dataset)."""
@@ -262,6 +272,7 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     The task runner (flows/runners.py) is chosen with ``curate_flow.with_options(task_runner=...)``;
     ``shard_rows`` sizes the shards of the stages that run sharded (outputs do not depend on it)."""
     pin_blas()  # from the main thread, before any task: the tasks' float sums on a fixed thread count
+    warm = [warm_up_task.submit() for _ in range(os.cpu_count() or 1)]
     recipe = load_recipe(recipe_path)  # parsed once; its stage and mixture objects go to the tasks
     data = Path(data_dir or settings.PROJECT_ROOT / "data")
     files: list[dict] = []
@@ -279,6 +290,8 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     t0 = time.perf_counter()
     # the row-local stages right after the parse stage run chained on it (their time counted with it)
     ledgers, ends = parse_and_chain(files, str(run_dir / "01_parse"), skipped, recipe.stages, shard_rows)
+    for f in warm:
+        f.result()
     seconds = [b - a for a, b in zip([t0] + ends[:-1], ends)]
     prev = run_dir / ledgers[-1]["stage"] / "kept.parquet"
 
