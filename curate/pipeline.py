@@ -1079,10 +1079,6 @@ def _light_frame(path: str) -> pd.DataFrame:
     return arrow_ids_frame(table)
 
 
-def _decision_path(plan: StagePlan) -> Path:
-    return Path(plan.job.work_dir).parent / "decision.pkl"
-
-
 def _light_path(plan: StagePlan) -> Path:
     return Path(plan.job.work_dir).parent / "light.pkl"
 
@@ -1098,20 +1094,21 @@ def _save_light(plan: StagePlan) -> str:
     return str(path)
 
 
+def _light(plan: StagePlan) -> pd.DataFrame:
+    return pd.read_pickle(_light_path(plan)) if _light_path(plan).exists() else _light_frame(plan.in_path)
+
+
 def _decide(plan: StagePlan, progress: Progress = None) -> dict[str, Any]:
     """A decided stage's decisions, taken on a light frame (no texts): which input rows it keeps
     (``alive``), its drops (stage/op, reason, input rows, details) and their sources, the kept rows'
-    sources and the stats. Loaded when ``decide_stage`` saved them (the same key: same inputs)."""
+    sources and the stats."""
     import pyarrow.parquet as pq
 
     from .duplicates import EXAMPLE_COLUMNS
 
-    saved = _decision_path(plan)
-    if saved.exists():
-        return pd.read_pickle(saved)
     stage, jobs, path = plan.stage, plan.jobs(), plan.in_path
     n_in = pq.ParquetFile(path).metadata.num_rows
-    light = pd.read_pickle(_light_path(plan)) if _light_path(plan).exists() else _light_frame(path)
+    light = _light(plan)
     names = pq.ParquetFile(path).schema_arrow.names
     shown = [c for c in names if c in EXAMPLE_COLUMNS]  # what the examples show, not every text column
     stats: dict[str, Any] = {"steps": []}
@@ -1137,22 +1134,31 @@ def _decide(plan: StagePlan, progress: Progress = None) -> dict[str, Any]:
 
 
 def decides(plan: StagePlan) -> bool:
-    """Whether the stage's decisions can be taken before its outputs are written (``decide_stage``)."""
-    return not plan.done and plan.job is not None and not plan.job.missing() and _decided(plan)
+    """Whether the rows the stage keeps are known before its merge (``decide_stage``): its job's
+    tasks are done and each operator gives its survivors from them (``survivors_job``)."""
+    return (not plan.done and plan.job is not None and not plan.job.missing() and _decided(plan)
+            and all(hasattr(s.build(), "survivors_job") for s in plan.stage.steps))
 
 
 def decide_stage(plan: StagePlan, rows_path: str | Path, progress: Progress = None) -> int:
-    """A decided stage's decisions once its job's rounds are done, kept for its merge, and the input
-    rows it keeps written to ``rows_path`` (.npy, in order): the next stage reads its rows from the
-    input with them (``plan_selected``) while the merge writes them. Returns how many it keeps."""
+    """The input rows a decided stage keeps, once its job's rounds are done, written to ``rows_path``
+    (.npy, in order): the next stage reads its rows from the input with them (``plan_selected``)
+    while the merge writes them. Only the survivors (``op.survivors_job``), not the figures and
+    example rows the merge's decisions (``_decide``) also give: the same rows, sooner. Returns
+    how many it keeps."""
+    import pyarrow.parquet as pq
+
     if not decides(plan):
         raise ValueError(f"{plan.stage.name}: not a decided stage with its tasks done")
-    saved = _decision_path(plan)
-    d = _decide(plan, progress)
-    if not saved.exists():
-        with atomic_path(saved) as tmp:
-            pd.to_pickle(d, tmp)
-    rows = np.flatnonzero(d["alive"])
+    jobs, light = plan.jobs(), _light(plan)
+    for k, step in enumerate(plan.stage.steps):
+        if progress:
+            progress(f"{plan.stage.name}: {step.op}'s survivors among {len(light):,} rows")
+        surv = step.build().survivors_job(light, jobs[k])
+        light = light[surv == np.arange(len(light))]
+    alive = np.zeros(pq.ParquetFile(plan.in_path).metadata.num_rows, dtype=bool)
+    alive[light.index.to_numpy()] = True
+    rows = np.flatnonzero(alive)
     Path(rows_path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(Path(rows_path)) as tmp:
         with open(tmp, "wb") as f:

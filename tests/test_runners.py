@@ -205,6 +205,7 @@ def test_a_stage_on_the_decisions_writes_what_it_writes_on_the_file(parsed, tmp_
     assert pipeline.decides(plan)
     rows = div / "_shards" / "selected-rows.npy"
     n = pipeline.decide_stage(plan, rows)
+    assert np.array_equal(np.load(rows), np.flatnonzero(pipeline._decide(plan)["alive"]))  # the merge's rows
     dplan = pipeline.plan_selected(stages["05_diversity"], dedupe / "kept.parquet", div, (prev, rows), n, plan.key, 700)
     assert dplan.shards and dplan.tag_jobs and not (dedupe / "kept.parquet").exists()
     assert all(j.select == dplan.select for j in dplan.jobs().values())  # every job reads the selection

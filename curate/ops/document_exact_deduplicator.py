@@ -85,6 +85,12 @@ class DocumentExactDeduplicator(Deduplicator):
         labels, surv = job.groups()
         return self._decision(light, labels, surv, fetch)
 
+    def survivors_job(self, light: pd.DataFrame, job: "ExactJob") -> np.ndarray:
+        """``decide_job``'s survivors alone (no figures, no examples): which rows it keeps."""
+        if len(light) != job.n:
+            raise RuntimeError(f"{self.name}: the job covered {job.n} rows, the frame holds {len(light)}")
+        return job.groups()[1]
+
 
 # a routed row: its key, input row, and its rank under the survivor rule (curate.duplicates)
 _ROUTE_COLS = ["key", "row", "prio", "outlen", "id"]

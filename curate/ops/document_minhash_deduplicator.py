@@ -182,6 +182,19 @@ class DocumentMinhashDeduplicator(Deduplicator):
             stats = self._empty(df).stats
             return Decision(np.empty(0, np.int64), np.empty(0, dtype=object), "near_duplicate", stats)
         rows = df.index.to_numpy(dtype=np.int64)
+        labels, surv, pairs, rejected = self._job_clusters(df, job)
+        d = np.flatnonzero(surv != np.arange(len(df)))
+        est = SignatureFiles(job).agreement(rows[d], rows[surv[d]])
+        return self._decision(df, labels, surv, est, pairs, rejected, job_no_shingles(job, rows), fetch)
+
+    def survivors_job(self, df: pd.DataFrame, job: PartitionJob) -> np.ndarray:
+        """``decide_job``'s survivors alone (no figures, no examples): which rows it keeps."""
+        return self._job_clusters(df, job)[1] if len(df) else np.empty(0, np.int64)
+
+    def _job_clusters(self, df: pd.DataFrame, job: PartitionJob) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """Cluster labels and survivors (positions in ``df``) from the job's verified pairs, with the
+        pair count and how many pairs the verification rejected."""
+        rows = df.index.to_numpy(dtype=np.int64)
         i, j, est_ij, rejected = job_verified_pairs(job)
         pi, pj = np.searchsorted(rows, i), np.searchsorted(rows, j)  # input rows → positions in df
         if len(i) and not (np.array_equal(rows[np.minimum(pi, len(rows) - 1)], i)
@@ -189,9 +202,7 @@ class DocumentMinhashDeduplicator(Deduplicator):
             raise RuntimeError(f"{self.name}: the job's pairs name rows the frame does not hold "
                                f"({job.work_dir}: stale work files?)")
         labels, surv = self._clusters(df, pi, pj, est_ij)
-        d = np.flatnonzero(surv != np.arange(len(df)))
-        est = SignatureFiles(job).agreement(rows[d], rows[surv[d]])
-        return self._decision(df, labels, surv, est, len(i), rejected, job_no_shingles(job, rows), fetch)
+        return labels, surv, len(i), rejected
 
     def _clusters(self, df: pd.DataFrame, i: np.ndarray, j: np.ndarray,
                   est_ij: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
