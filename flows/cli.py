@@ -100,6 +100,10 @@ def cmd_run(a: argparse.Namespace) -> None:
         with Client(f"tcp://{a.runner[len('dask://'):]}", timeout=30) as client:
             print(f"dask: {len(client.scheduler_info()['workers'])} workers at {a.runner}; dashboard "
                   f"{client.dashboard_link}", flush=True)
+    if a.runner.strip() == "process":  # the report is built in this process: its imports while it waits
+        from .runners import preload_report
+
+        preload_report()
     if api is not None:
         api.wait()
     flow = curate_flow.with_options(task_runner=make_task_runner(a.runner, a.workers))

@@ -330,9 +330,22 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     })
     if analysis is not None:
         analysis.result()
-    report = report_task.submit(str(run_dir), (socket.gethostname(), os.getpid())).result()
+    here = (socket.gethostname(), os.getpid())
+    if _local_processes():  # in this process, which holds no stage's leftovers (workers do)
+        report = report_task(str(run_dir), here)
+    else:
+        report = report_task.submit(str(run_dir), here).result()
     _progress(summary(ledgers, seconds, mixtures, report))
     return str(run_dir)
+
+
+def _local_processes() -> bool:
+    """Whether this flow's tasks run on a local process pool (``--runner process``)."""
+    from prefect.context import FlowRunContext
+    from prefect.task_runners import ProcessPoolTaskRunner
+
+    ctx = FlowRunContext.get()
+    return ctx is not None and isinstance(getattr(ctx, "task_runner", None), ProcessPoolTaskRunner)
 
 
 def summary(ledgers: list[dict], seconds: list[float], mixtures: list[dict], report: str) -> str:

@@ -154,3 +154,28 @@ def launch_local_api(spec: str | None) -> LocalApi | None:
     os.environ["PREFECT_API_URL"] = api.url
     refresh_global_settings_context()  # Prefect read its settings when imported: this process uses it too
     return api
+
+
+# What the run's report imports besides the flow's own modules (seconds: torch and scikit-learn
+# above all): ``preload_report`` imports them while the flow process waits on its API server.
+REPORT_MODULES = ("curate.report.run_report", "curate.diversity", "curate.embed", "curate.ops.novelty_tagger",
+                  "curate.ops.cluster_tagger", "sklearn.decomposition", "sklearn.feature_extraction.text",
+                  "sklearn.cluster", "torch", "jieba.posseg")
+
+
+def preload_report() -> Any:
+    """Import ``REPORT_MODULES`` on a daemon thread (returned): with ``--runner process`` the report is
+    built in the flow process (``curate_flow``), whose imports are then done long before it."""
+    import importlib
+    import threading
+
+    def run() -> None:
+        for name in REPORT_MODULES:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001  (the report imports it again and says what is wrong)
+                return
+
+    t = threading.Thread(target=run, name="tiger-preload", daemon=True)
+    t.start()
+    return t

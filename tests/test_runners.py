@@ -363,8 +363,9 @@ def dask_cluster(tmp_path):
 
 @pytest.mark.slow
 def test_flow_on_dask_clusters_matches_the_default_runner(tmp_path, link_slice, dask_cluster):
-    """The thread pool, a LocalCluster and a separately started scheduler + workers: same bytes (the
-    near-duplicate search partitioned, so its rounds run as tasks on each runner)."""
+    """The thread pool, a process pool (whose flow builds the report in its own process), a
+    LocalCluster and a separately started scheduler + workers: same bytes (the near-duplicate search
+    partitioned, so its rounds run as tasks on each runner)."""
     from flows.curate_flow import curate_flow
     from flows.runners import make_task_runner
 
@@ -377,13 +378,15 @@ def test_flow_on_dask_clusters_matches_the_default_runner(tmp_path, link_slice, 
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True), encoding="utf-8")
     runs = {}
     for name, runner in (("thread", make_task_runner("thread")),
+                         ("process", make_task_runner("process", workers=2)),
                          ("dask", make_task_runner("dask", workers=2, processes=False)),
                          ("cluster", make_task_runner(f"dask://{dask_cluster}"))):
         flow = curate_flow.with_options(task_runner=runner)
         runs[name] = Path(flow(recipe_path=str(tmp_path / "recipe.yaml"), mirror=str(m),
                                data_dir=str(tmp_path / name), shard_rows=900))
-    assert runs["thread"].name == runs["dask"].name == runs["cluster"].name
-    assert _digest(runs["thread"]) == _digest(runs["dask"]) == _digest(runs["cluster"])
+    assert runs["thread"].name == runs["process"].name == runs["dask"].name == runs["cluster"].name
+    assert _digest(runs["thread"]) == _digest(runs["process"]) == _digest(runs["dask"]) == _digest(runs["cluster"])
+    assert (runs["process"] / "report" / "report.html").read_bytes() == (runs["thread"] / "report" / "report.html").read_bytes()
     ledger = read_json(runs["dask"] / "manifest.json")["ledger"]
     pipeline.check_chain(ledger)
     assert ledger[0]["kept"] > 3000 and ledger[2]["reasons"].get("not_chinese", 0) > 50
