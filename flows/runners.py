@@ -12,8 +12,11 @@
                       workers need the project installed and the run folder on a shared file
                       system, since tasks pass paths.
 
-``tiger run`` with ``process`` or ``dask`` first starts the run's ephemeral Prefect API and hands
-its URL to the local workers (``share_local_api``), so the whole run reports to one API.
+``tiger run`` with ``process`` or ``dask`` first launches the run's ephemeral Prefect API (before
+its own imports, which overlap the server's start) and hands its URL to the local workers
+(``launch_local_api``, ``share_local_api``), so the whole run reports to one API. With
+``process`` the report is built in the flow's own process (``curate_flow``), its modules imported
+while the server starts (``preload_report``).
 
 The choice changes where tasks run, never what they write: the stages' outputs are byte-identical
 whatever the runner (tests/test_runners.py).
