@@ -629,6 +629,11 @@ def _tag_jobs(stage: Stage, in_path: str | Path, work_dir: Path, rows: int,
     return tuple(share_tfidf(out))
 
 
+def _shard_ranges(n: int, shard_rows: int) -> tuple[tuple[int, int], ...]:
+    """The row ranges of a stage's shards (one, empty, for no rows)."""
+    return tuple((a, min(n, a + shard_rows)) for a in range(0, max(n, 1), shard_rows))
+
+
 def stage_key(stage: Stage, in_path: str | Path) -> str:
     """An operator stage's cache key: its input file, its parameters and the code."""
     return cache_key([in_path], stage.key_params())
@@ -652,7 +657,7 @@ def plan_stage(stage: Stage, in_path: str | Path, out_dir: str | Path,
     shards: tuple[tuple[int, int], ...] = ()
     if shard_rows is not None and stage.local_prefix():
         n = pq.ParquetFile(in_path).metadata.num_rows
-        shards = tuple((a, min(n, a + shard_rows)) for a in range(0, max(n, 1), shard_rows))
+        shards = _shard_ranges(n, shard_rows)
     job, split, pre_jobs, tag_jobs = None, -1, (), ()
     if shard_rows is not None and not shards:
         job, split, pre_jobs = _stage_job(stage, in_path, Path(out_dir) / "_work" / key)
@@ -832,7 +837,7 @@ def plan_chained(stage: Stage, in_path: str | Path, out_dir: str | Path, sources
     key = cache_key([], {"after": after_key, "stage": stage.name, "params": stage.key_params()})
     sweep_temps(Path(out_dir))  # what a killed run left half-written
     fault_point(stage.name, "before")
-    shards = tuple((a, min(n, a + shard_rows)) for a in range(0, max(n, 1), shard_rows))
+    shards = _shard_ranges(n, shard_rows)
     return StagePlan(stage, str(in_path), str(out_dir), key, False, shards, sources=tuple(str(d) for d in sources),
                      keep_shards=keep_shards, after=str(after) if after else None)
 
@@ -885,7 +890,7 @@ def plan_selected(stage: Stage, in_path: str | Path, out_dir: str | Path, select
     key = cache_key([], {"after": after_key, "selected": stage.name, "params": stage.key_params()})
     sweep_temps(Path(out_dir))  # what a killed run left half-written
     select = (str(select[0]), str(select[1]))
-    shards = tuple((a, min(n, a + shard_rows)) for a in range(0, max(n, 1), shard_rows)) if stage.local_prefix() else ()
+    shards = _shard_ranges(n, shard_rows) if stage.local_prefix() else ()
     tag_jobs = _tag_jobs(stage, in_path, Path(out_dir) / "_work" / key, shard_rows, Path(out_dir).parent / FIT_STORE,
                          n=n, select=select)
     return StagePlan(stage, str(in_path), str(out_dir), key, False, shards, tag_jobs=tag_jobs, select=select)
@@ -1146,8 +1151,6 @@ def decide_stage(plan: StagePlan, rows_path: str | Path, progress: Progress = No
     while the merge writes them. Only the survivors (``op.survivors_job``), not the figures and
     example rows the merge's decisions (``_decide``) also give: the same rows, sooner. Returns
     how many it keeps."""
-    import pyarrow.parquet as pq
-
     if not decides(plan):
         raise ValueError(f"{plan.stage.name}: not a decided stage with its tasks done")
     jobs, light = plan.jobs(), _light(plan)
@@ -1156,9 +1159,7 @@ def decide_stage(plan: StagePlan, rows_path: str | Path, progress: Progress = No
             progress(f"{plan.stage.name}: {step.op}'s survivors among {len(light):,} rows")
         surv = step.build().survivors_job(light, jobs[k])
         light = light[surv == np.arange(len(light))]
-    alive = np.zeros(pq.ParquetFile(plan.in_path).metadata.num_rows, dtype=bool)
-    alive[light.index.to_numpy()] = True
-    rows = np.flatnonzero(alive)
+    rows = light.index.to_numpy(dtype=np.int64)  # input rows, in order
     Path(rows_path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(Path(rows_path)) as tmp:
         with open(tmp, "wb") as f:

@@ -80,16 +80,17 @@ class DocumentExactDeduplicator(Deduplicator):
     def decide_job(self, light: pd.DataFrame, job: "ExactJob", fetch) -> Decision:
         """``finish_job``'s decision from a light frame (``id``, ``source``, ``file``, ``row`` and the
         output's length, ``duplicates.OUTLEN``; no texts): ``fetch(positions)`` gives example rows."""
-        if len(light) != job.n:
-            raise RuntimeError(f"{self.name}: the job covered {job.n} rows, the frame holds {len(light)}")
-        labels, surv = job.groups()
+        labels, surv = self._job_groups(light, job)
         return self._decision(light, labels, surv, fetch)
 
     def survivors_job(self, light: pd.DataFrame, job: "ExactJob") -> np.ndarray:
         """``decide_job``'s survivors alone (no figures, no examples): which rows it keeps."""
+        return self._job_groups(light, job)[1]
+
+    def _job_groups(self, light: pd.DataFrame, job: "ExactJob") -> tuple[np.ndarray, np.ndarray]:
         if len(light) != job.n:
             raise RuntimeError(f"{self.name}: the job covered {job.n} rows, the frame holds {len(light)}")
-        return job.groups()[1]
+        return job.groups()
 
 
 # a routed row: its key, input row, and its rank under the survivor rule (curate.duplicates)
