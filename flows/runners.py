@@ -72,16 +72,18 @@ def share_local_api(spec: str | None) -> str | None:
 class LocalApi:
     """The run's ephemeral API server as a process of its own, launched with the command and
     settings Prefect's ephemeral server (``SubprocessASGIServer``) uses, but without importing the
-    server's modules here (seconds) and without waiting: its URL is in the environment at once (for
-    the workers spawned later), the caller goes on with its imports while it boots, and ``wait()``
-    returns the URL once it answers. Stopped when this process exits."""
+    server's modules here (seconds) and without waiting: the caller goes on with its imports while
+    it boots, ``share()`` puts its URL in the environment (for the workers spawned later) and in this
+    process's Prefect settings, and ``wait()`` returns the URL once it answers. Stopped when this
+    process exits."""
 
     def __init__(self) -> None:
-        self.proc: Any = None
-        self.url = ""
-        self._launch()
         import atexit
 
+        self.proc: Any = None
+        self.url = ""
+        self.shared = False
+        self._launch()
         atexit.register(self.stop)
 
     def _launch(self) -> None:
@@ -94,17 +96,28 @@ class LocalApi:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}/api"
-        os.environ["PREFECT_API_URL"] = self.url
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
-        env.pop("PREFECT_API_URL")  # the server's own settings, as Prefect starts it
+        # the server's own settings, as Prefect starts it (no API URL: it is the API)
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        env.update({"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"})
         package = Path(importlib.util.find_spec("prefect").origin).parent  # not imported: seconds saved here
         self.proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(package.parent),
                                       "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
                                       "--port", str(port), "--log-level", "error", "--lifespan", "on"], env=env)
+        if self.shared:
+            self.share()
+
+    def share(self) -> None:
+        """The server's URL in the environment and in this process's Prefect settings (Prefect read
+        them when it was imported)."""
+        from prefect.context import refresh_global_settings_context
+
+        self.shared = True
+        os.environ["PREFECT_API_URL"] = self.url
+        refresh_global_settings_context()
 
     def wait(self, timeout: float | None = None) -> str:
-        """The server's URL once its health check answers (relaunched on another port if the one
-        chosen was taken: uvicorn exits with 3)."""
+        """The server's URL once its health check answers (relaunched on another port, and shared
+        again, if the one chosen was taken: uvicorn exits with 3)."""
         import time
 
         import httpx
@@ -140,22 +153,19 @@ class LocalApi:
 
 
 def launch_local_api(spec: str | None) -> LocalApi | None:
-    """``share_local_api``'s server, launched but not awaited (``LocalApi.wait``); None where no
-    API is shared. Called first thing, before the flow's imports, which then overlap its start-up."""
+    """``share_local_api``'s server, launched and shared but not awaited (``LocalApi.wait``); None
+    where no API is shared. Called first thing, before the flow's imports, which then overlap its
+    start-up."""
     spec = (spec or "thread").strip()
     if spec not in ("process", "dask") or os.environ.get("PREFECT_API_URL"):
         return None
     api = LocalApi()  # launched before Prefect's settings are read (importing Prefect takes a second)
-    os.environ.pop("PREFECT_API_URL")
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():  # a profile's server, or none
         api.stop()
         return None
-    from prefect.context import refresh_global_settings_context
-
-    os.environ["PREFECT_API_URL"] = api.url
-    refresh_global_settings_context()  # Prefect read its settings when imported: this process uses it too
+    api.share()
     return api
 
 

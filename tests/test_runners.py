@@ -328,6 +328,41 @@ def test_no_api_is_shared_where_workers_are_not_local(monkeypatch):
     assert share_local_api("process") is None
 
 
+_RELAUNCH_PROBE = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+import flows.settings  # noqa: F401
+from prefect.settings import PREFECT_API_URL
+from flows.runners import launch_local_api
+
+api = launch_local_api("process")
+first = api.wait()
+assert os.environ["PREFECT_API_URL"] == PREFECT_API_URL.value() == first
+api.stop()
+api._launch()  # what wait() does when the port was taken: another server, shared again
+second = api.wait()
+print(repr((first, second, os.environ["PREFECT_API_URL"], PREFECT_API_URL.value())))
+api.stop()
+"""
+
+
+def test_a_relaunched_api_server_is_shared_again(tmp_path):
+    """The server ``tiger run`` launches early: its URL is in the environment and this process's
+    Prefect settings, and a server launched again on another port replaces it in both."""
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "relaunch.py"
+    script.write_text(_RELAUNCH_PROBE, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    out = subprocess.run([sys.executable, str(script), str(ROOT)], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, second, env_url, setting = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    assert first != second and env_url == setting == second
+
+
 @pytest.fixture
 def dask_cluster(tmp_path):
     """A scheduler and two single-threaded worker processes on loopback, started as separate
