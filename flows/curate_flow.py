@@ -54,7 +54,7 @@ def download_task(source: str, raw_dir: str, mirror: str | None) -> dict:
 @releasing
 def warm_up_task() -> int:
     """Nothing but its start: submitted first, it has the task runner start its worker processes
-    (which import the curation library, seconds) while the flow downloads and plans the parse."""
+    (which import the curation library, seconds) before the downloads and the parse reach them."""
     import curate.parse  # noqa: F401  (what the first tasks run)
 
     return os.getpid()
@@ -277,9 +277,15 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     data = Path(data_dir or settings.PROJECT_ROOT / "data")
     files: list[dict] = []
     skipped: list[dict] = []
+    # every source fetched (or its mirror copy checksummed) side by side on the runner, taken in
+    # the recipe's order
+    fetching = []
     for source in recipe.sources:
         user = recipe.user_source(source)
-        got = user_source_task(user, str(data / "raw")) if user else download_task(source, str(data / "raw"), mirror)
+        fetching.append((source, user_source_task.submit(user, str(data / "raw")) if user
+                         else download_task.submit(source, str(data / "raw"), mirror)))
+    for source, fetched in fetching:
+        got = fetched.result()
         skipped.extend(got["skipped"])
         if not got["files"] and source == "traditional":  # the optional extra source may be absent
             continue
