@@ -61,7 +61,7 @@ def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.
                 own = own_all[a:a + chunk]
                 rows = torch.nonzero(own >= 0).flatten()
                 sims[rows, own[rows]] = -torch.inf
-            top = torch.topk(sims, kk, dim=1, sorted=False).values
+            top = _top_values(torch, sims, kk)
             out[a:a + chunk] = 1.0 - top.mean(dim=1).numpy()
 
     # torch's kernels on one thread (reproducible float sums; the chunks give the parallelism). The
@@ -81,6 +81,27 @@ def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int = 10, ref_is_x: np.
         finally:
             torch.set_num_threads(before)
     return np.clip(out, 0.0, 2.0)
+
+
+# Columns per block of ``_top_values``' first pass (fastest of those tried; at least 64, see there).
+TOP_BLOCK = 100
+
+
+def _top_values(torch, sims, k: int):
+    """``torch.topk(sims, k, dim=1, sorted=False).values``, the same tensor, about twice as fast on
+    wide rows: the k largest values of a row lie in the k blocks of ``TOP_BLOCK`` columns with the
+    largest maxima (a value outside them has k blocks, each with a larger or equal value, above it),
+    so the top-k runs on those k blocks only. torch returns the values of a top-k sorted (largest
+    first) when k * 64 <= the row's width, which holds here for the plain call (width >= k blocks)
+    and for the one on the blocks (TOP_BLOCK >= 64): the same values in the same order."""
+    n, m = sims.shape
+    b = TOP_BLOCK
+    if m % b or m // b < k or k * b >= m:
+        return torch.topk(sims, k, dim=1, sorted=False).values
+    blocks = torch.topk(sims.view(n, m // b, b).amax(dim=2), k, dim=1, sorted=False).indices
+    rows = torch.arange(n).unsqueeze(1) * (m // b)
+    cand = torch.index_select(sims.reshape(-1, b), 0, (rows + blocks).flatten()).view(n, k * b)
+    return torch.topk(cand, k, dim=1, sorted=False).values
 
 
 # Reference rows for the novelty search: ranks rows about as a larger sample would, at a fraction of

@@ -203,6 +203,34 @@ def test_novelty_scores_and_operator(mirror):
         NoveltyTagger(k=0)
 
 
+def test_blockwise_top_values_are_torch_topk_exactly(mirror):
+    """The neighbour search's blockwise top-k gives torch.topk's own tensor (values and order), on
+    real similarities with self matches masked, on planted ties, and on widths it must decline."""
+    import torch
+
+    from curate.novelty import TOP_BLOCK, _top_values, knn_mean_distance
+
+    df = _alpaca_frame(mirror, "trans_chinese_alpaca/alpaca_chinese_part_7.json")
+    x = embed(df)
+    ref = x[: 20 * TOP_BLOCK]
+    sims = torch.matmul(torch.from_numpy(x[:3000]), torch.from_numpy(ref).T.contiguous())
+    sims[torch.arange(len(ref)), torch.arange(len(ref))] = -torch.inf  # the rows' own matches
+    plain = lambda s, k: torch.topk(s, k, dim=1, sorted=False).values  # noqa: E731
+    for k in (1, 5, 10, 20):
+        assert torch.equal(_top_values(torch, sims, k), plain(sims, k))
+    ties = torch.round(sims * 8) / 8  # few distinct values: many ties across blocks
+    ties[:, 7 * TOP_BLOCK + 3] = 1.0
+    ties[::2, TOP_BLOCK - 1] = 1.0
+    for k in (1, 10):
+        assert torch.equal(_top_values(torch, ties, k), plain(ties, k))
+    for width in (20 * TOP_BLOCK - 1, 5 * TOP_BLOCK):  # not whole blocks / too few blocks: plain top-k
+        assert torch.equal(_top_values(torch, sims[:, :width], 10), plain(sims[:, :width], 10))
+    # the search against the numpy brute force (float tolerance: a different product kernel)
+    got = knn_mean_distance(x[:500], ref, k=10, chunk=128)
+    want = 1.0 - np.sort(x[:500] @ ref.T, axis=1)[:, -10:].mean(axis=1)
+    assert np.allclose(got, want, atol=1e-5)
+
+
 def test_novelty_operator_from_a_recipe():
     from curate.ops import build_op
 
