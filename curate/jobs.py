@@ -95,9 +95,15 @@ class RowJob(TaskJob):
         return max(u, -(-self.partition_rows // u) * u)
 
     def row_parts(self) -> list[tuple[int, int]]:
+        """The partitions: as many as ``step_rows`` needs, made an even number (where the unit allows) of equal size
+        (multiples of ``unit``), none larger than ``step_rows``: two workers take them in pairs and
+        finish together, where a short last partition left one idle while the other ran a full one."""
         if self.edges:
             return list(zip(self.edges[:-1], self.edges[1:]))
-        return [(a, min(self.n, a + self.step_rows)) for a in range(0, self.n, self.step_rows)]
+        u, k = max(1, self.unit), -(-self.n // self.step_rows)
+        k += k % 2 if k > 1 else 0
+        size = max(u, -(-(-(-self.n // max(k, 1))) // u) * u)
+        return [(a, min(self.n, a + size)) for a in range(0, self.n, size)]
 
     def rounds(self) -> tuple[tuple[tuple[str, int], ...], ...]:
         return ((("fit", 0),), tuple(("rows", p) for p in range(len(self.row_parts()))))

@@ -623,7 +623,9 @@ def _tag_jobs(stage: Stage, in_path: str | Path, work_dir: Path, rows: int,
         if make is None:
             continue
         n = pq.ParquetFile(in_path).metadata.num_rows if n is None else n
-        job = make(str(in_path), str(work_dir / f"step{k:02d}"), n, rows, store=str(store))
+        # the partitions follow ``rows`` (the run's shard size), so a resume with another size works
+        # in a folder of its own rather than taking the finished tasks of other partitions for its own
+        job = make(str(in_path), str(work_dir / f"step{k:02d}-rows{rows}"), n, rows, store=str(store))
         if job is not None:
             out.append((k, dataclasses.replace(job, select=select) if select else job))
     return tuple(share_tfidf(out))

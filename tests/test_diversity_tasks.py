@@ -98,6 +98,40 @@ def test_tagger_jobs_in_process_write_the_in_memory_bytes(in_path, in_memory, tm
         sorted(p.name for p in (in_memory.parent / FIT_STORE).iterdir())
 
 
+def test_row_partitions_come_in_equal_pairs():
+    """As many partitions as the partition size needs, rounded up to an even count and made equal
+    (multiples of the unit, none over the size): two workers end a round together."""
+    from curate.jobs import RowJob
+
+    for n, rows, unit in [(2_158_952, 250_000, 2048), (2_500_000, 200_000, 1), (5_000, 1000, 700), (1_000_003, 100_000, 1)]:
+        job = RowJob("in", "work", n, rows, unit)
+        parts = job.row_parts()
+        sizes = [b - a for a, b in parts]
+        assert parts[0][0] == 0 and parts[-1][1] == n and all(p[1] == q[0] for p, q in zip(parts, parts[1:]))
+        assert len(parts) % 2 == 0 and max(sizes) <= job.step_rows
+        assert all(s % unit == 0 for s in sizes[:-1]) and len(set(sizes[:-1])) == 1
+        assert sizes[-1] >= sizes[0] - len(parts) * unit  # no short tail: short by the rounding at most
+    assert RowJob("in", "work", 10, 200_000).row_parts() == [(0, 10)]  # one partition stays one
+
+
+def test_a_resume_with_another_shard_size_starts_its_partitions_afresh(in_path, in_memory, tmp_path):
+    """Finished partitions of a run with one shard size are not taken for another size's partitions
+    of the same number (each size works in its own folder): the resumed stage writes the same bytes."""
+    out = tmp_path / "run" / "05_diversity"
+    plan = pipeline.plan_stage(STAGE, in_path, out, shard_rows=1000)
+    for step, index in plan.rounds[0] + plan.rounds[1][:2]:
+        pipeline.run_task(plan, step, index)
+    plan = pipeline.plan_stage(STAGE, in_path, out, shard_rows=3000)
+    assert plan.jobs()[2].row_parts() != pipeline.plan_stage(STAGE, in_path, out, shard_rows=1000).jobs()[2].row_parts()
+    for a, b in plan.shards:
+        pipeline.run_shard(plan, a, b)
+    for r in plan.rounds:
+        for step, index in r:
+            pipeline.run_task(plan, step, index)
+    pipeline.finish_stage(plan)
+    _same(out, in_memory)
+
+
 def test_tagger_jobs_on_a_two_worker_local_cluster(in_path, in_memory, tmp_path):
     from distributed import Client, LocalCluster
 
