@@ -95,15 +95,21 @@ class RowJob(TaskJob):
         return max(u, -(-self.partition_rows // u) * u)
 
     def row_parts(self) -> list[tuple[int, int]]:
-        """The partitions: as many as ``step_rows`` needs, made an even number (where the unit allows) of equal size
-        (multiples of ``unit``), none larger than ``step_rows``: two workers take them in pairs and
-        finish together, where a short last partition left one idle while the other ran a full one."""
+        """The partitions: as many as ``step_rows`` needs, made an even number (where there are units
+        enough), the units shared out evenly (sizes differ by one unit at most, the larger first),
+        none larger than ``step_rows``: two workers take them in pairs and end a round together,
+        where a short last partition left one idle while the other ran a full one."""
         if self.edges:
             return list(zip(self.edges[:-1], self.edges[1:]))
-        u, k = max(1, self.unit), -(-self.n // self.step_rows)
-        k += k % 2 if k > 1 else 0
-        size = max(u, -(-(-(-self.n // max(k, 1))) // u) * u)
-        return [(a, min(self.n, a + size)) for a in range(0, self.n, size)]
+        u = max(1, self.unit)
+        units = -(-self.n // u)
+        k = -(-units // (self.step_rows // u))
+        k = min(units, k + k % 2) if k > 1 else k
+        if k < 1:
+            return []
+        q, r = divmod(units, k)
+        ends = np.minimum(np.cumsum([q + 1] * r + [q] * (k - r)) * u, self.n)
+        return [(int(a), int(b)) for a, b in zip(np.concatenate([[0], ends[:-1]]), ends)]
 
     def rounds(self) -> tuple[tuple[tuple[str, int], ...], ...]:
         return ((("fit", 0),), tuple(("rows", p) for p in range(len(self.row_parts()))))
