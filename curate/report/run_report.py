@@ -128,13 +128,14 @@ def _build(run_dir: Path, tok: Path | None) -> tuple[Path, str]:
     parts["filter"] = steps_html(load_stage_json(run_dir, "03_filter", "stats.json")) + drops_html(run_dir, "03_filter")
     dstats = load_stage_json(run_dir, "04_dedupe", "stats.json")
     parts["dedupe"] = steps_html(dstats, cluster_examples=True) + drops_html(run_dir, "04_dedupe")
-    # The sections that read texts (Arrow: decoding and counting run without the GIL) go on a second
-    # thread while the diversity figures (Python: jieba, the embedding) run on this one. Each is a pure
-    # function of the stage outputs, so the page does not depend on which finishes first.
+    # The sections that read texts (Arrow: decoding and counting run without the GIL) go on threads
+    # of their own, one each, while the diversity figures (Python: jieba, the embedding) run on this
+    # one: one thread for the three made them the page's longest path. Each is a pure function of the
+    # stage outputs, so the page does not depend on which finishes first.
     from concurrent.futures import ThreadPoolExecutor
 
     pool_path = run_dir / "05_diversity" / "kept.parquet"
-    with ThreadPoolExecutor(max_workers=1) as side:
+    with ThreadPoolExecutor(max_workers=3) as side:
         dropped_rows = side.submit(_released, _rows, run_dir, seed)
         dup = side.submit(_released, _duplicates, run_dir, dstats)
         lens = side.submit(_released, parquet_text_stats, pool_path) if pool_path.exists() else None
