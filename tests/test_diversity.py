@@ -274,7 +274,11 @@ def test_char_wb_counts_equal_sklearn_bit_for_bit(mirror):
 
     df = pd.concat([_alpaca_frame(mirror, "trans_chinese_alpaca/alpaca_chinese_part_5.json", "trans_chinese_alpaca"),
                     _alpaca_frame(mirror, "alpaca_chinese/supplementary/翻译问题.json", "alpaca_chinese")], ignore_index=True)
-    texts = instruction_texts(df) + ["", " ", "A  b\tC\u3000d\u00a0e", "İstanbul ǅ", "x\ud83dy", "\n\n", "a"]
+    # blank texts, every kind of whitespace str.split() splits on (and one it does not: U+200B),
+    # lower-casing that changes a length (İ) or looks at the context (final sigma), a lone surrogate
+    texts = instruction_texts(df) + ["", " ", "A  b\tC\u3000d\u00a0e", "İstanbul ǅ", "x\ud83dy", "\n\n", "a",
+                                     "ΟΔΟΣ ΟΔΟΣ. Σ ΣΑΣ", "a\x1cb\x1dc\x1ed\x1ff\x85g\u2028h\u2029i\u202fj\u205fk\u1680l\u200bm",
+                                     "  lead and trail  ", "\u3000\u3000", "中文 测试\u3000全角", "x" * 3000]
     emb = Embedder(fit_sample=3000, seed=1).fit(texts)
     want = emb._vec.transform(texts)
     want.sort_indices()
@@ -285,13 +289,22 @@ def test_char_wb_counts_equal_sklearn_bit_for_bit(mirror):
         assert a.dtype == b.dtype and a.shape == b.shape
         assert np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
         assert np.array_equal(a.data, b.data)
+    # a vocabulary of the hostile texts themselves (the one above, fitted on Chinese rows, lacks
+    # their n-grams): final sigma, İ and the separators count as sklearn counts them
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+
+    odd = texts[-12:]
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), lowercase=True, dtype=np.float32).fit(odd)
+    assert {"ς ", "σ", "i̇"} <= set(vec.vocabulary_)
+    got, counts = char_wb_counts(vec, odd, block=5), CountVectorizer.transform(vec, odd)
+    counts.sort_indices()
+    assert np.array_equal(got.indptr, counts.indptr) and np.array_equal(got.indices, counts.indices)
+    assert np.array_equal(got.data, counts.data) and got.data.dtype == counts.data.dtype
     # a block of texts without a single word (blank texts only): empty rows, as sklearn gives
     blank = ["", " ", "\n\t", "\u3000"]
     got = char_wb_counts(emb._vec, blank)
     assert got.shape == (4, len(emb._vec.vocabulary_)) and got.nnz == 0 == emb._vec.transform(blank).nnz
     # settings it does not reproduce are left to sklearn
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     assert char_wb_counts(TfidfVectorizer(analyzer="char", ngram_range=(1, 2)).fit(texts), texts) is None
 
 
