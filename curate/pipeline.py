@@ -985,16 +985,18 @@ def _tail_is_tagged(plan: StagePlan) -> bool:
 def _shard_text_counts(df: pd.DataFrame) -> dict[Any, dict[str, Any]]:
     """The instructions' wording counts (``diversity.text_counts``) of a shard's kept rows, of all of
     them (key None) and per source: what the merge adds up for the stage's summary."""
-    from .diversity import text_counts
+    from .diversity import merge_text_counts, text_counts
 
     if "instruction" not in df.columns:
         return {}
     texts = df["instruction"].astype(str)
-    counts = {None: text_counts(texts.tolist())}
     keys = df["source"].astype(str)
-    for g in sorted(keys.unique()):
-        counts[g] = text_counts(texts[(keys == g).to_numpy()].tolist())
-    return counts
+    per = {g: text_counts(texts[(keys == g).to_numpy()].tolist()) for g in sorted(keys.unique())}
+    # all rows' counts are the sources' added up (the distinct n-grams: their union), not counted again
+    whole = None
+    for c in per.values():
+        whole = merge_text_counts(whole, c)
+    return {None: whole if whole is not None else text_counts([]), **per}
 
 
 def _tagged_tail(plan: StagePlan) -> tuple[RowParts, list[dict[str, Any]]] | None:
