@@ -161,9 +161,11 @@ def _arrow_table(df: pd.DataFrame, where: str) -> Any:
 
 
 class _Digesting:
-    """A binary file that hashes what is written to it on a thread of its own (hashlib lets go of
-    the interpreter lock), beside the writer's own work: the SHA-256 of a file for the price of
-    copying its bytes once."""
+    """A binary file that hashes what is written to it: the bytes go to the file and to SHA-256 on a
+    thread of its own (both let go of the interpreter lock), so the writer (Parquet's encoder)
+    goes on encoding while its last pages are written and hashed: the SHA-256 of a file for the
+    price of copying its bytes once, and the writes off the encoder's path. An error of the file
+    (a full disk) is raised by the next write, flush or close."""
 
     def __init__(self, path: Path):
         import queue
@@ -172,20 +174,38 @@ class _Digesting:
         self._f = open(path, "wb")
         self._h = hashlib.sha256()
         self._q: Any = queue.Queue(maxsize=64)
-        self._t = threading.Thread(target=self._hash, name="tiger-digest", daemon=True)
+        self._error: BaseException | None = None
+        self._pos = 0
+        self._t = threading.Thread(target=self._drain, name="tiger-digest", daemon=True)
         self._t.start()
         self.closed = False
 
-    def _hash(self) -> None:
+    def _drain(self) -> None:
         while (block := self._q.get()) is not None:
-            self._h.update(block)
+            try:
+                if self._error is None:
+                    self._f.write(block)
+                    self._h.update(block)
+            except BaseException as e:  # noqa: BLE001  (kept for the writer's next call)
+                self._error = e
+            finally:
+                self._q.task_done()
+        self._q.task_done()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
 
     def write(self, data: Any) -> int:
+        self._check()
         block = bytes(data)  # the writer may reuse its buffer
         self._q.put(block)
-        return self._f.write(block)
+        self._pos += len(block)
+        return len(block)
 
     def flush(self) -> None:
+        self._q.join()
+        self._check()
         self._f.flush()
 
     def writable(self) -> bool:
@@ -195,7 +215,7 @@ class _Digesting:
         return False
 
     def tell(self) -> int:
-        return self._f.tell()
+        return self._pos
 
     def close(self) -> None:
         if not self.closed:
@@ -203,6 +223,7 @@ class _Digesting:
             self._q.put(None)
             self._t.join()
             self._f.close()
+            self._check()
 
     def hexdigest(self) -> str:
         return self._h.hexdigest()

@@ -156,6 +156,34 @@ def test_a_noted_write_gives_the_digest_without_reading_the_file_again(tmp_path,
     assert io.sha256_file(noted) == real
 
 
+def test_the_digesting_file_writes_on_its_thread_and_raises_what_the_file_raised(tmp_path):
+    """The noted write's file takes the bytes on a thread of its own: they arrive whole and in order
+    with their digest, ``tell`` counts them as given, and a failing file (a full disk) fails the
+    writer's next call instead of passing unseen."""
+    import hashlib
+
+    from curate.io import _Digesting
+
+    blocks = [bytes([k % 251]) * (1000 + 37 * k) for k in range(300)]
+    f = _Digesting(tmp_path / "f.bin")
+    for k, b in enumerate(blocks):
+        buf = bytearray(b)
+        assert f.write(memoryview(buf)) == len(b)
+        buf[:] = b"\0" * len(buf)  # the writer reuses its buffer at once: what was given stays given
+        assert f.tell() == sum(map(len, blocks[:k + 1]))
+    f.flush()
+    f.close()
+    want = b"".join(blocks)
+    assert (tmp_path / "f.bin").read_bytes() == want and f.hexdigest() == hashlib.sha256(want).hexdigest()
+    broken = _Digesting(tmp_path / "g.bin")
+    broken._f.close()  # every write to the file now fails, as on a full disk
+    broken.write(b"abc")
+    with pytest.raises(ValueError):
+        broken.flush()
+    with pytest.raises(ValueError):
+        broken.close()
+
+
 def test_ahead_gives_the_items_in_order_one_made_ahead_and_raises_where_the_source_does(tmp_path):
     """io.ahead (the writers load the next part while one is encoded): the same items in order, the
     next one made in another thread before the caller asks, at most one ahead; an error in making
