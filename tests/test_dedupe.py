@@ -398,6 +398,26 @@ def test_leader_clustering_takes_every_copy_and_never_chains(long_rows):
     assert list(kept["id"]) == ["a", "c"]
 
 
+def test_leader_clustering_of_the_paired_rows_alone_equals_it_over_all_rows():
+    """``cluster_pairs`` clusters only the rows some pair names (the rest lead themselves): the same
+    labels as the clustering over every row, on pairs with classes of identical signatures, chains
+    and stars, with ranks in any order and rows in no pair before, between and after the others."""
+    from curate.minhash.cluster import _leaders_by_class, cluster_pairs
+
+    rng = np.random.default_rng(7)
+    for n, m in ((50, 0), (50, 40), (2000, 300), (2000, 3000), (30, 200)):
+        i = rng.integers(0, n, m)
+        j = rng.integers(0, n, m)
+        i, j = np.minimum(i, j)[i != j], np.maximum(i, j)[i != j]
+        est = np.where(rng.random(len(i)) < 0.3, 1.0, rng.uniform(0.7, 0.99, len(i)))
+        for rank in (None, rng.permutation(n)):
+            full = _leaders_by_class(n, i, j, est, np.arange(n) if rank is None else rank)
+            assert np.array_equal(cluster_pairs(n, i, j, est, rank), full), (n, m)
+            # a leader is its cluster's best-ranked row: the survivor rule picks the labels themselves
+            surv = survivors(pd.DataFrame(index=range(n)), full, rank=np.arange(n) if rank is None else rank)
+            assert np.array_equal(surv, full)
+
+
 def _frame(trans0, hikari0) -> pd.DataFrame:
     return records_frame(trans0[:1500] + hikari0[:1500])
 

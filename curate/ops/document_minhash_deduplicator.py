@@ -207,9 +207,19 @@ class DocumentMinhashDeduplicator(Deduplicator):
     def _clusters(self, df: pd.DataFrame, i: np.ndarray, j: np.ndarray,
                   est_ij: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cluster label and survivor (positions in ``df``) of each row, from the verified pairs."""
-        rank = priority_rank(df, self.source_priority)
-        labels = cluster_pairs(len(df), i, j, est_ij, rank, self.clustering)
-        return labels, survivors(df, labels, self.source_priority, rank)
+        if self.clustering != "leader" or not len(i):
+            rank = priority_rank(df, self.source_priority)
+            labels = cluster_pairs(len(df), i, j, est_ij, rank, self.clustering)
+            return labels, survivors(df, labels, self.source_priority, rank)
+        # Leader clustering touches only the rows some pair names (``cluster_pairs``), and ranks
+        # only need to order those: they are ranked alone. Its label is the cluster's best-ranked
+        # row (leaders are visited best first and take only rows not yet visited), which is the
+        # survivor rule's pick: the labels are the survivors.
+        rows = np.unique(np.concatenate((i, j)))
+        labels = np.arange(len(df), dtype=np.int64)
+        labels[rows] = rows[cluster_pairs(len(rows), np.searchsorted(rows, i), np.searchsorted(rows, j), est_ij,
+                                          priority_rank(df.iloc[rows], self.source_priority))]
+        return labels, labels.copy()
 
     def _result(self, df: pd.DataFrame, labels: np.ndarray, surv: np.ndarray, est_drop: np.ndarray,
                 pairs: int, rejected: int, no_shingles: int) -> StageResult:
