@@ -95,20 +95,20 @@ class RowJob(TaskJob):
         return max(u, -(-self.partition_rows // u) * u)
 
     def row_parts(self) -> list[tuple[int, int]]:
-        """The partitions: as many as ``step_rows`` needs, made an even number (where there are units
-        enough), the units shared out evenly (sizes differ by one unit at most, the larger first),
-        none larger than ``step_rows``: two workers take them in pairs and end a round together,
-        where a short last partition left one idle while the other ran a full one."""
+        """The partitions, in whole units, none larger than ``step_rows``: full-size ones first, then
+        smaller and smaller ones (each about a quarter of what is left, at least a quarter of the
+        full size; guided scheduling), so the round ends on short tasks and two workers end it
+        nearly together whatever their tasks' speeds. A job of at most ``step_rows`` rows is one."""
         if self.edges:
             return list(zip(self.edges[:-1], self.edges[1:]))
         u = max(1, self.unit)
-        units = -(-self.n // u)
-        k = -(-units // (self.step_rows // u))
-        k = min(units, k + k % 2) if k > 1 else k
-        if k < 1:
-            return []
-        q, r = divmod(units, k)
-        ends = np.minimum(np.cumsum([q + 1] * r + [q] * (k - r)) * u, self.n)
+        units, full = -(-self.n // u), self.step_rows // u
+        sizes, left = [], units
+        while left > 0:
+            size = left if units <= full else min(full, max(-(-full // 4), -(-left // 4)), left)
+            sizes.append(size)
+            left -= size
+        ends = np.minimum(np.cumsum(sizes, dtype=np.int64) * u, self.n)
         return [(int(a), int(b)) for a, b in zip(np.concatenate([[0], ends[:-1]]), ends)]
 
     def rounds(self) -> tuple[tuple[tuple[str, int], ...], ...]:

@@ -98,9 +98,10 @@ def test_tagger_jobs_in_process_write_the_in_memory_bytes(in_path, in_memory, tm
         sorted(p.name for p in (in_memory.parent / FIT_STORE).iterdir())
 
 
-def test_row_partitions_come_in_equal_pairs():
-    """As many partitions as the partition size needs, rounded up to an even count and made equal
-    (multiples of the unit, none over the size): two workers end a round together."""
+def test_row_partitions_shrink_towards_the_end_of_the_round():
+    """Full-size partitions first, then smaller ones (guided: about a quarter of what is left, at
+    least a quarter of the full size), in whole units, none over the size: a round ends on short
+    tasks. A job within one partition's size is one partition."""
     from curate.jobs import RowJob
 
     for n, rows, unit in [(2_158_952, 250_000, 2048), (2_158_952, 250_000, 100_000), (2_500_000, 200_000, 1),
@@ -109,13 +110,15 @@ def test_row_partitions_come_in_equal_pairs():
         parts = job.row_parts()
         sizes = [b - a for a, b in parts]
         assert parts[0][0] == 0 and parts[-1][1] == n and all(p[1] == q[0] for p, q in zip(parts, parts[1:]))
-        assert len(parts) % 2 == 0 and max(sizes) <= job.step_rows
-        assert all(a % unit == 0 for a, _ in parts) and max(sizes) - min(sizes[:-1]) <= unit
-        assert sizes[-1] > min(sizes[:-1]) - unit  # no short tail: short by the last unit's rows at most
-    # 22 cluster chunks of 100,000 rows, at most 3 a partition: 8 partitions of 3, 3, 3, 3, 3, 3, 2, 2
-    assert [b - a for a, b in RowJob("in", "work", 2_158_952, 250_000, 100_000).row_parts()][:7] == \
-        [300_000] * 6 + [200_000]
-    assert RowJob("in", "work", 10, 200_000).row_parts() == [(0, 10)]  # one partition stays one
+        assert all(a % unit == 0 for a, _ in parts) and sizes[0] == job.step_rows == max(sizes)
+        assert sizes == sorted(sizes, reverse=True)  # the longest first, the shortest last
+        quarter = -(-job.step_rows // unit // 4) * unit
+        assert all(s >= quarter for s in sizes[:-1]) and sizes[-1] <= quarter and sizes[-2] <= job.step_rows // 2
+    # 22 cluster chunks of 100,000 rows, at most 3 a partition
+    assert [b - a for a, b in RowJob("in", "work", 2_158_952, 250_000, 100_000).row_parts()] == \
+        [300_000] * 5 + [200_000] * 2 + [100_000] * 2 + [58_952]
+    assert RowJob("in", "work", 10, 200_000).row_parts() == [(0, 10)]
+    assert RowJob("in", "work", 250_000, 250_000, 2048).row_parts() == [(0, 250_000)]
 
 
 def test_a_resume_with_another_shard_size_starts_its_partitions_afresh(in_path, in_memory, tmp_path):
