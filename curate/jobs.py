@@ -57,6 +57,19 @@ class TaskJob:
         return str(marker)
 
 
+def guided_sizes(units: int, full: int) -> list[int]:
+    """``units`` split into parts of at most ``full``: full-size parts first, then each about a
+    quarter of what is left (at least a quarter of ``full``), so a round of tasks ends on short
+    ones and its workers end it nearly together (guided scheduling). At most ``full``: one part."""
+    full = max(1, int(full))
+    sizes, left = [], int(units)
+    while left > 0:
+        size = left if units <= full else min(full, max(-(-full // 4), -(-left // 4)), left)
+        sizes.append(size)
+        left -= size
+    return sizes
+
+
 @dataclass(frozen=True)
 class RowJob(TaskJob):
     """A fit on a sample, then one task per row partition (see the module docstring). Subclasses
@@ -102,13 +115,7 @@ class RowJob(TaskJob):
         if self.edges:
             return list(zip(self.edges[:-1], self.edges[1:]))
         u = max(1, self.unit)
-        units, full = -(-self.n // u), self.step_rows // u
-        sizes, left = [], units
-        while left > 0:
-            size = left if units <= full else min(full, max(-(-full // 4), -(-left // 4)), left)
-            sizes.append(size)
-            left -= size
-        ends = np.minimum(np.cumsum(sizes, dtype=np.int64) * u, self.n)
+        ends = np.minimum(np.cumsum(guided_sizes(-(-self.n // u), self.step_rows // u), dtype=np.int64) * u, self.n)
         return [(int(a), int(b)) for a, b in zip(np.concatenate([[0], ends[:-1]]), ends)]
 
     def rounds(self) -> tuple[tuple[tuple[str, int], ...], ...]:

@@ -632,8 +632,14 @@ def _tag_jobs(stage: Stage, in_path: str | Path, work_dir: Path, rows: int,
 
 
 def _shard_ranges(n: int, shard_rows: int) -> tuple[tuple[int, int], ...]:
-    """The row ranges of a stage's shards (one, empty, for no rows)."""
-    return tuple((a, min(n, a + shard_rows)) for a in range(0, max(n, 1), shard_rows))
+    """The row ranges of a stage's shards (one, empty, for no rows): full ones first, then shorter
+    ones (``jobs.guided_sizes``), so the stage's last shards are short and its workers end together."""
+    from .jobs import guided_sizes
+
+    if n <= 0:
+        return ((0, 0),)
+    ends = np.cumsum(guided_sizes(n, shard_rows), dtype=np.int64)
+    return tuple((int(a), int(b)) for a, b in zip(np.concatenate([[0], ends[:-1]]), ends))
 
 
 def stage_key(stage: Stage, in_path: str | Path) -> str:

@@ -121,6 +121,19 @@ def test_row_partitions_shrink_towards_the_end_of_the_round():
     assert RowJob("in", "work", 250_000, 250_000, 2048).row_parts() == [(0, 250_000)]
 
 
+def test_stage_shards_shrink_towards_the_end_too():
+    """A stage's shards follow the same guided sizes: full ones first, the last ones short; one
+    shard for at most a shard's rows, one empty shard for none."""
+    from curate.pipeline import _shard_ranges
+
+    shards = _shard_ranges(2_500_000, 250_000)
+    sizes = [b - a for a, b in shards]
+    assert shards[0] == (0, 250_000) and shards[-1][1] == 2_500_000
+    assert all(p[1] == q[0] for p, q in zip(shards, shards[1:])) and sizes == sorted(sizes, reverse=True)
+    assert sizes[-1] <= 62_500 and len(shards) == 15
+    assert _shard_ranges(250_000, 250_000) == ((0, 250_000),) and _shard_ranges(0, 7) == ((0, 0),)
+
+
 def test_a_resume_with_another_shard_size_starts_its_partitions_afresh(in_path, in_memory, tmp_path):
     """Finished partitions of a run with one shard size are not taken for another size's partitions
     of the same number (each size works in its own folder): the resumed stage writes the same bytes."""
