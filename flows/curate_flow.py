@@ -60,6 +60,15 @@ def warm_up_task() -> int:
     return os.getpid()
 
 
+def _in_threads() -> bool:
+    """Whether this flow's tasks run on threads of this process (the thread runner)."""
+    from prefect.context import FlowRunContext
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    ctx = FlowRunContext.get()
+    return ctx is not None and isinstance(ctx.task_runner, ThreadPoolTaskRunner)
+
+
 @task(name="user-source", task_run_name="read {source.name}", **TASK_OPTS)
 def user_source_task(source: UserSource, raw_dir: str) -> dict:
     """``{"files": [...], "skipped": []}`` of a source the recipe brings (local files or an HF dataset)."""
@@ -272,8 +281,12 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     The task runner (flows/runners.py) is chosen with ``curate_flow.with_options(task_runner=...)``;
     ``shard_rows`` sizes the shards of the stages that run sharded (outputs do not depend on it)."""
     pin_blas()  # from the main thread, before any task: the tasks' float sums on a fixed thread count
-    warm = [warm_up_task.submit() for _ in range(os.cpu_count() or 1)]
+    # Warm-up tasks only where they start worker processes: on the thread runner they would import
+    # modules in threads while this one imports the recipe's operators, for nothing to gain (a
+    # SystemError was once raised in load_recipe there, in a test run's subprocess).
+    warm = [] if _in_threads() else [warm_up_task.submit() for _ in range(os.cpu_count() or 1)]
     recipe = load_recipe(recipe_path)  # parsed once; its stage and mixture objects go to the tasks
+    import curate.download  # noqa: F401  (here, before the download tasks' threads would import it)
     data = Path(data_dir or settings.PROJECT_ROOT / "data")
     files: list[dict] = []
     skipped: list[dict] = []
