@@ -332,8 +332,9 @@ class _FileParser:
         rec = make_record(self.source, self.rel, self.n, texts["instruction"], texts["input"], texts["output"],
                           None, {"raw": raw_text, **loc})
         rec["reason"] = reason
-        rec["detail"] = (f"{self.source}/{self.rel} row {self.n} ({_fmt_loc(loc)}): {msg}; "
-                         f"raw: {raw_text[:EXCERPT_CHARS]!r}")
+        # the message may quote a key or value holding a byte that was not UTF-8: spelled out too
+        rec["detail"] = _safe(f"{self.source}/{self.rel} row {self.n} ({_fmt_loc(loc)}): {msg}; "
+                              f"raw: {raw_text[:EXCERPT_CHARS]!r}")
         self.quarantine.append(rec)
         self.n += 1
 
