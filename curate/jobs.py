@@ -70,6 +70,14 @@ def guided_sizes(units: int, full: int) -> list[int]:
     return sizes
 
 
+def guided_ranges(n: int, rows: int, unit: int = 1) -> list[tuple[int, int]]:
+    """The row ranges of ``guided_sizes`` over ``n`` rows in whole ``unit``s, none over ``rows``
+    (a multiple of ``unit`` or rounded down to one); none for no rows."""
+    u = max(1, int(unit))
+    ends = np.minimum(np.cumsum(guided_sizes(-(-n // u), max(1, rows // u)), dtype=np.int64) * u, n)
+    return [(int(a), int(b)) for a, b in zip(np.concatenate([[0], ends[:-1]]), ends)]
+
+
 @dataclass(frozen=True)
 class RowJob(TaskJob):
     """A fit on a sample, then one task per row partition (see the module docstring). Subclasses
@@ -114,9 +122,7 @@ class RowJob(TaskJob):
         nearly together whatever their tasks' speeds. A job of at most ``step_rows`` rows is one."""
         if self.edges:
             return list(zip(self.edges[:-1], self.edges[1:]))
-        u = max(1, self.unit)
-        ends = np.minimum(np.cumsum(guided_sizes(-(-self.n // u), self.step_rows // u), dtype=np.int64) * u, self.n)
-        return [(int(a), int(b)) for a, b in zip(np.concatenate([[0], ends[:-1]]), ends)]
+        return guided_ranges(self.n, self.step_rows, self.unit)
 
     def rounds(self) -> tuple[tuple[tuple[str, int], ...], ...]:
         return ((("fit", 0),), tuple(("rows", p) for p in range(len(self.row_parts()))))

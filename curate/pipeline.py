@@ -633,13 +633,10 @@ def _tag_jobs(stage: Stage, in_path: str | Path, work_dir: Path, rows: int,
 
 def _shard_ranges(n: int, shard_rows: int) -> tuple[tuple[int, int], ...]:
     """The row ranges of a stage's shards (one, empty, for no rows): full ones first, then shorter
-    ones (``jobs.guided_sizes``), so the stage's last shards are short and its workers end together."""
-    from .jobs import guided_sizes
+    ones (``jobs.guided_ranges``), so the stage's last shards are short and its workers end together."""
+    from .jobs import guided_ranges
 
-    if n <= 0:
-        return ((0, 0),)
-    ends = np.cumsum(guided_sizes(n, shard_rows), dtype=np.int64)
-    return tuple((int(a), int(b)) for a, b in zip(np.concatenate([[0], ends[:-1]]), ends))
+    return tuple(guided_ranges(n, shard_rows)) if n > 0 else ((0, 0),)
 
 
 def stage_key(stage: Stage, in_path: str | Path) -> str:
