@@ -10,13 +10,18 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import sys
 
 _LIBC = None
 # A full collection walks every object the collector tracks; a worker holds about 350,000 from its
-# imports alone, a walk of 0.1-0.2 s after every task. When a collection leaves at least this many
-# objects in the oldest generation (modules a task imported, caches), they are frozen (``gc.freeze``):
-# later collections skip them. Cycles among them are then never collected: one moment's survivors.
-FREEZE_AT = 50_000
+# imports alone, a walk of 0.1-0.2 s after every task. What survives the collection after a task
+# that imported modules (the bulk: modules, their classes and functions) is frozen (``gc.freeze``):
+# later collections skip it. Cycles among frozen objects are never collected: one moment's survivors.
+# The trigger is the count of imported modules, not the oldest generation's size: counting that
+# (``gc.get_objects``) hands out references to every object in it, among them a tuple another thread
+# is building from a generator, whose resize then fails (``SystemError: Objects/tupleobject.c: bad
+# argument to internal function``) on the thread runner and in Dask's multi-threaded workers.
+_MODULES_FROZEN = -1
 
 
 # glibc serves a block of at least M_MMAP_THRESHOLD bytes with a mapping of its own and unmaps it
@@ -57,9 +62,11 @@ def tune_malloc() -> bool:
 def release_memory() -> None:
     """Collect garbage, then return the free memory of Arrow's pool and of the C heap to the system
     (``malloc_trim``, where the C library has it). Never fails: it only hands memory back."""
+    global _MODULES_FROZEN
     gc.collect()
-    if len(gc.get_objects(generation=2)) >= FREEZE_AT:
+    if len(sys.modules) != _MODULES_FROZEN:  # modules were imported since the last freeze
         gc.freeze()
+        _MODULES_FROZEN = len(sys.modules)
     try:
         import pyarrow as pa
 
