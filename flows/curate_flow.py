@@ -281,9 +281,9 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     The task runner (flows/runners.py) is chosen with ``curate_flow.with_options(task_runner=...)``;
     ``shard_rows`` sizes the shards of the stages that run sharded (outputs do not depend on it)."""
     pin_blas()  # from the main thread, before any task: the tasks' float sums on a fixed thread count
-    # Warm-up tasks only where they start worker processes: on the thread runner they would import
-    # modules in threads while this one imports the recipe's operators, for nothing to gain (a
-    # SystemError was once raised in load_recipe there, in a test run's subprocess).
+    # Warm-up tasks only where they start worker processes: on the thread runner they would only
+    # import modules in threads while this one imports the recipe's operators. (A SystemError once
+    # raised in load_recipe beside them came from their memory release: see curate/memory.py.)
     warm = [] if _in_threads() else [warm_up_task.submit() for _ in range(os.cpu_count() or 1)]
     recipe = load_recipe(recipe_path)  # parsed once; its stage and mixture objects go to the tasks
     import curate.download  # noqa: F401  (here, before the download tasks' threads would import it)
