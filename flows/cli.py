@@ -296,11 +296,16 @@ def main(argv: list[str] | None = None) -> None:
     so = sub.add_parser("sources", help="list the source registry")
     so.set_defaults(func=cmd_sources)
 
-    from .probe_cli import register as register_probe
-    from .train_cli import register
+    # The training commands' options are read off their configs, whose modules import torch (about
+    # 2 s): only built when the command is not one of the above, so `tiger run` launches its API
+    # server and `tiger ledger` answers without waiting on them (`tiger --help` still lists all).
+    command = next((t for t in (sys.argv[1:] if argv is None else argv) if not t.startswith("-")), None)
+    if command not in sub.choices:
+        from .probe_cli import register as register_probe
+        from .train_cli import register
 
-    register(sub)
-    register_probe(sub)
+        register(sub)
+        register_probe(sub)
 
     for sp in sub.choices.values():  # `tiger CMD ... --debug` as well as `tiger --debug CMD ...`
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

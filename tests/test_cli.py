@@ -75,3 +75,29 @@ def test_report_takes_a_tokenizer_and_names_a_missing_one(capsys, tmp_path):
     write_json(tmp_path / "run" / "manifest.json", {"run_id": "run", "ledger": []})
     code, msg = _run(capsys, "report", str(tmp_path / "run"), "--tokenizer", str(tmp_path / "nope"))
     assert code != 0 and f"no tokenizer.json at {tmp_path / 'nope'}" in msg
+
+
+def test_curation_commands_do_not_build_the_training_commands(run_folder):
+    """`tiger run`, `tiger ledger` and the other curation commands start without the training
+    commands' parsers, whose configs import torch (seconds before `tiger run` could launch its API
+    server); `tiger --help` and the training commands still get them."""
+    import subprocess
+    import sys
+
+    from flows.settings import PROJECT_ROOT
+
+    probe = ("import sys\nfrom flows.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "print('torch' in sys.modules)")
+
+    def run(*argv: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-c", probe, *argv], cwd=PROJECT_ROOT, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip().splitlines()
+
+    ledger = run("ledger", str(run_folder))
+    assert ledger[-1] == "False" and any("stage" in line for line in ledger[:-1])
+    assert run("--debug", "run", "--help")[-1] == "False"
+    helped = run("--help")
+    assert helped[-1] == "True" and "experiment" in helped[1] and "probe" in helped[1]
+    assert any("--preset" in line for line in run("experiment", "--help"))
