@@ -10,18 +10,25 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import sys
 
 _LIBC = None
 # A full collection walks every object the collector tracks; a worker holds about 350,000 from its
-# imports alone, a walk of 0.1-0.2 s after every task. What survives the collection after a task
-# that imported modules (the bulk: modules, their classes and functions) is frozen (``gc.freeze``):
-# later collections skip it. Cycles among frozen objects are never collected: one moment's survivors.
-# The trigger is the count of imported modules, not the oldest generation's size: counting that
-# (``gc.get_objects``) hands out references to every object in it, among them a tuple another thread
-# is building from a generator, whose resize then fails (``SystemError: Objects/tupleobject.c: bad
-# argument to internal function``) on the thread runner and in Dask's multi-threaded workers.
-_MODULES_FROZEN = -1
+# imports alone, a walk of 0.1-0.2 s after every task. When a collection leaves at least this many
+# objects in the oldest generation (modules a task imported, caches), they are frozen (``gc.freeze``):
+# later collections skip them. Cycles among them are then never collected: one moment's survivors.
+FREEZE_AT = 50_000
+
+
+def oldest_generation_size() -> int:
+    """How many objects the collector's oldest generation holds, counted so that no other thread
+    runs while ``gc.get_objects``'s list holds its references. A thread building a tuple from a
+    generator resizes it in place, which fails on a tuple with a second reference (``SystemError:
+    Objects/tupleobject.c: bad argument to internal function``, on the thread runner and in Dask's
+    threaded workers); ``len(gc.get_objects(...))`` let the interpreter switch threads between the
+    two calls. Here the list is made, measured and freed inside one C call (``list`` over ``map``):
+    no bytecode runs meanwhile, and nothing in it allocates an object the collector tracks (so no
+    collection, no finalizer), so the interpreter lock is not handed over."""
+    return list(map(len, map(gc.get_objects, (2,))))[0]
 
 
 # glibc serves a block of at least M_MMAP_THRESHOLD bytes with a mapping of its own and unmaps it
@@ -62,11 +69,9 @@ def tune_malloc() -> bool:
 def release_memory() -> None:
     """Collect garbage, then return the free memory of Arrow's pool and of the C heap to the system
     (``malloc_trim``, where the C library has it). Never fails: it only hands memory back."""
-    global _MODULES_FROZEN
     gc.collect()
-    if len(sys.modules) != _MODULES_FROZEN:  # modules were imported since the last freeze
+    if oldest_generation_size() >= FREEZE_AT:
         gc.freeze()
-        _MODULES_FROZEN = len(sys.modules)
     try:
         import pyarrow as pa
 

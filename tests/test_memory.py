@@ -45,27 +45,20 @@ def test_flow_tasks_release_memory_and_keep_their_parameters():
     assert list(inspect.signature(cf.shard_task.fn).parameters) == ["plan", "start", "stop"]
 
 
-def test_what_survives_a_task_that_imported_is_frozen_and_new_cycles_still_collected():
-    """What survives the release after a task that imported modules (the bulk of a worker's objects)
-    is frozen, so the next task's release does not walk it again; after a task that imported nothing
-    it stays collectable; garbage cycles made afterwards are still collected."""
+def test_long_lived_objects_are_frozen_and_new_cycles_still_collected():
+    """What survives a release in bulk (a module a task imported) is frozen, so the next task's release
+    does not walk it again; garbage cycles made afterwards are still collected."""
     import gc
-    import sys
-    import types
     import weakref
 
+    from curate.memory import FREEZE_AT
+
     release_memory()
-    release_memory()  # the first may import what it uses itself (pyarrow)
     frozen = gc.get_freeze_count()
-    kept = [[i] for i in range(10_000)]  # tracked objects that outlive the task
+    kept = [[i] for i in range(FREEZE_AT + 10_000)]  # tracked objects that outlive the task
     release_memory()
-    assert gc.get_freeze_count() == frozen  # nothing was imported
-    sys.modules["tiger_test_imported"] = types.ModuleType("tiger_test_imported")  # as a task's import
-    try:
-        release_memory()
-    finally:
-        del sys.modules["tiger_test_imported"]
     assert gc.get_freeze_count() >= frozen + len(kept)
+    assert len(gc.get_objects(generation=2)) < FREEZE_AT
 
     class Node:
         pass
@@ -76,7 +69,18 @@ def test_what_survives_a_task_that_imported_is_frozen_and_new_cycles_still_colle
     del a, b
     release_memory()
     assert gone() is None
-    assert kept[-1] == [9_999]
+    assert kept[-1] == [FREEZE_AT + 9_999]
+
+
+def test_the_oldest_generation_counted_in_one_call():
+    import gc
+
+    from curate.memory import oldest_generation_size
+
+    gc.collect()
+    kept = [[i] for i in range(1_000)]
+    gc.collect()  # moves them to the oldest generation
+    assert oldest_generation_size() == len(gc.get_objects(generation=2)) >= len(kept)
 
 
 def test_a_release_beside_a_thread_building_tuples():
@@ -85,7 +89,7 @@ def test_a_release_beside_a_thread_building_tuples():
     list holds a reference to a tuple another thread is building from a generator; that thread's
     resize then failed (``SystemError: Objects/tupleobject.c: bad argument to internal function``,
     seen once in CI in ``load_recipe``). With the thread switch forced every microsecond the old
-    release failed this within a few calls."""
+    count failed this within a few calls; ``oldest_generation_size`` counts in one C call."""
     import sys
     import threading
     import time
