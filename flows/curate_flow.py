@@ -286,7 +286,6 @@ def curate_flow(recipe_path: str | None = None, mirror: str | None = None, data_
     # raised in load_recipe beside them came from their memory release: see curate/memory.py.)
     warm = [] if _in_threads() else [warm_up_task.submit() for _ in range(os.cpu_count() or 1)]
     recipe = load_recipe(recipe_path)  # parsed once; its stage and mixture objects go to the tasks
-    import curate.download  # noqa: F401  (here, before the download tasks' threads would import it)
     data = Path(data_dir or settings.PROJECT_ROOT / "data")
     files: list[dict] = []
     skipped: list[dict] = []
